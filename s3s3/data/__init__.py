@@ -1,0 +1,1 @@
+"""Files shipped with the package: the INI template and the supervisord configuration."""

@@ -1,0 +1,263 @@
+"""A boto3 client per endpoint, made to work with Ceph RGW, Swift s3api and AWS alike.
+
+What differs from a plain ``boto3.client("s3")`` and why (see the README's compatibility
+table):
+
+- checksums are computed only when an operation requires them: botocore >= 1.36 otherwise
+  sends ``aws-chunked`` bodies with CRC32 trailers, which Ceph Pacific (411) and Swift 2.30
+  (501) refuse;
+- payloads are not SHA-256 signed, so a GET body can be streamed into a PUT without seeking;
+- SigV2 signs the path that is actually sent (botocore signs ``/bucket/`` but sends
+  ``/bucket`` for bucket-level calls, which every real server rejects);
+- DeleteObjects carries a Content-MD5, which Swift 2.30 and AWS require;
+- retries are botocore's ``standard`` mode: throttling, 5xx, timeouts and connection errors
+  are retried with capped exponential backoff and jitter; anything else is mapped by
+  :func:`map_client_error` and is fatal when retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from .config import EndpointConfig
+from .errors import (EndpointError, FatalEndpointError, SourceKeyMissing,
+                     TransientEndpointError)
+
+#: Metadata key s3s3 writes where the ETag is not the md5 (multipart uploads).
+MD5_META = "s3s3-md5"
+
+#: Error codes retrying cannot help with.
+FATAL_CODES = frozenset({
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
+    "InvalidBucketName", "AllBucketsPublicAccessBlocked", "AuthorizationHeaderMalformed",
+    "InvalidToken", "ExpiredToken", "AccountProblem", "403", "InvalidRequest",
+    "PermanentRedirect", "NotImplemented", "MethodNotAllowed", "InvalidArgument",
+})
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+THROTTLE_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+    "ServiceUnavailable", "InternalError", "503", "500", "502", "504", "TooManyRequests",
+})
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing or a HEAD says about one object."""
+
+    key: str
+    size: int
+    etag: str = ""
+    last_modified: datetime | None = None
+    md5: str | None = field(default=None)  # s3s3-md5 metadata, when a HEAD has read it
+
+    @property
+    def etag_md5(self) -> str | None:
+        """The ETag when it is an md5 of the bytes, else None."""
+        return self.etag if etag_is_md5(self.etag) else None
+
+    @property
+    def known_md5(self) -> str | None:
+        return self.etag_md5 or self.md5
+
+
+def etag_is_md5(etag: str | None) -> bool:
+    """An ETag is an md5 only when it is 32 hex digits (no ``-N`` multipart suffix).
+
+    SSE-KMS and SSE-C objects also have non-md5 ETags of this form; s3s3 copies neither.
+    """
+    if not etag or len(etag) != 32:
+        return False
+    try:
+        int(etag, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def clean_etag(etag: str | None) -> str:
+    return (etag or "").strip().strip('"').lower()
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _sigv2_trim_auth_path(request, signature_version=None, **_):
+    """Sign the path that is sent: botocore keeps ``/bucket/`` for ``/bucket`` (#4433)."""
+    auth_path = getattr(request, "auth_path", None)
+    if not auth_path or not auth_path.endswith("/") or auth_path == "/":
+        return
+    sent = urlsplit(request.url).path
+    if not sent.endswith("/"):
+        request.auth_path = auth_path.rstrip("/")
+
+
+def _delete_objects_content_md5(params, **_):
+    """DeleteObjects must carry Content-MD5 on Swift 2.30 and AWS; botocore sends CRC32."""
+    body = params.get("body")
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if isinstance(body, (bytes, bytearray)):
+        digest = base64.b64encode(hashlib.md5(body).digest()).decode("ascii")
+        params["headers"]["Content-MD5"] = digest
+
+
+def client_config(cfg: EndpointConfig) -> botocore.config.Config:
+    """The botocore settings for one endpoint (pure; tested without a server)."""
+    return botocore.config.Config(
+        region_name=cfg.region,
+        signature_version=cfg.signature_version,
+        s3={"addressing_style": cfg.addressing_style, "payload_signing_enabled": False},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"mode": "standard", "max_attempts": cfg.max_attempts},
+        max_pool_connections=cfg.max_pool_connections,
+        connect_timeout=cfg.connect_timeout_s,
+        read_timeout=cfg.read_timeout_s,
+        tcp_keepalive=True,
+        parameter_validation=False,
+    )
+
+
+def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None = None):
+    """A boto3 S3 client for ``cfg`` with the compatibility handlers registered."""
+    session = session or boto3.session.Session()
+    verify: bool | str = cfg.ca_bundle if (cfg.verify_tls and cfg.ca_bundle) else cfg.verify_tls
+    client = session.client(
+        "s3",
+        endpoint_url=cfg.endpoint_url,
+        aws_access_key_id=cfg.access_key,
+        aws_secret_access_key=cfg.secret_key,
+        verify=verify,
+        config=client_config(cfg),
+    )
+    events = client.meta.events
+    if cfg.signature_version == "s3":
+        # Registered last so it runs after botocore has set auth_path.
+        events.register_last("before-sign.s3", _sigv2_trim_auth_path)
+    events.register("before-call.s3.DeleteObjects", _delete_objects_content_md5)
+    return client
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def map_client_error(exc: Exception, *, op: str, cfg: EndpointConfig,
+                     key: str | None = None) -> Exception:
+    """Turn a botocore exception into the s3s3 error that says whether to retry.
+
+    Returns the exception to raise (``raise map_client_error(...) from exc``). Exceptions
+    that are not botocore's are returned unchanged.
+    """
+    kw = dict(op=op, endpoint=cfg.name, bucket=cfg.bucket, key=key)
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = err.get("Message") or code or str(exc)
+        text = f"{code} (HTTP {status}): {message}" if code else f"HTTP {status}: {message}"
+        if code == "NoSuchBucket" or (status == 404 and key is None):
+            return FatalEndpointError(f"bucket does not exist: {text}", code=code,
+                                      status=status, **kw)
+        if code in MISSING_CODES and key is not None:
+            return SourceKeyMissing(f"no such key: {text}", code=code, status=status, **kw)
+        if code in THROTTLE_CODES or (status is not None and status >= 500):
+            return TransientEndpointError(text, code=code, status=status, **kw)
+        if code in FATAL_CODES or status in (401, 403):
+            return FatalEndpointError(text, code=code, status=status, **kw)
+        return EndpointError(text, code=code, status=status, **kw)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return FatalEndpointError("no credentials: set aws_access_key_id and "
+                                  "aws_secret_access_key, or the S3S3_* environment variables",
+                                  code="NoCredentials", **kw)
+    if isinstance(exc, (botocore.exceptions.SSLError,)):
+        return FatalEndpointError(f"TLS failed: {exc}", code="TLS", **kw)
+    if isinstance(exc, (botocore.exceptions.ConnectionError,
+                        botocore.exceptions.HTTPClientError,
+                        botocore.exceptions.ReadTimeoutError,
+                        botocore.exceptions.IncompleteReadError,
+                        botocore.exceptions.ResponseStreamingError,
+                        botocore.exceptions.UnseekableStreamError,
+                        ConnectionError, TimeoutError)):
+        return TransientEndpointError(f"{type(exc).__name__}: {exc}", code="connection", **kw)
+    return exc
+
+
+# --------------------------------------------------------------------------- endpoint
+
+
+class Endpoint:
+    """One configured bucket on one S3 server, with the calls s3s3 makes on it.
+
+    The client is built lazily and shared by threads (boto3 clients are thread-safe).
+    """
+
+    def __init__(self, cfg: EndpointConfig, client=None) -> None:
+        self.cfg = cfg
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.cfg.describe()})"
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def bucket(self) -> str:
+        return self.cfg.bucket
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = build_client(self.cfg)
+        return self._client
+
+    def call(self, op: str, key: str | None = None, **params):
+        """Run one S3 operation on this bucket, mapping botocore errors to s3s3's."""
+        method = getattr(self.client, _snake(op))
+        try:
+            return method(Bucket=self.cfg.bucket, **({"Key": key} if key is not None else {}),
+                          **params)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise map_client_error(exc, op=op, cfg=self.cfg, key=key) from exc
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size, ETag and s3s3 md5, or None when it does not exist."""
+        try:
+            resp = self.call("HeadObject", key)
+        except SourceKeyMissing:
+            return None
+        return info_from_head(key, resp)
+
+    def check_bucket(self) -> None:
+        """Fail fast, with a fatal error, on bad credentials or a missing bucket."""
+        self.call("HeadBucket")
+
+    def delete(self, key: str) -> None:
+        self.call("DeleteObject", key)
+
+
+def info_from_head(key: str, resp: dict) -> ObjectInfo:
+    meta = {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
+    md5 = meta.get(MD5_META)
+    return ObjectInfo(key=key, size=int(resp.get("ContentLength") or 0),
+                      etag=clean_etag(resp.get("ETag")),
+                      last_modified=resp.get("LastModified"),
+                      md5=md5.lower() if md5 and etag_is_md5(md5.lower()) else None)
+
+
+def _snake(op: str) -> str:
+    out = []
+    for i, ch in enumerate(op):
+        if ch.isupper() and i:
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

@@ -1,0 +1,1 @@
+"""s3s3 console scripts: argv, INI path, logging and exit codes live here and nowhere else."""
