@@ -1,0 +1,22 @@
+"""Making a Redis connection from ``[pubsub]`` settings (URL, password, TLS)."""
+
+from __future__ import annotations
+
+import redis
+
+from .config import RedisConfig
+
+
+def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
+    """A Redis client for ``cfg``; no connection is made until the first command.
+
+    ``kwargs`` go to redis-py (for instance ``socket_timeout``). Health checks keep an idle
+    blocking read from hanging on a dead connection.
+    """
+    options = {"health_check_interval": 30, "socket_keepalive": True,
+               "socket_connect_timeout": 5, **kwargs}
+    if cfg.password:
+        options["password"] = cfg.password
+    if cfg.ssl_ca_certs and cfg.url.startswith("rediss://"):
+        options["ssl_ca_certs"] = cfg.ssl_ca_certs
+    return redis.Redis.from_url(cfg.url, **options)
