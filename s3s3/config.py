@@ -286,6 +286,8 @@ class _Reader:
 
     def positive(self, key: str, convert, default, *, allow_zero: bool = False):
         value = self.get(key, convert, default)
+        if value is None:
+            return None
         if value < 0 or (value == 0 and not allow_zero):
             raise self.error(key, f"value {self.raw(key)!r} for '{key}' must be "
                                   f"{'zero or more' if allow_zero else 'greater than zero'}")

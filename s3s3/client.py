@@ -1,0 +1,76 @@
+"""The 2015 clients, ``ListenClient`` and ``BucketClient``, and ``publish`` for producers.
+
+Each client reads the configuration when it is made (not at import), from ``config_file``
+and the default search path, or takes ready :class:`~s3s3.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+from . import config as _config
+from .api import Connection
+from .transfer import CopyResult, copy_object
+
+__all__ = ["BucketClient", "ListenClient", "on_notify", "publish"]
+
+
+def _settings(config_file, settings) -> _config.Settings:
+    return settings if settings is not None else _config.load(config_file)
+
+
+class ListenClient:
+    """Listens on Redis (pub/sub channel ``backup``, or a stream) and copies each key."""
+
+    def __init__(self, config_file: str | os.PathLike | None = None, *,
+                 settings: _config.Settings | None = None) -> None:
+        self.settings = _settings(config_file, settings)
+
+    def listen(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        from .replicator import run_listener
+
+        return run_listener(self.settings)
+
+
+class BucketClient:
+    """Brings every destination bucket in step with the source bucket."""
+
+    def __init__(self, config_file: str | os.PathLike | None = None, *,
+                 settings: _config.Settings | None = None) -> None:
+        self.settings = _settings(config_file, settings)
+
+    def duplicate(self, **options) -> bool:
+        """One reconciliation run; True when everything is in step.
+
+        ``options`` are those of :func:`s3s3.sync.run_bucket_job` (``dry_run``, ``delete``,
+        ``size_only``, ``prefix``…).
+        """
+        from .sync import run_bucket_job
+
+        return run_bucket_job(self.settings, **options).ok
+
+
+def on_notify(source_conn: Connection, dest_conns: Sequence[Connection],
+              s3_key: str) -> list[CopyResult]:
+    """Copy ``s3_key`` from the source connection's bucket to each destination's, once each.
+
+    Each connection's bucket is its ``bucket_name``. (The 2015 version re-uploaded to every
+    earlier destination on each pass of its loop.)
+    """
+    src = source_conn.get_bucket().endpoint
+    return [copy_object(src, conn.get_bucket().endpoint, s3_key) for conn in dest_conns]
+
+
+def publish(keys: Iterable[str], *, config_file: str | os.PathLike | None = None,
+            settings: _config.Settings | None = None) -> int:
+    """Announce ``keys`` the way the configured listener consumes them; returns the count.
+
+    Pub/sub mode PUBLISHes each key on the channel (as 2015 producers did); stream mode
+    XADDs them to the stream, where they wait for a listener.
+    """
+    from .sources import publish_keys
+
+    return publish_keys(_settings(config_file, settings).redis, keys)
+

@@ -1,0 +1,135 @@
+"""A small HTTP proxy for tests: forwards to an S3 server, and misbehaves on request.
+
+Faults: answer 5xx for the next N requests, corrupt GET bodies, replace PUT ETags, or
+refuse connections (``down``). It also counts requests by method, so a test can show that
+a run downloaded nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+CHUNK = 256 * 1024
+HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+               "trailer", "upgrade"}
+
+
+class FaultProxy:
+    def __init__(self, upstream_url: str) -> None:
+        parts = urlsplit(upstream_url)
+        self.upstream = (parts.hostname, parts.port or 80)
+        self.fail_next = 0
+        self.fail_status = 503
+        self.corrupt_get_body = False
+        self.fake_put_etag: str | None = None
+        self.counts: collections.Counter = collections.Counter()
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = _free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "FaultProxy":
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def _handle(self):
+                with proxy.lock:
+                    proxy.counts[self.command] += 1
+                    fail = proxy.fail_next > 0
+                    if fail:
+                        proxy.fail_next -= 1
+                length = int(self.headers.get("Content-Length") or 0)
+                if fail:
+                    self._drain(length)
+                    body = b"<Error><Code>ServiceUnavailable</Code><Message>fault proxy" \
+                           b"</Message></Error>"
+                    self.send_response(proxy.fail_status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in HOP_HEADERS and k.lower() != "expect"}
+                conn.putrequest(self.command, self.path, skip_host=True,
+                                skip_accept_encoding=True)
+                for k, v in headers.items():
+                    conn.putheader(k, v)
+                conn.endheaders()
+                left = length
+                while left > 0:
+                    data = self.rfile.read(min(CHUNK, left))
+                    if not data:
+                        break
+                    conn.send(data)
+                    left -= len(data)
+                resp = conn.getresponse()
+                self.send_response(resp.status, resp.reason)
+                corrupt = proxy.corrupt_get_body and self.command == "GET" \
+                    and resp.status in (200, 206)
+                for k, v in resp.getheaders():
+                    if k.lower() in HOP_HEADERS:
+                        continue
+                    if k.lower() == "etag" and self.command == "PUT" and proxy.fake_put_etag:
+                        v = f'"{proxy.fake_put_etag}"'
+                    self.send_header(k, v)
+                self.end_headers()
+                first = True
+                while True:
+                    data = resp.read(CHUNK)
+                    if not data:
+                        break
+                    if corrupt and first:
+                        data = bytes([data[0] ^ 0xFF]) + data[1:]
+                    first = False
+                    self.wfile.write(data)
+                conn.close()
+
+            def _drain(self, length):
+                while length > 0:
+                    data = self.rfile.read(min(CHUNK, length))
+                    if not data:
+                        break
+                    length -= len(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: new connections are refused (the destination is 'down')."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
