@@ -1,0 +1,226 @@
+"""Copying one key: exact bytes, metadata, multipart, verification and bounded memory."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from s3s3 import transfer
+from s3s3.config import GiB, MiB
+from s3s3.endpoint import MD5_META, Endpoint
+from s3s3.errors import CorruptedOnTransfer, ObjectTooLarge
+from s3s3.transfer import copy_object, multipart_etag, part_size_for
+from tests.conftest import ROOT, endpoint_config
+from tests.faultproxy import FaultProxy
+
+ODD_KEYS = [
+    "plain", "with space", "plus+sign", "per%25cent%", "ünïcödé/日本語/😀", "/leading",
+    "repeated//slashes///x", "trailing/", "?query&amp=1#frag", "k" * 1024,
+    ("ü" * 511) + "k",  # 1,023 bytes of UTF-8 plus one
+]
+
+
+def body_of(ep: Endpoint, key: str) -> bytes:
+    return ep.call("GetObject", key)["Body"].read()
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_keys_copy_exactly(src_dst, key):
+    src, dst = src_dst
+    src.call("PutObject", key, Body=key.encode())
+    result = copy_object(src, dst, key)
+    assert result.outcome == "copied"
+    assert body_of(dst, key) == key.encode()
+    assert [o["Key"] for o in dst.call("ListObjectsV2")["Contents"]] == [key]
+
+
+def test_zero_byte_object(src_dst):
+    src, dst = src_dst
+    src.call("PutObject", "empty", Body=b"")
+    assert copy_object(src, dst, "empty").md5 == hashlib.md5(b"").hexdigest()
+    assert dst.head("empty").size == 0
+
+
+def test_metadata_carries_over(src_dst):
+    src, dst = src_dst
+    expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    src.call("PutObject", "img", Body=b"\x89PNG", ContentType="image/png",
+             CacheControl="max-age=60", ContentEncoding="identity",
+             ContentDisposition='attachment; filename="cat.png"', ContentLanguage="en",
+             Expires=expires, Metadata={"owner": "alice", "x-long": "v" * 500})
+    copy_object(src, dst, "img")
+    head = dst.call("HeadObject", "img")
+    assert head["ContentType"] == "image/png"
+    assert head["CacheControl"] == "max-age=60"
+    assert head["ContentEncoding"] == "identity"
+    assert head["ContentDisposition"] == 'attachment; filename="cat.png"'
+    assert head["ContentLanguage"] == "en"
+    got_expires = head.get("ExpiresString") or head["Expires"]
+    assert "2030" in str(got_expires) and "03:04:05" in str(got_expires)
+    assert head["Metadata"] == {"owner": "alice", "x-long": "v" * 500}
+
+
+def multipart_dst(moto_servers, dst: Endpoint, **overrides) -> Endpoint:
+    fields = dict(multipart_threshold_bytes=5 * MiB, multipart_chunksize_bytes=5 * MiB)
+    fields.update(overrides)
+    return Endpoint(endpoint_config(moto_servers[1], dst.bucket, name="dest", **fields))
+
+
+def test_multipart_above_threshold(moto_servers, src_dst):
+    src, dst = src_dst
+    data = bytes(range(256)) * (12 * MiB // 256) + b"tail"
+    src.call("PutObject", "big", Body=data)
+    dst = multipart_dst(moto_servers, dst)
+    result = copy_object(src, dst, "big")
+    assert result.parts == 3 and result.md5 == hashlib.md5(data).hexdigest()
+    head = dst.call("HeadObject", "big")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert head["Metadata"][MD5_META] == hashlib.md5(data).hexdigest()
+    assert body_of(dst, "big") == data
+    # The stored md5 lets a second pass decide "identical" without reading anything.
+    assert copy_object(src, dst, "big").outcome == "skipped"
+
+
+def test_single_put_when_multipart_is_off(moto_servers, src_dst):
+    src, dst = src_dst
+    data = b"z" * (12 * MiB)
+    src.call("PutObject", "big", Body=data)
+    dst = multipart_dst(moto_servers, dst, multipart_threshold_bytes=0)
+    result = copy_object(src, dst, "big")
+    assert result.parts == 0
+    assert dst.head("big").etag == hashlib.md5(data).hexdigest()
+
+
+def test_single_put_over_the_limit_is_a_clear_error(moto_servers, src_dst, monkeypatch):
+    src, dst = src_dst
+    src.call("PutObject", "big", Body=b"q" * (2 * MiB))
+    monkeypatch.setattr(transfer, "MAX_SINGLE_PUT_BYTES", 1 * MiB)
+    dst = multipart_dst(moto_servers, dst, multipart_threshold_bytes=0)
+    with pytest.raises(ObjectTooLarge, match=r"over the 5 GiB single-PUT limit and multipart "
+                                             r"is off for \[dest\] \(multipart_threshold = 0\)"):
+        copy_object(src, dst, "big")
+    assert dst.head("big") is None
+
+
+@pytest.mark.parametrize("size, configured, expected", [
+    (100 * MiB, 64 * MiB, 64 * MiB),
+    (6 * GiB, 5 * MiB, 5 * MiB),
+    (1024 * GiB, 64 * MiB, 105 * MiB),  # 16,384 parts of 64 MiB is too many
+    (5 * 1024 * GiB, 8 * MiB, 525 * MiB),
+])
+def test_part_size_is_scaled_to_stay_within_10000_parts(size, configured, expected):
+    part = part_size_for(size, configured)
+    assert part == expected
+    assert -(-size // part) <= 10_000
+
+
+def test_multipart_etag():
+    parts = [hashlib.md5(b"a").digest(), hashlib.md5(b"b").digest()]
+    assert multipart_etag(parts) == hashlib.md5(b"".join(parts)).hexdigest() + "-2"
+
+
+def test_changed_object_of_same_size_is_updated_and_identical_is_skipped(src_dst):
+    src, dst = src_dst
+    src.call("PutObject", "k", Body=b"version-1")
+    assert copy_object(src, dst, "k").outcome == "copied"
+    assert copy_object(src, dst, "k").outcome == "skipped"
+    src.call("PutObject", "k", Body=b"version-2")
+    assert copy_object(src, dst, "k").outcome == "copied"
+    assert body_of(dst, "k") == b"version-2"
+    assert copy_object(src, dst, "k", force=True).outcome == "copied"
+
+
+def test_missing_source_key_is_an_outcome(src_dst):
+    src, dst = src_dst
+    assert copy_object(src, dst, "gone").outcome == "missing"
+    assert copy_object(src, dst, "gone", force=True).outcome == "missing"
+
+
+def test_destination_5xx_for_a_while_is_retried(moto_servers, src_dst):
+    src, dst = src_dst
+    src.call("PutObject", "k", Body=b"x" * (2 * MiB))
+    with FaultProxy(dst.cfg.endpoint_url) as proxy:
+        flaky = Endpoint(endpoint_config(moto_servers[1], dst.bucket, name="dest",
+                                         endpoint_url=proxy.url, max_attempts=2))
+        # A streamed body cannot be replayed by botocore, so each 503 costs one whole
+        # attempt (a new GET); the third attempt goes through.
+        proxy.fail_next = 2
+        assert copy_object(src, flaky, "k", force=True).outcome == "copied"
+        assert proxy.counts["PUT"] == 3
+    assert dst.head("k").size == 2 * MiB
+
+
+@pytest.mark.parametrize("size", [10, 3 * MiB, 12 * MiB], ids=["small", "streamed", "multipart"])
+def test_wrong_destination_etag_deletes_the_copy(moto_servers, src_dst, size):
+    src, dst = src_dst
+    src.call("PutObject", "k", Body=b"p" * size)
+    with FaultProxy(dst.cfg.endpoint_url) as proxy:
+        proxy.fake_put_etag = "0" * 32
+        bad = multipart_dst(moto_servers, dst, endpoint_url=proxy.url)
+        with pytest.raises(CorruptedOnTransfer, match="corrupted on transfer: .*md5 differs"):
+            copy_object(src, bad, "k")
+    assert dst.head("k") is None
+    assert dst.call("ListMultipartUploads").get("Uploads") in (None, [])
+
+
+@pytest.mark.parametrize("size", [10, 3 * MiB, 12 * MiB], ids=["small", "streamed", "multipart"])
+def test_corrupted_source_read_is_caught_and_not_left(moto_servers, src_dst, size):
+    src, dst = src_dst
+    src.call("PutObject", "k", Body=b"s" * size)
+    with FaultProxy(src.cfg.endpoint_url) as proxy:
+        proxy.corrupt_get_body = True
+        bad_src = Endpoint(endpoint_config(moto_servers[0], src.bucket, name="source",
+                                           endpoint_url=proxy.url))
+        with pytest.raises(CorruptedOnTransfer, match=r"md5 differs src\([0-9a-f]{32}\) vs "):
+            copy_object(bad_src, multipart_dst(moto_servers, dst), "k", attempts=1)
+    assert dst.head("k") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threshold", [0, 16 * MiB], ids=["single-put", "multipart"])
+def test_memory_stays_bounded_for_a_large_object(moto_servers, src_dst, threshold):
+    """A 400 MiB copy in a fresh process must not hold the object: peak RSS well under it."""
+    src, dst = src_dst
+    size = 400 * MiB
+    chunk = b"m" * MiB
+    upload = src.call("CreateMultipartUpload", "large")["UploadId"]
+    parts = []
+    for n in range(1, 5):
+        etag = src.call("UploadPart", "large", UploadId=upload, PartNumber=n,
+                        Body=chunk * 100)["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+    src.call("CompleteMultipartUpload", "large", UploadId=upload,
+             MultipartUpload={"Parts": parts})
+    spec = {"src": [moto_servers[0], src.bucket], "dst": [moto_servers[1], dst.bucket],
+            "threshold": threshold}
+    script = textwrap.dedent("""
+        import json, sys
+        sys.path.insert(0, sys.argv[2])
+        from s3s3.endpoint import Endpoint
+        from s3s3.transfer import copy_object
+        from tests.conftest import endpoint_config
+        spec = json.loads(sys.argv[1])
+        src = Endpoint(endpoint_config(*spec["src"], name="source"))
+        dst = Endpoint(endpoint_config(*spec["dst"], name="dest",
+                                       multipart_threshold_bytes=spec["threshold"],
+                                       multipart_chunksize_bytes=16 * 1024 * 1024))
+        r = copy_object(src, dst, "large", force=True)
+        # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec.
+        status = open("/proc/self/status").read()
+        peak_kib = int(status.split("VmHWM:")[1].split()[0])
+        print(json.dumps({"size": r.size, "parts": r.parts, "peak_mib": peak_kib / 1024}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(spec), str(ROOT)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["size"] == size
+    assert report["parts"] == (0 if threshold == 0 else 25)
+    assert report["peak_mib"] < 120, report
+    assert dst.head("large").size == size
