@@ -1,0 +1,35 @@
+# Entry points for people and CI. `make demo` shows s3s3 replicating on local servers;
+# `make test` runs the whole test matrix (what CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+# tox finds each Python of the matrix through pyenv's shims.
+export PYENV_VERSION ?= 3.13.0:3.10.13:3.11.7
+
+.PHONY: setup demo test test-fast redis servers
+
+servers:
+	bash servers/install-debian.sh
+
+redis:
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@for i in $$(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 0.1; done; \
+	  echo "redis did not start" >&2; exit 1
+
+$(VENV)/bin/python: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]' tox
+	touch $@
+
+setup: $(VENV)/bin/python servers redis
+
+demo: setup
+	$(VENV)/bin/python -m examples.demo
+
+test: setup
+	$(VENV)/bin/tox
+
+# One Python, no tox: quicker while developing.
+test-fast: setup
+	$(VENV)/bin/pytest -q -x

@@ -1,0 +1,1 @@
+"""Runnable examples of s3s3 on local servers."""
