@@ -70,7 +70,13 @@ def publish(keys: Iterable[str], *, config_file: str | os.PathLike | None = None
     Pub/sub mode PUBLISHes each key on the channel (as 2015 producers did); stream mode
     XADDs them to the stream, where they wait for a listener.
     """
+    from .redis_client import connect
     from .sources import publish_keys
 
-    return publish_keys(_settings(config_file, settings).redis, keys)
+    cfg = _settings(config_file, settings).redis
+    client = connect(cfg)
+    try:
+        return publish_keys(client, cfg, keys)
+    finally:
+        client.close()
 

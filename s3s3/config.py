@@ -66,6 +66,9 @@ class EndpointConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     max_attempts: int = 5
+    # "raw": per-object calls go through s3s3.rawhttp (urllib3, botocore's signers);
+    # "botocore": every call goes through boto3, the opt-out should a server need it.
+    data_path: str = "raw"
 
     @property
     def multipart_enabled(self) -> bool:
@@ -111,6 +114,9 @@ class ListenConfig:
     summary_interval_s: float = 60.0
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
+    # How keys in S3 event records are encoded: "auto" decodes them (AWS, MinIO: URL-encoded,
+    # + for space) except from Ceph RGW, which sends them raw; "url" or "raw" force one way.
+    event_key_encoding: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -299,7 +305,7 @@ _ENDPOINT_KEYS = {
     "calling_format", "verify_md5", "endpoint_url", "region", "signature_version",
     "addressing_style", "verify_tls", "ca_bundle", "multipart_threshold",
     "multipart_chunksize", "list_version", "max_pool_connections", "connect_timeout",
-    "read_timeout", "max_attempts",
+    "read_timeout", "max_attempts", "data_path",
 }
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
@@ -376,6 +382,7 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         connect_timeout_s=r.positive("connect_timeout", to_float, 10.0),
         read_timeout_s=r.positive("read_timeout", to_float, 60.0),
         max_attempts=r.positive("max_attempts", to_int, 5),
+        data_path=r.choice("data_path", {"raw": "raw", "botocore": "botocore"}, "raw"),
     )
 
 
@@ -413,6 +420,9 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
         db = r.positive("db", to_int, 0, allow_zero=True)
         url = f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
     mode = r.choice("mode", {"pubsub": "pubsub", "stream": "stream"}, "pubsub")
+    if r.get("list") and mode != "stream":
+        raise r.error("list", f"value {r.raw('list')!r} for 'list' needs 'mode = stream' (list "
+                              "entries are moved into the stream)")
     channel = (r.get("channel") or "backup").strip()
     # One hash tag for every key the daemon uses, so a Redis Cluster keeps them on one slot.
     tag = "{" + channel + "}"
@@ -436,7 +446,8 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
 
 def _listen(section: _Section | None) -> ListenConfig:
     r = _Reader(section or _Section("listen"),
-                {"workers", "grace", "delete", "summary_interval", "retry_base", "retry_max"})
+                {"workers", "grace", "delete", "summary_interval", "retry_base", "retry_max",
+                 "event_keys"})
     return ListenConfig(
         workers=r.positive("workers", to_int, 32),
         grace_s=r.positive("grace", to_float, 30.0, allow_zero=True),
@@ -444,6 +455,8 @@ def _listen(section: _Section | None) -> ListenConfig:
         summary_interval_s=r.positive("summary_interval", to_float, 60.0),
         retry_base_s=r.positive("retry_base", to_float, 0.5),
         retry_max_s=r.positive("retry_max", to_float, 30.0),
+        event_key_encoding=r.choice("event_keys", {"auto": "auto", "url": "url", "raw": "raw"},
+                                    "auto"),
     )
 
 

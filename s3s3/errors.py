@@ -11,7 +11,9 @@
     │   │                          was deleted
     │   └── ObjectTooLarge         the object cannot be written with the destination's settings
     ├── LockHeld               another run holds the bucket-job lock
-    └── MessageError           a work message could not be understood
+    ├── MessageError           a work message could not be understood
+    ├── RedisFatal             Redis refused s3s3 for a reason retrying cannot fix
+    └── BacklogFull            the stream is full and did not drain within the wait
 
 Library exceptions (botocore, redis) are mapped at one boundary per module with
 ``raise X(...) from exc``; anything not recognised is re-raised unchanged.
@@ -102,3 +104,18 @@ class LockHeld(S3S3Error):
 
 class MessageError(S3S3Error):
     """A work message that cannot be understood; the text says what was wrong."""
+
+
+class RedisFatal(S3S3Error):
+    """Redis refused s3s3 for a reason retrying cannot fix (password, ACL)."""
+
+
+class BacklogFull(S3S3Error):
+    """The stream holds ``maxlen`` entries or more and did not drain within the wait.
+
+    ``added`` is how many entries the call had added before it gave up.
+    """
+
+    def __init__(self, message: str, *, added: int = 0) -> None:
+        super().__init__(message)
+        self.added = added

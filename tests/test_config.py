@@ -137,9 +137,9 @@ def test_redis_url_password_is_masked(tmp_path):
     ("[dest]\nverfy_md5 = True\n",
      "unknown key 'verfy_md5' (known keys: addressing_style, aws_access_key_id, "
      "aws_secret_access_key, bucket_name, ca_bundle, calling_format, connect_timeout, "
-     "endpoint_url, host, is_secure, list_version, max_attempts, max_pool_connections, "
-     "multipart_chunksize, multipart_threshold, port, read_timeout, region, "
-     "signature_version, verify_md5, verify_tls) in section 'dest' (file: '{path}')"),
+     "data_path, endpoint_url, host, is_secure, list_version, max_attempts, "
+     "max_pool_connections, multipart_chunksize, multipart_threshold, port, read_timeout, "
+     "region, signature_version, verify_md5, verify_tls) in section 'dest' (file: '{path}')"),
     ("[dest]\nca_bundle = /nonexistent/ca.pem\n",
      "value '/nonexistent/ca.pem' for 'ca_bundle' is not a readable file in section 'dest' "
      "(file: '{path}')"),

@@ -1,0 +1,124 @@
+"""``s3s3publish``: announce keys to the listeners, or bridge PUBLISH into the stream.
+
+    s3s3publish [--config FILE] [--mode pubsub|stream] [--delete] KEY [KEY ...]
+    s3s3publish [--config FILE] [--mode ...] [--delete] < keys.txt      (one key per line)
+    s3s3publish [--config FILE] --bridge
+
+In pub/sub mode each key is PUBLISHed on the channel (the 2015 message: the key itself);
+in stream mode it is XADDed as an entry ``{key, op}``. ``--bridge`` subscribes to the
+channel and XADDs every message into the stream until stopped (SIGTERM/SIGINT), so
+producers that only PUBLISH can feed listeners in stream mode.
+
+Exit codes: 0 all announced; 1 some keys were rejected (empty, over 1,024 bytes); 2
+configuration error, Redis unreachable, or the stream full (``maxlen``) for too long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+import redis
+
+from ..errors import MessageError
+from ..redis_client import connect
+from . import _cli
+from .listen import effective_settings
+
+log = _cli.log
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _cli.parser("s3s3publish", "Announce source keys to s3s3listen in the configured "
+                                        "mode, or bridge pub/sub messages into the stream.")
+    parser.add_argument("keys", nargs="*", metavar="KEY",
+                        help="keys to announce; none (or '-') reads them from stdin, one per line")
+    parser.add_argument("--mode", choices=("pubsub", "stream"), help="override [pubsub] mode")
+    parser.add_argument("--delete", action="store_true",
+                        help="announce deletions (listeners apply them only with "
+                             "[listen] delete = true)")
+    parser.add_argument("--bridge", action="store_true",
+                        help="subscribe to the channel and add every message to the stream, "
+                             "until SIGTERM/SIGINT")
+    return parser
+
+
+def read_keys(args: argparse.Namespace, stdin) -> list[str]:
+    """Keys from the arguments, or from stdin: one per line, line ends stripped, blanks skipped."""
+    if args.keys and args.keys != ["-"]:
+        return list(args.keys)
+    return [line.rstrip("\r\n") for line in stdin if line.rstrip("\r\n")]
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from ..sources import publish_keys
+    from ..sources.messages import validate_key
+    from ..errors import BacklogFull
+
+    settings = effective_settings(args)
+    cfg = settings.redis
+    rejected = 0
+    keys = []
+    for key in read_keys(args, sys.stdin):
+        try:
+            keys.append(validate_key(key))
+        except MessageError as exc:
+            rejected += 1
+            log.error("not announced: %s", exc)
+    client = connect(cfg)
+    try:
+        n = publish_keys(client, cfg, keys, op="delete" if args.delete else "copy")
+    except BacklogFull as exc:
+        log.error("%s", exc)
+        return _cli.EXIT_FATAL
+    except redis.RedisError as exc:
+        log.error("Redis at %s: %s: %s", cfg.safe_url, type(exc).__name__, exc)
+        return _cli.EXIT_FATAL
+    finally:
+        client.close()
+    where = cfg.stream if cfg.mode == "stream" else f"channel {cfg.channel!r}"
+    log.info("announced %d keys on %s%s", n, where,
+             f" ({rejected} rejected)" if rejected else "")
+    return _cli.EXIT_FAILURES if rejected else _cli.EXIT_OK
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    from ..sources.bridge import run_bridge
+    from ..errors import RedisFatal
+    from ..sources.link import RedisLink, daemon_client
+
+    cfg = effective_settings(args).redis
+    stop = threading.Event()
+
+    def handler(_signum, _frame) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    counts: dict = {}
+    try:
+        run_bridge(daemon_client(cfg), cfg, stop=stop, link=RedisLink(cfg.safe_url),
+                   counts=counts)
+    except RedisFatal as exc:
+        log.error("%s", exc)
+        return _cli.EXIT_FATAL
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    log.info("bridge stopped: %d messages added to %s, %d dropped", counts.get("bridged", 0),
+             cfg.stream, counts.get("dropped", 0))
+    return _cli.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _cli.setup_logging(args)
+    if args.bridge and args.keys:
+        log.error("--bridge takes no keys")
+        return _cli.EXIT_FATAL
+    return _cli.run(_bridge if args.bridge else _publish, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The daemon's side of Redis: reconnecting forever, logging each state change once, and
+applying acknowledgements and other small writes in batches from one thread.
+
+Redis errors are sorted here, once: lost connections and timeouts are retried with capped,
+jittered backoff for as long as it takes; bad credentials and missing permissions are fatal
+(:class:`RedisFatal`), because retrying cannot fix them.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from typing import Callable
+
+import redis
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..config import RedisConfig
+from ..redis_client import connect
+
+log = logging.getLogger("s3s3.listen")
+
+#: Retrying cannot fix these.
+FATAL_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+    redis.exceptions.NoPermissionError,
+)
+#: The server may answer later: lost connection, timeout, loading, failover, cluster change.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterError,
+    OSError,
+)
+
+
+def backoff_s(failures: int, *, base_s: float, max_s: float) -> float:
+    """Capped exponential backoff with jitter: about base, 2x base, 4x base... up to max_s."""
+    return min(max_s, base_s * 2 ** max(0, failures - 1)) * random.uniform(0.5, 1.0)
+
+
+def daemon_client(cfg: RedisConfig, *, socket_timeout_s: float = 15.0) -> redis.Redis:
+    """A client for long-running loops: short socket timeouts, one quiet retry.
+
+    redis-py's own retries (three, backing off up to 10 s) would hide outages from the
+    reconnect loop and make shutdown slow; one retry is kept so a pooled connection that
+    went stale across a Redis restart is replaced without fuss.
+    """
+    return connect(cfg, socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 1))
+
+
+class RedisLink:
+    """The state of one Redis server as seen by all the threads of one process.
+
+    ``down()`` logs the first failure after a success and then waits (capped backoff);
+    ``up()`` logs the recovery once. A thousand failed retries make two log lines.
+    """
+
+    def __init__(self, safe_url: str, *, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
+                 what: str = "Redis") -> None:
+        self.safe_url = safe_url
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.what = what
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._down_since: float | None = None
+        self._ever_up = False
+
+    @property
+    def is_up(self) -> bool:
+        return self._down_since is None and self._ever_up
+
+    def up(self) -> None:
+        with self._lock:
+            was_down = self._down_since
+            first = not self._ever_up
+            self._ever_up = True
+            self._failures = 0
+            self._down_since = None
+        if was_down is not None:
+            log.warning("%s at %s is reachable again after %.1fs", self.what, self.safe_url,
+                        time.monotonic() - was_down)
+        elif first:
+            log.info("connected to %s at %s", self.what, self.safe_url)
+
+    def down(self, exc: BaseException, stop: threading.Event | None = None) -> None:
+        """Record a failure and wait before the next try (returns early when ``stop`` is set)."""
+        with self._lock:
+            self._failures += 1
+            failures = self._failures
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+        if first:
+            verb = "lost" if self._ever_up else "cannot reach"
+            log.warning("%s %s at %s (%s: %s); retrying with backoff up to %gs, quietly until "
+                        "it answers", verb, self.what, self.safe_url, type(exc).__name__, exc,
+                        self.retry_max_s)
+        delay = backoff_s(failures, base_s=self.retry_base_s, max_s=self.retry_max_s)
+        if stop is None:
+            time.sleep(delay)
+        else:
+            stop.wait(delay)
+
+
+class Writer:
+    """Applies acknowledgements, dead letters and marker keys in pipelined batches.
+
+    Worker threads only append to a queue; one thread turns whatever has accumulated into
+    one MULTI/EXEC pipeline (stream keys share a hash tag, so this is legal on a Redis
+    Cluster) and one plain pipeline (marker keys live on any slot). A batch that fails for
+    a transient reason is retried as a whole after the link's backoff; duplicates that a
+    replay may cause (a dead letter written twice) are harmless, losses are not.
+    """
+
+    def __init__(self, client: redis.Redis, link: RedisLink, *,
+                 ack: Callable[[object, list], None] | None = None) -> None:
+        self._client = client
+        self._link = link
+        self._ack_fn = ack
+        self._cond = threading.Condition()
+        self._acks: list = []
+        self._tx: collections.deque = collections.deque()
+        self._plain: collections.deque = collections.deque()
+        self._busy = 0
+        self._closing = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.fatal: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="s3s3-redis-writer", daemon=True)
+        self._thread.start()
+
+    def ack(self, entry_id) -> None:
+        with self._cond:
+            self._acks.append(entry_id)
+            self._cond.notify()
+
+    def add(self, fn: Callable[[object], None], *, transaction: bool) -> None:
+        """Queue ``fn(pipeline)``; with ``transaction`` it joins the MULTI/EXEC batch."""
+        with self._cond:
+            (self._tx if transaction else self._plain).append(fn)
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._acks) + len(self._tx) + len(self._plain) + self._busy
+
+    def close(self, timeout_s: float) -> int:
+        """Write what is queued within ``timeout_s``; return how many writes were left."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            while (self._acks or self._tx or self._plain or self._busy) and \
+                    time.monotonic() < deadline and self._thread and self._thread.is_alive():
+                self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            left = len(self._acks) + len(self._tx) + len(self._plain) + self._busy
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        return left
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._acks or self._tx or self._plain) and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if self._stop.is_set():
+                    return
+                acks, self._acks = self._acks, []
+                tx = list(self._tx)
+                self._tx.clear()
+                plain = list(self._plain)
+                self._plain.clear()
+                self._busy = len(acks) + len(tx) + len(plain)
+            try:
+                self._write(acks, tx, plain)
+            except FATAL_ERRORS as exc:
+                self.fatal = exc
+                log.error("Redis refused a write (%s: %s); %d writes dropped",
+                          type(exc).__name__, exc, self._busy)
+                continue
+            except TRANSIENT_ERRORS as exc:
+                with self._cond:
+                    self._acks[:0] = acks
+                    self._tx.extendleft(reversed(tx))
+                    self._plain.extendleft(reversed(plain))
+                self._link.down(exc, self._stop)
+                continue
+            finally:
+                with self._cond:
+                    self._busy = 0
+                    self._cond.notify_all()
+            self._link.up()
+
+    def _write(self, acks: list, tx: list, plain: list) -> None:
+        if acks or tx:
+            pipe = self._client.pipeline(transaction=True)
+            if acks and self._ack_fn is not None:
+                self._ack_fn(pipe, acks)
+            for fn in tx:
+                fn(pipe)
+            self._report(pipe.execute(raise_on_error=False))
+        if plain:
+            pipe = self._client.pipeline(transaction=False)
+            for fn in plain:
+                fn(pipe)
+            self._report(pipe.execute(raise_on_error=False))
+
+    @staticmethod
+    def _report(results: list) -> None:
+        for result in results:
+            if isinstance(result, TRANSIENT_ERRORS):
+                raise result
+            if isinstance(result, Exception):
+                # A command Redis rejected (a stream that vanished with a Redis restart):
+                # replaying would fail the same way.
+                log.error("Redis rejected a write: %s: %s", type(result).__name__, result)
+
+
+def queue_marker(writer: Writer, cfg: RedisConfig, outcome) -> None:
+    """The 2015 marker key ``CHANNEL=>KEY``: set after a copy, removed after a delete."""
+    marker = f"{cfg.channel}=>{outcome.key}"
+    if outcome.outcome in ("copied", "skipped"):
+        writer.add(lambda pipe: pipe.set(marker, "True"), transaction=False)
+    elif outcome.outcome == "deleted":
+        writer.add(lambda pipe: pipe.delete(marker), transaction=False)

@@ -1,0 +1,108 @@
+"""Moving a Redis list (MinIO's Redis target, ``format=access``) into the stream, losing nothing.
+
+MinIO RPUSHes one JSON entry per event onto a list. Each entry is moved with BLMOVE onto a
+processing list (in the same hash slot), XADDed to the stream as a ``message`` field, and
+only then LREMed from the processing list. A process that dies between the steps leaves the
+entry on the processing list; the next mover to start adds whatever it finds there to the
+stream first. The worst case is an entry added twice, which the listener tolerates (the
+second copy finds the destination already identical, or copies again).
+
+Entries are moved raw; the listener parses them like any other message, so a malformed
+entry is reported and dead-lettered there, with its text intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from ..errors import BacklogFull, RedisFatal
+from ..config import RedisConfig
+from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink
+from .stream import add_entries, processing_key
+
+log = logging.getLogger("s3s3.listen")
+
+MOVE_BATCH = 100
+
+
+class ListMover:
+    """Drains ``cfg.list_key`` into ``cfg.stream``; run it in a thread of its own."""
+
+    def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink,
+                 batch: int = MOVE_BATCH, block_s: float = 0.5) -> None:
+        if not cfg.list_key:
+            raise ValueError("ListMover needs a list key ([pubsub] list)")
+        self.client = client
+        self.cfg = cfg
+        self.link = link
+        self.batch = batch
+        self.block_s = block_s
+        self.list_key = cfg.list_key
+        self.processing = processing_key(cfg.list_key)
+        self.fatal: BaseException | None = None
+        self.moved = 0
+
+    def run(self, stop: threading.Event) -> None:
+        recovered = False
+        while not stop.is_set():
+            try:
+                if not recovered:
+                    self._recover(stop)
+                    recovered = True
+                    log.info("moving entries from list %r into %s", self.list_key,
+                             self.cfg.stream)
+                self.link.up()
+                while not stop.is_set():
+                    self._move_some(stop)
+            except FATAL_ERRORS as exc:
+                self.fatal = RedisFatal(f"Redis at {self.cfg.safe_url} refused s3s3: "
+                                        f"{type(exc).__name__}: {exc}")
+                log.error("%s", self.fatal)
+                stop.set()
+            except TRANSIENT_ERRORS as exc:
+                self.link.down(exc, stop)
+
+    def _recover(self, stop: threading.Event) -> None:
+        """Add to the stream what a mover that died left on the processing list."""
+        left = self.client.lrange(self.processing, 0, -1)
+        if left:
+            log.warning("found %d entries on %s left by a mover that stopped mid-way; adding "
+                        "them to the stream (some may be duplicates)", len(left),
+                        self.processing)
+            self._add_then_remove(left, stop)
+
+    def _move_some(self, stop: threading.Event) -> None:
+        first = self.client.blmove(self.list_key, self.processing, self.block_s, "LEFT", "RIGHT")
+        if first is None:
+            return
+        items = [first]
+        if self.batch > 1:
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(self.batch - 1):
+                pipe.lmove(self.list_key, self.processing, "LEFT", "RIGHT")
+            items.extend(i for i in pipe.execute() if i is not None)
+        self._add_then_remove(items, stop)
+
+    def _add_then_remove(self, items: list[bytes], stop: threading.Event) -> None:
+        warned = False
+        todo = list(items)
+        while True:
+            try:
+                add_entries(self.client, self.cfg, ({"message": i} for i in todo), wait_s=5.0)
+                break
+            except BacklogFull as exc:
+                del todo[:exc.added]
+                # The entries wait on the processing list; MinIO's list holds the rest.
+                if not warned:
+                    log.warning("%s; list entries wait in Redis meanwhile", exc)
+                    warned = True
+                if stop.is_set():
+                    return
+        pipe = self.client.pipeline(transaction=False)
+        for item in items:
+            pipe.lrem(self.processing, 1, item)
+        pipe.execute()
+        self.moved += len(items)

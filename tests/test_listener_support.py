@@ -1,0 +1,314 @@
+"""Helpers for the listener, stream and publish tests (no tests here).
+
+- ``ListenerProcess``: ``python -m s3s3.scripts.listen`` as a subprocess with a temporary INI;
+- ``PrivateRedis``: a ``redis-server`` of our own on a free port, for tests that stop it
+  (the shared Redis is never restarted);
+- ``TcpProxy``: a TCP forwarder that can be closed (connections refused and cut) and
+  reopened on the same port, to take a destination away and bring it back;
+- ``write_ini``, ``wait_until``, ``keys_in`` and the ``names`` fixture (unique channel,
+  stream keys removed afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from conftest import REDIS_URL, ROOT, raw_client
+
+from servers._common import free_port, wait_for_port
+
+PYTHON = sys.executable
+
+
+def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = ""):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
+        time.sleep(interval_s)
+
+
+def keys_in(info: dict, bucket: str) -> set[str]:
+    client = raw_client(info)
+    keys: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.update(o["Key"] for o in page.get("Contents", ()))
+    return keys
+
+
+def put_keys(info: dict, bucket: str, keys, body: bytes = b"x" * 4096) -> None:
+    client = raw_client(info)
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+class Names:
+    """Unique Redis names for one test; the keys it creates are deleted afterwards."""
+
+    def __init__(self) -> None:
+        self.channel = f"t-{uuid.uuid4().hex[:10]}"
+        tag = "{" + self.channel + "}"
+        self.stream = f"s3s3:{tag}:stream"
+        self.dead = f"s3s3:{tag}:dead"
+        self.list_key = f"minio-{self.channel}"
+        self.extra: list[str] = []
+
+    def all_keys(self) -> list[str]:
+        return [self.stream, self.dead, self.list_key, "{" + self.list_key + "}:s3s3-processing",
+                *self.extra]
+
+
+@pytest.fixture
+def names():
+    n = Names()
+    yield n
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.delete(*n.all_keys())
+        markers = list(client.scan_iter(match=f"{n.channel}=>*", count=1000))
+        if markers:
+            client.delete(*markers)
+    finally:
+        client.close()
+
+
+def endpoint_section(name: str, info: dict, bucket: str, **extra) -> str:
+    lines = [f"[{name}]", f"bucket_name = {bucket}", f"endpoint_url = {info['endpoint_url']}",
+             f"aws_access_key_id = {info['access_key']}",
+             f"aws_secret_access_key = {info['secret_key']}", f"region = {info['region']}"]
+    lines += [f"{k} = {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_ini(path: Path, *, source: tuple[dict, str], dests: list[tuple[dict, str]],
+              channel: str, mode: str = "pubsub", redis_url: str = REDIS_URL,
+              pubsub: dict | None = None, listen: dict | None = None,
+              dest_extra: dict | None = None) -> Path:
+    text = endpoint_section("source", *source)
+    for i, (info, bucket) in enumerate(dests, 1):
+        text += "\n" + endpoint_section(f"dest{i}", info, bucket, **(dest_extra or {}))
+    ps = {"url": redis_url, "channel": channel, "mode": mode, "reclaim_idle": "3",
+          "max_deliveries": "3", **(pubsub or {})}
+    text += "\n[pubsub]\n" + "".join(f"{k} = {v}\n" for k, v in ps.items())
+    ls = {"workers": "8", "grace": "10", "summary_interval": "2", "retry_base": "0.05",
+          "retry_max": "0.5", **(listen or {})}
+    text += "\n[listen]\n" + "".join(f"{k} = {v}\n" for k, v in ls.items())
+    path.write_text(text)
+    return path
+
+
+class ListenerProcess:
+    """One ``s3s3listen`` subprocess; its combined output goes to ``log_path``."""
+
+    def __init__(self, ini: Path, log_path: Path, *, args: tuple[str, ...] = (),
+                 module: str = "s3s3.scripts.listen") -> None:
+        self.ini = ini
+        self.log_path = log_path
+        self.args = args
+        self.module = module
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *, ready: str | None = "listening on") -> "ListenerProcess":
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", self.module, "--config", str(self.ini), *self.args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT),
+                env=env)
+        if ready:
+            self.wait_for(ready, timeout_s=30)
+        return self
+
+    def output(self, *, since_start: bool = False) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return ""
+        return data[self._offset:].decode("utf-8", "replace") if since_start else \
+            data.decode("utf-8", "replace")
+
+    def wait_for(self, text: str, timeout_s: float = 30.0) -> None:
+        def seen():
+            if self.proc is not None and self.proc.poll() is not None and text not in \
+                    self.output(since_start=True):
+                raise AssertionError(f"listener exited ({self.proc.returncode}) before "
+                                     f"logging {text!r}:\n{self.output()[-4000:]}")
+            return text in self.output(since_start=True)
+        try:
+            wait_until(seen, timeout_s, what=repr(text))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- listener output ---\n{self.output()[-4000:]}") \
+                from None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def wait(self, timeout_s: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        """Tear-down: SIGTERM, then SIGKILL if it does not exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def listeners():
+    """Collects ListenerProcess objects and stops whatever is still running at the end."""
+    started: list[ListenerProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+class PrivateRedis:
+    """A redis-server of our own (append-only file on, so a restart keeps the stream)."""
+
+    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.password = password
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "PrivateRedis":
+        log = open(self.workdir / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "always",
+             "--save", "", "--daemonize", "no", "--protected-mode", "no",
+             *(["--requirepass", self.password] if self.password else [])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        wait_for_port("127.0.0.1", self.port, 15.0, proc=self.proc)
+        client = self.client()
+        wait_until(lambda: _ping(client), 15.0, what="redis-server to load")
+        client.close()
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, password=self.password)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
+def _ping(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target; ``close()`` refuses and cuts, ``open()`` resumes."""
+
+    def __init__(self, target_port: int, *, delay_s: float = 0.0) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.delay_s = delay_s  # added before forwarding each chunk a client sends: a slow server
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def open(self) -> "TcpProxy":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(128)
+        self._listener = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            sock, self._listener = self._listener, None
+            conns, self._conns = self._conns, []
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not sock:
+                    client.close()
+                    upstream.close()
+                    return
+                self._conns += [client, upstream]
+            for a, b, delay in ((client, upstream, self.delay_s), (upstream, client, 0.0)):
+                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket, delay_s: float) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if delay_s:
+                    time.sleep(delay_s)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass

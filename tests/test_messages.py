@@ -1,0 +1,272 @@
+"""Message parsing (s3s3.sources.messages): pure, exact expectations, exact error texts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from s3s3.errors import MessageError
+from s3s3.sources.messages import (MAX_KEY_BYTES, Parsed, Skipped, WorkItem, encode_key_message,
+                                   looks_like_event, parse_entry, parse_message, validate_key)
+
+
+def record(key: str, *, event: str = "ObjectCreated:Put", bucket: str | None = "src",
+           source: str = "aws:s3") -> dict:
+    s3: dict = {"object": {"key": key, "size": 4096}}
+    if bucket is not None:
+        s3["bucket"] = {"name": bucket}
+    return {"eventVersion": "2.1", "eventSource": source, "eventName": event, "s3": s3}
+
+
+def s3_event(*records: dict) -> bytes:
+    return json.dumps({"Records": list(records)}).encode()
+
+
+def minio_access(*records: dict) -> bytes:
+    return json.dumps([{"Event": list(records), "EventTime": "2024-05-01T10:00:00Z"}]).encode()
+
+
+# --------------------------------------------------------------------------- plain keys
+
+
+def test_plain_key_is_one_copy_item():
+    assert parse_message(b"some/key") == Parsed("key", (WorkItem("copy", "some/key"),))
+
+
+def test_plain_key_is_taken_exactly_as_sent():
+    assert parse_message(b" spaced key \n").items == (WorkItem("copy", " spaced key \n"),)
+    assert parse_message("caf\u00e9/\u00fc.txt".encode()).items[0].key == "caf\u00e9/\u00fc.txt"
+
+
+def test_plain_key_may_contain_plus_and_percent_unchanged():
+    assert parse_message(b"a+b%2Fc").items[0].key == "a+b%2Fc"
+
+
+@pytest.mark.parametrize("key", ["[draft] notes.txt", "{id}/photo.jpg", "[", "{", "{\"a\": 1",
+                                 "[1, 2"])
+def test_bracketed_key_that_is_not_json_is_a_key(key):
+    assert parse_message(key.encode()) == Parsed("key", (WorkItem("copy", key),))
+
+
+@pytest.mark.parametrize("key", ['"quoted"', "123", "true", "null"])
+def test_json_scalars_are_keys(key):
+    assert parse_message(key.encode()).items == (WorkItem("copy", key),)
+
+
+def test_key_of_exactly_1024_bytes_is_accepted():
+    key = "k" * MAX_KEY_BYTES
+    assert parse_message(key.encode()).items[0].key == key
+
+
+def test_key_over_1024_bytes_is_an_error():
+    with pytest.raises(MessageError) as err:
+        parse_message(b"k" * 1025)
+    assert str(err.value) == ("key of 1,025 bytes is over the 1,024-byte S3 limit (starts "
+                              f"{b'k' * 60!r}... (1025 bytes))")
+
+
+def test_multibyte_key_limit_counts_bytes():
+    with pytest.raises(MessageError, match="key of 1,026 bytes"):
+        parse_message(("\u00e9" * 513).encode())
+
+
+def test_empty_message():
+    with pytest.raises(MessageError) as err:
+        parse_message(b"")
+    assert str(err.value) == "empty message"
+
+
+def test_not_utf8():
+    with pytest.raises(MessageError) as err:
+        parse_message(b"ok\xff\xfe")
+    assert str(err.value) == "message is not UTF-8 (byte 2: b'\\xff'; starts b'ok\\xff\\xfe')"
+
+
+def test_one_mib_of_garbage_is_too_long():
+    with pytest.raises(MessageError) as err:
+        parse_message(b"\x00garbage" * (1024 * 128))
+    assert str(err.value).startswith("message of 1,048,576 bytes is over the 262,144-byte limit "
+                                     "(starts b'\\x00garbage")
+
+
+# --------------------------------------------------------------------------- S3 events
+
+
+def test_aws_event_key_is_url_decoded_with_plus_for_space():
+    parsed = parse_message(s3_event(record("dir%2Fmy+file%2Bx.txt")), source_bucket="src")
+    assert parsed == Parsed("s3-event", (WorkItem("copy", "dir/my file+x.txt", bucket="src",
+                                                  event="ObjectCreated:Put"),))
+
+
+def test_minio_event_name_prefix_and_utf8_escapes():
+    parsed = parse_message(s3_event(record("caf%C3%A9.txt", event="s3:ObjectCreated:Put",
+                                           source="minio:s3")))
+    assert parsed.items == (WorkItem("copy", "caf\u00e9.txt", bucket="src",
+                                     event="s3:ObjectCreated:Put"),)
+
+
+def test_ceph_event_keys_are_raw():
+    # Ceph RGW 16.2 sends 'dir/my file+x%41.txt' for that very key (checked against radosgw).
+    raw = "dir/my file+x%41.txt"
+    parsed = parse_message(s3_event(record(raw, source="ceph:s3")))
+    assert parsed.items[0].key == raw
+
+
+def test_key_encoding_can_be_forced():
+    ceph = s3_event(record("a+b", source="ceph:s3"))
+    aws = s3_event(record("a+b"))
+    assert parse_message(ceph, key_encoding="url").items[0].key == "a b"
+    assert parse_message(aws, key_encoding="raw").items[0].key == "a+b"
+    with pytest.raises(ValueError):
+        parse_message(aws, key_encoding="latin1")
+
+
+@pytest.mark.parametrize("event, op", [
+    ("ObjectCreated:Put", "copy"), ("ObjectCreated:Copy", "copy"),
+    ("ObjectCreated:CompleteMultipartUpload", "copy"), ("s3:ObjectCreated:Post", "copy"),
+    ("ObjectRemoved:Delete", "delete"), ("s3:ObjectRemoved:DeleteMarkerCreated", "delete"),
+    ("LifecycleExpiration:Delete", "delete"), ("ObjectLifecycle:Expiration:Current", "delete"),
+])
+def test_event_names_map_to_ops(event, op):
+    assert parse_message(s3_event(record("k", event=event))).items[0].op == op
+
+
+@pytest.mark.parametrize("event", ["s3:ObjectAccessed:Get", "ObjectTagging:Put",
+                                   "s3:ObjectRestore:Completed",
+                                   "ObjectLifecycle:Expiration:AbortMultipartUpload"])
+def test_events_that_change_no_object_are_skipped(event):
+    parsed = parse_message(s3_event(record("k", event=event)))
+    assert parsed == Parsed("s3-event", (), (Skipped(f"event {event} changes no object", key="k",
+                                                     bucket="src", event=event),))
+
+
+def test_other_bucket_is_skipped_with_reason():
+    parsed = parse_message(s3_event(record("a", bucket="other"), record("b")),
+                           source_bucket="src")
+    assert parsed.items == (WorkItem("copy", "b", bucket="src", event="ObjectCreated:Put"),)
+    assert parsed.skipped == (Skipped("bucket 'other' is not the source bucket 'src'", key="a",
+                                      bucket="other", event="ObjectCreated:Put"),)
+
+
+def test_record_without_bucket_is_accepted():
+    assert parse_message(s3_event(record("k", bucket=None)), source_bucket="src").items == (
+        WorkItem("copy", "k", event="ObjectCreated:Put"),)
+
+
+def test_aws_test_event_is_skipped():
+    doc = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2024-01-01T00:00:00Z",
+           "Bucket": "src", "RequestId": "X", "HostId": "Y"}
+    parsed = parse_message(json.dumps(doc).encode())
+    assert parsed.format == "test-event" and parsed.items == ()
+    assert parsed.skipped[0].reason == "s3:TestEvent (sent when notifications are configured)"
+
+
+def test_minio_access_format():
+    parsed = parse_message(minio_access(record("photos%2Fa+b.jpg", event="s3:ObjectCreated:Put",
+                                               source="minio:s3"),
+                                        record("old.jpg", event="s3:ObjectRemoved:Delete",
+                                               source="minio:s3")), source_bucket="src")
+    assert parsed == Parsed("minio-access", (
+        WorkItem("copy", "photos/a b.jpg", bucket="src", event="s3:ObjectCreated:Put"),
+        WorkItem("delete", "old.jpg", bucket="src", event="s3:ObjectRemoved:Delete")))
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"hello": "world"}, "JSON of unknown shape: an object with keys 'hello'; expected an S3 "
+                         "event notification {\"Records\": [...]} or a MinIO access list "
+                         "[{\"Event\": [...], \"EventTime\": ...}]"),
+    ({}, "JSON of unknown shape: an object with keys none; expected an S3 event notification "
+         "{\"Records\": [...]} or a MinIO access list [{\"Event\": [...], \"EventTime\": ...}]"),
+    (["a", "b"], "JSON of unknown shape: a list whose first element is str; expected an S3 "
+                 "event notification {\"Records\": [...]} or a MinIO access list "
+                 "[{\"Event\": [...], \"EventTime\": ...}]"),
+    ([], "JSON of unknown shape: an empty list; expected an S3 event notification "
+         "{\"Records\": [...]} or a MinIO access list [{\"Event\": [...], \"EventTime\": ...}]"),
+    ({"Records": "x"}, "JSON of the wrong shape: 'Records' is str, not a list"),
+    ({"Records": []}, "S3 event with an empty 'Records' list"),
+    ({"Records": [5]}, "JSON of the wrong shape: Records[0] is int, not an object"),
+    ({"Records": [{"s3": {"object": {"key": "k"}}}]}, "Records[0]: missing 'eventName'"),
+    ({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}}}]},
+     "Records[0]: missing 's3.object.key'"),
+    ({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": ""}}}]},
+     "Records[0]: 's3.object.key' is empty"),
+    ({"Records": [{"eventName": 7, "s3": {"object": {"key": "k"}}}]},
+     "Records[0]: 'eventName' is int, not a string"),
+    ([{"Event": {}, "EventTime": "t"}], "JSON of the wrong shape: element 0 'Event' is an "
+                                        "object, not a list"),
+    ([{"Event": [], "EventTime": "t"}], "MinIO access entry with no events"),
+])
+def test_json_of_the_wrong_shape_is_an_error(doc, message):
+    with pytest.raises(MessageError) as err:
+        parse_message(json.dumps(doc).encode())
+    assert str(err.value) == message
+
+
+def test_event_key_that_does_not_decode_to_utf8():
+    with pytest.raises(MessageError) as err:
+        parse_message(s3_event(record("bad%FF")))
+    assert str(err.value) == "Records[0]: 's3.object.key' 'bad%FF' does not decode to UTF-8"
+
+
+def test_event_key_over_the_limit():
+    with pytest.raises(MessageError, match=r"^Records\[0\]: key of 1,025 bytes is over"):
+        parse_message(s3_event(record("k" * 1025)))
+
+
+# --------------------------------------------------------------------------- stream entries
+
+
+def test_entry_with_key_is_not_format_detected():
+    assert parse_entry({b"key": b"{}", b"op": b"copy"}) == Parsed("entry",
+                                                                  (WorkItem("copy", "{}"),))
+    assert parse_entry({"key": "k"}).items == (WorkItem("copy", "k"),)
+    assert parse_entry({b"key": b"k", b"op": b"delete"}).items == (WorkItem("delete", "k"),)
+
+
+def test_entry_with_message_is_parsed_as_a_message():
+    parsed = parse_entry({b"message": s3_event(record("a%2Fb"))}, source_bucket="src")
+    assert parsed.items == (WorkItem("copy", "a/b", bucket="src", event="ObjectCreated:Put"),)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({b"op": b"copy"}, "stream entry has neither a 'key' nor a 'message' field (fields: op)"),
+    ({}, "stream entry has neither a 'key' nor a 'message' field (fields: none)"),
+    ({b"key": b"k", b"op": b"move"}, "'op' field is 'move'; expected 'copy' or 'delete'"),
+    ({b"key": b"\xff"}, "'key' field is not UTF-8 (starts b'\\xff')"),
+    ({b"key": b""}, "empty key"),
+    ({b"message": b""}, "empty message"),
+])
+def test_bad_entries(fields, message):
+    with pytest.raises(MessageError) as err:
+        parse_entry(fields)
+    assert str(err.value) == message
+
+
+# --------------------------------------------------------------------------- encoding keys
+
+
+@pytest.mark.parametrize("key", ["plain/key", "{}", "[1, 2]", '{"a": 1}', "[draft] x",
+                                 "a+b %2F c", " lead", "\u00e9t\u00e9"])
+def test_encode_key_message_round_trips(key):
+    assert parse_message(encode_key_message(key)).items[0].key == key
+    assert parse_message(encode_key_message(key), key_encoding="raw").items[0].key == key
+
+
+def test_encode_key_message_sends_plain_keys_as_in_2015():
+    assert encode_key_message("some/key") == b"some/key"
+    assert looks_like_event("{}") and looks_like_event(b"[1]")
+    assert not looks_like_event("[draft] x") and not looks_like_event("plain")
+
+
+def test_encode_delete_is_an_event():
+    parsed = parse_message(encode_key_message("gone/key", op="delete"))
+    assert parsed.items == (WorkItem("delete", "gone/key", event="ObjectRemoved:Delete"),)
+
+
+def test_validate_key():
+    assert validate_key("k") == "k"
+    with pytest.raises(MessageError, match="^empty key$"):
+        validate_key("")
+    with pytest.raises(MessageError, match="^unknown op"):
+        encode_key_message("k", op="move")
