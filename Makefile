@@ -5,7 +5,7 @@ VENV ?= .venv
 # tox finds each Python of the matrix through pyenv's shims.
 export PYENV_VERSION ?= 3.13.0:3.10.13:3.11.7
 
-.PHONY: setup demo test test-fast redis servers
+.PHONY: setup demo test test-fast redis servers bench
 
 servers:
 	bash servers/install-debian.sh
@@ -33,3 +33,8 @@ test: setup
 # One Python, no tox: quicker while developing.
 test-fast: setup
 	$(VENV)/bin/pytest -q -x
+
+# The benchmarks against rclone, the 2015 s3s3, plain boto3 and the server's ceiling
+# (s5cmd): they start their own Ceph RGW. See bench/README.md.
+bench: setup
+	$(VENV)/bin/python -m bench
