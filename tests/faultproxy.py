@@ -25,6 +25,7 @@ class FaultProxy:
         self.upstream = (parts.hostname, parts.port or 80)
         self.fail_next = 0
         self.fail_status = 503
+        self.fail_methods: set[str] | None = None  # None: any method
         self.corrupt_get_body = False
         self.fake_put_etag: str | None = None
         self.counts: collections.Counter = collections.Counter()
@@ -49,7 +50,8 @@ class FaultProxy:
             def _handle(self):
                 with proxy.lock:
                     proxy.counts[self.command] += 1
-                    fail = proxy.fail_next > 0
+                    fail = proxy.fail_next > 0 and (proxy.fail_methods is None
+                                                    or self.command in proxy.fail_methods)
                     if fail:
                         proxy.fail_next -= 1
                 length = int(self.headers.get("Content-Length") or 0)
@@ -82,6 +84,12 @@ class FaultProxy:
                 self.send_response(resp.status, resp.reason)
                 corrupt = proxy.corrupt_get_body and self.command == "GET" \
                     and resp.status in (200, 206)
+                whole = None
+                if resp.getheader("Content-Length") is None and self.command != "HEAD":
+                    # A chunked answer (RGW lists that way): re-frame it with a length,
+                    # since the chunk framing is a hop-by-hop matter this proxy drops.
+                    whole = resp.read()
+                    self.send_header("Content-Length", str(len(whole)))
                 for k, v in resp.getheaders():
                     if k.lower() in HOP_HEADERS:
                         continue
@@ -89,6 +97,10 @@ class FaultProxy:
                         v = f'"{proxy.fake_put_etag}"'
                     self.send_header(k, v)
                 self.end_headers()
+                if whole is not None:
+                    self.wfile.write(whole)
+                    conn.close()
+                    return
                 first = True
                 while True:
                     data = resp.read(CHUNK)
