@@ -13,12 +13,19 @@ table):
 - retries are botocore's ``standard`` mode: throttling, 5xx, timeouts and connection errors
   are retried with capped exponential backoff and jitter; anything else is mapped by
   :func:`map_client_error` and is fatal when retrying cannot help.
+
+The calls made once per object (GetObject, PutObject of a bytes body, HeadObject, listing
+pages) go through :meth:`Endpoint.fast_call`, which sends them with the lean client of
+:mod:`s3s3.rawhttp` (same signing, addressing and error table, a fraction of botocore's
+CPU) unless the endpoint says ``data_path = botocore``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -27,9 +34,12 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from . import rawhttp
 from .config import EndpointConfig
 from .errors import (EndpointError, FatalEndpointError, SourceKeyMissing,
                      TransientEndpointError)
+
+log = logging.getLogger(__name__)
 
 #: Metadata key s3s3 writes where the ETag is not the md5 (multipart uploads).
 MD5_META = "s3s3-md5"
@@ -126,10 +136,15 @@ def client_config(cfg: EndpointConfig) -> botocore.config.Config:
     )
 
 
+def tls_verify(cfg: EndpointConfig) -> bool | str:
+    """botocore's ``verify``: the CA bundle's path, True (default CAs) or False."""
+    return cfg.ca_bundle if (cfg.verify_tls and cfg.ca_bundle) else cfg.verify_tls
+
+
 def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None = None):
     """A boto3 S3 client for ``cfg`` with the compatibility handlers registered."""
     session = session or boto3.session.Session()
-    verify: bool | str = cfg.ca_bundle if (cfg.verify_tls and cfg.ca_bundle) else cfg.verify_tls
+    verify = tls_verify(cfg)
     client = session.client(
         "s3",
         endpoint_url=cfg.endpoint_url,
@@ -162,17 +177,7 @@ def map_client_error(exc: Exception, *, op: str, cfg: EndpointConfig,
         code = str(err.get("Code") or "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = err.get("Message") or code or str(exc)
-        text = f"{code} (HTTP {status}): {message}" if code else f"HTTP {status}: {message}"
-        if code == "NoSuchBucket" or (status == 404 and key is None):
-            return FatalEndpointError(f"bucket does not exist: {text}", code=code,
-                                      status=status, **kw)
-        if code in MISSING_CODES and key is not None:
-            return SourceKeyMissing(f"no such key: {text}", code=code, status=status, **kw)
-        if code in THROTTLE_CODES or (status is not None and status >= 500):
-            return TransientEndpointError(text, code=code, status=status, **kw)
-        if code in FATAL_CODES or status in (401, 403):
-            return FatalEndpointError(text, code=code, status=status, **kw)
-        return EndpointError(text, code=code, status=status, **kw)
+        return classify_error(code, status, message, op=op, cfg=cfg, key=key)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return FatalEndpointError("no credentials: set aws_access_key_id and "
                                   "aws_secret_access_key, or the S3S3_* environment variables",
@@ -190,18 +195,41 @@ def map_client_error(exc: Exception, *, op: str, cfg: EndpointConfig,
     return exc
 
 
+def classify_error(code: str, status: int | None, message: str, *, op: str,
+                   cfg: EndpointConfig, key: str | None = None) -> EndpointError:
+    """The s3s3 error for an S3 error answer: the one table both data paths use."""
+    kw = dict(op=op, endpoint=cfg.name, bucket=cfg.bucket, key=key)
+    message = message or code
+    text = f"{code} (HTTP {status}): {message}" if code else f"HTTP {status}: {message}"
+    if code == "NoSuchBucket" or (status == 404 and key is None):
+        return FatalEndpointError(f"bucket does not exist: {text}", code=code,
+                                  status=status, **kw)
+    if code in MISSING_CODES and key is not None:
+        return SourceKeyMissing(f"no such key: {text}", code=code, status=status, **kw)
+    if code in THROTTLE_CODES or (status is not None and status >= 500):
+        return TransientEndpointError(text, code=code, status=status, **kw)
+    if code in FATAL_CODES or status in (401, 403):
+        return FatalEndpointError(text, code=code, status=status, **kw)
+    return EndpointError(text, code=code, status=status, **kw)
+
+
 # --------------------------------------------------------------------------- endpoint
 
 
 class Endpoint:
     """One configured bucket on one S3 server, with the calls s3s3 makes on it.
 
-    The client is built lazily and shared by threads (boto3 clients are thread-safe).
+    The client is built lazily and shared by threads (boto3 clients are thread-safe), and
+    so is the lean client of :attr:`raw`.
     """
 
     def __init__(self, cfg: EndpointConfig, client=None) -> None:
         self.cfg = cfg
         self._client = client
+        self._raw = None
+        # False once the lean client is ruled out: data_path = botocore, a proxy, a redirect.
+        self._raw_usable = cfg.data_path == "raw"
+        self._raw_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Endpoint({self.cfg.describe()})"
@@ -220,6 +248,49 @@ class Endpoint:
             self._client = build_client(self.cfg)
         return self._client
 
+    @property
+    def raw(self):
+        """The lean client (:class:`s3s3.rawhttp.RawClient`), or None where botocore is used."""
+        if self._raw is None and self._raw_usable:
+            with self._raw_lock:
+                if self._raw is None and self._raw_usable:
+                    self._raw = self._build_raw()
+        return self._raw
+
+    def _build_raw(self):
+        url = self.cfg.endpoint_url or self.client.meta.endpoint_url
+        if rawhttp.proxy_for(url):
+            self._raw_usable = False
+            log.info("[%s] goes through a proxy: object calls use botocore", self.name)
+            return None
+        try:
+            return rawhttp.RawClient(self.cfg, self.client)
+        except botocore.exceptions.BotoCoreError as exc:
+            # No credentials, say: botocore's own calls will raise the mapped error.
+            log.debug("[%s] lean client unavailable (%s): object calls use botocore",
+                      self.name, exc)
+            self._raw_usable = False
+            return None
+
+    def fast_call(self, op: str, key: str | None = None, **params):
+        """:meth:`call` for the per-object operations, through the lean client when it can.
+
+        GetObject (``Body`` is streamed: read it, then close it), PutObject with a bytes
+        ``Body``, HeadObject, and ListObjectsV2/ListObjects pages; anything else, and every
+        call when ``data_path = botocore``, goes to :meth:`call`. The response dict holds
+        the fields s3s3 reads, in botocore's shape; errors are the same s3s3 errors.
+        """
+        raw = self.raw
+        if raw is not None:
+            try:
+                return raw.call(op, key, **params)
+            except rawhttp.NeedsBotocore as exc:
+                if exc.permanent:
+                    log.info("[%s] %s; object calls use botocore from now on", self.name, exc)
+                    self._raw_usable = False
+                    self._raw = None
+        return self.call(op, key, **params)
+
     def call(self, op: str, key: str | None = None, **params):
         """Run one S3 operation on this bucket, mapping botocore errors to s3s3's."""
         method = getattr(self.client, _snake(op))
@@ -232,7 +303,7 @@ class Endpoint:
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size, ETag and s3s3 md5, or None when it does not exist."""
         try:
-            resp = self.call("HeadObject", key)
+            resp = self.fast_call("HeadObject", key)
         except SourceKeyMissing:
             return None
         return info_from_head(key, resp)

@@ -5,6 +5,9 @@ through a reader that counts them and computes their md5 on the way; nothing hol
 object. Small objects (up to ``SMALL_OBJECT_BYTES``) are read into memory instead, so the
 PUT can carry a Content-MD5 that the server itself checks, at no extra request.
 
+The GET, the small-object PUT and the HEADs go through :meth:`Endpoint.fast_call` (the lean
+client of :mod:`s3s3.rawhttp`); streamed PUTs and multipart uploads stay on botocore.
+
 A copy is accepted only when the destination's ETag agrees with the md5 computed while
 streaming (the part md5s, for multipart) and, where the source's md5 is known, with that.
 Otherwise the destination object is deleted and :class:`CorruptedOnTransfer` is raised:
@@ -108,7 +111,7 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
 
 def md5_of_object(endpoint: Endpoint, key: str) -> str:
     """Read an object and return the hex md5 of its bytes (for ``verify_md5``)."""
-    resp = endpoint.call("GetObject", key)
+    resp = endpoint.fast_call("GetObject", key)
     body = resp["Body"]
     md5 = hashlib.md5()
     try:
@@ -174,7 +177,7 @@ def copy_object(src: Endpoint, dst: Endpoint, key: str, *, dest_key: str | None 
 
 
 def _copy_once(src: Endpoint, dst: Endpoint, key: str, dest_key: str) -> CopyResult:
-    resp = src.call("GetObject", key)
+    resp = src.fast_call("GetObject", key)
     body = resp["Body"]
     try:
         size = int(resp["ContentLength"])
@@ -237,7 +240,7 @@ def _copy_single(src, dst, key, dest_key, body, size, src_md5, params) -> CopyRe
 
 def _put(dst: Endpoint, dest_key: str, key: str, src: Endpoint, **params) -> dict:
     try:
-        return dst.call("PutObject", dest_key, **params)
+        return dst.fast_call("PutObject", dest_key, **params)
     except SourceKeyMissing as exc:  # a 404 from the destination is not about the source
         raise EndpointError(str(exc), op="PutObject", endpoint=dst.name, bucket=dst.bucket,
                             key=dest_key, code=exc.code, status=exc.status) from exc

@@ -1,0 +1,583 @@
+"""The lean data path (s3s3.rawhttp): same requests, answers and errors as botocore's.
+
+moto checks no signatures, so every signature claim is proven against a real Ceph RGW
+(``ceph`` fixture), with SigV4 and SigV2, over HTTP and HTTPS.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import hashlib
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote_plus
+
+import botocore.awsrequest
+import pytest
+
+from s3s3 import config as s3s3_config
+from s3s3 import rawhttp
+from s3s3.config import EndpointConfig
+from s3s3.endpoint import Endpoint, build_client
+from s3s3.errors import (ConfigError, EndpointError, FatalEndpointError, SourceKeyMissing,
+                         TransientEndpointError)
+from s3s3.listing import list_objects
+from s3s3.transfer import copy_object
+from tests.conftest import endpoint_config, raw_client, unique_bucket
+from tests.faultproxy import FaultProxy
+
+ODD_KEYS = [
+    "plain", "with space", "plus+sign", "per%25cent%", "ünïcödé/日本語/😀", "/leading",
+    "repeated//slashes///x", "trailing/", "?query&amp=1#frag", "tilde~and*star'(paren)",
+    "k" * 1024, ("ü" * 511) + "k",
+]
+
+
+BACKOFF_S = rawhttp.backoff_s
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
+    """Retries without their jittered sleeps, so fault tests stay fast."""
+    monkeypatch.setattr(rawhttp, "backoff_s", lambda attempt: 0.0)
+
+
+def both_paths(ep: Endpoint) -> tuple[Endpoint, Endpoint]:
+    """The endpoint through the lean client, and the same bucket through botocore only."""
+    return ep, Endpoint(dataclasses.replace(ep.cfg, data_path="botocore"))
+
+
+def read_all(resp: dict) -> bytes:
+    body = resp["Body"]
+    try:
+        return body.read()
+    finally:
+        body.close()
+
+
+# ------------------------------------------------------------------ pure parts
+
+
+@pytest.mark.parametrize("value", [
+    "obj%2F000001", "a+b", "a%2Bb+c", "%C3%BC%2F%E6%97%A5", "%E2%82", "x%zz%", "%", "",
+    "plain", "ünï+%20x", "%f0%9f%98%80", "100%25+sure%21",
+])
+def test_unquote_key_is_unquote_plus(value):
+    assert rawhttp.unquote_key(value) == unquote_plus(value)
+
+
+@pytest.mark.parametrize("scheme, host, port, expected", [
+    ("http", "127.0.0.1", 80, "127.0.0.1"), ("http", "127.0.0.1", 8080, "127.0.0.1:8080"),
+    ("https", "S3.Example.COM", 443, "s3.example.com"), ("https", "::1", 8443, "[::1]:8443"),
+    ("https", "h", None, "h"),
+])
+def test_host_header_is_the_one_botocore_signs(scheme, host, port, expected):
+    assert rawhttp.host_header(scheme, host, port) == expected
+
+
+def test_backoff_is_capped_full_jitter():
+    delays = [[BACKOFF_S(attempt) for _ in range(200)] for attempt in range(1, 12)]
+    for attempt, seen in enumerate(delays, start=1):
+        assert all(0.0 <= d <= min(2 ** (attempt - 1), 20.0) for d in seen)
+    assert max(delays[-1]) > 10.0 and len(set(delays[-1])) > 100  # capped, jittered
+
+
+LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+<Name>b</Name><Prefix>a%2Fb+c</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys>
+<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>
+<NextContinuationToken>tok+en%2F</NextContinuationToken>
+<Contents><Key>a%2Fb+c%2B%C3%BC</Key><LastModified>2024-01-31T12:00:00.123Z</LastModified>
+<ETag>&quot;5d41402abc4b2a76b9719d911017c592&quot;</ETag><Size>5</Size>
+<StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>z</Key><LastModified>2024-02-01T00:00:00.000Z</LastModified>
+<ETag>&quot;x-2&quot;</ETag><Size>0</Size></Contents>
+<CommonPrefixes><Prefix>p%2F</Prefix></CommonPrefixes>
+</ListBucketResult>"""
+
+
+def botocore_parsed(op: str, body: bytes) -> dict:
+    """What a botocore client returns for ``body``, without a server."""
+    client = build_client(EndpointConfig(name="x", bucket="b", endpoint_url="http://x.invalid",
+                                         access_key="a", secret_key="s"))
+
+    def answer(request, **_):
+        raw = type("Raw", (), {"stream": lambda self, **kw: iter([body])})()
+        return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
+
+    client.meta.events.register("before-send.s3", answer)
+    call = client.list_objects_v2 if op == "ListObjectsV2" else client.list_objects
+    return call(Bucket="b")
+
+
+def test_listing_page_parses_and_decodes_like_botocore():
+    ours = rawhttp.parse_listing(LISTING, decode=("Delimiter", "Prefix", "StartAfter"))
+    theirs = botocore_parsed("ListObjectsV2", LISTING)
+    for field in ("IsTruncated", "KeyCount", "NextContinuationToken", "Prefix", "Name"):
+        assert ours[field] == theirs[field], field
+    assert len(ours["Contents"]) == len(theirs["Contents"]) == 2
+    for mine, boto in zip(ours["Contents"], theirs["Contents"]):
+        for field in ("Key", "Size", "ETag", "LastModified"):
+            assert mine[field] == boto[field], field
+    assert ours["Contents"][0]["Key"] == "a/b c+ü"
+
+
+def test_listing_without_encoding_type_is_left_as_sent():
+    page = LISTING.replace(b"<EncodingType>url</EncodingType>", b"")
+    ours = rawhttp.parse_listing(page)
+    assert [c["Key"] for c in ours["Contents"]] == \
+        [c["Key"] for c in botocore_parsed("ListObjects", page)["Contents"]]
+
+
+def test_requests_are_addressed_as_botocore_addresses_them(monkeypatch):
+    """URL, Host and the SigV2 resource of each call equal what botocore prepares."""
+    for style in ("path", "virtual"):
+        for sig in ("s3v4", "s3"):
+            cfg = EndpointConfig(name="x", bucket="my-bucket", addressing_style=style,
+                                 signature_version=sig, endpoint_url="http://s3.example.test:9000",
+                                 access_key="a", secret_key="s")
+            client = build_client(cfg)
+            seen = {}
+
+            def capture(request, **_):
+                seen["url"] = request.url
+                seen["auth_path"] = getattr(request, "auth_path", None)
+
+            def answer(request, **_):
+                raw = type("Raw", (), {"stream": lambda self, **kw: iter([
+                    b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"])})()
+                return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
+
+            client.meta.events.register_last("before-sign.s3", capture)
+            client.meta.events.register("before-send.s3", answer)
+            raw = rawhttp.RawClient(cfg, client)
+            sent = {}
+
+            def exchange(method, target, headers, body):
+                sent.update(target=target, headers=headers)
+                raise ConnectionRefusedError("not sending")
+
+            monkeypatch.setattr(raw._pool, "exchange", exchange)
+            key = ODD_KEYS[8] + ODD_KEYS[4]
+            client.head_object(Bucket="my-bucket", Key=key)
+            with pytest.raises(TransientEndpointError):
+                raw.head_object(key)
+            assert raw._origin + sent["target"] == seen["url"], (style, sig)
+            assert sent["headers"]["Host"] == seen["url"].split("/")[2]
+            if sig == "s3":
+                assert sent["headers"]["Authorization"].startswith("AWS a:")
+                assert raw_auth_path(raw, sent["target"]) == seen["auth_path"]
+            client.list_objects_v2(Bucket="my-bucket", Prefix="p q/", MaxKeys=1000)
+            with pytest.raises(TransientEndpointError):
+                raw.list_objects_v2(Prefix="p q/")
+            assert sorted(sent["target"].split("?")[1].split("&")) == \
+                sorted(seen["url"].split("?")[1].split("&")), (style, sig)
+            assert sent["target"].split("?")[0] == \
+                seen["url"].split("?")[0].split("9000", 1)[1], (style, sig)
+            if sig == "s3":
+                assert raw_auth_path(raw, sent["target"], bucket_level=True) == \
+                    seen["auth_path"].split("?")[0], (style, sig)
+
+
+def raw_auth_path(raw: rawhttp.RawClient, target: str, *, bucket_level: bool = False) -> str:
+    path = target.split("?")[0]
+    if bucket_level:
+        return raw._auth_bucket + ("/" if raw._virtual else "")
+    return raw._auth_bucket + path if raw._virtual else path
+
+
+def test_data_path_is_read_and_checked(tmp_path):
+    ini = tmp_path / "s3s3.ini"
+    ini.write_text("[source]\nbucket_name = a\n\n[dest]\nbucket_name = b\ndata_path = botocore\n")
+    settings = s3s3_config.load(ini, search_path=[])
+    assert settings.source.data_path == "raw"
+    assert settings.destinations[0].data_path == "botocore"
+    ini.write_text("[source]\nbucket_name = a\n\n[dest]\nbucket_name = b\ndata_path = fast\n")
+    with pytest.raises(ConfigError) as err:
+        s3s3_config.load(ini, search_path=[])
+    assert str(err.value) == ("value 'fast' for 'data_path' is not one of botocore, raw in "
+                              f"section 'dest' (file: '{ini}')")
+
+
+def test_no_secret_in_reprs():
+    cfg = EndpointConfig(name="x", bucket="b", endpoint_url="http://127.0.0.1:9",
+                         access_key="AKIDVISIBLE", secret_key="very-secret-value")
+    raw = Endpoint(cfg).raw
+    assert raw is not None
+    for text in (repr(raw), repr(raw._pool), repr(Endpoint(cfg))):
+        assert "very-secret-value" not in text
+
+
+# ------------------------------------------------------------------ against moto
+
+
+def test_object_calls_answer_the_fields_botocore_answers(moto_servers, make_bucket):
+    ep, boto = both_paths(make_bucket(moto_servers[0]))
+    expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    boto.call("PutObject", "img", Body=b"\x89PNG", ContentType="image/png",
+              CacheControl="max-age=60", ContentEncoding="gzip",
+              ContentDisposition='attachment; filename="cat.png"', ContentLanguage="en",
+              Expires=expires, Metadata={"owner": "alice", "x-long": "v" * 500})
+    fast, slow = ep.fast_call("GetObject", "img"), boto.call("GetObject", "img")
+    assert read_all(fast) == read_all(slow) == b"\x89PNG"
+    for field in ("ContentLength", "ETag", "Metadata", "ContentType", "ContentEncoding",
+                  "ContentDisposition", "ContentLanguage", "CacheControl", "ExpiresString",
+                  "LastModified"):
+        assert fast[field] == slow[field], field
+    head = ep.fast_call("HeadObject", "img")
+    assert head["ContentLength"] == 4 and head["Metadata"] == slow["Metadata"]
+    assert ep.head("img") == boto.head("img")
+
+
+def test_put_sends_body_md5_metadata_and_carried_headers(moto_servers, make_bucket):
+    ep, boto = both_paths(make_bucket(moto_servers[0]))
+    data = b"payload" * 100
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    resp = ep.fast_call("PutObject", "k", Body=data, ContentLength=len(data), ContentMD5=md5,
+                        ContentType="text/plain", CacheControl="no-cache",
+                        Expires="Wed, 02 Jan 2030 03:04:05 GMT", Metadata={"owner": "bob"})
+    assert resp["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    head = boto.call("HeadObject", "k")
+    assert head["ContentType"] == "text/plain" and head["CacheControl"] == "no-cache"
+    assert head["Metadata"] == {"owner": "bob"}
+    assert "2030" in str(head.get("ExpiresString") or head["Expires"])
+    assert read_all(boto.call("GetObject", "k")) == data
+
+
+def test_other_calls_go_to_botocore(moto_servers, make_bucket):
+    ep = make_bucket(moto_servers[0])
+    sent = []
+    ep.client.meta.events.register("before-send.s3", lambda request, **_: sent.append(
+        request.method))
+    ep.fast_call("PutObject", "k", Body=b"x")
+    ep.fast_call("GetObject", "k")["Body"].close()
+    assert sent == []
+    ep.fast_call("PutObject", "k2", Body=b"x", Tagging="a=b")  # a parameter it does not send
+    ep.fast_call("GetObject", "k", Range="bytes=0-0")["Body"].close()
+    assert sent == ["PUT", "GET"]
+
+
+def test_data_path_botocore_never_builds_the_lean_client(moto_servers, make_bucket):
+    ep = make_bucket(moto_servers[0], data_path="botocore")
+    ep.fast_call("PutObject", "k", Body=b"x")
+    assert ep.raw is None and ep.head("k").size == 1
+
+
+def test_endpoint_behind_a_proxy_stays_on_botocore(moto_servers, make_bucket, monkeypatch):
+    ep = make_bucket(moto_servers[0])
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert ep.raw is None
+
+
+def test_missing_key_and_missing_bucket_errors(moto_servers, make_bucket):
+    ep = make_bucket(moto_servers[0])
+    with pytest.raises(SourceKeyMissing, match=r"no such key: NoSuchKey \(HTTP 404\)") as err:
+        ep.fast_call("GetObject", "nope")
+    assert (err.value.op, err.value.key, err.value.status) == ("GetObject", "nope", 404)
+    assert ep.head("nope") is None
+    gone = Endpoint(endpoint_config(moto_servers[0], unique_bucket("none"), name="dest"))
+    with pytest.raises(FatalEndpointError, match="bucket does not exist: NoSuchBucket"):
+        gone.fast_call("ListObjectsV2", Prefix="")
+    with pytest.raises(FatalEndpointError, match="NoSuchBucket"):
+        gone.fast_call("PutObject", "k", Body=b"x")
+
+
+def test_5xx_is_retried_then_given_up_with_the_last_error(moto_servers, make_bucket):
+    ep = make_bucket(moto_servers[0])
+    ep.fast_call("PutObject", "k", Body=b"data")
+    with FaultProxy(ep.cfg.endpoint_url) as proxy:
+        flaky = Endpoint(endpoint_config(moto_servers[0], ep.bucket, name="p", max_attempts=3,
+                                         endpoint_url=proxy.url))
+        proxy.fail_next = 2
+        assert read_all(flaky.fast_call("GetObject", "k")) == b"data"
+        proxy.fail_next = 2
+        flaky.fast_call("PutObject", "k2", Body=b"again")  # a bytes body is resent
+        proxy.fail_next = 2
+        assert [o.key for o in list_objects(flaky)] == ["k", "k2"]
+        assert proxy.counts == {"GET": 6, "PUT": 3}
+        proxy.fail_next = 10
+        with pytest.raises(TransientEndpointError) as err:
+            flaky.fast_call("HeadObject", "k")
+        assert err.value.status == 503 and err.value.key == "k"
+        assert "HeadObject s3://" in str(err.value) and "[p]" in str(err.value)
+        assert proxy.counts["HEAD"] == 3
+
+
+def test_connection_refused_is_transient(moto_servers):
+    from servers._common import free_port
+
+    ep = Endpoint(endpoint_config(moto_servers[0], "b", name="dest", max_attempts=2,
+                                  endpoint_url=f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(TransientEndpointError, match="ConnectionRefusedError") as err:
+        ep.head("k")
+    assert err.value.code == "connection"
+
+
+def test_streamed_body_closed_early_frees_its_connection(moto_servers, make_bucket):
+    ep = make_bucket(moto_servers[0])
+    data = bytes(range(256)) * 12_000
+    ep.call("PutObject", "big", Body=data)
+    resp = ep.fast_call("GetObject", "big")
+    assert resp["Body"].read(1000) == data[:1000]
+    resp["Body"].close()  # 3 MB left unread: the connection must not be reused
+    assert read_all(ep.fast_call("GetObject", "big")) == data
+    chunks, resp = [], ep.fast_call("GetObject", "big")
+    while chunk := resp["Body"].read(100_000):
+        chunks.append(chunk)
+    resp["Body"].close()
+    assert b"".join(chunks) == data
+
+
+def test_listing_over_1000_keys_matches_botocore_v1_and_v2(moto_servers, make_bucket):
+    ep = make_bucket(moto_servers[0])
+    keys = [f"k/{i:05d}" for i in range(1010)] + ODD_KEYS
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: ep.fast_call("PutObject", k, Body=k.encode()), keys))
+    for version in (1, 2):
+        lean = Endpoint(dataclasses.replace(ep.cfg, list_version=version))
+        fast, slow = both_paths(lean)
+        assert list(list_objects(fast)) == list(list_objects(slow))
+        assert sorted(o.key for o in list_objects(fast)) == sorted(keys)
+        assert list(list_objects(fast, "k/0100")) == list(list_objects(slow, "k/0100"))
+
+
+def test_copy_object_goes_through_the_lean_client(src_dst):
+    src, dst = src_dst
+    for key in ODD_KEYS:
+        src.call("PutObject", key, Body=key.encode(), Metadata={"k": "v"})
+    for key in ODD_KEYS:
+        assert copy_object(src, dst, key).outcome == "copied"
+        assert copy_object(src, dst, key).outcome == "skipped"
+    assert src.raw is not None and dst.raw is not None
+    assert sorted(o.key for o in list_objects(dst)) == sorted(ODD_KEYS)
+    assert dst.call("HeadObject", ODD_KEYS[4])["Metadata"] == {"k": "v"}
+
+
+# ------------------------------------------------------------------ a scripted server
+
+
+class ScriptedServer:
+    """A tiny HTTP server answering each request with ``reply(n)`` (n counts from 1)."""
+
+    def __init__(self, reply) -> None:
+        self.reply = reply
+        self.requests = 0
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn) -> None:
+        with conn:
+            reader = conn.makefile("rb")
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                self.requests += 1
+                answer, keep = self.reply(self.requests)
+                if answer is None:  # never answer
+                    threading.Event().wait(5)
+                    return
+                conn.sendall(answer)
+                if not keep:
+                    return
+
+    def close(self) -> None:
+        self.stopping = True
+        self.sock.close()
+
+
+def ok_head(n):
+    return (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: \"5d41402abc4b2a76b9719d911017c592"
+            b"\"\r\n\r\n"), False  # closes every connection after answering, unannounced
+
+
+def scripted_endpoint(server: ScriptedServer, **overrides) -> Endpoint:
+    return Endpoint(EndpointConfig(name="s", bucket="b", endpoint_url=server.url,
+                                   access_key="a", secret_key="s", **overrides))
+
+
+def test_a_kept_connection_the_server_closed_is_replaced():
+    server = ScriptedServer(ok_head)
+    try:
+        ep = scripted_endpoint(server, max_attempts=1)
+        for _ in range(3):
+            assert ep.head("k").etag == "5d41402abc4b2a76b9719d911017c592"
+        assert server.connections == 3
+    finally:
+        server.close()
+
+
+def test_a_closed_connection_found_only_on_use_is_replaced_once(monkeypatch):
+    monkeypatch.setattr(rawhttp, "_is_dropped", lambda sock: False)
+    server = ScriptedServer(ok_head)
+    try:
+        ep = scripted_endpoint(server, max_attempts=1)
+        for _ in range(3):
+            assert ep.head("k").size == 0
+    finally:
+        server.close()
+
+
+def test_read_timeout_is_transient():
+    server = ScriptedServer(lambda n: (None, False))
+    try:
+        ep = scripted_endpoint(server, max_attempts=1, read_timeout_s=0.3)
+        with pytest.raises(TransientEndpointError, match="timed out") as err:
+            ep.fast_call("GetObject", "k")
+        assert err.value.code == "connection"
+    finally:
+        server.close()
+
+
+def test_short_body_is_transient():
+    def short(n):
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", False
+    server = ScriptedServer(short)
+    try:
+        ep = scripted_endpoint(server, max_attempts=1)
+        resp = ep.fast_call("GetObject", "k")
+        with pytest.raises(TransientEndpointError):
+            resp["Body"].read()
+        resp = ep.fast_call("GetObject", "k")
+        with pytest.raises(TransientEndpointError, match="7 bytes of the body unread"):
+            while resp["Body"].read(4):
+                pass
+    finally:
+        server.close()
+
+
+def test_a_redirect_hands_the_endpoint_to_botocore():
+    """An AWS bucket in another region answers 301: botocore's redirect handling takes over
+    (here the server answers botocore's retry)."""
+    body = (b"<Error><Code>PermanentRedirect</Code><Message>elsewhere</Message>"
+            b"<Endpoint>b.s3.example</Endpoint></Error>")
+
+    def redirect_once(n):
+        if n == 1:
+            return (b"HTTP/1.1 301 Moved Permanently\r\nContent-Type: application/xml\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)), True
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", True
+    server = ScriptedServer(redirect_once)
+    try:
+        ep = scripted_endpoint(server, max_attempts=1)
+        assert read_all(ep.fast_call("GetObject", "k")) == b"hello"
+        assert ep.raw is None  # botocore from now on
+        assert server.requests == 2
+    finally:
+        server.close()
+
+
+# ------------------------------------------------------------------ against real Ceph RGW
+
+
+@pytest.fixture(params=["s3v4", "s3"])
+def ceph_pair(request, ceph):
+    """A fresh bucket on Ceph: (lean endpoint, botocore-only endpoint), per signature."""
+    bucket = unique_bucket("raw")
+    raw_client(ceph).create_bucket(Bucket=bucket)
+    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", signature_version=request.param))
+    return both_paths(ep)
+
+
+@pytest.mark.interop
+def test_odd_keys_and_metadata_signed_and_read_back_on_ceph(ceph_pair):
+    ep, boto = ceph_pair
+    for key in ODD_KEYS:
+        data = key.encode() * 3
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+        ep.fast_call("PutObject", key, Body=data, ContentMD5=md5, ContentType="image/png",
+                     CacheControl="max-age=60", Metadata={"owner": "alice", "n": "1"})
+        got = ep.fast_call("GetObject", key)
+        assert read_all(got) == data, key
+        assert got["Metadata"] == {"owner": "alice", "n": "1"}
+        assert got["ContentType"] == "image/png" and got["CacheControl"] == "max-age=60"
+        assert ep.head(key) == boto.head(key)
+    assert list(list_objects(ep)) == list(list_objects(boto))
+    assert sorted(o.key for o in list_objects(ep)) == sorted(ODD_KEYS)
+
+
+@pytest.mark.interop
+def test_wrong_content_md5_is_refused_on_ceph(ceph_pair):
+    ep, _ = ceph_pair
+    with pytest.raises(EndpointError, match="BadDigest"):
+        ep.fast_call("PutObject", "k", Body=b"x",
+                     ContentMD5=base64.b64encode(hashlib.md5(b"y").digest()).decode())
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
+def test_bad_secret_is_fatal_on_ceph(ceph, signature_version):
+    bucket = unique_bucket("cred")
+    raw_client(ceph).create_bucket(Bucket=bucket)
+    raw_client(ceph).put_object(Bucket=bucket, Key="k", Body=b"x")
+    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", secret_key="wrong-secret",
+                                  signature_version=signature_version))
+    for op, params in (("GetObject", {}), ("PutObject", {"Body": b"x"})):
+        with pytest.raises(FatalEndpointError, match="SignatureDoesNotMatch") as err:
+            ep.fast_call(op, "k", **params)
+        assert "wrong-secret" not in str(err.value)
+    with pytest.raises(FatalEndpointError, match="HTTP 403"):
+        ep.head("k")
+    with pytest.raises(FatalEndpointError, match="SignatureDoesNotMatch"):
+        list(list_objects(ep))
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
+def test_https_with_ca_bundle_on_ceph(ceph, signature_version):
+    bucket = unique_bucket("tls")
+    raw_client(ceph).create_bucket(Bucket=bucket)
+    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", endpoint_url=ceph["https_url"],
+                                  ca_bundle=ceph["ca_bundle"],
+                                  signature_version=signature_version))
+    ep.fast_call("PutObject", "a b+c", Body=b"secure", Metadata={"m": "1"})
+    assert read_all(ep.fast_call("GetObject", "a b+c")) == b"secure"
+    assert [o.key for o in list_objects(ep)] == ["a b+c"]
+    assert ep.raw.base_url.startswith("https://")
+
+
+@pytest.mark.interop
+def test_tls_without_the_ca_is_fatal_on_ceph(ceph):
+    ep = Endpoint(endpoint_config(ceph, "b", name="ceph", endpoint_url=ceph["https_url"],
+                                  max_attempts=1))
+    with pytest.raises(FatalEndpointError, match="TLS failed"):
+        ep.head("k")
+
+
+@pytest.mark.interop
+def test_listing_over_1000_odd_keys_matches_botocore_on_ceph(ceph_pair):
+    ep, _ = ceph_pair
+    keys = [f"d{i % 3}/{'ü' if i % 5 == 0 else ''}{i:05d}{' +%' if i % 7 == 0 else ''}"
+            for i in range(1100)] + ODD_KEYS
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: ep.fast_call("PutObject", k, Body=b"x"), keys))
+    for version in (1, 2):
+        fast, slow = both_paths(Endpoint(dataclasses.replace(ep.cfg, list_version=version)))
+        listed = list(list_objects(fast))
+        assert listed == list(list_objects(slow))
+        assert sorted(o.key for o in listed) == sorted(keys)
+        assert list(list_objects(fast, "d1/")) == list(list_objects(slow, "d1/"))
