@@ -1,0 +1,210 @@
+"""``s3s3bucket``: reconcile the destination buckets with the source, from cron or supervisord.
+
+    s3s3bucket --config /usr/local/etc/s3s3.ini [--dry-run] [--delete] [--prefix P] ...
+
+Exit status: 0 everything in step, 1 some objects failed, 2 configuration or fatal error
+(including another run holding the lock, and a refused deletion).
+
+``--supervisord`` runs it as a supervisord event listener (``[eventlistener:s3s3bucket]``
+with ``events=TICK_3600``): it answers ``READY``, runs one reconciliation per ``TICK_*``
+event, re-reading the INI each time, and answers ``RESULT 2\\nOK`` once the run has happened,
+whatever its outcome (which is logged), or ``RESULT 4\\nFAIL`` when it could not happen
+(configuration or fatal error; supervisord then sends the event again). A tick met while
+another run holds the lock is answered OK: that run is doing the work. Standard output
+belongs to the protocol; everything else goes to standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from ..errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
+from ..sync import JobSummary, Progress, run_bucket_job
+from . import _cli
+from ._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
+
+log = logging.getLogger("s3s3.bucket")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _cli.parser("s3s3bucket", "Make every destination bucket hold what the source holds.")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, one line per action, and change nothing")
+    p.add_argument("--delete", action=argparse.BooleanOptionalAction, default=None,
+                   help="delete destination keys that are not in the source (within "
+                        "max_delete_fraction); overrides 'delete' in [bucket]")
+    p.add_argument("--size-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="compare sizes only; overrides 'size_only' in [bucket]")
+    p.add_argument("--verify-md5", action="store_true",
+                   help="where no md5 is known for a side, read the object to compute it "
+                        "(as verify_md5 = True on every endpoint)")
+    p.add_argument("--prefix", help="only keys starting with PREFIX; overrides [bucket]")
+    p.add_argument("--include", action="append", metavar="GLOB",
+                   help="only keys matching GLOB (fnmatch; '*' also matches '/'); "
+                        "repeatable; replaces 'include' in [bucket]")
+    p.add_argument("--exclude", action="append", metavar="GLOB",
+                   help="skip keys matching GLOB; repeatable; replaces 'exclude' in [bucket]")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="concurrent copies; overrides 'workers' in [bucket]")
+    p.add_argument("--enqueue", action="store_true",
+                   help="add the keys to copy to the listener's Redis Stream instead of "
+                        "copying them, for s3s3listen workers to copy")
+    p.add_argument("--supervisord", action="store_true",
+                   help="run as a supervisord event listener: one run per TICK event")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def exit_status(summary: JobSummary) -> int:
+    if any(d.delete_refused for d in summary.destinations):
+        return EXIT_FATAL
+    return EXIT_OK if summary.ok else EXIT_FAILURES
+
+
+def run_once(args: argparse.Namespace, *, stop: threading.Event,
+             on_plan=None) -> JobSummary:
+    """One run with the flags of ``args``; raises what keeps it from happening."""
+    settings = _cli.load_settings(args)
+    progress = (Progress(interval_s=settings.bucket.progress_interval_s)
+                if args.quiet or args.supervisord
+                else Progress.for_stream(sys.stderr,
+                                         interval_s=settings.bucket.progress_interval_s))
+    return run_bucket_job(
+        settings, dry_run=args.dry_run, enqueue=args.enqueue, delete=args.delete,
+        size_only=args.size_only, prefix=args.prefix, include=args.include,
+        exclude=args.exclude, workers=args.workers, verify_md5=args.verify_md5,
+        progress=progress, stop=stop, on_plan=on_plan)
+
+
+def reconcile(args: argparse.Namespace, *, stop: threading.Event) -> int:
+    """One command-line run; its exit status."""
+    try:
+        return exit_status(run_once(args, stop=stop))
+    except (ConfigError, FatalEndpointError, LockHeld):
+        raise  # _cli.run logs them and answers EXIT_FATAL
+    except S3S3Error as exc:  # the source cannot be listed, Redis is gone, ...
+        log.error("%s", exc)
+        return EXIT_FATAL
+
+
+class Lifecycle:
+    """What SIGTERM does: the run in progress stops taking work, an idle listener leaves.
+
+    Each run gets its own stop event, which a lost lock may also set without ending the
+    listener.
+    """
+
+    def __init__(self) -> None:
+        self.terminated = threading.Event()
+        self.run_stop = threading.Event()
+        self.idle = False
+
+    def new_run(self) -> threading.Event:
+        self.run_stop = threading.Event()
+        if self.terminated.is_set():
+            self.run_stop.set()
+        return self.run_stop
+
+    def on_sigterm(self, signum, frame) -> None:
+        self.terminated.set()
+        self.run_stop.set()
+        if self.idle:
+            raise SystemExit(EXIT_OK)
+        log.warning("SIGTERM: finishing the work in flight, then stopping")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _cli.setup_logging(args)
+    life = Lifecycle()
+    signal.signal(signal.SIGTERM, life.on_sigterm)
+    if args.supervisord:
+        protocol_out = sys.stdout.buffer
+        sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
+        return serve_supervisord(args, sys.stdin.buffer, protocol_out, life=life)
+    try:
+        return _cli.run(lambda a: reconcile(a, stop=life.new_run()), args)
+    except Exception:  # the outermost loop: a bug, logged with its traceback
+        log.exception("unexpected error")
+        return EXIT_FATAL
+
+
+def serve_supervisord(args: argparse.Namespace, stdin, stdout, *, life: Lifecycle) -> int:
+    """Speak supervisord's event listener protocol on binary ``stdin``/``stdout``."""
+    def on_plan(line: str) -> None:
+        sys.stderr.write(line + "\n")
+
+    while not life.terminated.is_set():
+        life.idle = True
+        stdout.write(b"READY\n")
+        stdout.flush()
+        header = stdin.readline()
+        life.idle = False
+        if not header:
+            log.info("supervisord closed standard input; exiting")
+            return EXIT_OK
+        fields = parse_header(header.decode("utf-8", "replace"))
+        payload_len = int(fields.get("len", "0"))
+        payload = stdin.read(payload_len) if payload_len else b""
+        if len(payload) < payload_len:
+            log.info("supervisord closed standard input mid-event; exiting")
+            return EXIT_OK
+        event = fields.get("eventname", "")
+        ok = True
+        if event.startswith("TICK_"):
+            log.info("%s: starting a run", event)
+            ok = _tick(args, stop=life.new_run(), on_plan=on_plan)
+        else:
+            log.debug("ignoring supervisord event %s", event)
+        stdout.write(b"RESULT 2\nOK" if ok else b"RESULT 4\nFAIL")
+        stdout.flush()
+    return EXIT_OK
+
+
+def _tick(args: argparse.Namespace, *, stop: threading.Event, on_plan) -> bool:
+    """One run for one TICK event; False when it could not happen at all.
+
+    A run that happened is acknowledged whatever its outcome (failed keys, a refused
+    deletion): it is logged, and a re-sent tick would only repeat it at once.
+    """
+    def body(a: argparse.Namespace) -> int:
+        try:
+            summary = run_once(a, stop=stop, on_plan=on_plan)
+        except LockHeld as exc:
+            log.warning("%s; this tick is skipped", exc)
+            return EXIT_OK
+        except (ConfigError, FatalEndpointError):
+            raise  # _cli.run logs them and answers EXIT_FATAL
+        except S3S3Error as exc:
+            log.error("%s", exc)
+            return EXIT_FATAL
+        log.info("run finished with exit status %d", exit_status(summary))
+        return EXIT_OK
+
+    try:
+        return _cli.run(body, args) == EXIT_OK
+    except Exception:  # the outermost loop: a bug, logged; the listener stays up
+        log.exception("unexpected error")
+        return False
+
+
+def parse_header(line: str) -> dict[str, str]:
+    """``ver:3.0 server:supervisor ... eventname:TICK_5 len:15`` as a dict."""
+    return dict(token.split(":", 1) for token in line.split() if ":" in token)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
