@@ -189,6 +189,24 @@ def stop_pids(pids: list[int], timeout_s: float) -> list[int]:
     return killed
 
 
+def endpoint_info(name: str, version: str, *, http_port: int, https_port: int | None,
+                  ca_bundle: Path | None, access_key: str, secret_key: str, pids: list[int],
+                  workdir: Path, region: str = "us-east-1") -> dict:
+    """The endpoint.json record every launcher writes, in one shape."""
+    return {
+        "name": name,
+        "version": version,
+        "endpoint_url": f"http://127.0.0.1:{http_port}",
+        "https_url": f"https://127.0.0.1:{https_port}" if https_port else None,
+        "ca_bundle": str(ca_bundle) if ca_bundle else None,
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "region": region,
+        "pids": pids,
+        "workdir": str(workdir),
+    }
+
+
 def write_endpoint(workdir: Path, info: dict) -> Path:
     """Write ``info`` to ``workdir/endpoint.json`` (owner-only: it holds the secret key)."""
     path = Path(workdir) / ENDPOINT_FILE

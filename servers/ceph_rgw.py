@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from servers._common import (
+    endpoint_info,
     ENDPOINT_FILE,
     free_ports,
     make_self_signed_ca,
@@ -101,18 +102,11 @@ def start(
         cluster.wait_for_s3(f"http://127.0.0.1:{http_port}/")
         if tls:
             cluster.wait_for_s3(f"https://127.0.0.1:{https_port}/", ca_pem=ca_pem)
-        info = {
-            "name": "ceph",
-            "version": _radosgw_version(),
-            "endpoint_url": f"http://127.0.0.1:{http_port}",
-            "https_url": f"https://127.0.0.1:{https_port}" if tls else None,
-            "ca_bundle": str(ca_pem) if tls else None,
-            "access_key": access_key,
-            "secret_key": secret_key,
-            "region": REGION,
-            "pids": cluster.pids(),
-            "workdir": str(workdir),
-        }
+        info = endpoint_info("ceph", _radosgw_version(), http_port=http_port,
+                             https_port=https_port if tls else None,
+                             ca_bundle=ca_pem if tls else None, access_key=access_key,
+                             secret_key=secret_key, region=REGION, pids=cluster.pids(),
+                             workdir=workdir)
         write_endpoint(workdir, info)
     except BaseException:
         cluster.kill()

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ._common import (free_port, read_endpoint, spawn, stop_pids, tail, wait_for_port,
+from ._common import (endpoint_info, free_port, read_endpoint, spawn, stop_pids, tail, wait_for_port,
                       write_endpoint)
 
 
@@ -31,12 +31,9 @@ def start(workdir: Path, *, port: int | None = None, python: str = sys.executabl
         raise RuntimeError(f"moto server did not start: {exc}\n{tail(log_path)}") from exc
     import moto
 
-    info = {
-        "name": "moto", "version": moto.__version__ if hasattr(moto, "__version__") else "?",
-        "endpoint_url": f"http://127.0.0.1:{port}", "https_url": None, "ca_bundle": None,
-        "access_key": "testing", "secret_key": "testing", "region": "us-east-1",
-        "pids": [proc.pid], "workdir": str(workdir),
-    }
+    info = endpoint_info("moto", getattr(moto, "__version__", "?"), http_port=port,
+                         https_port=None, ca_bundle=None, access_key="testing",
+                         secret_key="testing", pids=[proc.pid], workdir=workdir)
     write_endpoint(workdir, info)
     return info
 

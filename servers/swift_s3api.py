@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 
 from servers._common import (
+    endpoint_info,
     ENDPOINT_FILE,
     free_ports,
     make_self_signed_ca,
@@ -114,18 +115,11 @@ def start(workdir: Path, *, tls: bool = True, port: int | None = None, timeout_s
         if tls:
             instance.wait_for_s3("proxy-server-tls", f"https://127.0.0.1:{ports['proxy-tls']}", ca_pem=ca_pem)
         instance.check_alive()
-        info = {
-            "name": "swift",
-            "version": version,
-            "endpoint_url": f"http://127.0.0.1:{ports['proxy']}",
-            "https_url": f"https://127.0.0.1:{ports['proxy-tls']}" if tls else None,
-            "ca_bundle": str(ca_pem) if tls else None,
-            "access_key": ACCESS_KEY,
-            "secret_key": SECRET_KEY,
-            "region": REGION,
-            "pids": instance.pids(),
-            "workdir": str(workdir),
-        }
+        info = endpoint_info("swift", version, http_port=ports["proxy"],
+                             https_port=ports["proxy-tls"] if tls else None,
+                             ca_bundle=ca_pem if tls else None, access_key=ACCESS_KEY,
+                             secret_key=SECRET_KEY, region=REGION, pids=instance.pids(),
+                             workdir=workdir)
         write_endpoint(workdir, info)
     except BaseException:
         instance.kill()
