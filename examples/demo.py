@@ -15,9 +15,12 @@ import time
 import uuid
 from pathlib import Path
 
+import boto3
+import redis
+import botocore.config
+
 from servers import moto_server
 from servers._common import stop_pids
-from tests.conftest import raw_client
 
 INI = """\
 [source]
@@ -37,7 +40,7 @@ redis = True
 sns = False
 url = redis://127.0.0.1:6379/0
 mode = stream
-channel = demo-{run}
+channel = {run}
 
 [listen]
 workers = 8
@@ -59,6 +62,7 @@ def script(name: str, *args: str) -> list[str]:
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="s3s3-demo-"))
+    channel = f"demo-{uuid.uuid4().hex[:8]}"
     servers = []
     listener = None
     try:
@@ -69,7 +73,7 @@ def main() -> int:
         print(f"source      {src['endpoint_url']}  bucket photos")
         print(f"destination {dst['endpoint_url']}  bucket photos-backup")
         ini = workdir / "s3s3.ini"
-        ini.write_text(INI.format(src=src, dst=dst, run=uuid.uuid4().hex[:8], workdir=workdir))
+        ini.write_text(INI.format(src=src, dst=dst, run=channel, workdir=workdir))
         s3_src, s3_dst = raw_client(src), raw_client(dst)
         s3_src.create_bucket(Bucket="photos")
         s3_dst.create_bucket(Bucket="photos-backup")
@@ -107,6 +111,18 @@ def main() -> int:
             listener.wait(timeout=30)
         for info in servers:
             stop_pids(info["pids"], 10.0)
+        # The demo's stream and dead-letter keys share the channel's hash tag.
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        client.delete(*client.keys(f"s3s3:{{{channel}}}:*") or ["-"])
+        client.close()
+
+
+def raw_client(info: dict):
+    """A plain boto3 client, to fill and inspect the demo's buckets."""
+    return boto3.client("s3", endpoint_url=info["endpoint_url"], region_name=info["region"],
+                        aws_access_key_id=info["access_key"],
+                        aws_secret_access_key=info["secret_key"],
+                        config=botocore.config.Config(s3={"addressing_style": "path"}))
 
 
 def count(client, bucket: str) -> int:

@@ -206,10 +206,13 @@ def classify_error(code: str, status: int | None, message: str, *, op: str,
                                   status=status, **kw)
     if code in MISSING_CODES and key is not None:
         return SourceKeyMissing(f"no such key: {text}", code=code, status=status, **kw)
-    if code in THROTTLE_CODES or (status is not None and status >= 500):
+    if code in THROTTLE_CODES:
         return TransientEndpointError(text, code=code, status=status, **kw)
+    # Before the 5xx rule: a 501 NotImplemented will not be implemented on a retry.
     if code in FATAL_CODES or status in (401, 403):
         return FatalEndpointError(text, code=code, status=status, **kw)
+    if status is not None and status >= 500:
+        return TransientEndpointError(text, code=code, status=status, **kw)
     return EndpointError(text, code=code, status=status, **kw)
 
 

@@ -155,3 +155,20 @@ def test_tls_without_the_ca_is_fatal(ceph):
                                   max_attempts=1))
     with pytest.raises(FatalEndpointError, match="TLS"):
         ep.check_bucket()
+
+
+@pytest.mark.parametrize("code, status, kind", [
+    ("SlowDown", 503, TransientEndpointError),
+    ("InternalError", 500, TransientEndpointError),
+    ("", 502, TransientEndpointError),
+    ("NotImplemented", 501, FatalEndpointError),
+    ("AccessDenied", 403, FatalEndpointError),
+    ("NoSuchBucket", 404, FatalEndpointError),
+])
+def test_error_table(code, status, kind):
+    from s3s3.endpoint import classify_error
+
+    cfg = EndpointConfig(name="dest", bucket="b")
+    err = classify_error(code, status, "m", op="PutObject", cfg=cfg, key="k")
+    assert type(err) is kind
+    assert str(err).startswith("PutObject s3://b/k on [dest] failed: ")
