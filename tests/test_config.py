@@ -187,14 +187,23 @@ def test_missing_pieces(tmp_path):
         load(search_path=[tmp_path / "nope.ini"], env={})
 
 
-def test_nothing_is_read_at_import():
-    import importlib
+def test_nothing_is_read_at_import(tmp_path):
+    """Importing every module reads no file and connects nowhere (a fresh interpreter,
+    started where an s3s3.ini would be found, so a read would show)."""
+    (tmp_path / "s3s3.ini").write_text("this is not an INI file")
+    code = ("import s3s3.config, s3s3.api, s3s3.client, s3s3.sync, s3s3.replicator, "
+            "s3s3.scripts.bucket, s3s3.scripts.listen;"
+            "c = s3s3.config; assert c.settings is None and c.source == {} "
+            "and c.destinations == [], 'read at import'")
+    import os
+    import subprocess
     import sys
 
-    for name in [m for m in sys.modules if m == "s3s3" or m.startswith("s3s3.")]:
-        del sys.modules[name]
-    module = importlib.import_module("s3s3.config")
-    assert module.settings is None and module.source == {} and module.destinations == []
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
 
 
 def test_initialize_fills_2015_module_dicts(tmp_path):
