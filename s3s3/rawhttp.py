@@ -425,14 +425,14 @@ class RawClient:
 
     def get_object(self, key: str) -> dict:
         """GetObject; ``Body`` is a :class:`RawBody` to read and close."""
-        resp, conn = self._request("GET", self._object_path(key), op="GetObject", key=key,
+        resp, conn = self._request("GET", *self._object_paths(key), op="GetObject", key=key,
                                    stream=True)
         out = _object_fields(resp.headers)
         out["Body"] = RawBody(resp, conn, pool=self._pool, client=self, key=key)
         return out
 
     def head_object(self, key: str) -> dict:
-        resp, _ = self._request("HEAD", self._object_path(key), op="HeadObject", key=key)
+        resp, _ = self._request("HEAD", *self._object_paths(key), op="HeadObject", key=key)
         return _object_fields(resp.headers)
 
     def put_object(self, key: str, *, Body: bytes, ContentLength: int | None = None,
@@ -448,7 +448,7 @@ class RawClient:
             headers[_PUT_HEADERS[name]] = str(value)
         for name, value in (Metadata or {}).items():
             headers[_META_PREFIX + name] = value
-        resp, _ = self._request("PUT", self._object_path(key), op="PutObject", key=key,
+        resp, _ = self._request("PUT", *self._object_paths(key), op="PutObject", key=key,
                                 headers=headers, body=bytes(Body))
         out = {}
         for header, field in (("ETag", "ETag"), ("x-amz-version-id", "VersionId")):
@@ -484,8 +484,9 @@ class RawClient:
 
     def _list(self, op: str, query: list[tuple[str, str]], *, decode: tuple) -> dict:
         qs = "&".join(f"{name}={botocore.utils.percent_encode(value)}" for name, value in query)
+        # SigV2 resource: botocore's "/bucket/", trimmed as sent ("/bucket") path-style.
         auth_path = self._auth_bucket + ("/" if self._virtual else "")
-        _, data = self._request("GET", self._bucket_path, op=op, query=qs, auth_path=auth_path)
+        _, data = self._request("GET", self._bucket_path, auth_path, op=op, query=qs)
         try:
             return parse_listing(data, decode=decode)
         except ET.ParseError as exc:
@@ -495,9 +496,10 @@ class RawClient:
 
     # ------------------------------------------------------------------- requests
 
-    def _object_path(self, key: str) -> str:
-        # botocore's serialisation of the {Key+} label.
-        return self._object_prefix + quote(key.encode("utf-8"), safe="/~")
+    def _object_paths(self, key: str) -> tuple[str, str]:
+        """The path sent, and the SigV2 resource (``/bucket/key``, as botocore signs it)."""
+        quoted = quote(key.encode("utf-8"), safe="/~")  # botocore's {Key+} serialisation
+        return self._object_prefix + quoted, f"{self._auth_bucket}/{quoted}"
 
     def _sign(self, method: str, target: str, headers: dict, auth_path: str, *, op: str,
               key: str | None) -> dict:
@@ -521,15 +523,12 @@ class RawClient:
         signed["User-Agent"] = USER_AGENT
         return signed
 
-    def _request(self, method: str, path: str, *, op: str, key: str | None = None,
-                 query: str = "", headers: dict | None = None, body: bytes | None = None,
-                 auth_path: str | None = None, stream: bool = False):
+    def _request(self, method: str, path: str, auth_path: str, *, op: str,
+                 key: str | None = None, query: str = "", headers: dict | None = None,
+                 body: bytes | None = None, stream: bool = False):
         """Send one request, retrying what is transient. Returns ``(response, body bytes)``,
         or ``(response, connection)`` with ``stream`` (the body is left to read)."""
         target = path + ("?" + query if query else "")
-        if auth_path is None:
-            # SigV2 signs the path sent; virtual-hosted requests still name the bucket.
-            auth_path = self._auth_bucket + path if self._virtual else path
         attempts = max(self.cfg.max_attempts, 1)
         attempt = 0
         while True:
