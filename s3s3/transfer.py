@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from .config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB
-from .endpoint import MD5_META, Endpoint, ObjectInfo, clean_etag, etag_is_md5, info_from_head
+from .endpoint import MD5_META, Endpoint, ObjectInfo, clean_etag, etag_is_md5
 from .errors import (CorruptedOnTransfer, EndpointError, ObjectTooLarge, SourceKeyMissing,
                      TransferError, TransientEndpointError)
 from .plan import Verdict, decide

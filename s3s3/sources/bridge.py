@@ -16,9 +16,9 @@ import threading
 
 import redis
 
-from ..errors import BacklogFull, RedisFatal
+from ..errors import BacklogFull
 from ..config import RedisConfig
-from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink
+from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink
 from .messages import MAX_MESSAGE_BYTES, preview
 from .stream import add_entries
 
@@ -68,8 +68,7 @@ def run_bridge(redis_client: redis.Redis, cfg: RedisConfig, *, stop: threading.E
             if pending:
                 _flush(redis_client, cfg, pending, counts, stop)
         except FATAL_ERRORS as exc:
-            raise RedisFatal(f"Redis at {cfg.safe_url} refused s3s3: {type(exc).__name__}: "
-                             f"{exc}") from exc
+            raise refused(cfg.safe_url, exc) from exc
         except TRANSIENT_ERRORS as exc:
             # Messages already read stay in ``pending`` and are added after reconnecting.
             link.down(exc, stop)

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..config import RedisConfig
+from ..errors import RedisFatal
 from ..redis_client import connect
 
 log = logging.getLogger("s3s3.listen")
@@ -39,6 +40,11 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ClusterError,
     OSError,
 )
+
+
+def refused(safe_url: str, exc: BaseException) -> RedisFatal:
+    """The error for Redis refusing s3s3 (password, ACL): retrying cannot fix it."""
+    return RedisFatal(f"Redis at {safe_url} refused s3s3: {type(exc).__name__}: {exc}")
 
 
 def backoff_s(failures: int, *, base_s: float, max_s: float) -> float:

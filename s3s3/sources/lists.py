@@ -18,9 +18,9 @@ import threading
 
 import redis
 
-from ..errors import BacklogFull, RedisFatal
+from ..errors import BacklogFull
 from ..config import RedisConfig
-from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink
+from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink
 from .stream import add_entries, processing_key
 
 log = logging.getLogger("s3s3.listen")
@@ -58,8 +58,7 @@ class ListMover:
                 while not stop.is_set():
                     self._move_some(stop)
             except FATAL_ERRORS as exc:
-                self.fatal = RedisFatal(f"Redis at {self.cfg.safe_url} refused s3s3: "
-                                        f"{type(exc).__name__}: {exc}")
+                self.fatal = refused(self.cfg.safe_url, exc)
                 log.error("%s", self.fatal)
                 stop.set()
             except TRANSIENT_ERRORS as exc:

@@ -23,8 +23,8 @@ import redis
 import redis.exceptions
 
 from ..config import RedisConfig
-from ..errors import MessageError, RedisFatal
-from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, Writer, queue_marker
+from ..errors import MessageError
+from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, Writer, queue_marker
 from .messages import WorkItem, parse_message, preview
 
 log = logging.getLogger("s3s3.listen")
@@ -104,8 +104,7 @@ class PubSubSource:
                     if message is not None and message.get("type") == "message":
                         self.handle(message["data"], replicator)
             except FATAL_ERRORS as exc:
-                self.fatal = RedisFatal(f"Redis at {self.cfg.safe_url} refused s3s3: "
-                                        f"{type(exc).__name__}: {exc}")
+                self.fatal = refused(self.cfg.safe_url, exc)
                 log.error("%s", self.fatal)
                 stop.set()
             except TRANSIENT_ERRORS as exc:

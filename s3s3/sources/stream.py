@@ -48,7 +48,7 @@ import redis.exceptions
 
 from ..config import RedisConfig
 from ..errors import BacklogFull, MessageError, RedisFatal
-from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, Writer, queue_marker
+from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, Writer, queue_marker
 from .messages import Parsed, parse_entry, preview
 
 log = logging.getLogger("s3s3.listen")
@@ -442,8 +442,7 @@ class StreamSource:
                 self.link.up()
                 self._read_loop(replicator, stop)
             except FATAL_ERRORS as exc:
-                self._fail(RedisFatal(f"Redis at {self.cfg.safe_url} refused s3s3: "
-                                      f"{type(exc).__name__}: {exc}"), stop)
+                self._fail(refused(self.cfg.safe_url, exc), stop)
             except TRANSIENT_ERRORS as exc:
                 self.link.down(exc, stop)
             except redis.exceptions.ResponseError as exc:
