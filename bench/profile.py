@@ -2,7 +2,7 @@
 
 s3s3bucket runs under ``py-spy record --format raw`` (sampled stacks of the threads that
 are running, not waiting), on its own RGW. Each sample's innermost frame is charged "own"
-time; frames are then grouped into categories by file: botocore's signing, serialization and
+time; frames are then grouped into categories by file: signing, serialization and
 validation, response parsing, its event and endpoint machinery, HTTP (urllib3 and
 http.client), threads and queues, hashing, logging, s3s3's own code. The server's CPU over
 the same run comes from /proc, for the client/server split.
@@ -27,8 +27,8 @@ README_END = "<!-- bench:profile:end -->"
 #: (category, regex on "function (file)") — first match wins.
 CATEGORIES = [
     ("start-up: imports", r"<frozen importlib|importlib/|\(<module>\)|_find_and_load"),
-    ("botocore: signing (SigV4, HMAC, SHA-256)", r"botocore/auth\.py|botocore/signers\.py|hmac\.py|"
-                                                 r"botocore/crt"),
+    ("signing: s3s3.signing, botocore's signers, HMAC, SHA-256",
+     r"s3s3/signing\.py|botocore/auth\.py|botocore/signers\.py|hmac\.py|botocore/crt"),
     ("botocore: serialization + validation", r"botocore/serialize\.py|botocore/validate\.py"),
     ("botocore: response parsing (XML)", r"botocore/parsers\.py|xml/etree|ElementTree|"
                                          r"xml\.etree|pyexpat"),

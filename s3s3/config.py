@@ -66,7 +66,7 @@ class EndpointConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     max_attempts: int = 5
-    # "raw": per-object calls go through s3s3.rawhttp (urllib3, botocore's signers);
+    # "raw": per-object calls go through s3s3.rawhttp (http.client, s3s3.signing);
     # "botocore": every call goes through boto3, the opt-out should a server need it.
     data_path: str = "raw"
 

@@ -15,12 +15,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_plus
 
-import botocore.auth
 import botocore.awsrequest
 import pytest
 
 from s3s3 import config as s3s3_config
-from s3s3 import rawhttp
+from s3s3 import rawhttp, signing
 from s3s3.config import EndpointConfig
 from s3s3.endpoint import Endpoint, build_client
 from s3s3.errors import (ConfigError, EndpointError, FatalEndpointError, SourceKeyMissing,
@@ -148,13 +147,18 @@ def signed_requests(client, monkeypatch=None) -> list:
                 b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"])})()
             return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
         client.meta.events.register("before-send.s3", answer)
-    else:  # the lean client: what it hands to the signers; nothing is sent
-        for signer in (botocore.auth.S3SigV4Auth, botocore.auth.HmacV1Auth):
-            original = signer.add_auth
-            monkeypatch.setattr(signer, "add_auth", lambda self, request, _o=original: (
-                record(request), _o(self, request)))
-        monkeypatch.setattr(client._pool, "exchange", lambda *a: (_ for _ in ()).throw(
-            ConnectionRefusedError("not sending")))
+    else:  # the lean client: what it sends, and the SigV2 resource it signs; nothing is sent
+        resources = []
+        sign = client._signer.sign
+        if isinstance(client._signer, signing.SigV2Signer):
+            monkeypatch.setattr(client._signer, "sign", lambda creds, method, auth_path, *a, **k: (
+                resources.append(auth_path), sign(creds, method, auth_path, *a, **k))[1])
+
+        def exchange(method, target, headers, body):
+            seen.append((method, client._origin + target,
+                         resources.pop() if resources else None))
+            raise ConnectionRefusedError("not sending")
+        monkeypatch.setattr(client._pool, "exchange", exchange)
     return seen
 
 
