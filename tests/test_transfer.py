@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import json
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -16,7 +18,7 @@ from s3s3.config import GiB, MiB
 from s3s3.endpoint import MD5_META, Endpoint
 from s3s3.errors import CorruptedOnTransfer, ObjectTooLarge
 from s3s3.transfer import copy_object, multipart_etag, part_size_for
-from tests.conftest import ROOT, endpoint_config
+from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
 
 ODD_KEYS = [
@@ -224,3 +226,48 @@ def test_memory_stays_bounded_for_a_large_object(moto_servers, src_dst, threshol
     assert report["parts"] == (0 if threshold == 0 else 25)
     assert report["peak_mib"] < 120, report
     assert dst.head("large").size == size
+
+
+def test_streamed_copy_of_a_known_md5_is_checked_by_the_destination(src_dst, monkeypatch):
+    """The source states the md5: the PUT carries it as Content-MD5, nothing is hashed."""
+    src, dst = src_dst
+    data = b"c" * (3 * MiB)
+    src.call("PutObject", "k", Body=data)
+    sent = {}
+    original = dst.call
+
+    def record(op, key=None, **params):
+        if op == "PutObject":
+            sent.update(params)
+        return original(op, key, **params)
+    monkeypatch.setattr(dst, "call", record)
+    monkeypatch.setattr(transfer, "hashlib", types.SimpleNamespace(
+        md5=lambda *a: pytest.fail("the bytes were hashed by s3s3")))
+    result = copy_object(src, dst, "k")
+    assert result.outcome == "copied" and result.md5 == hashlib.md5(data).hexdigest()
+    assert base64.b64decode(sent["ContentMD5"]) == hashlib.md5(data).digest()
+    assert body_of(dst, "k") == data
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("server", ["ceph", "swift"])
+def test_corrupted_stream_is_refused_by_the_real_destination(request, server):
+    """Ceph and Swift check Content-MD5 on a streamed PUT: corrupted bytes are never stored."""
+    info = request.getfixturevalue(server)
+    buckets = [unique_bucket("cmd5") for _ in range(2)]
+    for bucket in buckets:
+        raw_client(info).create_bucket(Bucket=bucket)
+    src = Endpoint(endpoint_config(info, buckets[0], name="source"))
+    dst = Endpoint(endpoint_config(info, buckets[1], name="dest"))
+    data = bytes(range(256)) * (3 * MiB // 256)
+    src.call("PutObject", "k", Body=data)
+    with FaultProxy(info["endpoint_url"]) as proxy:
+        proxy.corrupt_get_body = True
+        bad_src = Endpoint(endpoint_config(info, buckets[0], name="source",
+                                           endpoint_url=proxy.url))
+        with pytest.raises(CorruptedOnTransfer, match=r"md5 differs src\([0-9a-f]{32}\) vs "
+                                                      r"the bytes \[dest\] received \(BadDigest\)"):
+            copy_object(bad_src, dst, "k", attempts=1)
+    assert dst.head("k") is None
+    result = copy_object(src, dst, "k")
+    assert result.outcome == "copied" and dst.head("k").etag == hashlib.md5(data).hexdigest()
