@@ -10,7 +10,7 @@ One run = one listener process, started fresh under ``/usr/bin/time``, and three
    pipelined call); the rate is N over the time from the first publish to the last PUT.
 
 "Replicated" is read from RGW's access log: the time RGW logged the ``PUT`` of that key into
-the destination bucket with status 200 (Ceph's coarse clock: ~4 ms resolution). The same
+the destination bucket with status 200 (to the millisecond, on the real clock). The same
 method serves every listener, the 2015 one included (which logs nothing per object), and
 polls nothing: the server does no extra work for the measurement. On the moto fallback,
 which has no such log, the destination is listed every 0.2 s instead (coarser).

@@ -15,8 +15,10 @@ cannot run then (it would need both on port 80).
 
 :class:`AccessLog` reads RGW's access log lines (``beast: ... "PUT /bucket/key HTTP/1.1" 200``,
 logged at the default ``debug_rgw`` level 1): the requests each run made, and when each
-object landed at the destination (the listener latency). Ceph stamps them with a coarse
-clock: a resolution of about 4 ms.
+object landed at the destination (the listener latency). The RGW is started with
+``log_coarse_timestamps = false``: by default Ceph stamps log lines with a coarse clock that
+lags the real one by up to 4 ms, which made a copy look as if it landed before it was
+announced.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ _LINE = re.compile(
 class Request:
     """One request as RGW logged it, when it finished."""
 
-    ts: float  # epoch seconds (RGW's coarse clock, ~4 ms resolution)
+    ts: float  # epoch seconds when RGW logged it (the real clock, to the millisecond)
     method: str
     bucket: str
     key: str

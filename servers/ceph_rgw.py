@@ -366,6 +366,9 @@ osd_max_attr_name_len = 1024
 
 [client.rgw.a]
 log_file = {w}/log/$cluster-$name.log
+# Log lines stamped with the real clock, not the 4 ms coarse one: the benchmark reads when
+# each PUT finished from the access log.
+log_coarse_timestamps = false
 rgw_frontends = {frontend}
 rgw_gc_obj_min_wait = 30
 rgw_gc_processor_period = 30
