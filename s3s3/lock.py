@@ -27,12 +27,13 @@ import socket
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
-
-import redis
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .config import BucketConfig, EndpointConfig
 from .errors import LockHeld, S3S3Error
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class RedisLock:
         return bool(self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms))
 
     def _renew_loop(self) -> None:
+        from redis import RedisError  # imported here: a local lock never needs redis-py
+
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
                 if not self.renew():
@@ -118,17 +121,19 @@ class RedisLock:
                               self.describe())
                     self.lost.set()
                     return
-            except redis.RedisError as exc:
+            except RedisError as exc:
                 # The lock lives on until its TTL; try again at the next interval.
                 log.warning("could not renew %s: %s", self.describe(), exc)
 
     def release(self) -> None:
+        from redis import RedisError
+
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
         try:
             self.client.eval(_RELEASE, 1, self.key, self.token)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             log.warning("could not release %s (it expires by itself): %s",
                         self.describe(), exc)
 
@@ -214,12 +219,14 @@ def choose_lock(source: EndpointConfig, cfg: BucketConfig,
     if cfg.lock in ("auto", "redis"):
         problem = "no Redis configured"
         if redis_factory is not None:
+            from redis import RedisError
+
             client = redis_factory()
             try:
                 client.ping()
                 return RedisLock(client, redis_key(source), ttl_s=cfg.lock_ttl_s, what=what,
                                  lost=lost)
-            except redis.RedisError as exc:
+            except RedisError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
         if cfg.lock == "redis":
             raise LockUnavailable(f"lock = redis, but Redis does not answer ({problem})")

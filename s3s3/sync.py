@@ -42,9 +42,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
-
-import redis
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from .config import BucketConfig, RedisConfig, Settings
 from .endpoint import Endpoint, ObjectInfo
@@ -52,8 +50,10 @@ from .errors import EndpointError, FatalEndpointError, S3S3Error, SourceKeyMissi
 from .listing import list_objects_ahead
 from .lock import job_lock
 from .plan import Action, KeyFilter, KeyPlan, ListingOrderError, Strategy, plan_keys, reason
-from .sources.stream import add_entries
 from .transfer import copy_object, is_identical, md5_of_object
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger(__name__)
 
@@ -435,9 +435,13 @@ class _Run:
                 self._break(i, f"unreachable: {exc}")
 
     def _check_redis(self) -> None:
+        # redis-py is imported only where Redis is used: it is a tenth of a second of
+        # start-up, which a run with a local lock and no --enqueue need not pay.
+        from redis import RedisError
+
         try:
             self.redis.ping()
-        except redis.RedisError as exc:
+        except RedisError as exc:
             raise S3S3Error(f"cannot enqueue: Redis at {self.redis_cfg.safe_url} does not "
                             f"answer: {exc}") from exc
 
@@ -639,9 +643,13 @@ class _Run:
     def _flush_entries(self) -> None:
         if not self.entries:
             return
+        from redis import RedisError
+
+        from .sources.stream import add_entries
+
         try:
             add_entries(self.redis, self.redis_cfg, self.entries)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             raise S3S3Error(f"cannot add to Redis stream {self.redis_cfg.stream!r} at "
                             f"{self.redis_cfg.safe_url}: {exc}") from exc
         self.entries = []
