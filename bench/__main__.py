@@ -4,6 +4,7 @@
     python -m bench --quick               # small counts, 1 run: checks the harness (~4 min)
     python -m bench --workloads w1,w4 --runs 5
     python -m bench profile               # s3s3bucket on W2 under py-spy
+    python -m bench options               # client CPU per small copy, per way of sending it
     python -m bench install               # only install the peers
     python -m bench report bench/results/DATE.json   # render a run's records again
 
@@ -30,9 +31,9 @@ WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "w7")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[2:8]))
+                                epilog="\n".join(__doc__.splitlines()[2:9]))
     p.add_argument("command", nargs="?", default="run",
-                   choices=("run", "profile", "install", "report"))
+                   choices=("run", "profile", "options", "install", "report"))
     p.add_argument("results", nargs="?", type=Path,
                    help="report: a results JSON to render again (markdown, plot, README)")
     p.add_argument("--quick", action="store_true",
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: yes for a full run, no with --quick)")
     p.add_argument("--keep-server", action="store_true",
                    help="leave the RGW running at the end (bench/work/ceph/endpoint.json)")
-    p.add_argument("--objects", type=int, help="profile: objects to copy (default W2's)")
+    p.add_argument("--objects", type=int,
+                   help="profile, options: objects to copy (default W2's; 3,000 for options)")
     p.add_argument("--rate", type=int, default=200, help="profile: py-spy samples per second")
     p.add_argument("--gil", action="store_true",
                    help="profile: sample only the thread holding the GIL (Python code)")
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         from .profile import profile
 
         return profile(args, run_dir=run_dir, log=log)
+    if args.command == "options":
+        from .options import options
+
+        return options(args, run_dir=run_dir, log=log)
     return run(args, workloads, run_dir=run_dir, log=log, argv=argv)
 
 
