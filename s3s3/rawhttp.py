@@ -13,8 +13,9 @@ objects is won on client CPU per object, so the hot calls are sent here instead:
 - requests are signed by :mod:`s3s3.signing`, which produces byte for byte what botocore's
   ``S3SigV4Auth`` (with ``UNSIGNED-PAYLOAD``, as the botocore clients are configured) and
   ``HmacV1Auth`` (SigV2, over the resource ``/bucket/key`` as botocore signs it) produce,
-  for a sixth of the CPU; credentials are the botocore client's, frozen per request so
-  that refreshable credentials are refreshed;
+  which took a 4 KiB copy from 0.86 to 0.68 ms of client CPU (``python -m bench
+  options``); credentials are the botocore client's, frozen per request so that
+  refreshable credentials are refreshed;
 - the bucket's base URL (path-style or virtual-hosted, AWS endpoint resolution) is asked
   of botocore once, by presigning a probe URL, so both data paths address the same host;
 - keys are URL-encoded as botocore encodes them (``quote(key, safe='/~')``), listings are

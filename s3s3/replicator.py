@@ -377,7 +377,8 @@ class Replicator:
             held = [f"{h.name} down {now - h.down_since:.0f}s, {len(h.waiting)} jobs held"
                     for h in self._health.values() if h.failures]
         return (f"summary: {snap['copied']} copied ({snap['bytes']} bytes written), "
-                f"{snap['skipped']} already there, {snap['missing']} missing at source, {snap['deleted']} deleted, "
+                f"{snap['skipped']} already there, {snap['missing']} missing at source, "
+                f"{snap['deleted']} deleted, "
                 f"{snap['deletes_ignored']} deletes ignored, {snap['failed']} failed, "
                 f"{snap['bad_messages']} bad messages, {snap['ignored_events']} events skipped, "
                 f"{snap['coalesced']} coalesced, {snap['dead_lettered']} dead-lettered; "

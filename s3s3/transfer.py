@@ -3,8 +3,9 @@
 The bytes go from the source's GET straight into the destination's PUT (or its parts),
 through a reader that counts them and computes their md5 on the way; nothing holds a whole
 object. A single streamed PUT of an object whose md5 the source states skips the hashing:
-it carries that md5 as Content-MD5, and the destination refuses bytes that differ. Small objects (up to ``SMALL_OBJECT_BYTES``) are read into memory instead, so the
-PUT can carry a Content-MD5 that the server itself checks, at no extra request.
+it carries that md5 as Content-MD5, and the destination refuses bytes that differ. Small
+objects (up to ``SMALL_OBJECT_BYTES``) are read into memory instead, so the PUT can carry
+a Content-MD5 that the server itself checks, at no extra request.
 
 The GET, the small-object PUT and the HEADs go through :meth:`Endpoint.fast_call` (the lean
 client of :mod:`s3s3.rawhttp`); streamed PUTs and multipart uploads stay on botocore.
