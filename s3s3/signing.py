@@ -50,6 +50,23 @@ def _without(headers: dict, names: frozenset) -> dict:
     return {name: value for name, value in headers.items() if name.lower() not in names}
 
 
+class _PerSecond:
+    """A clock reading formatted once a second: the requests of a second share it."""
+
+    def __init__(self, fmt) -> None:
+        self._fmt = fmt
+        # (second, text), replaced as a whole, so a thread reads either pair.
+        self._last: tuple[int, str] = (-1, "")
+
+    def __call__(self, now: float) -> str:
+        second = int(now)
+        last = self._last
+        if last[0] != second:
+            last = (second, self._fmt(second))
+            self._last = last
+        return last[1]
+
+
 class SigV4Signer:
     """Signs S3 requests with SigV4 and an unsigned payload; thread-safe."""
 
@@ -59,7 +76,8 @@ class SigV4Signer:
         # (secret, day) -> signing key, one entry: replaced as a whole, so a thread reads
         # either the old pair or the new one.
         self._key_cache: tuple[str, str, bytes] | None = None
-        self._clock_cache: tuple[int, str] = (-1, "")
+        self._timestamp = _PerSecond(
+            lambda second: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
 
     def __repr__(self) -> str:
         return f"SigV4Signer(region={self._region!r}, service={self._service!r})"
@@ -106,15 +124,6 @@ class SigV4Signer:
                                 f"SignedHeaders={signed_names}, Signature={signature}")
         return out
 
-    def _timestamp(self, now: float) -> str:
-        second = int(now)
-        cached = self._clock_cache
-        if cached[0] == second:
-            return cached[1]
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
-        self._clock_cache = (second, stamp)
-        return stamp
-
     def _signing_key(self, secret: str, day: str) -> bytes:
         cached = self._key_cache
         if cached is not None and cached[0] == secret and cached[1] == day:
@@ -143,7 +152,7 @@ class SigV2Signer:
     """
 
     def __init__(self) -> None:
-        self._clock_cache: tuple[int, str] = (-1, "")
+        self._date = _PerSecond(lambda second: formatdate(second, usegmt=True))
 
     def __repr__(self) -> str:
         return "SigV2Signer()"
@@ -172,12 +181,3 @@ class SigV2Signer:
                           hashlib.sha1).digest()
         out["Authorization"] = f"AWS {creds.access_key}:{base64.b64encode(digest).decode()}"
         return out
-
-    def _date(self, now: float) -> str:
-        second = int(now)
-        cached = self._clock_cache
-        if cached[0] == second:
-            return cached[1]
-        date = formatdate(second, usegmt=True)
-        self._clock_cache = (second, date)
-        return date
