@@ -47,6 +47,24 @@ def refused(safe_url: str, exc: BaseException) -> RedisFatal:
     return RedisFatal(f"Redis at {safe_url} refused s3s3: {type(exc).__name__}: {exc}")
 
 
+class RedisLoop:
+    """What a loop over Redis in a thread of its own holds (the intakes, the list mover),
+    and how it gives up on a fatal error."""
+
+    def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.link = link
+        self.fatal: BaseException | None = None
+
+    def _fail(self, exc: BaseException, stop: threading.Event) -> None:
+        """Log ``exc`` and stop; it is kept in ``fatal`` first, so whoever wakes on
+        ``stop`` finds it."""
+        log.error("%s", exc)
+        self.fatal = exc
+        stop.set()
+
+
 def backoff_s(failures: int, *, base_s: float, max_s: float) -> float:
     """Capped exponential backoff with jitter: about base, 2x base, 4x base... up to max_s."""
     return min(max_s, base_s * 2 ** max(0, failures - 1)) * random.uniform(0.5, 1.0)

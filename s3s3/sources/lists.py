@@ -20,7 +20,7 @@ import redis
 
 from ..errors import BacklogFull
 from ..config import RedisConfig
-from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink
+from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop
 from .stream import add_entries, processing_key
 
 log = logging.getLogger("s3s3.listen")
@@ -28,21 +28,18 @@ log = logging.getLogger("s3s3.listen")
 MOVE_BATCH = 100
 
 
-class ListMover:
+class ListMover(RedisLoop):
     """Drains ``cfg.list_key`` into ``cfg.stream``; run it in a thread of its own."""
 
     def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink,
                  batch: int = MOVE_BATCH, block_s: float = 0.5) -> None:
         if not cfg.list_key:
             raise ValueError("ListMover needs a list key ([pubsub] list)")
-        self.client = client
-        self.cfg = cfg
-        self.link = link
+        super().__init__(client, cfg, link=link)
         self.batch = batch
         self.block_s = block_s
         self.list_key = cfg.list_key
         self.processing = processing_key(cfg.list_key)
-        self.fatal: BaseException | None = None
         self.moved = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -58,9 +55,7 @@ class ListMover:
                 while not stop.is_set():
                     self._move_some(stop)
             except FATAL_ERRORS as exc:
-                self.fatal = refused(self.cfg.safe_url, exc)
-                log.error("%s", self.fatal)
-                stop.set()
+                self._fail(refused(self.cfg.safe_url, exc), stop)
             except TRANSIENT_ERRORS as exc:
                 self.link.down(exc, stop)
 

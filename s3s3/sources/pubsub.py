@@ -24,7 +24,8 @@ import redis.exceptions
 
 from ..config import RedisConfig
 from ..errors import MessageError
-from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, Writer, queue_marker
+from .link import (FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, Writer, queue_marker,
+                   refused)
 from .messages import WorkItem, parse_message, preview
 
 log = logging.getLogger("s3s3.listen")
@@ -61,7 +62,7 @@ def publish_messages(redis_client: redis.Redis, cfg: RedisConfig,
     return published, received
 
 
-class PubSubSource:
+class PubSubSource(RedisLoop):
     """Compatible intake: one subscription to the channel; nothing to acknowledge."""
 
     mode = "pubsub"
@@ -69,15 +70,12 @@ class PubSubSource:
     def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink, counters,
                  source_bucket: str | None = None, key_encoding: str = "auto",
                  max_held: int = MAX_HELD) -> None:
-        self.client = client
-        self.cfg = cfg
-        self.link = link
+        super().__init__(client, cfg, link=link)
         self.counters = counters
         self.source_bucket = source_bucket
         self.key_encoding = key_encoding
         self.max_held = max_held
         self.writer = Writer(client, link)
-        self.fatal: BaseException | None = None
         self._dropping = False
         self._listening = False
 
@@ -104,9 +102,7 @@ class PubSubSource:
                     if message is not None and message.get("type") == "message":
                         self.handle(message["data"], replicator)
             except FATAL_ERRORS as exc:
-                self.fatal = refused(self.cfg.safe_url, exc)
-                log.error("%s", self.fatal)
-                stop.set()
+                self._fail(refused(self.cfg.safe_url, exc), stop)
             except TRANSIENT_ERRORS as exc:
                 self.link.down(exc, stop)
             finally:

@@ -48,7 +48,8 @@ import redis.exceptions
 
 from ..config import RedisConfig
 from ..errors import BacklogFull, MessageError, RedisFatal
-from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, Writer, queue_marker
+from .link import (FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, Writer, queue_marker,
+                   refused)
 from .messages import Parsed, parse_entry, preview
 
 log = logging.getLogger("s3s3.listen")
@@ -382,7 +383,7 @@ class _Entry:
         return f"<entry {_text(self.id)}>"
 
 
-class StreamSource:
+class StreamSource(RedisLoop):
     """Reliable intake: this process as one consumer of the group.
 
     ``run`` (in its own thread) reads entries and hands their work items to the replicator;
@@ -395,15 +396,12 @@ class StreamSource:
     def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink, counters,
                  source_bucket: str | None = None, key_encoding: str = "auto",
                  batch: int = 256, block_ms: int = 500) -> None:
-        self.client = client
-        self.cfg = cfg
-        self.link = link
+        super().__init__(client, cfg, link=link)
         self.counters = counters
         self.source_bucket = source_bucket
         self.key_encoding = key_encoding
         self.batch = batch
         self.writer = Writer(client, link, ack=self._ack_pipe)
-        self.fatal: BaseException | None = None
         self._lock = threading.Lock()
         self._held: dict[bytes, _Entry] = {}
         self._replicator = None
@@ -453,11 +451,6 @@ class StreamSource:
                     continue
                 self._fail(RedisFatal(f"Redis rejected a command on {self.cfg.stream}: {exc}"),
                            stop)
-
-    def _fail(self, exc: BaseException, stop: threading.Event) -> None:
-        log.error("%s", exc)
-        self.fatal = exc
-        stop.set()
 
     def _read_loop(self, replicator, stop: threading.Event) -> None:
         while not stop.is_set():
