@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -222,6 +223,28 @@ def write_endpoint(workdir: Path, info: dict) -> Path:
 def read_endpoint(workdir: Path) -> dict:
     """The dict a launcher wrote to ``workdir/endpoint.json``."""
     return json.loads((Path(workdir) / ENDPOINT_FILE).read_text())
+
+
+def running_pids(workdir: Path, is_ours) -> list[int] | None:
+    """The recorded PIDs of the instance in ``workdir`` that still run as its own
+    (``is_ours(pid, workdir)`` tells a reused PID apart); None if none was recorded there."""
+    try:
+        info = read_endpoint(workdir)
+    except FileNotFoundError:
+        return None
+    return [pid for pid in info.get("pids", []) if is_ours(pid, workdir)]
+
+
+def clear_workdir(workdir: Path, state_dirs: tuple[str, ...], is_ours, error: type) -> None:
+    """Refuse a work directory whose instance still runs (raising ``error``); remove what a
+    previous one left: its endpoint file and ``state_dirs``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    running = running_pids(workdir, is_ours)
+    if running:
+        raise error(f"an instance is still running in {workdir} (PIDs {running}); stop it first")
+    (workdir / ENDPOINT_FILE).unlink(missing_ok=True)
+    for name in state_dirs:
+        shutil.rmtree(workdir / name, ignore_errors=True)
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import ssl
 import string
 import subprocess
@@ -29,12 +28,13 @@ import warnings
 from pathlib import Path
 
 from servers._common import (
+    clear_workdir,
     endpoint_info,
     ENDPOINT_FILE,
     free_ports,
     make_self_signed_ca,
     pid_is_running,
-    read_endpoint,
+    running_pids,
     spawn,
     stop_pids,
     tail,
@@ -118,11 +118,9 @@ def start(
 def stop(workdir: Path, *, timeout_s: float = 30.0) -> None:
     """Stop the daemons listed in ``workdir/endpoint.json`` and wait until they are gone."""
     workdir = Path(workdir).resolve()
-    try:
-        info = read_endpoint(workdir)
-    except FileNotFoundError:
+    pids = running_pids(workdir, _is_ours)
+    if pids is None:
         return
-    pids = [pid for pid in info["pids"] if _is_ours(pid, workdir)]
     # radosgw, then OSD, then mon: each shuts down cleanly only while the next one still runs.
     for pid in reversed(pids):
         stop_pids([pid], timeout_s)
@@ -245,15 +243,8 @@ class _Cluster:
 
 def _prepare_workdir(workdir: Path) -> None:
     """Refuse a work directory whose instance still runs; clear what a previous one left."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if (workdir / ENDPOINT_FILE).exists():
-        running = [pid for pid in read_endpoint(workdir).get("pids", []) if _is_ours(pid, workdir)]
-        if running:
-            raise RgwStartError(f"an instance is still running in {workdir} (PIDs {running}); "
-                                f"stop it first")
-        (workdir / ENDPOINT_FILE).unlink()
+    clear_workdir(workdir, _STATE_DIRS, _is_ours, RgwStartError)
     for name in _STATE_DIRS:
-        shutil.rmtree(workdir / name, ignore_errors=True)
         (workdir / name).mkdir()
 
 

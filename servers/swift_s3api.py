@@ -36,12 +36,13 @@ import urllib.request
 from pathlib import Path
 
 from servers._common import (
+    clear_workdir,
     endpoint_info,
     ENDPOINT_FILE,
     free_ports,
     make_self_signed_ca,
     pid_is_running,
-    read_endpoint,
+    running_pids,
     spawn,
     stop_pids,
     tail,
@@ -131,11 +132,9 @@ def start(workdir: Path, *, tls: bool = True, port: int | None = None, timeout_s
 def stop(workdir: Path, *, timeout_s: float = 30.0) -> None:
     """Stop the daemons listed in ``workdir/endpoint.json`` and wait until all are gone."""
     workdir = Path(workdir).resolve()
-    try:
-        info = read_endpoint(workdir)
-    except FileNotFoundError:
+    pids = running_pids(workdir, _is_ours)
+    if pids is None:
         return
-    pids = [pid for pid in info["pids"] if _is_ours(pid, workdir)]
     # All at once: nothing of a test instance needs to outlive the rest, and each daemon
     # takes up to ~0.7 s to exit.
     stop_pids(list(reversed(pids)), timeout_s)
@@ -272,14 +271,7 @@ def _swift_interpreter() -> tuple[Path, Path]:
 
 def _prepare_workdir(workdir: Path) -> None:
     """Refuse a work directory whose instance still runs; clear what a previous one left."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if (workdir / ENDPOINT_FILE).exists():
-        running = [pid for pid in read_endpoint(workdir).get("pids", []) if _is_ours(pid, workdir)]
-        if running:
-            raise SwiftStartError(f"an instance is still running in {workdir} (PIDs {running}); stop it first")
-        (workdir / ENDPOINT_FILE).unlink()
-    for name in _STATE_DIRS:
-        shutil.rmtree(workdir / name, ignore_errors=True)
+    clear_workdir(workdir, _STATE_DIRS, _is_ours, SwiftStartError)
     for name in ("etc", "srv/d1", "cache", "log"):
         (workdir / name).mkdir(parents=True)
 
