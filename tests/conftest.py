@@ -15,8 +15,30 @@ from s3s3.config import EndpointConfig
 from s3s3.endpoint import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("S3S3_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 _counter = itertools.count()
+# Transitional: the shared Redis on 6379, until every test takes the ``redis_url`` fixture.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """The URL of a redis-server that this test session starts on a free port.
+
+    Tests share it and keep to names of their own; a test that stops or restarts Redis
+    starts a private one (``redis_server.PrivateRedis``). ``S3S3_TEST_REDIS_URL`` points the
+    suite at a Redis of your choosing instead.
+    """
+    given = os.environ.get("S3S3_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    from redis_server import PrivateRedis
+
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"), persistent=False).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

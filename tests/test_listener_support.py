@@ -26,6 +26,7 @@ import redis
 
 from conftest import REDIS_URL, ROOT, raw_client
 
+from redis_server import PrivateRedis  # noqa: F401  (re-exported for the listener tests)
 from servers._common import free_port, wait_for_port
 
 PYTHON = sys.executable
@@ -187,51 +188,6 @@ def listeners():
     yield started
     for proc in started:
         proc.stop()
-
-
-class PrivateRedis:
-    """A redis-server of our own (append-only file on, so a restart keeps the stream)."""
-
-    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.password = password
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> "PrivateRedis":
-        log = open(self.workdir / "redis.log", "ab")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--daemonize", "no", "--protected-mode", "no",
-             *(["--requirepass", self.password] if self.password else [])],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        wait_for_port("127.0.0.1", self.port, 15.0, proc=self.proc)
-        client = self.client()
-        wait_until(lambda: _ping(client), 15.0, what="redis-server to load")
-        client.close()
-        return self
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, password=self.password)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-
-
-def _ping(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 class TcpProxy:
