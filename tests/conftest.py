@@ -16,8 +16,6 @@ from s3s3.endpoint import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
-# Transitional: the shared Redis on 6379, until every test takes the ``redis_url`` fixture.
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="session")

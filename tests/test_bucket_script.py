@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import REDIS_URL, ROOT, raw_client, unique_bucket
+from conftest import ROOT, raw_client, unique_bucket
 from s3s3.config import EndpointConfig
 from s3s3.lock import FileLock, RedisLock, lock_path, redis_key
 from s3s3.scripts.bucket import Lifecycle, parse_header, serve_supervisord
@@ -36,11 +36,11 @@ def endpoint_section(name: str, url: str, bucket: str, **extra) -> str:
 
 
 def write_ini(path: Path, src: tuple[str, str], dests: list[tuple], *, lock_dir: Path,
-              **bucket) -> Path:
+              redis_url: str, **bucket) -> Path:
     text = endpoint_section("source", *src)
     for name, url, bucket_name, *extra in dests:
         text += "\n" + endpoint_section(name, url, bucket_name, **(extra[0] if extra else {}))
-    text += f"\n[pubsub]\nurl = {REDIS_URL}\n"
+    text += f"\n[pubsub]\nurl = {redis_url}\n"
     settings = {"lock": "local", "lock_dir": str(lock_dir), **bucket}
     text += "\n[bucket]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
     path.write_text(text)
@@ -73,13 +73,13 @@ def keys(info: dict, bucket: str) -> list[str]:
     return [o["Key"] for o in raw_client(info).list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
-def test_a_failing_destination_exits_1_and_the_other_completes(buckets, tmp_path):
+def test_a_failing_destination_exits_1_and_the_other_completes(buckets, tmp_path, redis_url):
     a, b, src, dst = buckets
     ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
                     [("dest1", b["endpoint_url"], dst),
                      ("dest2", closed_port_url(), "nowhere",
                       {"max_attempts": 1, "connect_timeout": 1})],
-                    lock_dir=tmp_path)
+                    lock_dir=tmp_path, redis_url=redis_url)
     result = s3s3bucket("--config", str(ini), cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert keys(b, dst) == [f"k{i}" for i in range(5)]
@@ -92,11 +92,12 @@ def test_a_failing_destination_exits_1_and_the_other_completes(buckets, tmp_path
     assert result.stdout == ""
 
 
-def test_an_overlapping_run_is_refused_with_exit_2(buckets, tmp_path):
+def test_an_overlapping_run_is_refused_with_exit_2(buckets, tmp_path, redis_url):
     a, b, src, dst = buckets
     ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
-                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, lock="redis")
-    client = redis.Redis.from_url(REDIS_URL)
+                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, lock="redis",
+                    redis_url=redis_url)
+    client = redis.Redis.from_url(redis_url)
     source = EndpointConfig(name="source", bucket=src, endpoint_url=a["endpoint_url"])
     held = RedisLock(client, redis_key(source), ttl_s=60)
     held.acquire()
@@ -111,7 +112,7 @@ def test_an_overlapping_run_is_refused_with_exit_2(buckets, tmp_path):
 
     # The same with the local lock another process on this host would hold.
     write_ini(ini, (a["endpoint_url"], src), [("dest1", b["endpoint_url"], dst)],
-              lock_dir=tmp_path, lock="local")
+              lock_dir=tmp_path, lock="local", redis_url=redis_url)
     local = FileLock(lock_path(source, str(tmp_path)))
     local.acquire()
     try:
@@ -128,13 +129,13 @@ def test_an_overlapping_run_is_refused_with_exit_2(buckets, tmp_path):
     assert len(keys(b, dst)) == 5
 
 
-def test_dry_run_prints_the_plan_on_stdout_and_flags_override_the_ini(buckets, tmp_path):
+def test_dry_run_prints_the_plan_on_stdout_and_flags_override_the_ini(buckets, tmp_path, redis_url):
     a, b, src, dst = buckets
     raw_client(b).put_object(Bucket=dst, Key="k0", Body=b"v0")
     raw_client(b).put_object(Bucket=dst, Key="old", Body=b"x")
     ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
                     [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path,
-                    include="k1", delete="False", max_delete_fraction="1.0")
+                    redis_url=redis_url, include="k1", delete="False", max_delete_fraction="1.0")
     result = s3s3bucket("--config", str(ini), "--dry-run", "--delete", "--include", "k*",
                         "--include", "old", "--exclude", "k4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -145,12 +146,13 @@ def test_dry_run_prints_the_plan_on_stdout_and_flags_override_the_ini(buckets, t
     assert keys(b, dst) == ["k0", "old"]
 
 
-def test_a_refused_deletion_exits_2(buckets, tmp_path):
+def test_a_refused_deletion_exits_2(buckets, tmp_path, redis_url):
     a, b, src, dst = buckets
     for i in range(8):
         raw_client(b).put_object(Bucket=dst, Key=f"z{i}", Body=b"x")
     ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
-                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, delete="True")
+                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, delete="True",
+                    redis_url=redis_url)
     result = s3s3bucket("--config", str(ini), cwd=tmp_path)
     assert result.returncode == 2
     assert ("refusing to delete 8 of the 8 keys in scope (more than max_delete_fraction = 0.5)"
@@ -206,10 +208,10 @@ class Listener:
         self.proc.stdin.flush()
 
 
-def test_supervisord_event_listener_protocol(buckets, tmp_path):
+def test_supervisord_event_listener_protocol(buckets, tmp_path, redis_url):
     a, b, src, dst = buckets
     ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
-                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path)
+                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, redis_url=redis_url)
     listener = Listener(ini, tmp_path)
     try:
         assert listener.read(6) == b"READY\n"

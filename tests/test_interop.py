@@ -31,7 +31,7 @@ from s3s3.sources import publish_keys
 from s3s3.config import RedisConfig
 from s3s3.sync import SyncOptions, sync_buckets
 from s3s3.transfer import copy_object
-from tests.conftest import REDIS_URL, ROOT, endpoint_config, raw_client, unique_bucket
+from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.interop
@@ -220,18 +220,18 @@ def test_destination_answering_5xx_for_a_while(pair):
 
 # The listener is proven once per pair with SigV4, and with SigV2 on swift-ceph.
 @pytest.mark.parametrize("pair", pairs(also_v2="swift-ceph"), indirect=True)
-def test_listener_in_stream_mode(pair, tmp_path):
+def test_listener_in_stream_mode(pair, tmp_path, redis_url):
     channel = f"interop-{uuid.uuid4().hex[:10]}"
     ini = tmp_path / "s3s3.ini"
-    ini.write_text(_ini(pair, channel))
+    ini.write_text(_ini(pair, channel, redis_url))
     items = {f"live/{i} +%": os.urandom(512) for i in range(30)}
     put_many(pair.src, items)
     proc = subprocess.Popen([sys.executable, "-m", "s3s3.scripts.listen", "--config", str(ini)],
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    cfg = RedisConfig(url=REDIS_URL, channel=channel, mode="stream",
+    cfg = RedisConfig(url=redis_url, channel=channel, mode="stream",
                       stream=f"s3s3:{{{channel}}}:stream",
                       dead_letter_stream=f"s3s3:{{{channel}}}:dead")
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     try:
         assert publish_keys(client, cfg, list(items)) == 30
         deadline = time.monotonic() + 60
@@ -250,7 +250,7 @@ def test_listener_in_stream_mode(pair, tmp_path):
     assert proc.returncode == 0, err[-3000:]
 
 
-def _ini(pair: Pair, channel: str) -> str:
+def _ini(pair: Pair, channel: str, redis_url: str) -> str:
     def section(name: str, ep: Endpoint) -> str:
         lines = [f"[{name}]", f"bucket_name = {ep.bucket}",
                  f"endpoint_url = {ep.cfg.endpoint_url}",
@@ -262,7 +262,7 @@ def _ini(pair: Pair, channel: str) -> str:
         return "\n".join(lines) + "\n"
 
     return (section("source", pair.src) + section("dest", pair.dst) +
-            f"[pubsub]\nurl = {REDIS_URL}\nmode = stream\nchannel = {channel}\n"
+            f"[pubsub]\nurl = {redis_url}\nmode = stream\nchannel = {channel}\n"
             "[listen]\nworkers = 8\ngrace = 10\n")
 
 

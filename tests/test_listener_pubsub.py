@@ -7,29 +7,31 @@ import signal
 
 import redis
 
-from conftest import REDIS_URL, raw_client
+from conftest import raw_client
 from test_listener_support import listeners, names  # noqa: F401  (fixtures)
 from test_listener_support import ListenerProcess, keys_in, put_keys, wait_until, write_ini
 
 
-def _setup(tmp_path, moto_servers, make_bucket, names, **ini):
+def _setup(tmp_path, moto_servers, make_bucket, names, redis_url, **ini):
     a, b = moto_servers
     src = make_bucket(a, name="source")
     d1 = make_bucket(b, name="dest1")
     d2 = make_bucket(a, name="dest2")
     path = write_ini(tmp_path / "s3s3.ini", source=(a, src.bucket),
-                     dests=[(b, d1.bucket), (a, d2.bucket)], channel=names.channel, **ini)
+                     dests=[(b, d1.bucket), (a, d2.bucket)], channel=names.channel,
+                     redis_url=redis_url, **ini)
     return (a, src.bucket), (b, d1.bucket), (a, d2.bucket), path
 
 
 def test_published_key_is_replicated_to_two_destinations(tmp_path, moto_servers, make_bucket,
-                                                         names, listeners):
-    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names)
+                                                         names, listeners, redis_url):
+    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names,
+                                              redis_url)
     raw_client(a).put_object(Bucket=src, Key="some/key", Body=b"hello 2015",
                              ContentType="text/plain", Metadata={"owner": "lsst"})
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     # Exactly what `redis-cli PUBLISH backup some/key` sends.
     assert r.publish(names.channel, "some/key") == 1
     wait_until(lambda: "some/key" in keys_in(b, d1) and "some/key" in keys_in(a2, d2),
@@ -47,12 +49,14 @@ def test_published_key_is_replicated_to_two_destinations(tmp_path, moto_servers,
 
 
 def test_bad_messages_are_reported_and_the_daemon_keeps_running(tmp_path, moto_servers,
-                                                                make_bucket, names, listeners):
-    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names)
+                                                                make_bucket, names, listeners,
+                                                                redis_url):
+    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names,
+                                              redis_url)
     put_keys(a, src, ["good/key"])
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     bad = [b"", b"\xff\xfe not utf-8", b"\x00" + b"garbage" * (1024 * 1024 // 7),
            json.dumps({"hello": "world"}).encode(), b"absent/from/source"]
     for message in bad:
@@ -76,8 +80,9 @@ def test_bad_messages_are_reported_and_the_daemon_keeps_running(tmp_path, moto_s
 
 
 def test_s3_event_json_with_plus_and_encoded_slash(tmp_path, moto_servers, make_bucket, names,
-                                                   listeners):
-    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names)
+                                                   listeners, redis_url):
+    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names,
+                                              redis_url)
     key = "dir/my file+x.txt"
     put_keys(a, src, [key])
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
@@ -89,7 +94,7 @@ def test_s3_event_json_with_plus_and_encoded_slash(tmp_path, moto_servers, make_
                                         "s3": {"bucket": {"name": bucket},
                                                "object": {"key": k, "size": 4096}}}]})
 
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     r.publish(names.channel, event("dir%2Fmy+file%2Bx.txt", "another-bucket"))
     r.publish(names.channel, event("dir%2Fmy+file%2Bx.txt", src))
     wait_until(lambda: key in keys_in(b, d1) and key in keys_in(a2, d2), what=repr(key))
@@ -99,9 +104,9 @@ def test_s3_event_json_with_plus_and_encoded_slash(tmp_path, moto_servers, make_
 
 
 def test_delete_propagation_when_switched_on(tmp_path, moto_servers, make_bucket, names,
-                                             listeners):
+                                             listeners, redis_url):
     (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names,
-                                              listen={"delete": "true"})
+                                              redis_url, listen={"delete": "true"})
     put_keys(b, d1, ["gone", "back"])
     put_keys(a2, d2, ["gone", "back"])
     put_keys(a, src, ["back"])  # re-created at the source since its delete event
@@ -113,7 +118,7 @@ def test_delete_propagation_when_switched_on(tmp_path, moto_servers, make_bucket
                                         "eventSource": "minio:s3",
                                         "s3": {"bucket": {"name": src}, "object": {"key": k}}}]})
 
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     r.publish(names.channel, removed("gone"))
     r.publish(names.channel, removed("back"))
     wait_until(lambda: keys_in(b, d1) == {"back"} and keys_in(a2, d2) == {"back"},
@@ -123,12 +128,14 @@ def test_delete_propagation_when_switched_on(tmp_path, moto_servers, make_bucket
     assert raw_client(b).get_object(Bucket=d1, Key="back")["Body"].read() == b"x" * 4096
 
 
-def test_deletes_are_ignored_by_default(tmp_path, moto_servers, make_bucket, names, listeners):
-    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names)
+def test_deletes_are_ignored_by_default(tmp_path, moto_servers, make_bucket, names, listeners,
+                                        redis_url):
+    (a, src), (b, d1), (a2, d2), ini = _setup(tmp_path, moto_servers, make_bucket, names,
+                                              redis_url)
     put_keys(b, d1, ["kept"])
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     r.publish(names.channel, json.dumps({"Records": [{
         "eventName": "ObjectRemoved:Delete", "s3": {"object": {"key": "kept"}}}]}))
     listener.wait_for("ignored key='kept'")
@@ -136,11 +143,12 @@ def test_deletes_are_ignored_by_default(tmp_path, moto_servers, make_bucket, nam
 
 
 def test_missing_destination_bucket_is_fatal_at_start(tmp_path, moto_servers, make_bucket, names,
-                                                      listeners):
+                                                      listeners, redis_url):
     a, b = moto_servers
     src = make_bucket(a, name="source")
     ini = write_ini(tmp_path / "s3s3.ini", source=(a, src.bucket),
-                    dests=[(b, "no-such-bucket-s3s3")], channel=names.channel)
+                    dests=[(b, "no-such-bucket-s3s3")], channel=names.channel,
+                    redis_url=redis_url)
     listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready=None)
     listeners.append(listener)
     assert listener.wait(60) == 2

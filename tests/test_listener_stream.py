@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from conftest import REDIS_URL, ROOT, raw_client
+from conftest import ROOT, raw_client
 from test_listener_support import listeners, names  # noqa: F401  (fixtures)
 from test_listener_support import (ListenerProcess, PrivateRedis, TcpProxy, keys_in, put_keys,
                                    wait_until, write_ini)
@@ -23,7 +23,7 @@ from s3s3.config import RedisConfig
 from s3s3.sources.stream import add_entries
 
 
-def cfg_for(names, url: str = REDIS_URL, **kw) -> RedisConfig:
+def cfg_for(names, url: str, **kw) -> RedisConfig:
     return RedisConfig(url=url, channel=names.channel, mode="stream", stream=names.stream,
                        dead_letter_stream=names.dead, consumer="test", **kw)
 
@@ -52,18 +52,18 @@ def _buckets(moto_servers, make_bucket):
 
 
 def test_kill9_in_flight_publish_while_down_restart(tmp_path, moto_servers, make_bucket, names,
-                                                    listeners):
+                                                    listeners, redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     first = [f"first/{i:03d}" for i in range(40)]
     later = [f"later/{i:03d}" for i in range(15)]
     put_keys(a, src, first + later)
     ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1), (a, d2)],
                     channel=names.channel, mode="stream",
-                    pubsub={"consumer": "host-1"}, listen={"workers": "3"})
-    r = redis.Redis.from_url(REDIS_URL)
+                    pubsub={"consumer": "host-1"}, listen={"workers": "3"}, redis_url=redis_url)
+    r = redis.Redis.from_url(redis_url)
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
-    add_entries(r, cfg_for(names), ({"key": k, "op": "copy"} for k in first))
+    add_entries(r, cfg_for(names, redis_url), ({"key": k, "op": "copy"} for k in first))
     wait_until(lambda: len(keys_in(b, d1)) >= 3, what="the first copies")
     listener.kill()  # kill -9 while copies are in flight
     assert pending(r, names) > 0, "the test meant to kill the listener mid-way"
@@ -82,7 +82,8 @@ def test_kill9_in_flight_publish_while_down_restart(tmp_path, moto_servers, make
     assert pending(r, names) == 0
 
 
-def test_two_listeners_share_one_stream(tmp_path, moto_servers, make_bucket, names, listeners):
+def test_two_listeners_share_one_stream(tmp_path, moto_servers, make_bucket, names, listeners,
+                                        redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"shared/{i:03d}" for i in range(40)]
     put_keys(a, src, keys)
@@ -90,11 +91,11 @@ def test_two_listeners_share_one_stream(tmp_path, moto_servers, make_bucket, nam
     for name in ("host-a", "host-b"):
         ini = write_ini(tmp_path / f"{name}.ini", source=(a, src), dests=[(b, d1), (a, d2)],
                         channel=names.channel, mode="stream", pubsub={"consumer": name},
-                        listen={"workers": "4"})
+                        listen={"workers": "4"}, redis_url=redis_url)
         procs.append(ListenerProcess(ini, tmp_path / f"{name}.log").start())
         listeners.append(procs[-1])
-    r = redis.Redis.from_url(REDIS_URL)
-    add_entries(r, cfg_for(names), ({"key": k, "op": "copy"} for k in keys))
+    r = redis.Redis.from_url(redis_url)
+    add_entries(r, cfg_for(names, redis_url), ({"key": k, "op": "copy"} for k in keys))
     wait_until(lambda: both([(b, d1), (a, d2)], keys), 60, what="every key")
     wait_until(lambda: pending(r, names) == 0, 15, what="every entry acknowledged")
     counts = [p.output().count("copied key='shared/") for p in procs]
@@ -105,16 +106,17 @@ def test_two_listeners_share_one_stream(tmp_path, moto_servers, make_bucket, nam
     assert [p.wait() for p in procs] == [0, 0]
 
 
-def test_sigterm_drains_cleanly(tmp_path, moto_servers, make_bucket, names, listeners):
+def test_sigterm_drains_cleanly(tmp_path, moto_servers, make_bucket, names, listeners, redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"drain/{i:03d}" for i in range(20)]
     put_keys(a, src, keys)
     ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1), (a, d2)],
-                    channel=names.channel, mode="stream", listen={"workers": "2", "grace": "60"})
+                    channel=names.channel, mode="stream", listen={"workers": "2", "grace": "60"},
+                    redis_url=redis_url)
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
-    r = redis.Redis.from_url(REDIS_URL)
-    add_entries(r, cfg_for(names), ({"key": k} for k in keys))
+    r = redis.Redis.from_url(redis_url)
+    add_entries(r, cfg_for(names, redis_url), ({"key": k} for k in keys))
     wait_until(lambda: len(keys_in(b, d1)) >= 3, what="the first copies")
     listener.signal(signal.SIGTERM)
     assert listener.wait(60) == 0
@@ -127,7 +129,7 @@ def test_sigterm_drains_cleanly(tmp_path, moto_servers, make_bucket, names, list
 
 
 def test_sigterm_hands_back_what_grace_did_not_cover(tmp_path, moto_servers, make_bucket, names,
-                                                     listeners):
+                                                     listeners, redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"back/{i:03d}" for i in range(12)]
     put_keys(a, src, keys)
@@ -135,11 +137,11 @@ def test_sigterm_hands_back_what_grace_did_not_cover(tmp_path, moto_servers, mak
     try:
         ini = write_ini(tmp_path / "s3s3.ini", source=(a, src),
                         dests=[({**b, "endpoint_url": slow.url}, d1)], channel=names.channel,
-                        mode="stream", listen={"workers": "1", "grace": "0"})
+                        mode="stream", listen={"workers": "1", "grace": "0"}, redis_url=redis_url)
         listener = ListenerProcess(ini, tmp_path / "listen.log").start()
         listeners.append(listener)
-        r = redis.Redis.from_url(REDIS_URL)
-        add_entries(r, cfg_for(names), ({"key": k} for k in keys))
+        r = redis.Redis.from_url(redis_url)
+        add_entries(r, cfg_for(names, redis_url), ({"key": k} for k in keys))
         wait_until(lambda: len(keys_in(b, d1)) >= 1, what="the first copy")
         listener.signal(signal.SIGTERM)
         assert listener.wait(30) == 0
@@ -149,19 +151,20 @@ def test_sigterm_hands_back_what_grace_did_not_cover(tmp_path, moto_servers, mak
     assert len(keys_in(b, d1)) < len(keys)
     assert pending(r, names) == 0  # handed back: re-added and acknowledged
     ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream", listen={"workers": "4"})
+                    channel=names.channel, mode="stream", listen={"workers": "4"},
+                    redis_url=redis_url)
     listener.start()  # any listener picks them up again
     wait_until(lambda: both([(b, d1)], keys), 60, what="every key after the hand-back")
     wait_until(lambda: pending(r, names) == 0, 15, what="every entry acknowledged")
 
 
 def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_is_dead_lettered(
-        tmp_path, moto_servers, make_bucket, names, listeners):
+        tmp_path, moto_servers, make_bucket, names, listeners, redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"orphan/{i:02d}" for i in range(20)]
     put_keys(a, src, keys + ["poison"])
-    r = redis.Redis.from_url(REDIS_URL)
-    cfg = cfg_for(names)
+    r = redis.Redis.from_url(redis_url)
+    cfg = cfg_for(names, redis_url)
     r.xgroup_create(names.stream, "s3s3", id="0", mkstream=True)
     add_entries(r, cfg, [{"key": "poison"}])
     # A consumer that crashed on "poison" four times (each crash a redelivery)...
@@ -173,7 +176,8 @@ def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_is_dead_lettered(
     r.xreadgroup("s3s3", "ghost", {names.stream: ">"}, count=100)
     assert pending(r, names) == 21
     ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream", pubsub={"reclaim_idle": "0.5"})
+                    channel=names.channel, mode="stream", pubsub={"reclaim_idle": "0.5"},
+                    redis_url=redis_url)
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     wait_until(lambda: both([(b, d1)], keys), 30, what="the reclaimed keys")
@@ -187,17 +191,17 @@ def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_is_dead_lettered(
 
 
 def test_dead_letter_after_failures_then_requeue(tmp_path, moto_servers, make_bucket, names,
-                                                 listeners):
+                                                 listeners, redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = ["dl/1", "dl/2"]
     put_keys(a, src, keys)
     ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream")
+                    channel=names.channel, mode="stream", redis_url=redis_url)
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     raw_client(b).delete_bucket(Bucket=d1)  # every PUT now fails: NoSuchBucket
-    r = redis.Redis.from_url(REDIS_URL)
-    add_entries(r, cfg_for(names), ({"key": k, "op": "copy"} for k in keys))
+    r = redis.Redis.from_url(redis_url)
+    add_entries(r, cfg_for(names, redis_url), ({"key": k, "op": "copy"} for k in keys))
     wait_until(lambda: r.xlen(names.dead) == 2, 30, what="two dead letters")
     wait_until(lambda: pending(r, names) == 0, 15, what="dead letters acknowledged")
     assert listener.proc.poll() is None
@@ -279,7 +283,7 @@ def test_pubsub_listener_resubscribes_after_redis_restart(tmp_path, moto_servers
 
 
 def test_destination_down_for_a_while_then_back(tmp_path, moto_servers, make_bucket, names,
-                                                listeners):
+                                                listeners, redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"outage/{i:02d}" for i in range(20)]
     put_keys(a, src, keys)
@@ -289,12 +293,13 @@ def test_destination_down_for_a_while_then_back(tmp_path, moto_servers, make_buc
         ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(proxied, d1), (a, d2)],
                         channel=names.channel, mode="stream",
                         dest_extra={"max_attempts": "1", "connect_timeout": "1",
-                                    "read_timeout": "3"})
+                                    "read_timeout": "3"},
+                        redis_url=redis_url)
         listener = ListenerProcess(ini, tmp_path / "listen.log").start()
         listeners.append(listener)
         proxy.close()
-        r = redis.Redis.from_url(REDIS_URL)
-        add_entries(r, cfg_for(names), ({"key": k} for k in keys))
+        r = redis.Redis.from_url(redis_url)
+        add_entries(r, cfg_for(names, redis_url), ({"key": k} for k in keys))
         # The reachable destination gets everything; the other one's work is held.
         wait_until(lambda: both([(a, d2)], keys), 30, what="the reachable destination")
         listener.wait_for("[dest1] failed")
@@ -314,7 +319,7 @@ def test_destination_down_for_a_while_then_back(tmp_path, moto_servers, make_buc
 
 
 def test_minio_list_is_moved_into_the_stream(tmp_path, moto_servers, make_bucket, names,
-                                             listeners):
+                                             listeners, redis_url):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"minio dir/photo+{i}.jpg" for i in range(12)]
     put_keys(a, src, keys)
@@ -326,14 +331,15 @@ def test_minio_list_is_moved_into_the_stream(tmp_path, moto_servers, make_bucket
                   "s3": {"bucket": {"name": src}, "object": {"key": quote_plus(key)}}}
         return json.dumps([{"Event": [record], "EventTime": "2024-05-01T10:00:00.000Z"}])
 
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     processing = "{" + names.list_key + "}:s3s3-processing"
     # Left on the processing list by a mover that died between BLMOVE and XADD.
     r.rpush(processing, access(keys[0]))
     r.rpush(names.list_key, *[access(k) for k in keys[1:6]], '{"not": "an event"}',
             *[access(k) for k in keys[6:]])
     ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream", pubsub={"list": names.list_key})
+                    channel=names.channel, mode="stream", pubsub={"list": names.list_key},
+                    redis_url=redis_url)
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     wait_until(lambda: both([(b, d1)], keys), 30, what="every key from the list")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import REDIS_URL, ROOT, raw_client
+from conftest import ROOT, raw_client
 
 from redis_server import PrivateRedis  # noqa: F401  (re-exported for the listener tests)
 from servers._common import free_port, wait_for_port
@@ -74,10 +74,10 @@ class Names:
 
 
 @pytest.fixture
-def names():
+def names(redis_url):
     n = Names()
     yield n
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     try:
         client.delete(*n.all_keys())
         markers = list(client.scan_iter(match=f"{n.channel}=>*", count=1000))
@@ -96,7 +96,7 @@ def endpoint_section(name: str, info: dict, bucket: str, **extra) -> str:
 
 
 def write_ini(path: Path, *, source: tuple[dict, str], dests: list[tuple[dict, str]],
-              channel: str, mode: str = "pubsub", redis_url: str = REDIS_URL,
+              channel: str, redis_url: str, mode: str = "pubsub",
               pubsub: dict | None = None, listen: dict | None = None,
               dest_extra: dict | None = None) -> Path:
     text = endpoint_section("source", *source)

@@ -13,7 +13,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from conftest import REDIS_URL
 from s3s3.config import BucketConfig, EndpointConfig
 from s3s3.errors import LockHeld
 from s3s3.lock import (FileLock, LockUnavailable, NoLock, RedisLock, choose_lock, job_lock,
@@ -21,8 +20,8 @@ from s3s3.lock import (FileLock, LockUnavailable, NoLock, RedisLock, choose_lock
 
 
 @pytest.fixture
-def client():
-    c = redis.Redis.from_url(REDIS_URL)
+def client(redis_url):
+    c = redis.Redis.from_url(redis_url)
     yield c
     c.close()
 

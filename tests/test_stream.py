@@ -7,7 +7,6 @@ import time
 import pytest
 import redis
 
-from conftest import REDIS_URL
 from test_listener_support import names  # noqa: F401
 
 from s3s3.config import RedisConfig
@@ -19,19 +18,19 @@ from s3s3.sources.stream import (DeadLetter, add_entries, dead_letter_fields,
 
 
 @pytest.fixture
-def r():
-    client = redis.Redis.from_url(REDIS_URL)
+def r(redis_url):
+    client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 
 
-def cfg_for(names, **kw) -> RedisConfig:
-    return RedisConfig(url=REDIS_URL, channel=names.channel, mode="stream", stream=names.stream,
+def cfg_for(names, url: str, **kw) -> RedisConfig:
+    return RedisConfig(url=url, channel=names.channel, mode="stream", stream=names.stream,
                        dead_letter_stream=names.dead, consumer="me", **kw)
 
 
-def test_add_entries_pipelines_batches(r, names):
-    cfg = cfg_for(names)
+def test_add_entries_pipelines_batches(r, names, redis_url):
+    cfg = cfg_for(names, redis_url)
     entries = ({"key": f"k{i}", "op": "copy"} for i in range(1234))
     assert add_entries(r, cfg, entries, batch_size=500) == 1234
     rows = r.xrange(names.stream, count=2)
@@ -41,8 +40,8 @@ def test_add_entries_pipelines_batches(r, names):
     assert add_entries(r, cfg, []) == 0
 
 
-def test_add_entries_waits_for_room_then_gives_up(r, names):
-    cfg = cfg_for(names, maxlen=5)
+def test_add_entries_waits_for_room_then_gives_up(r, names, redis_url):
+    cfg = cfg_for(names, redis_url, maxlen=5)
     assert add_entries(r, cfg, ({"key": f"k{i}"} for i in range(3))) == 3
     started = time.monotonic()
     with pytest.raises(BacklogFull) as err:
@@ -55,8 +54,8 @@ def test_add_entries_waits_for_room_then_gives_up(r, names):
                               "[pubsub] if the backlog is expected)")
 
 
-def test_trim_removes_only_what_every_group_acknowledged(r, names):
-    cfg = cfg_for(names)
+def test_trim_removes_only_what_every_group_acknowledged(r, names, redis_url):
+    cfg = cfg_for(names, redis_url)
     add_entries(r, cfg, ({"key": f"k{i}"} for i in range(300)))
     assert trim_acknowledged(r, cfg) == 0  # no group: nobody has read anything
     ensure_group(r, cfg)
@@ -82,8 +81,8 @@ def test_safe_trim_id():
     assert safe_trim_id([(b"999-0", 0, None), (b"1000-0", 1, b"998-3")]) == "998-3"
 
 
-def test_dead_letters_list_requeue_purge(r, names):
-    cfg = cfg_for(names)
+def test_dead_letters_list_requeue_purge(r, names, redis_url):
+    cfg = cfg_for(names, redis_url)
     ids = []
     for i in range(3):
         fields = dead_letter_fields({b"key": f"k{i}".encode(), b"op": b"copy", b"attempts": b"2"},
@@ -110,8 +109,8 @@ def test_dead_letter_from_entry_tolerates_missing_fields():
     assert letter.id == "5-0" and letter.reason == "" and letter.fields == {"message": "{}"}
 
 
-def test_remove_idle_consumers_keeps_those_with_pending_entries(r, names):
-    cfg = cfg_for(names)
+def test_remove_idle_consumers_keeps_those_with_pending_entries(r, names, redis_url):
+    cfg = cfg_for(names, redis_url)
     ensure_group(r, cfg)
     add_entries(r, cfg, ({"key": f"k{i}"} for i in range(3)))
     r.xreadgroup(cfg.group, "holder", {names.stream: ">"}, count=1)  # keeps its entry pending

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import redis
 
-from conftest import REDIS_URL, endpoint_config, raw_client
+from conftest import endpoint_config, raw_client
 from s3s3.config import BucketConfig, RedisConfig
 from s3s3.endpoint import Endpoint
 from s3s3.errors import FatalEndpointError
@@ -469,14 +469,15 @@ def upload(client, bucket: str, key: str, data: bytes, *, part_bytes: int) -> No
                                      MultipartUpload={"Parts": parts})
 
 
-def test_enqueue_adds_the_keys_to_copy_to_the_stream(moto_servers, src_dst, proxy_to):
+def test_enqueue_adds_the_keys_to_copy_to_the_stream(moto_servers, src_dst, proxy_to,
+                                                     redis_url):
     a, b = moto_servers
     src, dst = src_dst
     put_many(raw_client(a), src.bucket, {"same": b"s", "new1": b"1", "n\u00e9w2": b"2"})
     put_many(raw_client(b), dst.bucket, {"same": b"s"})
-    cfg = RedisConfig(url=REDIS_URL, stream=f"s3s3:{{test-{uuid.uuid4().hex}}}:stream",
+    cfg = RedisConfig(url=redis_url, stream=f"s3s3:{{test-{uuid.uuid4().hex}}}:stream",
                       maxlen=1000)
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     src_proxy = proxy_to(a)
     try:
         summary = sync_buckets(via(src, src_proxy), [dst], SyncOptions(enqueue=True),
