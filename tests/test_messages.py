@@ -7,8 +7,9 @@ import json
 import pytest
 
 from s3s3.errors import MessageError
-from s3s3.sources.messages import (MAX_KEY_BYTES, Parsed, Skipped, WorkItem, encode_key_message,
-                                   looks_like_event, parse_entry, parse_message, validate_key)
+from s3s3.sources.messages import (MAX_JSON_DEPTH, MAX_KEY_BYTES, Parsed, Skipped, WorkItem,
+                                   encode_key_message, looks_like_event, parse_entry,
+                                   parse_message, validate_key)
 
 
 def record(key: str, *, event: str = "ObjectCreated:Put", bucket: str | None = "src",
@@ -270,3 +271,188 @@ def test_validate_key():
         validate_key("")
     with pytest.raises(MessageError, match="^unknown op"):
         encode_key_message("k", op="move")
+
+
+# --------------------------------------------------------------------------- hostile input
+# The contract: for any input, the parser returns a Parsed or raises MessageError, nothing
+# else (no TypeError, no RecursionError), and its error texts stay short.
+
+
+def one_record(**fields) -> bytes:
+    rec = {"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "k"}}}
+    rec.update(fields)
+    return json.dumps({"Records": [rec]}, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("source, shown", [(["aws:s3"], "a list"), ({"a": 1}, "an object"),
+                                           (7, "int"), (True, "bool")])
+def test_event_source_that_is_not_a_string_is_a_bad_message(source, shown):
+    # The issue's reproducer: a list here raised TypeError (unhashable) in the intake thread.
+    with pytest.raises(MessageError) as err:
+        parse_message(one_record(eventSource=source))
+    assert str(err.value) == f"Records[0]: 'eventSource' is {shown}, not a string"
+
+
+def test_null_event_source_is_no_source():
+    assert parse_message(one_record(eventSource=None)).items == (
+        WorkItem("copy", "k", event="ObjectCreated:Put"),)
+
+
+@pytest.mark.parametrize("message", [b"[" * 100_000, b'{"a":' * 50_000, b"[{" * 40_000,
+                                     ("[" * 100_000).encode()])
+def test_deep_nesting_is_a_bad_message_not_a_recursion_error(message):
+    with pytest.raises(MessageError) as err:
+        parse_message(message)
+    assert "nests brackets deeper than 32 levels" in str(err.value)
+    assert len(str(err.value)) < 400
+
+
+def test_looks_like_event_never_recurses_deeply():
+    assert not looks_like_event("[" * 100_000)
+    assert not looks_like_event(b'{"a":' * 50_000)
+
+
+def test_thousand_byte_key_of_brackets_is_a_key_both_ways():
+    # A legal S3 key; s3s3publish died on it (RecursionError on Python 3.10 and 3.11).
+    key = "[" * 1000
+    assert not looks_like_event(key)
+    assert encode_key_message(key) == key.encode()
+    assert parse_message(key.encode()) == Parsed("key", (WorkItem("copy", key),))
+
+
+def test_nesting_limit_is_part_of_the_detection_rule():
+    assert MAX_JSON_DEPTH == 32
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    at_limit = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    # Valid JSON, but nested past the limit: not an event, so a key (and sent raw).
+    assert parse_message(deep.encode()) == Parsed("key", (WorkItem("copy", deep),))
+    assert encode_key_message(deep) == deep.encode()
+    # At the limit it is JSON, of no known shape; a key of that text is sent wrapped.
+    with pytest.raises(MessageError, match="^JSON of unknown shape: a list whose first"):
+        parse_message(at_limit.encode())
+    assert parse_message(encode_key_message(at_limit)).items[0].key == at_limit
+
+
+def test_brackets_inside_strings_do_not_count():
+    doc = {"Records": [{"eventName": "ObjectCreated:Put",
+                        "s3": {"object": {"key": "%5B" * 40 + "%7B" * 40}},
+                        "note": "[" * 100 + '\\"{' * 100}]}
+    assert parse_message(json.dumps(doc).encode()).items[0].key == "[" * 40 + "{" * 40
+
+
+@pytest.mark.parametrize("message, error", [
+    (b'{"Records":[1' + b"0" * 5000 + b"]}", "JSON of the wrong shape: Records[0] is int, "
+                                              "not an object"),
+    (b'{"Records":[' + b"9" * 200_000 + b"]}", "JSON of the wrong shape: Records[0] is int, "
+                                               "not an object"),
+    (b'{"Records":NaN}', "JSON of the wrong shape: 'Records' is float, not a list"),
+    (b'{"Records":[-Infinity]}', "JSON of the wrong shape: Records[0] is float, not an object"),
+    (b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":Infinity}}}]}',
+     "Records[0]: 's3.object.key' is float"),
+    (b'{"Records":[{"eventName":1e999,"s3":{"object":{"key":"k"}}}]}',
+     "Records[0]: 'eventName' is float, not a string"),
+])
+def test_numbers_are_never_converted(message, error):
+    # Huge integers are neither converted (slow on Python 3.10) nor refused by 3.11's digit
+    # limit (which made the document "not JSON", so a key): the parser only names their type.
+    with pytest.raises(MessageError) as err:
+        parse_message(message)
+    assert str(err.value) == error
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({"s3": [1]}, "Records[0]: missing 's3.object.key'"),
+    ({"s3": {"object": "k"}}, "Records[0]: missing 's3.object.key'"),
+    ({"s3": {"object": {"key": 5}}}, "Records[0]: 's3.object.key' is int"),
+    ({"s3": {"object": {"key": ["k"]}}}, "Records[0]: 's3.object.key' is a list"),
+    ({"s3": {"object": {"key": None}}}, "Records[0]: 's3.object.key' is null"),
+    ({"s3": {"object": {"key": "k"}, "bucket": ["src"]}},
+     "Records[0]: 's3.bucket' is a list, not an object"),
+    ({"s3": {"object": {"key": "k"}, "bucket": {"name": ["src"]}}},
+     "Records[0]: 's3.bucket.name' is a list, not a string"),
+    ({"eventName": None}, "Records[0]: 'eventName' is null, not a string"),
+])
+def test_fields_of_the_wrong_type(fields, error):
+    with pytest.raises(MessageError) as err:
+        parse_message(one_record(**fields))
+    assert str(err.value) == error
+
+
+def test_lone_surrogate_in_an_event_key_is_a_bad_message():
+    # JSON may spell a lone surrogate (\ud800); no UTF-8 byte string holds it, so no store can
+    # either: it used to be retried five times before being dead-lettered.
+    for message in (b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":'
+                    b'"a\\ud800"}}}]}',
+                    b'{"Records":[{"eventName":"ObjectCreated:Put","eventSource":"ceph:s3",'
+                    b'"s3":{"object":{"key":"a\\udfff"}}}]}'):
+        with pytest.raises(MessageError, match=r"^Records\[0\]: key is not UTF-8: a lone "
+                                               r"surrogate at character 1 \(starts b'a\\\\u"):
+            parse_message(message)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: validate_key("a\ud800b"),
+    lambda: parse_message("a\udcff"),
+    lambda: parse_entry({"key": "\ud800"}),
+    lambda: encode_key_message("x\udcffy"),
+    lambda: encode_key_message("{}\ud800", op="delete"),
+])
+def test_lone_surrogate_keys_are_rejected_everywhere(call):
+    with pytest.raises(MessageError, match="^key is not UTF-8: a lone surrogate"):
+        call()
+
+
+@pytest.mark.parametrize("value", [None, 12, 1.5, ["k"], object()])
+def test_keys_and_messages_of_the_wrong_type(value):
+    with pytest.raises(MessageError, match="must be"):
+        parse_message(value)
+    with pytest.raises(MessageError, match="must be"):
+        validate_key(value)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({b"key": b"k", b"op": b"\xff\xfe"}, "'op' field is not UTF-8 (starts b'\\xff\\xfe')"),
+    ({b"key": b"k", b"op": b"x" * 5000}, "'op' field is 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                         "'... (5,000 characters); expected 'copy' or 'delete'"),
+    ({b"message": 5}, "'message' field must be bytes or str, not int"),
+    ([(b"key", b"k")], "stream entry must be a mapping of fields, not list"),
+])
+def test_hostile_entries(fields, message):
+    with pytest.raises(MessageError) as err:
+        parse_entry(fields)
+    assert str(err.value) == message
+
+
+def test_error_texts_stay_short_whatever_the_input():
+    huge = "x" * 200_000
+    for message in (json.dumps({huge: 1}), json.dumps({"Records": [{"eventName": huge,
+                                                                    "s3": {"object": {}}}]}),
+                    json.dumps({"Records": [{"eventName": "ObjectCreated:Put",
+                                             "s3": {"object": {"key": "%FF" + huge[:900]}}}]})):
+        with pytest.raises(MessageError) as err:
+            parse_message(message.encode())
+        assert len(str(err.value)) < 600
+    skipped = parse_message(one_record(eventName="x:" + huge[:100_000])).skipped[0]
+    assert len(skipped.reason) < 200
+
+
+def test_test_event_with_a_bucket_of_the_wrong_type():
+    parsed = parse_message(b'{"Event":"s3:TestEvent","Bucket":[1,2]}')
+    assert parsed.format == "test-event" and parsed.skipped[0].bucket is None
+
+
+def test_ten_thousand_records_are_over_the_size_limit():
+    rec = {"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "many"}}}
+    with pytest.raises(MessageError, match="^message of 710,013 bytes is over the 262,144"):
+        parse_message(json.dumps({"Records": [rec] * 10_000}).encode())
+    # What fits is accepted, one item per record (the replicator merges them per key).
+    parsed = parse_message(json.dumps({"Records": [rec] * 3000}).encode())
+    assert len(parsed.items) == 3000 and {i.key for i in parsed.items} == {"many"}
+
+
+def test_nul_and_control_characters_are_legal_in_keys():
+    # S3 keys are any UTF-8; whether a store takes "\x00" is the store's business (moto and
+    # AWS do), so the parser passes them on unchanged.
+    assert parse_message(b"a\x00b").items == (WorkItem("copy", "a\x00b"),)
+    assert parse_message(one_record(s3={"object": {"key": "a%00b%01"}})).items[0].key == \
+        "a\x00b\x01"

@@ -12,12 +12,30 @@ field of one stream entry. Three formats are understood:
     MinIO's Redis target in ``access`` format: ``[{"Event": [records], "EventTime": ...}]``.
 
 Detection rule (the README repeats it): a message is an event document only when its first
-byte is ``{`` or ``[`` *and* the whole message parses as JSON. Such a document must have one
-of the shapes above, otherwise it is reported as an error. Everything else is a plain key:
-``[draft] notes.txt`` or ``{id}/photo.jpg`` fail to parse as JSON and are therefore keys,
-exactly as a 2015 user publishing them would expect. The one ambiguity left is a key that
-is itself a JSON object or array (``{}``, ``[1]``); :func:`encode_key_message` (used by
+byte is ``{`` or ``[``, its brackets nest at most :data:`MAX_JSON_DEPTH` (32) levels deep
+*and* the whole message parses as JSON. Such a document must have one of the shapes above,
+otherwise it is reported as an error. Everything else is a plain key: ``[draft] notes.txt``
+or ``{id}/photo.jpg`` fail to parse as JSON, and ``[[[...`` nests deeper than any event, so
+they are keys, exactly as a 2015 user publishing them would expect. The depth is counted by
+a cheap scan (brackets outside strings) *before* parsing, so the JSON decoder never
+recurses deeply; a real event nests 5 or 6 levels. The one ambiguity left is a key that is itself
+a JSON object or array (``{}``, ``[1]``); :func:`encode_key_message` (used by
 ``s3s3publish``) sends such a key wrapped in a minimal event, so it arrives intact.
+
+The contract, for any input whatsoever (fuzzed: ``fuzz/fuzz_messages.py``):
+:func:`parse_message` and :func:`parse_entry` return a :class:`Parsed` or raise
+:class:`MessageError`; :func:`validate_key` and :func:`encode_key_message` return or raise
+:class:`MessageError`; :func:`looks_like_event` raises nothing. (The one exception is
+``ValueError`` for an unknown ``key_encoding`` argument: a programming error, not input.)
+Error texts quote input only through :func:`preview` or similar cuts, so a hostile message
+cannot flood the log. Numbers in a document are never converted (their value is never
+used), so a 200,000-digit integer costs nothing and reads the same on every Python.
+
+Keys: S3 keys are UTF-8, at most 1,024 bytes. A key that does not encode as strict UTF-8 (a
+lone surrogate, which a JSON ``\\ud800`` escape or a ``str`` message can hold) is a bad
+message, rejected at once: no store could hold it. Control characters, NUL included, are
+passed on: S3 allows any UTF-8, and whether a store takes such a key is the store's
+business (moto and AWS do; a store that refuses it fails that one copy).
 
 Keys in events: AWS and MinIO URL-encode them with ``+`` for space (decoded here with
 ``unquote_plus``); Ceph RGW (checked on 16.2.15) sends them raw, so a ``+`` or ``%`` in a
@@ -33,6 +51,7 @@ are skipped, as are records for a bucket other than the source bucket.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote_plus, unquote_plus
@@ -45,14 +64,20 @@ OPS = (COPY, DELETE)
 
 #: S3 limits a key to 1,024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
-#: Far above any real event notification (AWS documents ~1-2 KiB per record).
+#: Far above any real event notification (AWS documents ~1-2 KiB per record). It also
+#: bounds the records per message: 10,000 minimal records do not fit.
 MAX_MESSAGE_BYTES = 256 * 1024
+#: Deepest bracket nesting read as JSON. A real event nests 5 levels (the document, Records,
+#: a record, s3, object; a MinIO access list 6); deeper text is not an event, and is never
+#: handed to the JSON decoder, whose recursion a 100,000-deep message would exhaust.
+MAX_JSON_DEPTH = 32
 
 KEY_ENCODINGS = ("auto", "url", "raw")
 #: Event sources that put the key in a record unencoded.
 RAW_KEY_SOURCES = frozenset({"ceph:s3"})
 
 _PREVIEW_BYTES = 60
+_SHORT_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -86,32 +111,65 @@ class Parsed:
 
 def preview(data: bytes | str) -> str:
     """A short, printable rendering of a message for log lines."""
-    raw = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else bytes(data)
+    if isinstance(data, str):
+        raw = data.encode("utf-8", "backslashreplace")
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+    else:
+        raw = repr(data).encode("utf-8", "backslashreplace")
     shown = repr(raw[:_PREVIEW_BYTES])
     return shown + (f"... ({len(raw)} bytes)" if len(raw) > _PREVIEW_BYTES else "")
 
 
 def validate_key(key: str) -> str:
     """Return ``key`` if S3 can hold it; raise :class:`MessageError` saying why not."""
+    if not isinstance(key, str):
+        raise MessageError(f"a key must be a str, not {type(key).__name__}")
     if not key:
         raise MessageError("empty key")
-    size = len(key.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise MessageError(f"key is not UTF-8: a lone surrogate at character {exc.start} "
+                           f"(starts {preview(key)})") from None
     if size > MAX_KEY_BYTES:
         raise MessageError(f"key of {size:,} bytes is over the {MAX_KEY_BYTES:,}-byte S3 limit "
                            f"(starts {preview(key)})")
     return key
 
 
+def nests_deeper_than(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether brackets outside JSON strings nest deeper than ``limit`` anywhere in ``text``.
+
+    Over the part of ``text`` that is valid JSON this is exactly the decoder's nesting, so a
+    text for which this is false cannot make the decoder recurse more than ``limit`` levels
+    (it stops at the first invalid character).
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False  # the common case, without a scan
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+    return False
+
+
 def looks_like_event(data: bytes | str) -> bool:
     """True when the detection rule reads ``data`` as an event document, not as a key."""
-    text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
-    if not text or text[0] not in "{[":
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        text = bytes(data).decode("utf-8", "replace")
+    elif isinstance(data, str):
+        text = data
+    else:
         return False
-    try:
-        doc = json.loads(text)
-    except ValueError:
+    if not text or text[0] not in "{[" or nests_deeper_than(text):
         return False
-    return isinstance(doc, (dict, list))
+    return isinstance(_decode_json(text), (dict, list))
 
 
 def encode_key_message(key: str, *, op: str = COPY) -> bytes:
@@ -122,7 +180,7 @@ def encode_key_message(key: str, *, op: str = COPY) -> bytes:
     """
     validate_key(key)
     if op not in OPS:
-        raise MessageError(f"unknown op {op!r} (expected copy or delete)")
+        raise MessageError(f"unknown op {_short(op)} (expected copy or delete)")
     if op == COPY and not looks_like_event(key):
         return key.encode("utf-8")
     name = "ObjectCreated:Put" if op == COPY else "ObjectRemoved:Delete"
@@ -141,9 +199,12 @@ def parse_message(data: bytes | str, *, source_bucket: str | None = None,
     if isinstance(data, str):
         text = data
         size = len(data.encode("utf-8", "surrogatepass"))
-    else:
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data)
         size = len(data)
         text = None
+    else:
+        raise MessageError(f"a message must be bytes or str, not {type(data).__name__}")
     if size == 0:
         raise MessageError("empty message")
     if size > MAX_MESSAGE_BYTES:
@@ -157,16 +218,18 @@ def parse_message(data: bytes | str, *, source_bucket: str | None = None,
                                f"{bytes(data)[exc.start:exc.start + 1]!r}; "
                                f"starts {preview(data)})") from None
     if text[0] in "{[":
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None  # not JSON: a key that happens to start with a bracket
-        if isinstance(doc, (dict, list)):
-            return _parse_document(doc, source_bucket=source_bucket, key_encoding=key_encoding)
-    if size > MAX_KEY_BYTES:
-        raise MessageError(f"key of {size:,} bytes is over the {MAX_KEY_BYTES:,}-byte S3 limit "
-                           f"(starts {preview(text)})")
-    return Parsed("key", (WorkItem(COPY, text),))
+        if nests_deeper_than(text):
+            if size > MAX_KEY_BYTES:
+                raise MessageError(f"message nests brackets deeper than {MAX_JSON_DEPTH} "
+                                   f"levels, so it is no event, and at {size:,} bytes it is "
+                                   f"over the {MAX_KEY_BYTES:,}-byte limit of a key (starts "
+                                   f"{preview(text)})")
+        else:
+            doc = _decode_json(text)  # None: a key that happens to start with a bracket
+            if isinstance(doc, (dict, list)):
+                return _parse_document(doc, source_bucket=source_bucket,
+                                       key_encoding=key_encoding)
+    return Parsed("key", (WorkItem(COPY, validate_key(text)),))
 
 
 def parse_entry(fields: Mapping[Any, Any], *, source_bucket: str | None = None,
@@ -177,20 +240,22 @@ def parse_entry(fields: Mapping[Any, Any], *, source_bucket: str | None = None,
     and is never format-detected; ``message`` holds a raw message (from the bridge or the
     MinIO list) and is parsed with :func:`parse_message`.
     """
+    if not isinstance(fields, Mapping):
+        raise MessageError(f"stream entry must be a mapping of fields, not "
+                           f"{type(fields).__name__}")
     key = _field(fields, "key")
     if key is not None:
-        try:
-            text = key.decode("utf-8") if isinstance(key, (bytes, bytearray)) else str(key)
-        except UnicodeDecodeError:
-            raise MessageError(f"'key' field is not UTF-8 (starts {preview(key)})") from None
+        text = _field_text(key, "key")
         op = _field(fields, "op")
-        op = (op.decode("utf-8", "replace") if isinstance(op, (bytes, bytearray))
-              else op) or COPY
+        op = (_field_text(op, "op") if op is not None else "") or COPY
         if op not in OPS:
-            raise MessageError(f"'op' field is {op!r}; expected 'copy' or 'delete'")
+            raise MessageError(f"'op' field is {_short(op)}; expected 'copy' or 'delete'")
         return Parsed("entry", (WorkItem(op, validate_key(text)),))
     message = _field(fields, "message")
     if message is not None:
+        if not isinstance(message, (bytes, bytearray, memoryview, str)):
+            raise MessageError(f"'message' field must be bytes or str, not "
+                               f"{type(message).__name__}")
         return parse_message(message, source_bucket=source_bucket, key_encoding=key_encoding)
     names = sorted(_text(k) for k in fields)
     raise MessageError("stream entry has neither a 'key' nor a 'message' field (fields: "
@@ -200,9 +265,60 @@ def parse_entry(fields: Mapping[Any, Any], *, source_bucket: str | None = None,
 # --------------------------------------------------------------------------- internals
 
 
+#: A JSON string (skipped whole, escapes included; unterminated runs to the end) or a bracket.
+_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+
+
+class _Number:
+    """A JSON number, kept as text: the parser never uses a number's value."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+_INT = _Number("int")
+_FLOAT = _Number("float")
+
+
+def _decode_json(text: str) -> Any:
+    """The JSON document ``text`` holds, or None when it is not JSON.
+
+    Call it only on text that :func:`nests_deeper_than` passed.
+    """
+    try:
+        return json.loads(text, parse_int=lambda _s: _INT, parse_float=lambda _s: _FLOAT,
+                          parse_constant=lambda _s: _FLOAT)
+    except (ValueError, RecursionError):
+        # RecursionError cannot happen below the depth limit; kept so that a decoder
+        # change can only make a message "not JSON", never crash the caller.
+        return None
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to a length fit for an error message."""
+    if isinstance(value, str) and len(value) > _SHORT_CHARS:
+        return f"{value[:_SHORT_CHARS]!r}... ({len(value):,} characters)"
+    shown = repr(value)
+    return shown if len(shown) <= 2 * _SHORT_CHARS else shown[:2 * _SHORT_CHARS] + "..."
+
+
 def _field(fields: Mapping[Any, Any], name: str):
     value = fields.get(name.encode("ascii"))
     return fields.get(name) if value is None else value
+
+
+def _field_text(value: Any, name: str) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MessageError(f"'{name}' field is not UTF-8 (starts {preview(value)})") \
+                from None
+    if isinstance(value, str):
+        return value
+    raise MessageError(f"'{name}' field must be bytes or str, not {type(value).__name__}")
 
 
 def _text(value) -> str:
@@ -212,7 +328,7 @@ def _text(value) -> str:
 def _describe(doc: Any) -> str:
     if isinstance(doc, dict):
         keys = sorted(str(k) for k in doc)[:6]
-        return "an object with keys " + (", ".join(repr(k) for k in keys) if keys else "none")
+        return "an object with keys " + (", ".join(_short(k) for k in keys) if keys else "none")
     if isinstance(doc, list):
         if not doc:
             return "an empty list"
@@ -225,6 +341,8 @@ def _describe_value(value: Any) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, _Number):
+        return value.kind
     return "null" if value is None else type(value).__name__
 
 
@@ -244,9 +362,11 @@ def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -
             return _parse_records(records, "s3-event", "Records", source_bucket, key_encoding)
         event = doc.get("Event")
         if isinstance(event, str) and event.endswith("TestEvent"):
-            return Parsed("test-event", (), (Skipped(f"{event} (sent when notifications are "
-                                                     "configured)", bucket=doc.get("Bucket"),
-                                                     event=event),))
+            bucket = doc.get("Bucket")
+            return Parsed("test-event", (), (Skipped(f"{event[:80]} (sent when notifications "
+                                                     "are configured)",
+                                                     bucket=bucket if isinstance(bucket, str)
+                                                     else None, event=event),))
         raise MessageError(f"JSON of unknown shape: {_describe(doc)}; {_SHAPES}")
     if isinstance(doc, list) and doc and all(isinstance(e, dict) and "Event" in e for e in doc):
         records: list = []
@@ -304,11 +424,15 @@ def _parse_record(record: Any, what: str, source_bucket: str | None,
     if not isinstance(raw_key, str) or not raw_key:
         raise MessageError(f"{what}: 's3.object.key' is "
                            f"{'empty' if raw_key == '' else _describe_value(raw_key)}")
-    bucket = record.get("s3", {}).get("bucket", {})
-    bucket = bucket.get("name") if isinstance(bucket, dict) else None
+    bucket = record["s3"].get("bucket")  # _get checked that "s3" is an object
+    if bucket is not None and not isinstance(bucket, dict):
+        raise MessageError(f"{what}: 's3.bucket' is {_describe_value(bucket)}, not an object")
+    bucket = bucket.get("name") if bucket is not None else None
     if bucket is not None and not isinstance(bucket, str):
         raise MessageError(f"{what}: 's3.bucket.name' is {_describe_value(bucket)}, not a string")
     source = record.get("eventSource")
+    if source is not None and not isinstance(source, str):
+        raise MessageError(f"{what}: 'eventSource' is {_describe_value(source)}, not a string")
     # s3s3's own wrapped keys (encode_key_message) are always URL-encoded.
     raw = source != "s3s3" and (key_encoding == "raw"
                                 or (key_encoding == "auto" and source in RAW_KEY_SOURCES))
@@ -318,16 +442,17 @@ def _parse_record(record: Any, what: str, source_bucket: str | None,
         try:
             key = unquote_plus(raw_key, errors="strict")
         except UnicodeDecodeError:
-            raise MessageError(f"{what}: 's3.object.key' {raw_key[:80]!r} does not decode to "
-                               "UTF-8") from None
+            raise MessageError(f"{what}: 's3.object.key' {_short(raw_key)} does not decode "
+                               "to UTF-8") from None
     try:
         validate_key(key)
     except MessageError as exc:
         raise MessageError(f"{what}: {exc}") from None
     op = _op_for(event)
     if op is None:
-        return Skipped(f"event {event} changes no object", key=key, bucket=bucket, event=event)
+        return Skipped(f"event {event[:80]} changes no object", key=key, bucket=bucket,
+                       event=event)
     if source_bucket is not None and bucket is not None and bucket != source_bucket:
-        return Skipped(f"bucket {bucket!r} is not the source bucket {source_bucket!r}",
+        return Skipped(f"bucket {_short(bucket)} is not the source bucket {source_bucket!r}",
                        key=key, bucket=bucket, event=event)
     return WorkItem(op, key, bucket=bucket, event=event)
