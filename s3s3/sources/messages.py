@@ -18,8 +18,8 @@ otherwise it is reported as an error. Everything else is a plain key: ``[draft] 
 or ``{id}/photo.jpg`` fail to parse as JSON, and ``[[[...`` nests deeper than any event, so
 they are keys, exactly as a 2015 user publishing them would expect. The depth is counted by
 a cheap scan (brackets outside strings) *before* parsing, so the JSON decoder never
-recurses deeply; a real event nests 5 or 6 levels. The one ambiguity left is a key that is itself
-a JSON object or array (``{}``, ``[1]``); :func:`encode_key_message` (used by
+recurses deeply; a real event nests 5 or 6 levels. The one ambiguity left is a key that is
+itself a JSON object or array (``{}``, ``[1]``); :func:`encode_key_message` (used by
 ``s3s3publish``) sends such a key wrapped in a minimal event, so it arrives intact.
 
 The contract, for any input whatsoever (fuzzed: ``fuzz/fuzz_messages.py``):
