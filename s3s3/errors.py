@@ -12,6 +12,7 @@
     │   └── ObjectTooLarge         the object cannot be written with the destination's settings
     ├── LockHeld               another run holds the bucket-job lock
     ├── MessageError           a work message could not be understood
+    ├── ResponseError          a server's answer could not be read (malformed listing XML)
     ├── RedisFatal             Redis refused s3s3 for a reason retrying cannot fix
     └── BacklogFull            the stream is full and did not drain within the wait
 
@@ -104,6 +105,13 @@ class LockHeld(S3S3Error):
 
 class MessageError(S3S3Error):
     """A work message that cannot be understood; the text says what was wrong."""
+
+
+class ResponseError(S3S3Error):
+    """A server's answer that cannot be read: not XML, or a field that is not what S3 sends.
+
+    Raised by pure parsers that know no endpoint; the caller maps it to an EndpointError.
+    """
 
 
 class RedisFatal(S3S3Error):

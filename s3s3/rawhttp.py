@@ -58,7 +58,7 @@ from botocore.credentials import Credentials
 # either can be imported first.
 from . import __version__, endpoint, signing
 from .config import EndpointConfig
-from .errors import FatalEndpointError, TransientEndpointError
+from .errors import FatalEndpointError, ResponseError, TransientEndpointError
 
 log = logging.getLogger(__name__)
 
@@ -482,8 +482,8 @@ class RawClient:
         _, data = self._request("GET", self._bucket_path, auth_path, op=op, query=qs)
         try:
             return parse_listing(data, decode=decode)
-        except ET.ParseError as exc:
-            raise TransientEndpointError(f"unreadable listing: {exc}", op=op,
+        except ResponseError as exc:
+            raise TransientEndpointError(str(exc), op=op,
                                          endpoint=self.cfg.name, bucket=self.cfg.bucket,
                                          code="XMLParseError") from exc
 
@@ -640,11 +640,16 @@ def unquote_key(value: str) -> str:
 
 
 def _error_code_message(data: bytes) -> tuple[str, str]:
+    """The Code and Message of an S3 error body; ``("", "")`` for anything unreadable.
+
+    It never raises: it runs while an error is being reported.
+    """
     if not data:
         return "", ""
     try:
         root = ET.fromstring(data)
-    except ET.ParseError:
+    # LookupError, ValueError: an XML declaration naming an unknown or multi-byte encoding.
+    except (ET.ParseError, LookupError, ValueError):
         return "", ""
     ns = _namespace(root.tag)
     return (root.findtext(ns + "Code") or "").strip(), (root.findtext(ns + "Message") or "")
@@ -660,7 +665,22 @@ def parse_listing(data: bytes, *, decode: tuple[str, ...] = ()) -> dict:
     Contents entries carry Key, Size (int), ETag (quoted, as sent) and LastModified (aware
     datetime). When the answer says ``EncodingType=url``, keys and the ``decode`` fields
     are decoded with ``unquote_plus``, exactly as botocore does.
+
+    Raises :class:`~s3s3.errors.ResponseError` ("unreadable listing: ...") for an answer
+    that cannot be read: not well-formed XML (or in an encoding expat cannot read), a
+    Size, KeyCount or MaxKeys that is not an integer, a LastModified that is not a date.
+    Nothing else escapes (fuzzed: fuzz/fuzz_listing.py).
     """
+    try:
+        return _parse_listing(data, decode)
+    # ParseError: malformed XML; LookupError: unknown encoding; ValueError: int() of a
+    # non-number, a bad date, a multi-byte encoding; OverflowError, RuntimeError: an epoch
+    # LastModified beyond datetime's range (botocore.utils.parse_timestamp).
+    except (ET.ParseError, LookupError, ValueError, OverflowError, RuntimeError) as exc:
+        raise ResponseError(f"unreadable listing: {str(exc)[:200]}") from exc
+
+
+def _parse_listing(data: bytes, decode: tuple[str, ...]) -> dict:
     root = ET.fromstring(data)
     ns = _namespace(root.tag)
     t_contents, t_key, t_size = ns + "Contents", ns + "Key", ns + "Size"
