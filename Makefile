@@ -5,7 +5,11 @@ VENV ?= .venv
 # tox finds each Python of the matrix through pyenv's shims.
 export PYENV_VERSION ?= 3.13.0:3.10.13:3.11.7
 
-.PHONY: setup demo test test-fast redis servers bench
+# Seconds each fuzz target runs in `make fuzz` (three targets); longer after a parser change:
+# `make fuzz FUZZ_SECONDS=600`.
+FUZZ_SECONDS ?= 20
+
+.PHONY: setup demo test test-fast fuzz redis servers bench
 
 servers:
 	bash servers/install-debian.sh
@@ -19,7 +23,7 @@ redis:
 $(VENV)/bin/python: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]' tox
+	$(VENV)/bin/pip install -q -e '.[test,fuzz]' tox
 	touch $@
 
 setup: $(VENV)/bin/python servers redis
@@ -29,6 +33,12 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/tox
+	$(MAKE) fuzz
+
+# Coverage-guided fuzzing of the message parser, the INI loader and the listing parser
+# (fuzz/run.py): fails on any input that makes one raise an undocumented error.
+fuzz: $(VENV)/bin/python
+	$(VENV)/bin/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 # One Python, no tox: quicker while developing.
 test-fast: setup
