@@ -12,15 +12,18 @@ are kept for scripts written against the 2015 package.
 from __future__ import annotations
 
 import configparser
+import ipaddress
+import math
 import os
 import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ConfigError
+from .redact import redact_url, url_secrets
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -69,6 +72,9 @@ class EndpointConfig:
     # "raw": per-object calls go through s3s3.rawhttp (http.client, s3s3.signing);
     # "botocore": every call goes through boto3, the opt-out should a server need it.
     data_path: str = "raw"
+    # Multipart uploads of s3s3's own older than this are aborted when a listener starts
+    # (uploads a killed copy left behind); 0 = never sweep.
+    abort_uploads_after_s: float = 86400.0
 
     @property
     def multipart_enabled(self) -> bool:
@@ -100,8 +106,12 @@ class RedisConfig:
 
     @property
     def safe_url(self) -> str:
-        """The URL with any password masked, for logs."""
-        return mask_url(self.url)
+        """The URL with its password and secret query values masked, for logs."""
+        return redact_url(self.url)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The password, given as a key or inside the URL (userinfo or ``?password=``)."""
+        return tuple(s for s in (self.password, *url_secrets(self.url)) if s)
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,7 @@ class BucketConfig:
     lock_ttl_s: float = 3600.0
     lock_dir: str = "/tmp"
     progress_interval_s: float = 30.0
+    grace_s: float = 30.0  # after SIGTERM, then copies in flight are cancelled (aborted)
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,12 @@ class Settings:
     bucket: BucketConfig = BucketConfig()
     files: tuple[str, ...] = ()
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in the settings, for redaction (:mod:`s3s3.redact`): the
+        endpoints' secret keys and the Redis password."""
+        found = [e.secret_key for e in (self.source, *self.destinations)]
+        return tuple(s for s in (*found, *self.redis.secrets()) if s)
+
 
 # --------------------------------------------------------------------------- converters
 
@@ -154,6 +171,16 @@ _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_FACTOR = {"": 1, "k": 1024, "m": MiB, "g": GiB, "t": 1024 * GiB}
+_INT = re.compile(r"^\s*[+-]?\d+\s*$")
+_DURATION = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$")
+_DURATION_FACTOR = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: The longest duration any key takes: longer is a typo, and sleeping on it would overflow.
+MAX_DURATION_S = 366 * 86400.0
+MAX_WORKERS = 1024
+MAX_POOL_CONNECTIONS = 1024
+MAX_ATTEMPTS = 100
+MAX_DELIVERIES = 1000
+MAX_STREAM_LEN = 10 ** 12
 
 
 def to_bool(value: str) -> bool:
@@ -174,32 +201,153 @@ def to_size(value: str) -> int:
 
 
 def to_int(value: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise ValueError("is not a valid integer") from None
+    """A whole number written in decimal digits (no ``1_000``, no ``1e3``, no ``8.0``)."""
+    if not _INT.match(value):
+        raise ValueError("is not a valid integer")
+    return int(value.strip())
 
 
 def to_float(value: str) -> float:
     try:
-        return float(value.strip())
+        number = float(value.strip())
     except ValueError:
         raise ValueError("is not a valid number") from None
+    if not math.isfinite(number):
+        raise ValueError("is not a finite number")
+    return number
+
+
+def to_duration(value: str) -> float:
+    """Seconds: ``90`` and ``0.5`` (plain seconds, as every duration key took before),
+    ``30s``, ``15m``, ``24h``, ``7d``. A negative value is returned for the caller to refuse
+    with the key's own bound; ``nan``, ``inf`` and exponents are not durations."""
+    m = _DURATION.match(value)
+    if not m:
+        raise ValueError("is not a valid duration (examples: 90, 0.5, 30s, 15m, 24h, 7d)")
+    seconds = float(m.group(2)) * _DURATION_FACTOR[m.group(3)]
+    return -seconds if m.group(1) == "-" else seconds
+
+
+def to_port(value: str) -> int:
+    port = to_int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError("is not a port number (1 to 65535)")
+    return port
 
 
 def to_list(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in re.split(r"[,\n]", value) if p.strip())
 
 
-def mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+#: Kept for scripts that imported it: the one redaction function now masks URLs.
+mask_url = redact_url
+
+
+def http_url_problem(url: str) -> str | None:
+    """What is wrong with an S3 ``endpoint_url``, or None. Never quotes the URL."""
+    if not url:
+        return "is empty (remove the key to use AWS)"
+    if any(ch.isspace() for ch in url):
+        return "contains white space"
+    parts = _split(url)
+    if isinstance(parts, str):
+        return parts + " (an IPv6 address is written http://[::1]:8080)"
+    if parts.scheme not in ("http", "https") or not url.lower().startswith(parts.scheme + "://"):
+        return "is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "has no host name"
+    if "@" in parts.netloc:
+        return ("must not hold a user name or password (credentials go in aws_access_key_id "
+                "and aws_secret_access_key)")
+    problem = _port_and_host_problem(parts)
+    if problem:
+        return problem
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must not have a query or a fragment"
+    return None
+
+
+def _split(url: str):
+    """``urlsplit(url)``, or what is wrong with its brackets (urlsplit raises ValueError)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        netloc = url.partition("://")[2].split("/", 1)[0]
+        if netloc.count("[") == netloc.count("]") == 1:
+            return "has something in '[' ']' that is not an IPv6 address"
+        return "has unbalanced '[' ']'"
+
+
+def _port_and_host_problem(parts) -> str | None:
+    try:
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if port == 0 or parts.netloc.endswith(":") and port is None:
+        return "has a port that is not a number from 1 to 65535"
+    if "[" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(parts.hostname.split("%", 1)[0])
+        except ValueError:
+            return "has something in '[' ']' that is not an IPv6 address"
+    return None
+
+
+#: Query parameters redis-py reads from a URL, by the type it converts them to.
+_REDIS_QUERY_INT = {"db", "socket_read_size", "max_connections", "health_check_interval",
+                    "ssl_min_version", "protocol"}
+_REDIS_QUERY_FLOAT = {"socket_timeout", "socket_connect_timeout", "timeout"}
+_REDIS_QUERY_OTHER = {"socket_keepalive", "retry_on_timeout", "ssl_check_hostname",
+                      "legacy_responses", "password", "username", "client_name",
+                      "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile",
+                      "ssl_keyfile", "ssl_password"}
+_REDIS_QUERY = _REDIS_QUERY_INT | _REDIS_QUERY_FLOAT | _REDIS_QUERY_OTHER
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL as redis-py reads it, or None. Never quotes a value."""
+    if not url:
+        return "is empty"
+    if any(ch.isspace() for ch in url):
+        return "contains white space"
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        return "is not a redis://, rediss:// or unix:// URL"
+    parts = _split(url)
+    if isinstance(parts, str):
+        return parts + " (an IPv6 address is written redis://[::1]:6379/0)"
+    if parts.fragment:
+        return "must not have a fragment ('#...')"
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in _REDIS_QUERY:
+            return (f"has an unknown query parameter {name!r} (known: "
+                    f"{', '.join(sorted(_REDIS_QUERY))})")
+        if name.startswith("ssl_") and scheme != "rediss":
+            return f"has {name!r}, which only a rediss:// URL takes"
+        if name in _REDIS_QUERY_INT and not _INT.match(value):
+            return f"has a query parameter {name!r} that is not a whole number"
+        if name in _REDIS_QUERY_FLOAT:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+            if not math.isfinite(number) or number <= 0:
+                return f"has a query parameter {name!r} that is not a number of seconds above 0"
+    if scheme == "unix":
+        if not parts.path or parts.path == "/":
+            return "has no socket path (unix:///run/redis/redis.sock)"
+        if parts.hostname:
+            return ("names a host; a unix:// URL takes an absolute path after three slashes "
+                    "(unix:///run/redis/redis.sock)")
+        return None
+    if not parts.hostname:
+        return "has no host name"
+    problem = _port_and_host_problem(parts)
+    if problem:
+        return problem
+    if parts.path not in ("", "/") and not re.fullmatch(r"/\d+", parts.path):
+        return "has a database number (the path, as in redis://host:6379/0) that is not a number"
+    return None
 
 
 # --------------------------------------------------------------------------- reading
@@ -218,20 +366,134 @@ class _Section:
         return next(iter(self.values.values()))[1] if self.values else "?"
 
 
+#: Keys whose values are secrets: never quoted in an error, a log line or a repr.
+_SECRET_KEYS = {"aws_access_key_id", "aws_secret_access_key", "password", "url"}
+_SECTCRE = re.compile(r"\[(?P<header>.+)\]")
+_OPTCRE = re.compile(r"(?P<option>.*?)\s*[=:]\s*(?P<value>.*)$")
+_WORD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _new_parser() -> configparser.ConfigParser:
+    # strict: a section or key twice in one file is an error (configparser names only the
+    # second line; _first_line finds the first). No DEFAULT section: its keys would leak into
+    # every section, so "[DEFAULT]" is an unknown section like any other.
+    return configparser.ConfigParser(
+        interpolation=None, inline_comment_prefixes=("#", ";"), strict=True,
+        default_section="\x00no-default-section")
+
+
+def _logical(line: str) -> str:
+    """A line without its comment, stripped, as configparser sees it for headers and keys."""
+    stripped = line.strip()
+    if stripped[:1] in ("#", ";"):
+        return ""
+    return re.split(r"\s[#;]", stripped, maxsplit=1)[0].strip()
+
+
+def _section_at(lines: list[str], lineno: int) -> str | None:
+    """The section that line ``lineno`` (1-based) belongs to."""
+    current = None
+    for line in lines[:lineno - 1]:
+        m = _SECTCRE.match(_logical(line))
+        if m:
+            current = m.group("header")
+    return current
+
+
+def _first_line(lines: list[str], before: int, section: str,
+                option: str | None = None) -> int | None:
+    """The line of the first ``[section]`` header (or of ``option`` within it) before line
+    ``before``."""
+    current = None
+    for lineno, line in enumerate(lines[:before - 1], start=1):
+        text = _logical(line)
+        m = _SECTCRE.match(text)
+        if m:
+            current = m.group("header")
+            if option is None and current == section:
+                return lineno
+            continue
+        if option is not None and current == section:
+            o = _OPTCRE.match(text)
+            if o and o.group("option").strip().lower() == option:
+                return lineno
+    return None
+
+
+def _known_word(line: str) -> str | None:
+    """The key a malformed line was meant to set, when it is a key s3s3 knows: a known key's
+    name is never a secret, whereas the first word of any other line may be one."""
+    m = _WORD.match(line)
+    return m.group(1).lower() if m and m.group(1).lower() in _ALL_KEYS else None
+
+
+def _line_error(lines: list[str], lineno: int, what: str, path: str,
+                more: list[int] = ()) -> ConfigError:
+    """An error about one line that never quotes the line: it may hold a secret."""
+    line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+    key = _known_word(line)
+    section = _section_at(lines, lineno)
+    about = f" (key '{key}')" if key else ""
+    extra = f"; also line{'s' if len(more) > 1 else ''} {', '.join(map(str, more))}" if more else ""
+    message = (f"line {lineno}{about} {what}{extra} (the line is not shown: it may hold a "
+               "secret)")
+    return ConfigError(message, path=path, section=section, key=key)
+
+
+def _parse_file(path: Path) -> configparser.ConfigParser | None:
+    """One file parsed strictly, or None when it does not exist; errors never quote a line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration: {exc.strerror or type(exc).__name__}",
+                          path=str(path)) from None
+    try:
+        # utf-8-sig: a file saved with a byte order mark (Windows editors) reads as UTF-8.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        lines = data.decode("utf-8", "replace").splitlines()
+        raise _line_error(lines, lineno, "is not valid UTF-8", str(path)) from None
+    lines = text.splitlines()
+    parser = _new_parser()
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.DuplicateOptionError as exc:
+        first = _first_line(lines, exc.lineno, exc.section, exc.option)
+        at = f"at lines {first} and {exc.lineno}" if first else f"again at line {exc.lineno}"
+        raise ConfigError(f"duplicate key '{exc.option}' {at}", path=str(path),
+                          section=exc.section, key=exc.option) from None
+    except configparser.DuplicateSectionError as exc:
+        first = _first_line(lines, exc.lineno, exc.section)
+        at = f"at lines {first} and {exc.lineno}" if first else f"again at line {exc.lineno}"
+        raise ConfigError(f"duplicate section '[{exc.section}]' {at} (merge them into one)",
+                          path=str(path), section=exc.section) from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise _line_error(lines, exc.lineno, "comes before any [section] header",
+                          str(path)) from None
+    except configparser.ParsingError as exc:
+        numbers = [lineno for lineno, _line in exc.errors]
+        raise _line_error(lines, numbers[0], "is not 'key = value', a [section] header or a "
+                          "comment", str(path), more=numbers[1:]) from None
+    except configparser.Error as exc:
+        lineno = getattr(exc, "lineno", None)
+        where = f" at line {lineno}" if lineno else ""
+        raise ConfigError(f"cannot parse configuration{where} ({type(exc).__name__})",
+                          path=str(path)) from None
+    return parser
+
+
 def _read_files(paths: Iterable[Path]) -> tuple[dict[str, _Section], list[str]]:
     sections: dict[str, _Section] = {}
     read: list[str] = []
     for path in paths:
-        parser = configparser.ConfigParser(
-            interpolation=None, inline_comment_prefixes=("#", ";"), strict=False)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                parser.read_file(fh, source=str(path))
-        except FileNotFoundError:
+        parser = _parse_file(Path(path))
+        if parser is None:
             continue
-        except (configparser.Error, UnicodeDecodeError, OSError) as exc:
-            raise ConfigError(f"cannot parse configuration: {exc}", path=str(path)) from exc
         read.append(str(path))
+        # Across files the 2015 rule holds: a later file's keys override an earlier one's.
         for name in parser.sections():
             sec = sections.setdefault(name, _Section(name))
             for key, value in parser.items(name):
@@ -247,6 +509,7 @@ class _Reader:
         self.section = section
         self.secrets = secrets
         self.env = os.environ if env is None else env
+        self.from_env: dict[str, str] = {}
         unknown = sorted(set(section.values) - known)
         if unknown:
             key = unknown[0]
@@ -259,13 +522,23 @@ class _Reader:
 
     def raw(self, key: str) -> str | None:
         if key in self.secrets:
-            from_env = self.env.get(self.env_name(key))
+            name = self.env_name(key)
+            from_env = self.env.get(name)
             if from_env:
+                self.from_env[key] = name
                 return from_env
         item = self.section.values.get(key)
         return None if item is None else item[0]
 
+    def shown(self, key: str) -> str:
+        """The value of ``key`` as an error may quote it."""
+        return "<secret>" if key in self.secrets else repr(self.raw(key))
+
     def error(self, key: str, message: str) -> ConfigError:
+        if key in self.from_env:
+            # The value came from the environment: say so, not the file.
+            return ConfigError(f"{message} (from environment variable {self.from_env[key]})",
+                               section=self.section.name, key=key)
         return ConfigError(message, path=self.section.path_of(key), section=self.section.name,
                            key=key)
 
@@ -276,9 +549,7 @@ class _Reader:
         try:
             return convert(value)
         except ValueError as exc:
-            shown = "<secret>" if key in self.secrets else repr(value)
-            raise ConfigError(f"value {shown} for '{key}' {exc}", path=self.section.path_of(key),
-                              section=self.section.name, key=key) from None
+            raise self.error(key, f"value {self.shown(key)} for '{key}' {exc}") from None
 
     def choice(self, key: str, choices: Mapping[str, str], default: str) -> str:
         value = self.raw(key)
@@ -290,14 +561,38 @@ class _Reader:
         raise self.error(key, f"value {value!r} for '{key}' is not one of "
                               f"{', '.join(sorted(set(choices)))}")
 
-    def positive(self, key: str, convert, default, *, allow_zero: bool = False):
+    def positive(self, key: str, convert, default, *, allow_zero: bool = False,
+                 maximum=None, unit: str = ""):
         value = self.get(key, convert, default)
         if value is None:
             return None
         if value < 0 or (value == 0 and not allow_zero):
-            raise self.error(key, f"value {self.raw(key)!r} for '{key}' must be "
+            raise self.error(key, f"value {self.shown(key)} for '{key}' must be "
                                   f"{'zero or more' if allow_zero else 'greater than zero'}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"value {self.shown(key)} for '{key}' must be at most "
+                                  f"{maximum}{unit}")
         return value
+
+    def count(self, key: str, default: int, *, maximum: int, allow_zero: bool = False) -> int:
+        """A whole number of things, from 1 (or 0) to ``maximum``."""
+        return self.positive(key, to_int, default, allow_zero=allow_zero, maximum=maximum)
+
+    def duration(self, key: str, default: float, *, allow_zero: bool = False) -> float:
+        """Seconds (``90``, ``30s``, ``15m``, ``24h``, ``7d``), finite, at most a year."""
+        value = self.positive(key, to_duration, default, allow_zero=allow_zero)
+        if value > MAX_DURATION_S:
+            raise self.error(key, f"value {self.shown(key)} for '{key}' must be at most 366d")
+        return value
+
+    def nonblank(self, key: str) -> str | None:
+        """A string value that, when the key is given, must not be empty."""
+        value = self.raw(key)
+        if value is None:
+            return None
+        if not value.strip():
+            raise self.error(key, f"'{key}' is empty (give it a value or remove the line)")
+        return value.strip()
 
 
 _ENDPOINT_KEYS = {
@@ -305,7 +600,7 @@ _ENDPOINT_KEYS = {
     "calling_format", "verify_md5", "endpoint_url", "region", "signature_version",
     "addressing_style", "verify_tls", "ca_bundle", "multipart_threshold",
     "multipart_chunksize", "list_version", "max_pool_connections", "connect_timeout",
-    "read_timeout", "max_attempts", "data_path",
+    "read_timeout", "max_attempts", "data_path", "abort_uploads_after",
 }
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
@@ -315,27 +610,48 @@ _CALLING_FORMATS = {
 }
 
 
+def _host_url(r: _Reader, host: str, *, is_secure: bool) -> str:
+    """``host`` (and ``port``) as an endpoint URL; an IPv6 address gets its brackets."""
+    port = r.get("port", to_port, None)
+    if any(ch.isspace() or ch in "/@?#" for ch in host):
+        raise r.error("host", f"value {host!r} for 'host' is not a host name (a URL goes in "
+                              "'endpoint_url')")
+    if ":" in host and not host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise r.error("host", f"value {host!r} for 'host' is not a host name (the port "
+                                  "goes in 'port')") from None
+        host = f"[{host}]"
+    url = f"{'https' if is_secure else 'http'}://{host}" + (f":{port}" if port else "")
+    problem = http_url_problem(url)
+    if problem:
+        raise r.error("host", f"value {host!r} for 'host' makes an endpoint URL that {problem}")
+    return url
+
+
 def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfig:
     r = _Reader(section, _ENDPOINT_KEYS, {"aws_access_key_id", "aws_secret_access_key"}, env)
     bucket = r.get("bucket_name")
     if not bucket or not bucket.strip():
         raise ConfigError("missing required key 'bucket_name'", path=section.path_of(),
                           section=section.name, key="bucket_name")
-    endpoint_url = r.get("endpoint_url")
-    host = r.get("host")
-    if endpoint_url and host:
+    endpoint_url = r.raw("endpoint_url")
+    host = r.nonblank("host")
+    if endpoint_url is not None and host:
         raise r.error("endpoint_url", "'endpoint_url' and 'host' are alternatives; set one")
     is_secure = r.get("is_secure", to_bool, True)
-    if endpoint_url:
+    if endpoint_url is not None:
         endpoint_url = endpoint_url.strip()
-        parts = urlsplit(endpoint_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise r.error("endpoint_url", f"value {endpoint_url!r} for 'endpoint_url' is not an "
-                                          "http:// or https:// URL")
+        problem = http_url_problem(endpoint_url)
+        if problem:
+            raise r.error("endpoint_url", f"value {redact_url(endpoint_url)!r} for "
+                                          f"'endpoint_url' {problem}")
+        if r.raw("port") is not None:
+            raise r.error("port", "'port' goes with 'host'; with 'endpoint_url' write the port "
+                                  "in the URL")
     elif host:
-        port = r.positive("port", to_int, None)
-        scheme = "https" if is_secure else "http"
-        endpoint_url = f"{scheme}://{host.strip()}" + (f":{port}" if port else "")
+        endpoint_url = _host_url(r, host, is_secure=is_secure)
     elif r.raw("port"):
         raise r.error("port", "'port' needs 'host'")
 
@@ -358,10 +674,18 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         raise r.error("multipart_threshold",
                       f"value {r.raw('multipart_threshold')!r} for 'multipart_threshold' must be "
                       "0 (never use multipart) or at least 5MiB")
+    if threshold > MAX_SINGLE_PUT_BYTES:
+        raise r.error("multipart_threshold",
+                      f"value {r.raw('multipart_threshold')!r} for 'multipart_threshold' must be "
+                      "at most 5GiB (a single PUT cannot be larger)")
     list_version = r.get("list_version", to_int, 2)
     if list_version not in (1, 2):
         raise r.error("list_version",
                       f"value {r.raw('list_version')!r} for 'list_version' is not 1 or 2")
+    for key in ("region", "bucket_name"):
+        value = r.raw(key)
+        if value is not None and any(ch.isspace() for ch in value.strip()):
+            raise r.error(key, f"value {value!r} for '{key}' contains white space")
     return EndpointConfig(
         name=section.name,
         bucket=bucket.strip(),
@@ -377,12 +701,13 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         multipart_threshold_bytes=threshold,
         multipart_chunksize_bytes=chunk,
         list_version=list_version,
-        max_pool_connections=r.positive("max_pool_connections", to_int, 64),
+        max_pool_connections=r.count("max_pool_connections", 64, maximum=MAX_POOL_CONNECTIONS),
         verify_md5=r.get("verify_md5", to_bool, False),
-        connect_timeout_s=r.positive("connect_timeout", to_float, 10.0),
-        read_timeout_s=r.positive("read_timeout", to_float, 60.0),
-        max_attempts=r.positive("max_attempts", to_int, 5),
+        connect_timeout_s=r.duration("connect_timeout", 10.0),
+        read_timeout_s=r.duration("read_timeout", 60.0),
+        max_attempts=r.count("max_attempts", 5, maximum=MAX_ATTEMPTS),
         data_path=r.choice("data_path", {"raw": "raw", "botocore": "botocore"}, "raw"),
+        abort_uploads_after_s=r.duration("abort_uploads_after", 86400.0, allow_zero=True),
     )
 
 
@@ -403,22 +728,41 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
     if not use_redis:
         raise r.error("redis", "value 'False' for 'redis': exactly one of 'redis' and 'sns' "
                                "must be true, and only Redis is supported")
-    url = r.raw("url") or env.get("S3S3_REDIS_URL")
+    url = r.raw("url")
+    if url is None and env.get("S3S3_REDIS_URL"):
+        url = env["S3S3_REDIS_URL"]
+        r.from_env["url"] = "S3S3_REDIS_URL"
     ssl = r.get("ssl", to_bool, False)
-    if url:
+    if url is not None:
         url = url.strip()
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"value for 'url' is not a redis://, rediss:// or unix:// URL "
-                              f"({mask_url(url)!r})", path=r.section.path_of("url"),
-                              section=r.section.name, key="url")
+        problem = redis_url_problem(url)
+        if problem:
+            raise r.error("url", f"value {redact_url(url)!r} for 'url' {problem}")
         for key in ("host", "port", "db", "ssl"):
             if r.raw(key) is not None:
                 raise r.error(key, f"'{key}' and 'url' are alternatives; set one")
     else:
-        host = (r.get("host") or "127.0.0.1").strip()
-        port = r.positive("port", to_int, 6379)
+        host = r.nonblank("host") or "127.0.0.1"
+        if any(ch.isspace() or ch in "/@?#" for ch in host):
+            raise r.error("host", f"value {host!r} for 'host' is not a host name (a URL goes "
+                                  "in 'url')")
+        if ":" in host and not host.startswith("["):
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise r.error("host", f"value {host!r} for 'host' is not a host name (the "
+                                      "port goes in 'port')") from None
+            host = f"[{host}]"
+        port = r.get("port", to_port, 6379)
         db = r.positive("db", to_int, 0, allow_zero=True)
         url = f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
+        problem = redis_url_problem(url)
+        if problem:
+            raise r.error("host", f"value {host!r} for 'host' makes a Redis URL that {problem}")
+    ssl_ca_certs = r.get("ssl_ca_certs")
+    if ssl_ca_certs and not Path(ssl_ca_certs).is_file():
+        raise r.error("ssl_ca_certs", f"value {ssl_ca_certs!r} for 'ssl_ca_certs' is not a "
+                                      "readable file")
     mode = r.choice("mode", {"pubsub": "pubsub", "stream": "stream"}, "pubsub")
     if r.get("list") and mode != "stream":
         raise r.error("list", f"value {r.raw('list')!r} for 'list' needs 'mode = stream' (list "
@@ -429,47 +773,56 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
     return RedisConfig(
         url=url,
         password=r.raw("password") or env.get("S3S3_REDIS_PASSWORD") or None,
-        ssl_ca_certs=r.get("ssl_ca_certs"),
+        ssl_ca_certs=ssl_ca_certs,
         channel=channel,
         mode=mode,
         stream=(r.get("stream") or f"s3s3:{tag}:stream").strip(),
         group=(r.get("group") or "s3s3").strip(),
         consumer=(r.get("consumer") or f"{socket.gethostname()}-{os.getpid()}").strip(),
         dead_letter_stream=(r.get("dead_letter_stream") or f"s3s3:{tag}:dead").strip(),
-        max_deliveries=r.positive("max_deliveries", to_int, 5),
-        reclaim_idle_s=r.positive("reclaim_idle", to_float, 300.0),
-        maxlen=r.positive("maxlen", to_int, 1_000_000),
+        max_deliveries=r.count("max_deliveries", 5, maximum=MAX_DELIVERIES),
+        reclaim_idle_s=r.duration("reclaim_idle", 300.0),
+        maxlen=r.count("maxlen", 1_000_000, maximum=MAX_STREAM_LEN),
         list_key=r.get("list"),
         marker_keys=r.get("marker_keys", to_bool, True),
     )
 
 
+_LISTEN_KEYS = {"workers", "grace", "delete", "summary_interval", "retry_base", "retry_max",
+                "event_keys"}
+
+
 def _listen(section: _Section | None) -> ListenConfig:
-    r = _Reader(section or _Section("listen"),
-                {"workers", "grace", "delete", "summary_interval", "retry_base", "retry_max",
-                 "event_keys"})
+    r = _Reader(section or _Section("listen"), _LISTEN_KEYS)
+    retry_base = r.duration("retry_base", 0.5)
+    retry_max = r.duration("retry_max", 30.0)
+    if retry_base > retry_max:
+        raise r.error("retry_base", f"value {r.shown('retry_base')} for 'retry_base' must not "
+                                    f"exceed 'retry_max' ({retry_max:g}s)")
     return ListenConfig(
-        workers=r.positive("workers", to_int, 32),
-        grace_s=r.positive("grace", to_float, 30.0, allow_zero=True),
+        workers=r.count("workers", 32, maximum=MAX_WORKERS),
+        grace_s=r.duration("grace", 30.0, allow_zero=True),
         delete=r.get("delete", to_bool, False),
-        summary_interval_s=r.positive("summary_interval", to_float, 60.0),
-        retry_base_s=r.positive("retry_base", to_float, 0.5),
-        retry_max_s=r.positive("retry_max", to_float, 30.0),
+        summary_interval_s=r.duration("summary_interval", 60.0),
+        retry_base_s=retry_base,
+        retry_max_s=retry_max,
         event_key_encoding=r.choice("event_keys", {"auto": "auto", "url": "url", "raw": "raw"},
                                     "auto"),
     )
 
 
+_BUCKET_KEYS = {"workers", "prefix", "include", "exclude", "delete", "max_delete_fraction",
+                "size_only", "lock", "lock_ttl", "lock_dir", "progress_interval", "grace"}
+
+
 def _bucket(section: _Section | None) -> BucketConfig:
-    r = _Reader(section or _Section("bucket"),
-                {"workers", "prefix", "include", "exclude", "delete", "max_delete_fraction",
-                 "size_only", "lock", "lock_ttl", "lock_dir", "progress_interval"})
+    r = _Reader(section or _Section("bucket"), _BUCKET_KEYS)
     fraction = r.get("max_delete_fraction", to_float, 0.5)
     if not 0.0 <= fraction <= 1.0:
         raise r.error("max_delete_fraction", f"value {r.raw('max_delete_fraction')!r} for "
                                              "'max_delete_fraction' must be between 0 and 1")
     return BucketConfig(
-        workers=r.positive("workers", to_int, 32),
+        workers=r.count("workers", 32, maximum=MAX_WORKERS),
         prefix=r.get("prefix") or "",
         include=r.get("include", to_list, ()),
         exclude=r.get("exclude", to_list, ()),
@@ -477,10 +830,31 @@ def _bucket(section: _Section | None) -> BucketConfig:
         max_delete_fraction=fraction,
         size_only=r.get("size_only", to_bool, False),
         lock=r.choice("lock", {k: k for k in ("auto", "redis", "local", "none")}, "auto"),
-        lock_ttl_s=r.positive("lock_ttl", to_float, 3600.0),
+        lock_ttl_s=r.duration("lock_ttl", 3600.0),
         lock_dir=r.get("lock_dir") or "/tmp",
-        progress_interval_s=r.positive("progress_interval", to_float, 30.0),
+        progress_interval_s=r.duration("progress_interval", 30.0),
+        grace_s=r.duration("grace", 30.0, allow_zero=True),
     )
+
+
+#: Every key of every section: a malformed line's first word is named only when it is one.
+_ALL_KEYS = frozenset(_ENDPOINT_KEYS | _REDIS_KEYS | _LISTEN_KEYS | _BUCKET_KEYS)
+
+
+def secrets_in_environment(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The secret values the ``S3S3_*`` environment variables hold, for redaction: secret
+    keys, passwords, tokens and the passwords inside Redis URLs."""
+    env = os.environ if env is None else env
+    found: list[str] = []
+    for name, value in env.items():
+        if not name.startswith("S3S3_") or not value:
+            continue
+        upper = name.upper()
+        if any(part in upper for part in ("SECRET", "PASSWORD", "TOKEN")):
+            found.append(value)
+        elif upper.endswith("_URL"):
+            found += url_secrets(value)
+    return tuple(found)
 
 
 def load(config_file: str | os.PathLike | None = None, *,

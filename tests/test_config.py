@@ -135,9 +135,9 @@ def test_redis_url_password_is_masked(tmp_path):
      "value '0' for 'max_pool_connections' must be greater than zero in section 'dest' "
      "(file: '{path}')"),
     ("[dest]\nverfy_md5 = True\n",
-     "unknown key 'verfy_md5' (known keys: addressing_style, aws_access_key_id, "
-     "aws_secret_access_key, bucket_name, ca_bundle, calling_format, connect_timeout, "
-     "data_path, endpoint_url, host, is_secure, list_version, max_attempts, "
+     "unknown key 'verfy_md5' (known keys: abort_uploads_after, addressing_style, "
+     "aws_access_key_id, aws_secret_access_key, bucket_name, ca_bundle, calling_format, "
+     "connect_timeout, data_path, endpoint_url, host, is_secure, list_version, max_attempts, "
      "max_pool_connections, multipart_chunksize, multipart_threshold, port, read_timeout, "
      "region, signature_version, verify_md5, verify_tls) in section 'dest' (file: '{path}')"),
     ("[dest]\nca_bundle = /nonexistent/ca.pem\n",
@@ -157,9 +157,12 @@ def test_redis_url_password_is_masked(tmp_path):
      "in section 'wat' (file: '{path}')"),
 ])
 def test_errors_name_file_section_key_and_value(tmp_path, extra, message):
-    path = write(tmp_path, BASE + extra)
+    # The faulty keys come from a second file that overrides the first (a section given
+    # twice in one file is an error of its own); the error names the file they came from.
+    base = write(tmp_path, BASE, "base.ini")
+    path = write(tmp_path, extra)
     with pytest.raises(ConfigError) as err:
-        load(path, search_path=[], env={})
+        load(path, search_path=[base], env={})
     assert str(err.value) == message.format(path=path)
 
 
@@ -226,3 +229,282 @@ def test_initialize_fills_2015_module_dicts(tmp_path):
 ])
 def test_sizes(text, expected):
     assert config.to_size(text) == expected
+
+
+# --------------------------------------------------------------------------- validation at load
+
+
+def load_error(tmp_path, text: str, *, env: dict | None = None) -> tuple[str, Path]:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load(path, search_path=[], env=env or {})
+    return str(err.value), path
+
+
+SOURCE_ONLY = "[source]\nbucket_name = src\nendpoint_url = http://127.0.0.1:9000\n"
+
+
+@pytest.mark.parametrize("dest, expected", [
+    ("host = h\nport = 99999\n",
+     "value '99999' for 'port' is not a port number (1 to 65535)"),
+    ("host = h\nport = 0\n", "value '0' for 'port' is not a port number (1 to 65535)"),
+    ("host = h\nport = 80.0\n", "value '80.0' for 'port' is not a valid integer"),
+    ("endpoint_url = http://127.0.0.1:80x80\n",
+     "value 'http://127.0.0.1:80x80' for 'endpoint_url' has a port that is not a number "
+     "from 1 to 65535"),
+    ("endpoint_url = http://127.0.0.1:99999\n",
+     "value 'http://127.0.0.1:99999' for 'endpoint_url' has a port that is not a number "
+     "from 1 to 65535"),
+    ("endpoint_url = http://[::1\n",
+     "value 'http://[::1' for 'endpoint_url' has unbalanced '[' ']' (an IPv6 address is "
+     "written http://[::1]:8080)"),
+    ("endpoint_url = http://[nope]:80\n",
+     "value 'http://[nope]:80' for 'endpoint_url' has something in '[' ']' that is not an "
+     "IPv6 address (an IPv6 address is written http://[::1]:8080)"),
+    ("endpoint_url =\n", "value '' for 'endpoint_url' is empty (remove the key to use AWS)"),
+    ("endpoint_url = http://\n", "value 'http://' for 'endpoint_url' has no host name"),
+    ("endpoint_url = http://h:\n",
+     "value 'http://h:' for 'endpoint_url' has a port that is not a number from 1 to 65535"),
+    ("endpoint_url = http://h/?x=1\n",
+     "value 'http://h/?x=1' for 'endpoint_url' must not have a query or a fragment"),
+    ("endpoint_url = http://h:9000\nport = 9000\n",
+     "'port' goes with 'host'; with 'endpoint_url' write the port in the URL"),
+    ("host =\n", "'host' is empty (give it a value or remove the line)"),
+    ("host = rgw:7480\n",
+     "value 'rgw:7480' for 'host' is not a host name (the port goes in 'port')"),
+    ("max_pool_connections = 100000\n",
+     "value '100000' for 'max_pool_connections' must be at most 1024"),
+    ("max_attempts = 1000\n", "value '1000' for 'max_attempts' must be at most 100"),
+    ("connect_timeout = nan\n",
+     "value 'nan' for 'connect_timeout' is not a valid duration (examples: 90, 0.5, 30s, 15m, "
+     "24h, 7d)"),
+    ("read_timeout = inf\n",
+     "value 'inf' for 'read_timeout' is not a valid duration (examples: 90, 0.5, 30s, 15m, "
+     "24h, 7d)"),
+    ("read_timeout = -5\n", "value '-5' for 'read_timeout' must be greater than zero"),
+    ("abort_uploads_after = -1d\n",
+     "value '-1d' for 'abort_uploads_after' must be zero or more"),
+    ("abort_uploads_after = 400d\n",
+     "value '400d' for 'abort_uploads_after' must be at most 366d"),
+    ("multipart_threshold = 6GiB\n",
+     "value '6GiB' for 'multipart_threshold' must be at most 5GiB (a single PUT cannot be "
+     "larger)"),
+])
+def test_endpoint_values_are_checked_at_load(tmp_path, dest, expected):
+    message, path = load_error(tmp_path, SOURCE_ONLY + "[dest]\nbucket_name = b\n" + dest)
+    assert message == f"{expected} in section 'dest' (file: '{path}')"
+
+
+@pytest.mark.parametrize("pubsub, expected", [
+    ("url = redis://127.0.0.1:99x/0\n",
+     "value 'redis://127.0.0.1:99x/0' for 'url' has a port that is not a number from 1 to "
+     "65535"),
+    ("url = redis://127.0.0.1:70000/0\n",
+     "value 'redis://127.0.0.1:70000/0' for 'url' has a port that is not a number from 1 to "
+     "65535"),
+    ("url = redis://127.0.0.1:6379/zero\n",
+     "value 'redis://127.0.0.1:6379/zero' for 'url' has a database number (the path, as in "
+     "redis://host:6379/0) that is not a number"),
+    ("url = redis://127.0.0.1:6379/0?db=one\n",
+     "value 'redis://127.0.0.1:6379/0?db=one' for 'url' has a query parameter 'db' that is "
+     "not a whole number"),
+    ("url = redis://127.0.0.1:6379/0?colour=blue\n",
+     "value 'redis://127.0.0.1:6379/0?colour=blue' for 'url' has an unknown query parameter "
+     "'colour' (known: client_name, db, health_check_interval, legacy_responses, "
+     "max_connections, password, protocol, retry_on_timeout, socket_connect_timeout, "
+     "socket_keepalive, socket_read_size, socket_timeout, ssl_ca_certs, ssl_ca_path, "
+     "ssl_cert_reqs, ssl_certfile, ssl_check_hostname, ssl_keyfile, ssl_min_version, "
+     "ssl_password, timeout, username)"),
+    ("url = redis://127.0.0.1:6379/0?socket_timeout=nan\n",
+     "value 'redis://127.0.0.1:6379/0?socket_timeout=nan' for 'url' has a query parameter "
+     "'socket_timeout' that is not a number of seconds above 0"),
+    ("url = unix://\n", "value 'unix://' for 'url' has no socket path "
+                        "(unix:///run/redis/redis.sock)"),
+    ("url = unix://run/redis.sock\n",
+     "value 'unix://run/redis.sock' for 'url' names a host; a unix:// URL takes an absolute "
+     "path after three slashes (unix:///run/redis/redis.sock)"),
+    ("url = redis://[::1/0\n",
+     "value 'redis://[::1/0' for 'url' has unbalanced '[' ']' (an IPv6 address is written "
+     "redis://[::1]:6379/0)"),
+    ("url = redis:///0\n", "value 'redis:///0' for 'url' has no host name"),
+    ("url =\n", "value '' for 'url' is empty"),
+    ("port = 65536\n", "value '65536' for 'port' is not a port number (1 to 65535)"),
+    ("db = x\n", "value 'x' for 'db' is not a valid integer"),
+    ("reclaim_idle = nan\n",
+     "value 'nan' for 'reclaim_idle' is not a valid duration (examples: 90, 0.5, 30s, 15m, "
+     "24h, 7d)"),
+    ("max_deliveries = 0\n", "value '0' for 'max_deliveries' must be greater than zero"),
+    ("ssl_ca_certs = /nonexistent/ca.pem\n",
+     "value '/nonexistent/ca.pem' for 'ssl_ca_certs' is not a readable file"),
+])
+def test_redis_values_are_checked_at_load(tmp_path, pubsub, expected):
+    message, path = load_error(tmp_path, BASE + "[pubsub]\n" + pubsub)
+    assert message == f"{expected} in section 'pubsub' (file: '{path}')"
+
+
+def test_a_password_in_a_bad_redis_url_is_not_shown(tmp_path):
+    message, _ = load_error(tmp_path, BASE + "[pubsub]\n"
+                            "url = redis://u:pw-in-userinfo@h:99x/0?password=pw-in-query\n")
+    assert "pw-in-userinfo" not in message and "pw-in-query" not in message
+    assert message.startswith("value 'redis://u:***@h:99x/0?password=***' for 'url' has a port")
+
+
+def test_a_bad_url_from_the_environment_names_the_variable(tmp_path):
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError) as err:
+        load(path, search_path=[], env={"S3S3_REDIS_URL": "redis://:sekrit@h:0/0"})
+    assert str(err.value) == ("value 'redis://:***@h:0/0' for 'url' has a port that is not a "
+                              "number from 1 to 65535 (from environment variable "
+                              "S3S3_REDIS_URL) in section 'pubsub'")
+
+
+@pytest.mark.parametrize("section, expected", [
+    ("[listen]\nworkers = 100000\n", "value '100000' for 'workers' must be at most 1024"),
+    ("[listen]\ngrace = -1\n", "value '-1' for 'grace' must be zero or more"),
+    ("[listen]\nsummary_interval = 0\n",
+     "value '0' for 'summary_interval' must be greater than zero"),
+    ("[listen]\nretry_base = 1m\nretry_max = 30s\n",
+     "value '1m' for 'retry_base' must not exceed 'retry_max' (30s)"),
+    ("[bucket]\nlock_ttl = NaN\n",
+     "value 'NaN' for 'lock_ttl' is not a valid duration (examples: 90, 0.5, 30s, 15m, 24h, "
+     "7d)"),
+    ("[bucket]\nmax_delete_fraction = nan\n",
+     "value 'nan' for 'max_delete_fraction' is not a finite number"),
+    ("[bucket]\nworkers = 1_000\n", "value '1_000' for 'workers' is not a valid integer"),
+])
+def test_listen_and_bucket_values_are_checked_at_load(tmp_path, section, expected):
+    message, path = load_error(tmp_path, BASE + section)
+    name = section[1:section.index("]")]
+    assert message == f"{expected} in section '{name}' (file: '{path}')"
+
+
+def test_duplicate_key_in_one_file_names_both_lines(tmp_path):
+    message, path = load_error(tmp_path, "[source]\nendpoint_url = http://h\n"
+                                         "bucket_name = a\n\n# again\n"
+                                         "Bucket_Name = b\n[dest]\nbucket_name = c\n")
+    assert message == ("duplicate key 'bucket_name' at lines 3 and 6 in section 'source' "
+                       f"(file: '{path}')")
+
+
+def test_duplicate_section_in_one_file_names_both_lines(tmp_path):
+    message, path = load_error(tmp_path, BASE + "[listen]\nworkers = 2\n[dest]  # again\n"
+                                                "verify_md5 = True\n")
+    assert message == ("duplicate section '[dest]' at lines 4 and 8 (merge them into one) in "
+                       f"section 'dest' (file: '{path}')")
+
+
+def test_a_later_file_still_overrides_an_earlier_one(tmp_path):
+    first = write(tmp_path, BASE + "[listen]\nworkers = 2\n", "a.ini")
+    second = write(tmp_path, "[dest]\nbucket_name = other\n[listen]\nworkers = 3\n", "b.ini")
+    s = load(second, search_path=[first], env={})
+    assert s.destinations[0].bucket == "other" and s.listen.workers == 3
+
+
+def test_a_line_without_equals_under_a_secret_key_is_not_quoted(tmp_path):
+    message, path = load_error(tmp_path, BASE + "aws_secret_access_key TOPSECRET\n"
+                                                "AKIA-A-PASTED-SECRET\n")
+    assert "TOPSECRET" not in message and "AKIA-A-PASTED-SECRET" not in message
+    assert message == ("line 6 (key 'aws_secret_access_key') is not 'key = value', a [section] "
+                       "header or a comment; also line 7 (the line is not shown: it may hold a "
+                       f"secret) in section 'dest' (file: '{path}')")
+
+
+def test_a_line_before_any_section_is_not_quoted(tmp_path):
+    message, path = load_error(tmp_path, "password = TOPSECRET\n" + BASE)
+    assert "TOPSECRET" not in message
+    assert message == ("line 1 (key 'password') comes before any [section] header (the line is "
+                       f"not shown: it may hold a secret) in file: '{path}'")
+
+
+def test_bad_utf8_names_the_line(tmp_path):
+    path = tmp_path / "s3s3.ini"
+    path.write_bytes(BASE.encode() + b"aws_secret_access_key = s\xe9cret\n")
+    with pytest.raises(ConfigError) as err:
+        load(path, search_path=[], env={})
+    assert str(err.value) == ("line 6 (key 'aws_secret_access_key') is not valid UTF-8 (the "
+                              "line is not shown: it may hold a secret) in section 'dest' "
+                              f"(file: '{path}')")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "s3s3.ini"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    assert load(path, search_path=[], env={}).source.bucket == "src"
+
+
+def test_a_default_section_is_an_unknown_section(tmp_path):
+    message, path = load_error(tmp_path, "[DEFAULT]\nregion = eu\n" + BASE)
+    assert message.startswith("unknown section '[DEFAULT]'")
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90", 90.0), ("0.5", 0.5), ("30s", 30.0), ("15m", 900.0), ("24h", 86400.0),
+    ("7d", 604800.0), (" 2 h ", 7200.0), ("0", 0.0), (".25", 0.25),
+])
+def test_durations(text, seconds):
+    assert config.to_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "1e3", "5 minutes", "5M", "", "s", "1.2.3"])
+def test_not_durations(text):
+    with pytest.raises(ValueError):
+        config.to_duration(text)
+
+
+def test_duration_keys_take_plain_seconds_and_suffixes(tmp_path):
+    path = write(tmp_path, SOURCE_ONLY + "connect_timeout = 2.5\nread_timeout = 2m\n"
+                                         "[dest]\nbucket_name = b\nabort_uploads_after = 7d\n"
+                                         "[dest-never]\nbucket_name = c\nabort_uploads_after = 0\n"
+                                         "[pubsub]\nreclaim_idle = 5m\n"
+                                         "[listen]\ngrace = 0\nretry_max = 1h\n"
+                                         "[bucket]\nlock_ttl = 2h\nprogress_interval = 10\n")
+    s = load(path, search_path=[], env={})
+    assert (s.source.connect_timeout_s, s.source.read_timeout_s) == (2.5, 120.0)
+    assert s.source.abort_uploads_after_s == 86400.0  # the default: one day
+    assert [d.abort_uploads_after_s for d in s.destinations] == [7 * 86400.0, 0.0]
+    assert s.redis.reclaim_idle_s == 300.0
+    assert (s.listen.grace_s, s.listen.retry_max_s) == (0.0, 3600.0)
+    assert (s.bucket.lock_ttl_s, s.bucket.progress_interval_s) == (7200.0, 10.0)
+
+
+def test_the_query_password_of_a_redis_url_is_masked_and_known_as_a_secret(tmp_path):
+    path = write(tmp_path, BASE + "[pubsub]\nurl = redis://127.0.0.1:6379/0?password=qpw-1234\n")
+    env = {"S3S3_SOURCE_AWS_SECRET_ACCESS_KEY": "src-secret-1"}
+    s = load(path, search_path=[], env=env)
+    assert s.redis.safe_url == "redis://127.0.0.1:6379/0?password=***"
+    assert set(s.secrets()) == {"qpw-1234", "src-secret-1"}
+    assert config.mask_url("redis://:p@h/0?password=q") == "redis://:***@h/0?password=***"
+
+
+def test_secrets_in_environment():
+    env = {"S3S3_SOURCE_AWS_SECRET_ACCESS_KEY": "s1", "S3S3_REDIS_PASSWORD": "p1",
+           "S3S3_REDIS_URL": "redis://:p2@h/0?token=t1", "S3S3_SOURCE_BUCKET_NAME": "b",
+           "HOME": "/root", "S3S3_DEST_AWS_ACCESS_KEY_ID": "AKID"}
+    assert sorted(config.secrets_in_environment(env)) == ["p1", "p2", "s1", "t1"]
+
+
+def test_every_key_the_template_documents_loads_with_its_example_value(tmp_path):
+    """Each commented-out ``# key = value`` of the shipped template, set on its own."""
+    import re
+
+    template = (Path(__file__).parent.parent / "s3s3" / "data" / "s3s3.ini.dist").read_text()
+    section, tried = None, []
+    for line in template.splitlines():
+        header = re.match(r"^#?\s*\[(\w+)\]", line)
+        if header:
+            section = "dest" if header.group(1) == "destination" else header.group(1)
+            continue
+        m = re.match(r"^\s*#\s*(\w+) =[ \t]*([^\s#]*)", line)
+        if not m or section is None or m.group(1) in ("ca_bundle", "port"):
+            continue
+        key, value = m.groups()
+        text = SOURCE_ONLY.replace("endpoint_url = http://127.0.0.1:9000\n", "") \
+            + "[dest]\nbucket_name = b\n"
+        if section in ("source", "dest"):
+            text = text.replace(f"[{section}]\n", f"[{section}]\n{key} = {value}\n")
+        else:
+            text += f"[{section}]\n{key} = {value}\n"
+        load(write(tmp_path, text), search_path=[], env={})
+        tried.append(key)
+    assert {"abort_uploads_after", "reclaim_idle", "grace", "lock_ttl", "max_attempts",
+            "connect_timeout"} <= set(tried)
