@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from .config import RedisConfig
+from .config import RedisConfig, redis_url_problem
+from .errors import ConfigError
+from .redact import redact
 
 
 def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
@@ -19,4 +21,13 @@ def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
         options["password"] = cfg.password
     if cfg.ssl_ca_certs and cfg.url.startswith("rediss://"):
         options["ssl_ca_certs"] = cfg.ssl_ca_certs
-    return redis.Redis.from_url(cfg.url, **options)
+    # load() has checked the URL already; a RedisConfig built by hand is checked here, so a
+    # bad URL is a ConfigError naming it (masked), never redis-py's ValueError.
+    problem = redis_url_problem(cfg.url)
+    if problem:
+        raise ConfigError(f"Redis URL {cfg.safe_url!r} {problem}")
+    try:
+        return redis.Redis.from_url(cfg.url, **options)
+    except ValueError as exc:
+        raise ConfigError(f"Redis URL {cfg.safe_url!r}: {redact(str(exc), cfg.secrets())}") \
+            from None

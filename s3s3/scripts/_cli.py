@@ -1,22 +1,32 @@
 """What every console script shares: the --config option, logging, and exit codes.
 
 Exit codes: 0 all in step, 1 some objects failed, 2 configuration or fatal error.
+
+Every log record, botocore's and redis-py's at ``-vv`` included, passes through one
+:class:`~s3s3.redact.RedactingFilter`: URLs lose their passwords and secret query values, and
+the secrets known from the environment (at start) and from the INI (once it is read) are
+replaced by ``***``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .. import config
 from ..errors import ConfigError, FatalEndpointError, LockHeld
+from ..redact import RedactingFilter, redact
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_FATAL = 2
 
 log = logging.getLogger("s3s3")
+
+#: The filter on every handler of the root logger; made by :func:`setup_logging`.
+redactor: RedactingFilter | None = None
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -38,12 +48,32 @@ def setup_logging(args: argparse.Namespace) -> None:
     if args.verbose < 2:
         for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_redaction(config.secrets_in_environment(os.environ))
+
+
+def install_redaction(secrets=()) -> RedactingFilter:
+    """Put the one redacting filter on every root handler (once each) and teach it
+    ``secrets``."""
+    global redactor
+    if redactor is None:
+        redactor = RedactingFilter()
+    redactor.add(secrets)
+    for handler in logging.getLogger().handlers:
+        if redactor not in handler.filters:
+            handler.addFilter(redactor)
+    return redactor
 
 
 def load_settings(args: argparse.Namespace) -> config.Settings:
     settings = config.load(args.config)
+    install_redaction(settings.secrets())
     log.info("configuration read from %s", ", ".join(settings.files))
     return settings
+
+
+def redis_error(cfg: config.RedisConfig, exc: BaseException) -> str:
+    """``Redis at URL: Type: message`` for a redis-py error, redacted (URL and message)."""
+    return redact(f"Redis at {cfg.safe_url}: {type(exc).__name__}: {exc}", cfg.secrets())
 
 
 def run(main_body, args: argparse.Namespace) -> int:

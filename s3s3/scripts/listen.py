@@ -6,7 +6,15 @@
     s3s3listen [--config FILE] dead-letters purge (--all | --id ID ...)
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT) or a successful command; 2 on a
-configuration or fatal error (bad credentials, missing bucket, Redis refusing us).
+configuration or fatal error (bad credentials, missing bucket, Redis refusing us, the MinIO
+list key holding something else); 3 when a thread of the daemon (the intake, the list
+mover, a worker) died of an unexpected exception. On 3 the daemon has logged the traceback
+once at ERROR, stopped intake, given work in flight the grace period and handed back the
+rest (stream mode: re-added for any listener; pub/sub: logged as lost), so a supervisor
+restarting it (``autorestart=true``) loses nothing more than a restart would. Not 1:
+Python itself exits 1 on an uncaught exception in the main thread, and a crash s3s3
+caught and wound down cleanly should be told apart from one it did not. A bad message is
+never a crash: it is logged, counted and (stream mode) dead-lettered.
 """
 
 from __future__ import annotations
@@ -89,7 +97,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
             n = purge_dead_letters(client, cfg, ids=args.ids or None)
             print(f"deleted {n} dead letters from {cfg.dead_letter_stream}")
     except redis.RedisError as exc:
-        log.error("Redis at %s: %s: %s", cfg.safe_url, type(exc).__name__, exc)
+        log.error("%s", _cli.redis_error(cfg, exc))
         return _cli.EXIT_FATAL
     finally:
         client.close()

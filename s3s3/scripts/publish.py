@@ -74,7 +74,7 @@ def _publish(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return _cli.EXIT_FATAL
     except redis.RedisError as exc:
-        log.error("Redis at %s: %s: %s", cfg.safe_url, type(exc).__name__, exc)
+        log.error("%s", _cli.redis_error(cfg, exc))
         return _cli.EXIT_FATAL
     finally:
         client.close()

@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from ..config import RedisConfig
 from ..errors import RedisFatal
+from ..redact import redact, redact_url
 from ..redis_client import connect
 
 log = logging.getLogger("s3s3.listen")
@@ -43,8 +44,12 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 
 
 def refused(safe_url: str, exc: BaseException) -> RedisFatal:
-    """The error for Redis refusing s3s3 (password, ACL): retrying cannot fix it."""
-    return RedisFatal(f"Redis at {safe_url} refused s3s3: {type(exc).__name__}: {exc}")
+    """The error for Redis refusing s3s3 (password, ACL): retrying cannot fix it.
+
+    The URL and redis-py's message are redacted: a URL given with ``?password=`` keeps it
+    in the query, which a plain userinfo mask leaves alone."""
+    return RedisFatal(f"Redis at {redact_url(safe_url)} refused s3s3: {type(exc).__name__}: "
+                      f"{redact(str(exc))}")
 
 
 class RedisLoop:
@@ -110,10 +115,10 @@ class RedisLink:
             self._failures = 0
             self._down_since = None
         if was_down is not None:
-            log.warning("%s at %s is reachable again after %.1fs", self.what, self.safe_url,
-                        time.monotonic() - was_down)
+            log.warning("%s at %s is reachable again after %.1fs", self.what,
+                        redact_url(self.safe_url), time.monotonic() - was_down)
         elif first:
-            log.info("connected to %s at %s", self.what, self.safe_url)
+            log.info("connected to %s at %s", self.what, redact_url(self.safe_url))
 
     def down(self, exc: BaseException, stop: threading.Event | None = None) -> None:
         """Record a failure and wait before the next try (returns early when ``stop`` is set)."""
@@ -126,8 +131,8 @@ class RedisLink:
         if first:
             verb = "lost" if self._ever_up else "cannot reach"
             log.warning("%s %s at %s (%s: %s); retrying with backoff up to %gs, quietly until "
-                        "it answers", verb, self.what, self.safe_url, type(exc).__name__, exc,
-                        self.retry_max_s)
+                        "it answers", verb, self.what, redact_url(self.safe_url),
+                        type(exc).__name__, redact(str(exc)), self.retry_max_s)
         delay = backoff_s(failures, base_s=self.retry_base_s, max_s=self.retry_max_s)
         if stop is None:
             time.sleep(delay)
@@ -214,7 +219,7 @@ class Writer:
             except FATAL_ERRORS as exc:
                 self.fatal = exc
                 log.error("Redis refused a write (%s: %s); %d writes dropped",
-                          type(exc).__name__, exc, self._busy)
+                          type(exc).__name__, redact(str(exc)), self._busy)
                 continue
             except TRANSIENT_ERRORS as exc:
                 with self._cond:
