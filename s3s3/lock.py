@@ -1,19 +1,31 @@
-"""The lock that keeps two runs of the bucket job on one source bucket from overlapping.
+"""The locks that keep two runs of the bucket job on one source bucket from overlapping.
 
 Cron and supervisord start ``s3s3bucket`` on a timer, whether or not the last run has
-finished. The lock is taken per source endpoint and bucket:
+finished. The locks are taken per source endpoint and bucket:
 
-- ``redis``: ``SET key token NX PX ttl`` on the ``[pubsub]`` Redis, so runs on different
-  hosts exclude each other. A thread renews it every third of the TTL while the run goes
-  on; it is released by a Lua compare-and-delete, so a run never removes a lock that
-  expired and was taken by another. If a renewal finds the lock taken by someone else,
-  :attr:`RedisLock.lost` is set and the run stops taking work.
-- ``local``: ``fcntl.flock`` on a file in ``lock_dir``; the kernel releases it when the
-  process dies, so nothing goes stale. It protects one host only.
-- ``auto`` (the default): Redis when it answers a PING, the local lock otherwise.
+- the local lock: ``fcntl.flock`` on a file in ``lock_dir``; the kernel releases it when
+  the process dies, so nothing goes stale. It excludes runs on this host only.
+- the Redis lock: ``SET key token NX PX ttl`` on the ``[pubsub]`` Redis, so runs on
+  different hosts exclude each other. A thread renews it every third of the TTL while the
+  run goes on; it is released by a Lua compare-and-delete, so a run never removes a lock
+  that expired and was taken by another. If a renewal finds the lock taken by someone
+  else, :attr:`RedisLock.lost` is set and the run stops taking work.
+
+``[bucket] lock`` says which are held:
+
+- ``auto`` (the default): the local lock always, and the Redis lock as well when Redis
+  answers. Two runs on one host never overlap, whatever Redis does. While Redis is down,
+  runs on *different* hosts are not excluded from each other: each holds only its own
+  local lock (a warning says so). Use ``lock = redis`` where that must never happen.
+- ``redis``: the local lock and the Redis lock; a run does not start when Redis does not
+  answer.
+- ``local``: the local lock only.
 - ``none``: no lock.
 
-Which lock was used is logged at INFO.
+The local lock is taken first, then the Redis lock; they are released in reverse. A wrong
+password or an ACL refusal (NOAUTH, WRONGPASS, NOPERM) is not an outage: the run stops with
+:class:`~s3s3.errors.RedisFatal` instead of falling back. Which locks are held is logged
+at INFO.
 """
 
 from __future__ import annotations
@@ -30,7 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .config import BucketConfig, EndpointConfig
-from .errors import LockHeld, S3S3Error
+from .errors import LockHeld, RedisFatal, S3S3Error
+from .redact import redact
 
 if TYPE_CHECKING:
     import redis
@@ -193,43 +206,128 @@ class NoLock:
 @contextlib.contextmanager
 def job_lock(source: EndpointConfig, cfg: BucketConfig,
              redis_factory: Callable[[], redis.Redis] | None, *,
-             lost: threading.Event | None = None) -> Iterator[object]:
-    """Hold the lock ``cfg.lock`` asks for over the ``with`` block; yields the lock.
+             lost: threading.Event | None = None,
+             redis_url: str | None = None) -> Iterator[object]:
+    """Hold the locks ``cfg.lock`` asks for over the ``with`` block.
 
-    ``redis_factory`` makes the Redis client (None: no Redis configured). ``lost`` is set
-    if a Redis lock is found taken by another run while held. Raises :class:`LockHeld`
-    when another run holds it, :class:`LockUnavailable` when ``lock = redis`` and Redis
-    does not answer.
+    The local lock is taken first (``auto``, ``redis``, ``local``), then the Redis lock
+    (``auto`` when Redis answers, ``redis``); they are released in reverse. Yields the
+    lock that reaches furthest: the Redis lock when held, else the local one (or
+    :class:`NoLock`).
+
+    ``redis_factory`` makes the Redis client (None: no Redis configured); ``redis_url``
+    names that Redis in messages and must come with its secrets masked
+    (``RedisConfig.safe_url``). ``lost`` is set if the Redis lock is found taken by
+    another run while held. Raises :class:`LockHeld` when another run holds either lock,
+    :class:`RedisFatal` when Redis refuses s3s3 (password, ACL), and
+    :class:`LockUnavailable` when ``lock = redis`` and Redis does not answer.
     """
-    lock = choose_lock(source, cfg, redis_factory, lost=lost)
-    lock.acquire()
-    log.info("holding %s", lock.describe())
-    try:
-        yield lock
-    finally:
-        lock.release()
+    if cfg.lock == "none":
+        log.info("holding %s", NoLock().describe())
+        yield NoLock()
+        return
+    with contextlib.ExitStack() as held:
+        local = FileLock(lock_path(source, cfg.lock_dir), what=_what(source))
+        local.acquire()
+        held.callback(local.release)
+        log.info("holding %s", local.describe())
+        widest: object = local
+        if cfg.lock in ("auto", "redis"):
+            shared = _redis_lock(source, cfg, redis_factory, lost=lost, redis_url=redis_url)
+            if shared is not None and _acquire_redis_lock(shared, cfg, redis_url):
+                held.callback(shared.release)
+                log.info("holding %s", shared.describe())
+                widest = shared
+        yield widest
 
 
 def choose_lock(source: EndpointConfig, cfg: BucketConfig,
                 redis_factory: Callable[[], redis.Redis] | None, *,
-                lost: threading.Event | None = None):
-    what = f"s3://{source.bucket} on {source.endpoint_url or 'AWS'}"
+                lost: threading.Event | None = None, redis_url: str | None = None):
+    """The lock that reaches furthest of those ``cfg.lock`` asks for, not yet taken: the
+    Redis lock when Redis answers (``auto``, ``redis``), else the local lock, or
+    :class:`NoLock`. (:func:`job_lock` holds the local lock as well.)"""
     if cfg.lock == "none":
         return NoLock()
     if cfg.lock in ("auto", "redis"):
-        problem = "no Redis configured"
-        if redis_factory is not None:
-            from redis import RedisError
+        shared = _redis_lock(source, cfg, redis_factory, lost=lost, redis_url=redis_url)
+        if shared is not None:
+            return shared
+    return FileLock(lock_path(source, cfg.lock_dir), what=_what(source))
 
-            client = redis_factory()
-            try:
-                client.ping()
-                return RedisLock(client, redis_key(source), ttl_s=cfg.lock_ttl_s, what=what,
-                                 lost=lost)
-            except RedisError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-        if cfg.lock == "redis":
-            raise LockUnavailable(f"lock = redis, but Redis does not answer ({problem})")
-        log.warning("Redis does not answer (%s); using a local lock, which does not exclude "
-                    "runs on other hosts", problem)
-    return FileLock(lock_path(source, cfg.lock_dir), what=what)
+
+def _what(source: EndpointConfig) -> str:
+    return f"s3://{source.bucket} on {source.endpoint_url or 'AWS'}"
+
+
+def _redis_lock(source: EndpointConfig, cfg: BucketConfig,
+                redis_factory: Callable[[], redis.Redis] | None, *,
+                lost: threading.Event | None, redis_url: str | None) -> RedisLock | None:
+    """The Redis lock, not yet taken, when Redis answers a PING; None (``auto``) when it
+    does not."""
+    if redis_factory is None:
+        return _no_redis(cfg, "no Redis configured")
+    from redis import RedisError  # imported here: a local lock never needs redis-py
+
+    client = redis_factory()
+    try:
+        client.ping()
+    except RedisError as exc:
+        _raise_if_refused(exc, client, redis_url)
+        return _no_redis(cfg, _problem(exc, client))
+    return RedisLock(client, redis_key(source), ttl_s=cfg.lock_ttl_s, what=_what(source),
+                     lost=lost)
+
+
+def _acquire_redis_lock(lock: RedisLock, cfg: BucketConfig, redis_url: str | None) -> bool:
+    """Take ``lock``; False (``auto``) when Redis stopped answering since the PING."""
+    from redis import RedisError
+
+    try:
+        lock.acquire()
+    except RedisError as exc:
+        _raise_if_refused(exc, lock.client, redis_url)
+        _no_redis(cfg, _problem(exc, lock.client))
+        return False
+    return True
+
+
+def _no_redis(cfg: BucketConfig, problem: str) -> None:
+    """``lock = redis``: an error; ``auto``: a warning, and the local lock alone."""
+    if cfg.lock == "redis":
+        raise LockUnavailable(f"lock = redis, but Redis does not answer ({problem})")
+    log.warning("Redis does not answer (%s); holding the local lock only, which does not "
+                "exclude runs on other hosts (set lock = redis where they must never "
+                "overlap)", problem)
+    return None
+
+
+def _raise_if_refused(exc: Exception, client: redis.Redis, redis_url: str | None) -> None:
+    """A wrong password or an ACL refusal is a mistake to fix, not an outage to ride out:
+    falling back to the local lock would let runs on other hosts overlap for good."""
+    from .sources.link import FATAL_ERRORS, refused
+
+    if isinstance(exc, FATAL_ERRORS):
+        reason = str(refused(redis_url or _client_url(client), exc)).rstrip(". ")
+        message = (f"{reason}; not falling back to a local lock (a refused password or ACL "
+                   "is not an outage)")
+        raise RedisFatal(redact(message, _secrets(client))) from exc
+
+
+def _problem(exc: Exception, client: redis.Redis) -> str:
+    return redact(f"{type(exc).__name__}: {exc}", _secrets(client))
+
+
+def _secrets(client: redis.Redis) -> list[str]:
+    # What the client authenticates with, however it was given (URL, query, INI key).
+    return [s for s in (client.connection_pool.connection_kwargs.get("password"),) if s]
+
+
+def _client_url(client: redis.Redis) -> str:
+    """Where ``client`` connects, without user or password (for callers that give no URL)."""
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    scheme = "rediss" if pool.connection_class.__name__ == "SSLConnection" else "redis"
+    return f"{scheme}://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

@@ -292,7 +292,8 @@ def run_bucket_job(settings: Settings, *, dry_run: bool = False, enqueue: bool =
     kwargs = dict(progress=progress, stop=stop, on_plan=on_plan, redis_cfg=settings.redis)
     if options.dry_run:
         return sync_buckets(src, dsts, options, **kwargs)
-    with job_lock(settings.source, settings.bucket, redis_factory, lost=stop):
+    with job_lock(settings.source, settings.bucket, redis_factory, lost=stop,
+                  redis_url=settings.redis.safe_url):
         return sync_buckets(src, dsts, options,
                             redis_client=redis_factory() if options.enqueue else None,
                             **kwargs)

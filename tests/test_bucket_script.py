@@ -17,8 +17,10 @@ import pytest
 import redis
 
 from conftest import ROOT, raw_client, unique_bucket
-from s3s3.config import EndpointConfig
-from s3s3.lock import FileLock, RedisLock, lock_path, redis_key
+from redis_server import PrivateRedis
+from s3s3.config import BucketConfig, EndpointConfig, RedisConfig
+from s3s3.lock import FileLock, RedisLock, job_lock, lock_path, redis_key
+from s3s3.redis_client import connect
 from s3s3.scripts.bucket import Lifecycle, parse_header, serve_supervisord
 
 
@@ -127,6 +129,69 @@ def test_an_overlapping_run_is_refused_with_exit_2(buckets, tmp_path, redis_url)
     assert result.returncode == 0, result.stderr
     assert f"holding local lock {lock_path(source, str(tmp_path))}" in result.stderr
     assert len(keys(b, dst)) == 5
+
+
+def test_a_run_on_the_same_host_is_refused_while_redis_is_down(buckets, tmp_path):
+    a, b, src, dst = buckets
+    server = PrivateRedis(tmp_path / "redis", persistent=False).start()
+    ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
+                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, lock="auto",
+                    redis_url=server.url)
+    source = EndpointConfig(name="source", bucket=src, endpoint_url=a["endpoint_url"])
+    cfg = BucketConfig(lock="auto", lock_dir=str(tmp_path))
+    try:
+        # Run 1 takes its locks while Redis answers; then Redis goes away.
+        with job_lock(source, cfg, lambda: connect(RedisConfig(url=server.url))) as held:
+            assert isinstance(held, RedisLock)
+            server.stop()
+            result = s3s3bucket("--config", str(ini), cwd=tmp_path)
+    finally:
+        server.stop()
+    assert result.returncode == 2, result.stderr
+    assert (f"another s3s3bucket run holds the lock for s3://{src} on {a['endpoint_url']} "
+            f"(file {lock_path(source, str(tmp_path))}, holder ") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert keys(b, dst) == []
+
+
+@pytest.mark.parametrize("where", ["url", "url-query", "password-key"])
+def test_a_wrong_redis_password_is_fatal_and_never_printed(buckets, tmp_path, where):
+    a, b, src, dst = buckets
+    server = PrivateRedis(tmp_path / "redis", password="right-one", persistent=False).start()
+    try:
+        url = {"url": f"redis://:hunter2-wrong@127.0.0.1:{server.port}/0",
+               "url-query": f"{server.url}?password=hunter2-wrong"}.get(where, server.url)
+        ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
+                        [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, lock="auto",
+                        redis_url=url)
+        if where == "password-key":
+            ini.write_text(ini.read_text().replace(f"url = {url}\n",
+                                                   f"url = {url}\npassword = hunter2-wrong\n"))
+        result = s3s3bucket("--config", str(ini), "-vv", cwd=tmp_path)
+    finally:
+        server.stop()
+    assert result.returncode == 2, result.stderr
+    shown = {"url": f"redis://:***@127.0.0.1:{server.port}/0",
+             "url-query": f"{server.url}?password=***"}.get(where, server.url)
+    assert (f"Redis at {shown} refused s3s3: AuthenticationError: ") in result.stderr
+    assert "not falling back to a local lock" in result.stderr
+    assert "using a local lock" not in result.stderr
+    assert "hunter2-wrong" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert keys(b, dst) == []
+
+
+def test_lock_redis_with_redis_down_exits_2(buckets, tmp_path):
+    a, b, src, dst = buckets
+    server = PrivateRedis(tmp_path / "redis", persistent=False)  # never started: nobody there
+    ini = write_ini(tmp_path / "s3s3.ini", (a["endpoint_url"], src),
+                    [("dest1", b["endpoint_url"], dst)], lock_dir=tmp_path, lock="redis",
+                    redis_url=server.url)
+    result = s3s3bucket("--config", str(ini), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "lock = redis, but Redis does not answer (ConnectionError: " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert keys(b, dst) == []
 
 
 def test_dry_run_prints_the_plan_on_stdout_and_flags_override_the_ini(buckets, tmp_path, redis_url):
