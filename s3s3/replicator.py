@@ -64,6 +64,10 @@ log = logging.getLogger("s3s3.listen")
 
 EXIT_OK = 0
 EXIT_FATAL = 2
+#: A thread of the listener died of an unexpected exception (a bug): the process stops, after
+#: handing back what it holds, so that its supervisor restarts it rather than it living on
+#: without intake or workers.
+EXIT_CRASH = 3
 
 #: Errors worth retrying after a pause (the endpoint may answer later).
 _TRANSIENT = (TransientEndpointError, ShortRead, ConnectionError, TimeoutError)
@@ -212,6 +216,23 @@ class _Timer:
                 log.exception("timer callback failed")
 
 
+def log_crash(name: str, exc: BaseException) -> None:
+    """The one log line (with the traceback) for a thread that died of ``exc``."""
+    log.error("thread %s crashed: %s: %s; s3s3listen stops (exit code %d) so that its "
+              "supervisor restarts it", name, type(exc).__name__, exc, EXIT_CRASH,
+              exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def guarded(fn: Callable[..., None], on_crash: Callable[[str, BaseException], None]):
+    """``fn`` as a thread target whose death is reported to ``on_crash``, never silent."""
+    def run(*args) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # whatever it is, the thread is gone: say so
+            on_crash(threading.current_thread().name, exc)
+    return run
+
+
 def backoff_s(attempt: int, *, base_s: float, max_s: float) -> float:
     """Capped exponential backoff with full jitter in [50%, 100%]."""
     return min(max_s, base_s * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
@@ -242,13 +263,17 @@ class Replicator:
 
     ``on_complete(tickets, outcome)`` is called from a worker thread once per finished job,
     with the tickets of every event the job served; it must be quick and must not raise.
+    A worker thread that dies of an unexpected exception (a bug: job failures never kill
+    one) is logged with its traceback, kept in ``crashed`` and passed to
+    ``on_crash(thread_name, exc)``; the listener then stops and hands back its work.
     """
 
     def __init__(self, source: Endpoint, destinations: Sequence[Endpoint], *,
                  on_complete: Callable[[list, Outcome], None], workers: int = 32,
                  delete: bool = False, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
                  max_attempts: int = 5, max_held: int | None = None,
-                 counters: Counters | None = None) -> None:
+                 counters: Counters | None = None,
+                 on_crash: Callable[[str, BaseException], None] | None = None) -> None:
         if not destinations:
             raise ValueError("at least one destination is needed")
         self.source = source
@@ -261,6 +286,8 @@ class Replicator:
         self.max_attempts = max(1, max_attempts)
         self.max_held = max_held or max(256, workers * 16)
         self.counters = counters or Counters()
+        self.on_crash = on_crash
+        self.crashed: BaseException | None = None
         self._cond = threading.Condition()
         self._jobs: dict[str, _Job] = {}  # key -> the job that runs (or will run) first
         self._next: dict[str, _Job] = {}  # key -> the job waiting for the running one
@@ -278,7 +305,8 @@ class Replicator:
     def start(self) -> None:
         self._timer.start()
         for i in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"s3s3-worker-{i}", daemon=True)
+            thread = threading.Thread(target=guarded(self._work, self._worker_crashed),
+                                      name=f"s3s3-worker-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -386,6 +414,13 @@ class Replicator:
                 + (f"; {'; '.join(held)}" if held else ""))
 
     # ------------------------------------------------------------------ workers
+
+    def _worker_crashed(self, name: str, exc: BaseException) -> None:
+        log_crash(name, exc)
+        if self.crashed is None:
+            self.crashed = exc
+        if self.on_crash is not None:
+            self.on_crash(name, exc)
 
     def _work(self) -> None:
         while True:
@@ -705,7 +740,10 @@ class Listener:
         """Listen until ``stop`` is set (or SIGTERM/SIGINT); return the exit code.
 
         0 after a clean stop; 2 on a fatal error (bad credentials, missing bucket, Redis
-        refusing the password). A second signal stops waiting for in-flight work.
+        refusing the password); 3 (:data:`EXIT_CRASH`) when a thread (intake, list mover,
+        worker) died of an unexpected exception: intake stops, in-flight work gets the
+        grace period, the rest is handed back, so a supervisor's restart loses nothing in
+        stream mode. A second signal stops waiting for in-flight work.
         """
         stop = stop or threading.Event()
         hurry = threading.Event()
@@ -741,15 +779,27 @@ class Listener:
                                 retry_base_s=lcfg.retry_base_s, retry_max_s=lcfg.retry_max_s,
                                 max_attempts=rcfg.max_deliveries, counters=self.counters)
         intake_stop = threading.Event()
+        crashes: list[str] = []
+
+        def crashed(name: str, exc: BaseException, *, logged: bool = False) -> None:
+            # A thread is gone: stop the rest, hand back, and exit for a restart.
+            if not logged:
+                log_crash(name, exc)
+            crashes.append(name)
+            intake_stop.set()
+
+        replicator.on_crash = lambda name, exc: crashed(name, exc, logged=True)
         source.start()
         replicator.start()
-        threads = [threading.Thread(target=source.run, args=(replicator, intake_stop),
-                                    name="s3s3-intake", daemon=True)]
+        threads = [threading.Thread(target=guarded(source.run, crashed),
+                                    args=(replicator, intake_stop), name="s3s3-intake",
+                                    daemon=True)]
         mover = None
         if rcfg.mode == "stream" and rcfg.list_key:
             mover = ListMover(client, rcfg, link=link)
-            threads.append(threading.Thread(target=mover.run, args=(intake_stop,),
-                                            name="s3s3-list-mover", daemon=True))
+            threads.append(threading.Thread(target=guarded(mover.run, crashed),
+                                            args=(intake_stop,), name="s3s3-list-mover",
+                                            daemon=True))
         for thread in threads:
             thread.start()
         log.info("s3s3listen started: %s; source %s; destinations %s; %d workers; delete "
@@ -774,6 +824,10 @@ class Listener:
         source.close(timeout_s=5.0)
         log.info("%s", replicator.summary_line())
         fatal = source.fatal or (mover.fatal if mover else None)
+        if crashes:
+            log.error("s3s3listen stopped after thread %s crashed (exit code %d)",
+                      crashes[0], EXIT_CRASH)
+            return EXIT_CRASH
         log.info("s3s3listen stopped%s", f" after a fatal error: {fatal}" if fatal else "")
         return EXIT_FATAL if fatal else EXIT_OK
 
@@ -813,8 +867,8 @@ def _install_signals(stop: threading.Event, hurry: threading.Event, received: li
 def run_listener(settings: Settings, *, stop: threading.Event | None = None) -> int:
     """Run ``s3s3listen`` with ``settings`` until ``stop`` is set or a signal arrives.
 
-    Returns the exit code (0 clean stop, 2 fatal). Signal handlers are installed only when
-    called from the main thread.
+    Returns the exit code (0 clean stop, 2 fatal, 3 a thread crashed). Signal handlers are
+    installed only when called from the main thread.
     """
     return Listener(settings).run(stop=stop)
 

@@ -17,8 +17,9 @@ import logging
 import threading
 
 import redis
+import redis.exceptions
 
-from ..errors import BacklogFull
+from ..errors import BacklogFull, RedisFatal
 from ..config import RedisConfig
 from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop
 from .stream import add_entries, processing_key
@@ -58,6 +59,11 @@ class ListMover(RedisLoop):
                 self._fail(refused(self.cfg.safe_url, exc), stop)
             except TRANSIENT_ERRORS as exc:
                 self.link.down(exc, stop)
+            except redis.exceptions.ResponseError as exc:
+                # WRONGTYPE (the list key holds something else), a command the server lacks:
+                # retrying cannot fix it. It used to end this thread and nothing else.
+                self._fail(RedisFatal(f"Redis rejected a command on list {self.list_key!r}: "
+                                      f"{exc}"), stop)
 
     def _recover(self, stop: threading.Event) -> None:
         """Add to the stream what a mover that died left on the processing list."""

@@ -138,6 +138,19 @@ def validate_key(key: str) -> str:
     return key
 
 
+def unparsable(exc: BaseException, data: bytes | str) -> str:
+    """The log text for a message whose parsing raised ``exc``, which is not a MessageError.
+
+    The contract above says this cannot happen; the intakes still treat it as a bad message
+    (never as the end of their thread), and this is what they log and dead-letter.
+    """
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return (f"cannot be parsed ({type(exc).__name__}: {text}; a parser bug, please report it) "
+            f"(starts {preview(data)})")
+
+
 def nests_deeper_than(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether brackets outside JSON strings nest deeper than ``limit`` anywhere in ``text``.
 

@@ -26,7 +26,7 @@ from ..config import RedisConfig
 from ..errors import MessageError
 from .link import (FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, Writer, queue_marker,
                    refused)
-from .messages import WorkItem, parse_message, preview
+from .messages import WorkItem, parse_message, preview, unparsable
 
 log = logging.getLogger("s3s3.listen")
 
@@ -127,6 +127,11 @@ class PubSubSource(RedisLoop):
         except MessageError as exc:
             self.counters.add(bad_messages=1)
             log.warning("bad message on channel %r: %s", self.cfg.channel, exc)
+            return
+        except Exception as exc:  # a parser bug: this message is bad, the intake goes on
+            self.counters.add(bad_messages=1)
+            log.warning("bad message on channel %r: %s", self.cfg.channel,
+                        unparsable(exc, data), exc_info=log.isEnabledFor(logging.DEBUG))
             return
         for skipped in parsed.skipped:
             self.counters.add(ignored_events=1)

@@ -50,7 +50,7 @@ from ..config import RedisConfig
 from ..errors import BacklogFull, MessageError, RedisFatal
 from .link import (FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, Writer, queue_marker,
                    refused)
-from .messages import Parsed, parse_entry, preview
+from .messages import Parsed, parse_entry, preview, unparsable
 
 log = logging.getLogger("s3s3.listen")
 
@@ -87,6 +87,14 @@ def daemon_keys(cfg: RedisConfig) -> tuple[str, ...]:
 
 def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def _prior_attempts(fields: Mapping) -> int:
+    """The attempt count an entry carries (hand_back writes it); anything odd counts as 0."""
+    value = fields.get(ATTEMPTS_FIELD.encode(), b"0")
+    text = _text(value).strip()
+    # A short decimal only: int() of a 200,000-digit field would be slow on Python 3.10.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
 
 
 def parse_id(entry_id) -> tuple[int, int]:
@@ -494,11 +502,7 @@ class StreamSource(RedisLoop):
                 self.writer.ack(entry_id)
                 continue
             delivered = counts.get(entry_id, 1)
-            try:
-                prior = int(_text(fields.get(ATTEMPTS_FIELD.encode(), b"0")) or 0)
-            except ValueError:
-                prior = 0
-            prior += delivered - 1
+            prior = _prior_attempts(fields) + delivered - 1
             if delivered > self.cfg.max_deliveries:
                 self._dead_letter(entry_id, fields,
                                   reason=f"delivered {delivered} times (max_deliveries = "
@@ -513,6 +517,13 @@ class StreamSource(RedisLoop):
                 self.counters.add(bad_messages=1)
                 log.warning("bad message in entry %s: %s", _text(entry_id), exc)
                 self._dead_letter(entry_id, fields, reason="bad message", error=str(exc))
+                continue
+            except Exception as exc:  # a parser bug: this entry is bad, the intake goes on
+                self.counters.add(bad_messages=1)
+                error = unparsable(exc, fields.get(b"message", fields.get(b"key", repr(fields))))
+                log.warning("bad message in entry %s: %s", _text(entry_id), error,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
+                self._dead_letter(entry_id, fields, reason="bad message", error=error)
                 continue
             for skipped in parsed.skipped:
                 self.counters.add(ignored_events=1)
