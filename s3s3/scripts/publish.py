@@ -9,13 +9,16 @@ in stream mode it is XADDed as an entry ``{key, op}``. ``--bridge`` subscribes t
 channel and XADDs every message into the stream until stopped (SIGTERM/SIGINT), so
 producers that only PUBLISH can feed listeners in stream mode.
 
-Exit codes: 0 all announced; 1 some keys were rejected (empty, over 1,024 bytes); 2
-configuration error, Redis unreachable, or the stream full (``maxlen``) for too long.
+Exit codes: 0 all announced; 1 some keys were rejected (empty, over 1,024 bytes, not
+UTF-8), each named in a one-line error, the others announced; 2 configuration error, Redis
+unreachable, or the stream full (``maxlen``) for too long. No key, whatever its bytes,
+makes a traceback: keys are read from stdin as bytes and checked one by one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -45,16 +48,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_keys(args: argparse.Namespace, stdin) -> list[str]:
-    """Keys from the arguments, or from stdin: one per line, line ends stripped, blanks skipped."""
+def read_keys(args: argparse.Namespace, stdin) -> list[str | bytes]:
+    """Keys from the arguments, or from stdin: one per line, line ends stripped, blanks skipped.
+
+    A key that is not UTF-8 comes back as its bytes (an argument's as the system passed
+    them), for the caller to reject by name. Lines read from stdin end only at ``\\n``
+    (trailing ``\\r`` are stripped too), so a key may hold a ``\\r`` inside.
+    """
     if args.keys and args.keys != ["-"]:
-        return list(args.keys)
-    return [line.rstrip("\r\n") for line in stdin if line.rstrip("\r\n")]
+        return [_argument_key(key) for key in args.keys]
+    keys: list[str | bytes] = []
+    for line in getattr(stdin, "buffer", stdin):
+        if isinstance(line, str):
+            line = line.encode("utf-8", "surrogateescape")
+        line = line.rstrip(b"\r\n")
+        if line:
+            try:
+                keys.append(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                keys.append(line)
+    return keys
+
+
+def _argument_key(key: str) -> str | bytes:
+    """An argument as a key; its bytes when it is not UTF-8 (Python decoded it with
+    surrogateescape, and no store can take a lone surrogate)."""
+    try:
+        key.encode("utf-8")
+        return key
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(key)
+    except UnicodeError:
+        return key  # not from the system: validate_key names the lone surrogate
 
 
 def _publish(args: argparse.Namespace) -> int:
     from ..sources import publish_keys
-    from ..sources.messages import validate_key
+    from ..sources.messages import preview, validate_key
     from ..errors import BacklogFull
 
     settings = effective_settings(args)
@@ -63,6 +95,8 @@ def _publish(args: argparse.Namespace) -> int:
     keys = []
     for key in read_keys(args, sys.stdin):
         try:
+            if isinstance(key, bytes):
+                raise MessageError(f"key {preview(key)} is not UTF-8")
             keys.append(validate_key(key))
         except MessageError as exc:
             rejected += 1
