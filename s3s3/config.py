@@ -197,14 +197,20 @@ def to_size(value: str) -> int:
     m = _SIZE.match(value)
     if not m:
         raise ValueError("is not a valid size (examples: 0, 8388608, 64MiB, 1GiB)")
-    return int(float(m.group(1)) * _SIZE_FACTOR[m.group(2).lower()])
+    size = float(m.group(1)) * _SIZE_FACTOR[m.group(2).lower()]
+    if not math.isfinite(size):
+        raise ValueError("is too large to be a size")
+    return int(size)
 
 
 def to_int(value: str) -> int:
     """A whole number written in decimal digits (no ``1_000``, no ``1e3``, no ``8.0``)."""
     if not _INT.match(value):
         raise ValueError("is not a valid integer")
-    return int(value.strip())
+    try:
+        return int(value.strip())
+    except ValueError:  # more digits than int() takes (sys.get_int_max_str_digits)
+        raise ValueError("is not a valid integer (too many digits)") from None
 
 
 def to_float(value: str) -> float:
@@ -279,6 +285,10 @@ def _split(url: str):
 
 
 def _port_and_host_problem(parts) -> str | None:
+    tail = parts.netloc.rpartition("@")[2].rsplit("]", 1)[-1]
+    if ":" in tail and not tail.rpartition(":")[2].isdigit():
+        # Digits only: Python 3.10's urlsplit would take "+80" or " 80" as port 80.
+        return "has a port that is not a number from 1 to 65535"
     try:
         port = parts.port
     except ValueError:

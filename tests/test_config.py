@@ -508,3 +508,16 @@ def test_every_key_the_template_documents_loads_with_its_example_value(tmp_path)
         tried.append(key)
     assert {"abort_uploads_after", "reclaim_idle", "grace", "lock_ttl", "max_attempts",
             "connect_timeout"} <= set(tried)
+
+
+@pytest.mark.parametrize("text", ["9" * 400, "9" * 5000 + "GiB"])
+def test_absurd_sizes_and_counts_are_config_errors(tmp_path, text):
+    for extra in (f"multipart_threshold = {text}\n", f"max_attempts = {text}\n"):
+        with pytest.raises(ConfigError):
+            load(write(tmp_path, BASE + extra), search_path=[], env={})
+
+
+def test_a_port_is_digits_only(tmp_path):
+    message, _ = load_error(tmp_path, SOURCE_ONLY + "[dest]\nbucket_name = b\n"
+                                                    "endpoint_url = http://h:+80\n")
+    assert "has a port that is not a number from 1 to 65535" in message
