@@ -59,7 +59,10 @@ def expect(data: bytes, allowed: tuple[type[BaseException], ...], call, *args, *
         return None
 
 
-def main(test_one_input) -> None:
+def main(test_one_input, custom_mutator=None) -> None:
     """Hand ``sys.argv`` (libFuzzer flags, corpus directories) to atheris and fuzz."""
-    atheris.Setup(sys.argv, test_one_input)
+    if custom_mutator is None:
+        atheris.Setup(sys.argv, test_one_input)
+    else:
+        atheris.Setup(sys.argv, test_one_input, custom_mutator=custom_mutator)
     atheris.Fuzz()

@@ -13,15 +13,60 @@ from pathlib import Path
 import pytest
 
 from s3s3 import config, errors, rawhttp
+from s3s3.errors import ConfigError, MessageError
 from s3s3.sources import messages
 
 DATA = Path(__file__).parent / "data" / "fuzz"
+# The seeds are real answers (fuzz/capture_listings.py).
+SEEDS = Path(__file__).parent.parent / "fuzz" / "corpus" / "listing"
 
 
 def inputs(target: str) -> list:
     files = sorted((DATA / target).iterdir())
     assert files, f"no regression inputs under {DATA / target}"
     return [pytest.param(p.read_bytes(), id=p.name) for p in files]
+
+
+def only(allowed, call, *args, **kwargs):
+    """``call(...)``'s result, or None when it raised one of ``allowed``; anything else fails."""
+    try:
+        return call(*args, **kwargs)
+    except allowed:
+        return None
+
+
+# --------------------------------------------------------------------------- message parser
+
+
+@pytest.mark.parametrize("data", inputs("messages"))
+def test_message_input_raises_only_message_error(data):
+    # The calls fuzz/fuzz_messages.py makes on each input.
+    text = data.decode("utf-8", "surrogateescape")
+    encoding = messages.KEY_ENCODINGS[len(data) % len(messages.KEY_ENCODINGS)]
+    bucket = "src" if len(data) % 2 else None
+    only(MessageError, messages.looks_like_event, data)
+    only(MessageError, messages.parse_message, data, source_bucket=bucket,
+         key_encoding=encoding)
+    only(MessageError, messages.parse_message, text, key_encoding=encoding)
+    only(MessageError, messages.parse_entry, {b"message": data}, source_bucket=bucket)
+    key, _, op = data.partition(b"\x00")
+    only(MessageError, messages.parse_entry, {b"key": key, b"op": op} if op else {b"key": key})
+    only(MessageError, messages.parse_entry, {"key": text})
+    for op in messages.OPS:
+        sent = only(MessageError, messages.encode_key_message, text, op=op)
+        if sent is not None:  # what is sent must come back as it was announced
+            parsed = messages.parse_message(sent)
+            assert [(i.op, i.key) for i in parsed.items] == [(op, text)]
+
+
+# --------------------------------------------------------------------------- INI loader
+
+
+@pytest.mark.parametrize("data", inputs("config"))
+def test_ini_input_raises_only_config_error(tmp_path, data):
+    path = tmp_path / "s3s3.ini"
+    path.write_bytes(data)
+    only(ConfigError, config.load, path, search_path=[], env={})
 
 
 # --------------------------------------------------------------------------- listing parser
@@ -52,13 +97,11 @@ def test_error_body_reader_never_raises(data):
 
 
 def test_error_body_reader_still_reads_a_real_error():
-    body = (DATA.parent.parent.parent / "fuzz" / "corpus" / "listing"
-            / "ceph-error-nosuchbucket.xml").read_bytes()
+    body = (SEEDS / "ceph-error-nosuchbucket.xml").read_bytes()
     assert rawhttp._error_code_message(body) == ("NoSuchBucket", "")
 
 
-# The seeds are real answers (fuzz/capture_listings.py): the fix must still read them.
-SEEDS = DATA.parent.parent.parent / "fuzz" / "corpus" / "listing"
+# The keys fuzz/capture_listings.py stored: the fix must still read the real answers.
 STORED_KEYS = sorted(["plain.txt", "dir/a b+c.txt", "dir/x%2Fy", "caf\u00e9/\u65e5\u672c\u8a9e.txt",
                       "amp&lt<gt>.bin", "deep/er/key"])
 
