@@ -376,8 +376,6 @@ class _Section:
         return next(iter(self.values.values()))[1] if self.values else "?"
 
 
-#: Keys whose values are secrets: never quoted in an error, a log line or a repr.
-_SECRET_KEYS = {"aws_access_key_id", "aws_secret_access_key", "password", "url"}
 _SECTCRE = re.compile(r"\[(?P<header>.+)\]")
 _OPTCRE = re.compile(r"(?P<option>.*?)\s*[=:]\s*(?P<value>.*)$")
 _WORD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
