@@ -462,9 +462,9 @@ def _parse_file(path: Path) -> configparser.ConfigParser | None:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         lineno = data.count(b"\n", 0, exc.start) + 1
-        lines = data.decode("utf-8", "replace").splitlines()
+        lines = data.decode("utf-8", "replace").split("\n")
         raise _line_error(lines, lineno, "is not valid UTF-8", str(path)) from None
-    lines = text.splitlines()
+    lines = text.split("\n")  # as configparser counts lines (not splitlines)
     parser = _new_parser()
     try:
         parser.read_string(text, source=str(path))
