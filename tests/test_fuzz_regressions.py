@@ -59,6 +59,22 @@ def test_message_input_raises_only_message_error(data):
             assert [(i.op, i.key) for i in parsed.items] == [(op, text)]
 
 
+def test_deep_document_is_a_bad_message():
+    # The issue: nesting is limited before parsing, so such a message is a MessageError.
+    data = (DATA / "messages" / "nested-25000-deep.json").read_bytes()
+    with pytest.raises(MessageError):
+        messages.parse_message(data)
+
+
+@pytest.mark.parametrize("op", messages.OPS)
+def test_key_with_lone_surrogate_is_refused_at_once(op):
+    # The issue: a key that cannot be encoded is a bad message, not a retried failure.
+    text = (DATA / "messages" / "lone-surrogate-key.bin").read_bytes().decode(
+        "utf-8", "surrogateescape")
+    with pytest.raises(MessageError):
+        messages.encode_key_message(text, op=op)
+
+
 # --------------------------------------------------------------------------- INI loader
 
 
