@@ -265,3 +265,40 @@ def test_listener_with_a_crashed_worker_stops_with_exit_3(tmp_path, moto_servers
         stop.set()
         thread.join(30)
         r.close()
+
+
+# --------------------------------------------------------------------------- the intakes
+
+
+def test_any_exception_from_parsing_makes_a_bad_message_not_a_dead_intake(names, redis_url):
+    # The parser raises only MessageError for any input; an exception of another type (here
+    # the ValueError it documents for a key_encoding it does not know, standing in for a
+    # parser bug) still costs only that message, in both intakes.
+    from s3s3.config import RedisConfig
+    from s3s3.sources.link import RedisLink
+    from s3s3.sources.pubsub import PubSubSource
+    from s3s3.sources.stream import StreamSource, ensure_group
+
+    cfg = RedisConfig(url=redis_url, channel=names.channel, mode="stream", stream=names.stream,
+                      dead_letter_stream=names.dead, consumer="test")
+    r = redis.Redis.from_url(redis_url)
+    counters = Counters()
+    pubsub = PubSubSource(r, cfg, link=RedisLink(cfg.safe_url), counters=counters,
+                          key_encoding="bogus")
+    pubsub.handle(b"some/key", replicator=None)
+    assert counters["bad_messages"] == 1
+
+    stream = StreamSource(r, cfg, link=RedisLink(cfg.safe_url), counters=counters,
+                          key_encoding="bogus")
+    stream.start()
+    ensure_group(r, cfg)
+    entry_id = r.xadd(names.stream, {"message": "some/key"})
+    entries = r.xreadgroup(cfg.group, cfg.consumer, {names.stream: ">"})[0][1]
+    stream._accept(entries, {})
+    stream.close(5.0)
+    assert counters["bad_messages"] == 2 and counters["dead_lettered"] == 1
+    [(_, letter)] = r.xrange(names.dead)
+    assert letter[b"original_id"] == entry_id and letter[b"reason"] == b"bad message"
+    assert letter[b"error"].startswith(b"cannot be parsed (ValueError: key_encoding must be")
+    assert r.xpending(names.stream, cfg.group)["pending"] == 0
+    r.close()
