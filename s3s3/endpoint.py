@@ -18,6 +18,10 @@ The calls made once per object (GetObject, PutObject of a bytes body, HeadObject
 pages) go through :meth:`Endpoint.fast_call`, which sends them with the lean client of
 :mod:`s3s3.rawhttp` (same signing, addressing and error table, a fraction of botocore's
 CPU) unless the endpoint says ``data_path = botocore``.
+
+TLS trust is decided once, in :func:`tls_verify`, for both data paths and as botocore
+decides it: the endpoint's ``verify_tls``/``ca_bundle`` keys, then ``AWS_CA_BUNDLE``, the
+AWS profile's ``ca_bundle``, ``REQUESTS_CA_BUNDLE``, and botocore's own CA bundle (certifi).
 """
 
 from __future__ import annotations
@@ -25,18 +29,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from . import rawhttp
 from .config import EndpointConfig
-from .errors import (EndpointError, FatalEndpointError, SourceKeyMissing,
+from .errors import (ConfigError, EndpointError, FatalEndpointError, SourceKeyMissing,
                      TransientEndpointError)
 
 log = logging.getLogger(__name__)
@@ -76,6 +84,16 @@ class ObjectInfo:
     @property
     def known_md5(self) -> str | None:
         return self.etag_md5 or self.md5
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """One multipart upload in progress, as ListMultipartUploads lists it."""
+
+    key: str
+    upload_id: str
+    initiator: str = ""  # the Initiator's ID (Ceph 16.2 lists the requester's, see transfer)
+    initiated: datetime | None = None
 
 
 def etag_is_md5(etag: str | None) -> bool:
@@ -136,13 +154,56 @@ def client_config(cfg: EndpointConfig) -> botocore.config.Config:
     )
 
 
-def tls_verify(cfg: EndpointConfig) -> bool | str:
-    """botocore's ``verify``: the CA bundle's path, True (default CAs) or False."""
-    return cfg.ca_bundle if (cfg.verify_tls and cfg.ca_bundle) else cfg.verify_tls
+def tls_verify(cfg: EndpointConfig, *,
+               session: botocore.session.Session | None = None) -> bool | str:
+    """What both data paths verify certificates with: a CA bundle's path, True or False.
+
+    As botocore resolves ``verify`` (``Session.create_client``, then the endpoint creator),
+    with the endpoint's keys as the explicit value: ``verify_tls = False``, else its
+    ``ca_bundle``; else ``AWS_CA_BUNDLE``; else ``ca_bundle`` in the AWS profile (``session``,
+    default the shared one); else ``REQUESTS_CA_BUNDLE``; else True, botocore's bundle.
+    A bundle from the environment or the profile that is empty or not a file is a
+    :class:`ConfigError` naming where it came from (botocore would fail on first use).
+    """
+    if not cfg.verify_tls:
+        return False
+    if cfg.ca_bundle:
+        return cfg.ca_bundle
+    found = _environ_bundle("AWS_CA_BUNDLE")
+    if found is None:
+        profile = (session or _shared_botocore_session()).get_config_variable("ca_bundle")
+        if profile is not None:
+            found = ("'ca_bundle' in the AWS profile", str(profile))
+    if found is None:
+        found = _environ_bundle("REQUESTS_CA_BUNDLE")
+    if found is None:
+        return True
+    source, path = found
+    if not path.strip():
+        raise ConfigError(f"{source} is set but empty: name a PEM file of CAs, or unset it "
+                          f"(needed by [{cfg.name}])", section=cfg.name)
+    if not (Path(path).is_file() or Path(path).is_dir()):  # botocore takes a CA dir too
+        raise ConfigError(f"{source} is {path!r}, which is not a readable file or folder "
+                          f"(needed by [{cfg.name}])", section=cfg.name)
+    return path
+
+
+def _environ_bundle(name: str) -> tuple[str, str] | None:
+    value = os.environ.get(name)
+    return None if value is None else (f"the environment variable {name}", value)
 
 
 _shared_session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
+
+
+def _shared_botocore_session() -> botocore.session.Session:
+    """The botocore session under the shared boto3 session (made on first use)."""
+    global _shared_session
+    with _session_lock:
+        if _shared_session is None:
+            _shared_session = boto3.session.Session()
+        return _shared_session._session
 
 
 def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None = None):
@@ -153,13 +214,13 @@ def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None =
     run with three endpoints starts 0.15 s sooner). Sessions are not thread-safe; clients
     are, so only the creation is serialised.
     """
-    global _shared_session
-    verify = tls_verify(cfg)
+    # Resolved here, not left to botocore (verify=None), so that the lean client, which
+    # asks tls_verify too, trusts exactly what the botocore client trusts.
+    verify = tls_verify(cfg, session=None if session is None else session._session)
+    if session is None:
+        _shared_botocore_session()
     with _session_lock:
-        if session is None:
-            if _shared_session is None:
-                _shared_session = boto3.session.Session()
-            session = _shared_session
+        session = session or _shared_session
         client = session.client(
             "s3",
             endpoint_url=cfg.endpoint_url,
@@ -332,6 +393,31 @@ class Endpoint:
 
     def delete(self, key: str) -> None:
         self.call("DeleteObject", key)
+
+    def list_uploads(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[UploadInfo]:
+        """Every multipart upload in progress under ``prefix``, page by page.
+
+        Pages follow NextKeyMarker/NextUploadIdMarker; where a truncated page leaves them
+        empty (Swift 2.30 does, with small pages) the last upload listed gives them. A page
+        that would not move the markers on ends the listing rather than loop.
+        """
+        params: dict = {"Prefix": prefix, "MaxUploads": page_size}
+        while True:
+            resp = self.call("ListMultipartUploads", **params)
+            uploads = resp.get("Uploads") or []
+            for item in uploads:
+                yield UploadInfo(key=item.get("Key", ""), upload_id=item.get("UploadId", ""),
+                                 initiator=str((item.get("Initiator") or {}).get("ID") or ""),
+                                 initiated=item.get("Initiated"))
+            if not resp.get("IsTruncated") or not uploads:
+                return
+            markers = (resp.get("NextKeyMarker") or uploads[-1].get("Key", ""),
+                       resp.get("NextUploadIdMarker") or uploads[-1].get("UploadId", ""))
+            if markers == (params.get("KeyMarker"), params.get("UploadIdMarker")):
+                log.warning("[%s] ListMultipartUploads does not page on past %r; listing "
+                            "stops there", self.name, markers[0])
+                return
+            params["KeyMarker"], params["UploadIdMarker"] = markers
 
 
 def info_from_head(key: str, resp: dict) -> ObjectInfo:
