@@ -9,7 +9,9 @@
     ├── TransferError          a copy could not be completed
     │   ├── CorruptedOnTransfer    the bytes written differ from the bytes read; the bad copy
     │   │                          was deleted
-    │   └── ObjectTooLarge         the object cannot be written with the destination's settings
+    │   ├── ObjectTooLarge         the object cannot be written with the destination's settings
+    │   └── CopyCancelled          the copy was abandoned (shutdown past its grace); its
+    │                              multipart upload, if any, was aborted
     ├── LockHeld               another run holds the bucket-job lock
     ├── MessageError           a work message could not be understood
     ├── ResponseError          a server's answer could not be read (malformed listing XML)
@@ -97,6 +99,14 @@ class CorruptedOnTransfer(TransferError):
 
 class ObjectTooLarge(TransferError):
     """The object exceeds what the destination's settings allow (single PUT over 5 GiB)."""
+
+
+class CopyCancelled(TransferError):
+    """The copy was cancelled before it completed (shutdown past its grace period).
+
+    Nothing was written: a multipart upload it had started was aborted (or the abort was
+    attempted and logged), and a streamed PUT was broken off before the server committed it.
+    """
 
 
 class LockHeld(S3S3Error):

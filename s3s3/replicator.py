@@ -51,14 +51,14 @@ import redis
 
 from .config import Settings
 from .endpoint import Endpoint
-from .errors import (EndpointError, FatalEndpointError, ObjectTooLarge, TransferError,
-                     TransientEndpointError)
+from .errors import (CopyCancelled, EndpointError, FatalEndpointError, ObjectTooLarge,
+                     TransferError, TransientEndpointError)
 from .sources.link import RedisLink, daemon_client
 from .sources.lists import ListMover
 from .sources.messages import COPY, DELETE, WorkItem
 from .sources.pubsub import PubSubSource
 from .sources.stream import StreamSource
-from .transfer import CopyResult, ShortRead, copy_object
+from .transfer import CopyResult, ShortRead, copy_object, sweep_uploads
 
 log = logging.getLogger("s3s3.listen")
 
@@ -299,6 +299,10 @@ class Replicator:
         self._timer = _Timer()
         self._threads: list[threading.Thread] = []
         self._last_summary = (time.monotonic(), 0)
+        # Set by drain() when it gives up on the copies in flight: they stop at their next
+        # chunk or part and abort their multipart uploads.
+        self._abandon = threading.Event()
+        self._copying = 0  # copy_object calls running now
 
     # ------------------------------------------------------------------ public
 
@@ -361,11 +365,15 @@ class Replicator:
         with self._cond:
             return len(self._jobs)
 
-    def drain(self, timeout_s: float, *, cancel: threading.Event | None = None) -> list:
+    def drain(self, timeout_s: float, *, cancel: threading.Event | None = None,
+              abort_wait_s: float = 5.0) -> list:
         """Finish what is held within ``timeout_s``; return the tickets left unfinished.
 
-        Submitting must have stopped. Jobs still running when time is up are abandoned: their
-        tickets are returned (for the source to hand back) and never reported.
+        Submitting must have stopped. ``cancel`` set ends the wait early (a second signal).
+        Jobs still running when time is up are abandoned: their tickets are returned (for
+        the source to hand back) and never reported, and their copies are cancelled, which
+        aborts their multipart uploads; drain waits up to ``abort_wait_s`` for that, since
+        the workers are daemon threads that the process's exit would cut short.
         """
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
@@ -388,7 +396,15 @@ class Replicator:
                 health.waiting.clear()
             self._held = 0
             self._stopping = True
+            self._abandon.set()
             self._cond.notify_all()
+            if self._copying:
+                log.info("cancelling %d copies in flight; waiting up to %gs for them to abort "
+                         "their multipart uploads", self._copying, abort_wait_s)
+                if not self._cond.wait_for(lambda: not self._copying, abort_wait_s):
+                    log.warning("%d copies did not stop within %gs; an upload they leave is "
+                                "aborted by a later start-up (abort_uploads_after)",
+                                self._copying, abort_wait_s)
         self._timer.stop()
         return unfinished
 
@@ -478,11 +494,12 @@ class Replicator:
             if blocked is None:
                 try:
                     if op == COPY:
-                        result = copy_object(self.source, dst, job.key, force=job.force,
-                                             attempts=1)
+                        result = self._copy(job, dst)
                     else:
                         dst.delete(job.key)
                         result = None
+                except CopyCancelled:
+                    return  # abandoned by drain(): its tickets were handed back
                 except Exception as exc:
                     if not is_transient(exc):
                         with self._cond:
@@ -514,6 +531,19 @@ class Replicator:
             self._finish(job, "copied" if copied else "skipped")
         else:
             self._finish(job, "deleted")
+
+    def _copy(self, job: _Job, dst: Endpoint) -> CopyResult:
+        """One copy_object call, counted so that drain() can wait for cancelled ones."""
+        with self._cond:
+            self._copying += 1
+        try:
+            return copy_object(self.source, dst, job.key, force=job.force, attempts=1,
+                               cancel=self._abandon)
+        finally:
+            with self._cond:
+                self._copying -= 1
+                if self._stopping and not self._copying:
+                    self._cond.notify_all()  # only then: idle workers wait on this condition
 
     # ------------------------------------------------------------------ endpoint health
 
@@ -764,6 +794,10 @@ class Listener:
         dest_eps = list(self._destinations or [Endpoint(d) for d in settings.destinations])
         if not _check_endpoints([source_ep, *dest_eps]):
             return EXIT_FATAL
+        # Uploads an earlier run left open (kill -9, a copy stuck past the grace); in the
+        # background, so that replication starts at once.
+        threading.Thread(target=_sweep_uploads, args=(dest_eps,), name="s3s3-upload-sweep",
+                         daemon=True).start()
         client = self._redis or daemon_client(rcfg)
         link = RedisLink(rcfg.safe_url, retry_base_s=lcfg.retry_base_s,
                          retry_max_s=lcfg.retry_max_s)
@@ -830,6 +864,15 @@ class Listener:
             return EXIT_CRASH
         log.info("s3s3listen stopped%s", f" after a fatal error: {fatal}" if fatal else "")
         return EXIT_FATAL if fatal else EXIT_OK
+
+
+def _sweep_uploads(destinations: Sequence[Endpoint]) -> None:
+    """Thread: abort s3s3's stale multipart uploads at every destination (errors are
+    logged: a sweep that fails must not stop replication)."""
+    try:
+        sweep_uploads(destinations)
+    except Exception:
+        log.exception("aborting stale multipart uploads failed")
 
 
 def _check_endpoints(endpoints: Sequence[Endpoint]) -> bool:

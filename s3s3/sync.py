@@ -21,7 +21,12 @@ One pass, whatever the bucket's size:
 A failed key is logged with its key and cause, counted, and the run goes on. The run stops
 on a :class:`FatalEndpointError` that concerns a whole endpoint (credentials, bucket), on an
 out-of-order listing, when the source listing fails, or when ``stop`` is set (SIGTERM, a
-lost lock); work in flight is finished first.
+lost lock); work in flight is finished first, within ``grace_s`` of the stop: copies still
+running then are cancelled, and abort their multipart uploads (as on Ctrl-C).
+
+With ``abort_stale_uploads`` (as :func:`run_bucket_job` runs it), each destination's stale
+multipart uploads under the prefix (older than its ``abort_uploads_after``) are aborted
+before any copy: :func:`transfer.abort_stale_uploads`.
 
 With ``enqueue``, the keys to copy are added to the listener's Redis Stream instead
 (:func:`sources.stream.add_entries`, which waits while the stream is full), for a fleet of
@@ -50,7 +55,7 @@ from .errors import EndpointError, FatalEndpointError, S3S3Error, SourceKeyMissi
 from .listing import list_objects_ahead
 from .lock import job_lock
 from .plan import Action, KeyFilter, KeyPlan, ListingOrderError, Strategy, plan_keys, reason
-from .transfer import copy_object, is_identical, md5_of_object
+from .transfer import abort_stale_uploads, copy_object, is_identical, md5_of_object
 
 if TYPE_CHECKING:
     import redis
@@ -61,6 +66,8 @@ log = logging.getLogger(__name__)
 DELETE_BATCH = 1000
 #: Stream entries gathered before they are handed to ``add_entries``.
 ENQUEUE_BATCH = 1000
+#: Seconds work in flight may take to finish once the run is stopped ([bucket] grace).
+DEFAULT_GRACE_S = 30.0
 #: Failures kept (with key and cause) in each destination's summary; all are logged.
 MAX_FAILURES_KEPT = 100
 #: Fatal error codes that concern the whole endpoint, not one key: they stop the run.
@@ -88,10 +95,13 @@ class SyncOptions:
     dry_run: bool = False
     enqueue: bool = False
     workers: int = 32
+    grace_s: float = DEFAULT_GRACE_S  # after a stop, then copies in flight are cancelled
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.grace_s < 0:
+            raise ValueError(f"grace_s must be zero or more, got {self.grace_s}")
         if not 0.0 <= self.max_delete_fraction <= 1.0:
             raise ValueError("max_delete_fraction must be between 0 and 1, got "
                              f"{self.max_delete_fraction}")
@@ -117,6 +127,7 @@ def make_options(cfg: BucketConfig, *, dry_run: bool = False, enqueue: bool = Fa
         dry_run=dry_run,
         enqueue=enqueue,
         workers=cfg.workers if workers is None else workers,
+        grace_s=cfg.grace_s,
     )
 
 
@@ -151,6 +162,7 @@ class DestinationSummary:
     deleted: int = 0
     failed: int = 0
     extra: int = 0
+    uploads_aborted: int = 0  # stale multipart uploads aborted before the run
     bytes_copied: int = 0
     duration_s: float = 0.0
     error: str | None = None
@@ -170,6 +182,8 @@ class DestinationSummary:
             text += f", enqueued {self.enqueued}"
         if self.extra:
             text += f" ({self.extra} keys only at the destination)"
+        if self.uploads_aborted:
+            text += f"; {self.uploads_aborted} stale multipart uploads aborted"
         return text
 
 
@@ -296,19 +310,22 @@ def run_bucket_job(settings: Settings, *, dry_run: bool = False, enqueue: bool =
                   redis_url=settings.redis.safe_url):
         return sync_buckets(src, dsts, options,
                             redis_client=redis_factory() if options.enqueue else None,
-                            **kwargs)
+                            abort_stale_uploads=True, **kwargs)
 
 
 def sync_buckets(src: Endpoint, dsts: Sequence[Endpoint], options: SyncOptions, *,
                  progress: Progress | None = None, stop: threading.Event | None = None,
                  on_plan: Callable[[str], None] | None = None,
                  redis_client: redis.Redis | None = None,
-                 redis_cfg: RedisConfig | None = None) -> JobSummary:
+                 redis_cfg: RedisConfig | None = None,
+                 abort_stale_uploads: bool = False) -> JobSummary:
     """Make every destination bucket hold what the source holds (see the module doc).
 
     No lock is taken here (:func:`run_bucket_job` takes it). ``on_plan`` receives the
     dry-run plan lines (default: standard output). ``redis_client`` and ``redis_cfg`` are
-    needed with ``options.enqueue``. Raises :class:`FatalEndpointError` when an endpoint
+    needed with ``options.enqueue``. ``abort_stale_uploads`` first aborts each
+    destination's stale multipart uploads under the prefix (:func:`run_bucket_job` asks
+    for it; the engine alone costs only its listings). Raises :class:`FatalEndpointError` when an endpoint
     cannot be used at all and :class:`EndpointError` when the source cannot be listed.
     """
     if not dsts:
@@ -317,7 +334,7 @@ def sync_buckets(src: Endpoint, dsts: Sequence[Endpoint], options: SyncOptions, 
         raise ValueError("enqueue needs redis_client and redis_cfg")
     run = _Run(src, list(dsts), options, stop=stop or threading.Event(),
                on_plan=on_plan or _print_line, redis_client=redis_client,
-               redis_cfg=redis_cfg)
+               redis_cfg=redis_cfg, abort_uploads=abort_stale_uploads)
     if progress is not None:
         progress.start(run.summary, run.started)
     try:
@@ -357,8 +374,10 @@ class _Run:
 
     def __init__(self, src: Endpoint, dsts: list[Endpoint], options: SyncOptions, *,
                  stop: threading.Event, on_plan: Callable[[str], None],
-                 redis_client: redis.Redis | None, redis_cfg: RedisConfig | None) -> None:
+                 redis_client: redis.Redis | None, redis_cfg: RedisConfig | None,
+                 abort_uploads: bool = False) -> None:
         self.src = src
+        self.abort_uploads = abort_uploads
         self.dsts = dsts
         self.options = options
         self.stop = stop
@@ -388,6 +407,9 @@ class _Run:
         self.pool: ThreadPoolExecutor | None = None
         self.merge_end = self.started
         self.cut_short = False  # stopped before every key was seen or every deletion made
+        # Set once work in flight is given up (grace over after a stop, Ctrl-C): copies
+        # stop at their next chunk or part and abort their multipart uploads.
+        self.abandon = threading.Event()
 
     # ---------------------------------------------------------------- phases
 
@@ -395,8 +417,13 @@ class _Run:
         self._check_endpoints()
         if self.summary.enqueue:
             self._check_redis()
+        if self.abort_uploads and not self.options.dry_run:
+            self._abort_stale_uploads()
         self.pool = ThreadPoolExecutor(max_workers=self.options.workers,
                                        thread_name_prefix="s3s3-sync")
+        finished = threading.Event()
+        threading.Thread(target=self._enforce_grace, args=(finished,), name="s3s3-grace",
+                         daemon=True).start()
         unwinding = True
         try:
             self._reconcile()
@@ -407,10 +434,16 @@ class _Run:
                 self._delete_extras()
                 self._wait()
             unwinding = False
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # Ctrl-C: do not wait for copies to end
+                self.abandon.set()
+            raise
         finally:
             # An exception (Ctrl-C, source listing failed) drops the queued work; a stop
-            # request or a fatal error in a worker lets the queued work finish.
+            # request or a fatal error in a worker lets the queued work finish, within the
+            # grace (_enforce_grace).
             self.pool.shutdown(wait=True, cancel_futures=unwinding)
+            finished.set()
             self._close_spools()
             self.summary.stopped = self.cut_short and self.fatal is None
             end = time.monotonic()
@@ -434,6 +467,26 @@ class _Run:
                 raise
             except EndpointError as exc:
                 self._break(i, f"unreachable: {exc}")
+
+    def _abort_stale_uploads(self) -> None:
+        for i, dst in enumerate(self.dsts):
+            if not self.broken[i]:
+                self.summary.destinations[i].uploads_aborted = abort_stale_uploads(
+                    dst, prefix=self.options.prefix)
+
+    def _enforce_grace(self, finished: threading.Event) -> None:
+        """Thread: once the run is stopped, give the work in flight ``grace_s``, then cancel
+        it (the pool's threads would otherwise hold the process until every copy ends, and
+        a supervisor's SIGKILL would leave their multipart uploads open)."""
+        while not self.stop.wait(0.5):
+            if finished.is_set():
+                return
+        if finished.wait(self.options.grace_s):
+            return
+        log.warning("the work in flight did not finish within grace = %gs of the stop: "
+                    "cancelling it (multipart uploads are aborted)", self.options.grace_s)
+        self.cut_short = True
+        self.abandon.set()
 
     def _check_redis(self) -> None:
         # redis-py is imported only where Redis is used: it is a tenth of a second of
@@ -561,7 +614,8 @@ class _Run:
     def _copy(self, key: str, src: ObjectInfo, i: int) -> None:
         """Worker thread: copy one key to destination ``i``."""
         try:
-            result = copy_object(self.src, self.dsts[i], key, force=True, src_info=src)
+            result = copy_object(self.src, self.dsts[i], key, force=True, src_info=src,
+                                 cancel=self.abandon)
         except Exception as exc:
             self._fail_or_stop([i], key, "copy", exc)
         else:
@@ -602,7 +656,8 @@ class _Run:
                 elif self.options.dry_run:
                     self._would_copy(i, key, src_now, "md5 differs, found by reading")
                 else:
-                    result = copy_object(self.src, dst, key, force=True, src_info=src_now)
+                    result = copy_object(self.src, dst, key, force=True, src_info=src_now,
+                                         cancel=self.abandon)
                     self._copied(i, key, result.outcome, result.size)
             except Exception as exc:
                 self._fail_or_stop([i], key, "verify", exc)

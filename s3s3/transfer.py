@@ -14,6 +14,13 @@ A copy is accepted only when the destination's ETag agrees with the source's md5
 known, and otherwise with the md5 computed while streaming (the part md5s, for multipart).
 Otherwise the destination object is deleted and :class:`CorruptedOnTransfer` is raised:
 a bad copy is never left looking valid.
+
+A copy can be cancelled through an event (``cancel``), which the reader checks at every
+chunk and the multipart loop before each part and before completing: a cancelled or
+failed multipart copy aborts its upload, whatever the exception, and raises
+:class:`CopyCancelled` when it was cancelled. Uploads that outlive their process anyway
+(kill -9, a copy stuck past the shutdown's wait) are aborted later by
+:func:`abort_stale_uploads`, which both scripts run at start-up.
 """
 
 from __future__ import annotations
@@ -23,13 +30,17 @@ import hashlib
 import logging
 import math
 import random
+import threading
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Sequence
 
 from .config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB
-from .endpoint import MD5_META, Endpoint, ObjectInfo, clean_etag, etag_is_md5
-from .errors import (CorruptedOnTransfer, EndpointError, ObjectTooLarge, SourceKeyMissing,
-                     TransferError, TransientEndpointError)
+from .endpoint import MD5_META, Endpoint, ObjectInfo, UploadInfo, clean_etag, etag_is_md5
+from .errors import (CopyCancelled, CorruptedOnTransfer, EndpointError, ObjectTooLarge,
+                     SourceKeyMissing, TransferError, TransientEndpointError)
 from .plan import Verdict, decide
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,8 @@ READ_CHUNK_BYTES = 1 * MiB
 #: GET response fields that become PUT parameters of the same name.
 CARRIED_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage",
                    "CacheControl")
+#: The key of the upload that asks a server which principal it lists as s3s3's Initiator.
+PROBE_KEY_PREFIX = ".s3s3-initiator-probe-"
 
 
 @dataclass(frozen=True)
@@ -68,17 +81,22 @@ class HashingReader:
     """
 
     def __init__(self, stream, limit: int, *, what: str, whole=None,
-                 hashed: bool = True) -> None:
+                 hashed: bool = True, cancel: threading.Event | None = None) -> None:
         self._stream = stream
         self._left = limit
         self._what = what
         self.md5 = hashlib.md5() if hashed else None
         self._whole = whole  # the whole object's md5, when this is one part of it
+        self._cancel = cancel
         self.count = 0
 
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
             return b""
+        if self._cancel is not None and self._cancel.is_set():
+            # Breaks the request off mid-body: the server commits nothing it did not get
+            # whole. The caller sees botocore's wrapping of this and checks the event.
+            raise ReadCancelled(f"{self._what}: cancelled after {self.count} bytes")
         # http.client asks for 8-16 KiB; bigger reads cost far less Python per byte.
         want = self._left if size is None or size < 0 else min(max(size, READ_CHUNK_BYTES),
                                                                self._left)
@@ -100,6 +118,10 @@ class HashingReader:
 
 class ShortRead(IOError):
     """The source stream ended before the length it announced."""
+
+
+class ReadCancelled(Exception):
+    """The copy's cancel event was set while its body was being sent (internal)."""
 
 
 def part_size_for(size: int, configured: int) -> int:
@@ -143,16 +165,20 @@ def is_identical(src: Endpoint, dst: Endpoint, key: str, src_info: ObjectInfo,
 
 def copy_object(src: Endpoint, dst: Endpoint, key: str, *, dest_key: str | None = None,
                 force: bool = False, verify_md5: bool = False,
-                src_info: ObjectInfo | None = None, attempts: int = 3) -> CopyResult:
+                src_info: ObjectInfo | None = None, attempts: int = 3,
+                cancel: threading.Event | None = None) -> CopyResult:
     """Copy ``key`` from ``src`` to ``dst`` (as ``dest_key``) unless it is already there.
 
     ``force`` copies without looking at the destination. ``src_info``, when the caller has
     it from a listing, saves a HEAD. Transient failures are retried ``attempts`` times in
     all, with capped, jittered backoff. Returns outcome ``missing`` when the source key
-    does not exist.
+    does not exist. Once ``cancel`` is set the copy stops at the next chunk or part,
+    aborts its multipart upload and raises :class:`CopyCancelled` (at once, if it is set
+    before the copy starts).
     """
     dest_key = dest_key if dest_key is not None else key
     started = time.monotonic()
+    _check_cancel(cancel, src, dst, key)
     if not force:
         dst_info = dst.head(dest_key)
         if dst_info is not None:
@@ -166,24 +192,46 @@ def copy_object(src: Endpoint, dst: Endpoint, key: str, *, dest_key: str | None 
                                   md5=src_info.known_md5,
                                   duration_s=time.monotonic() - started)
     for attempt in range(1, attempts + 1):
+        _check_cancel(cancel, src, dst, key)
         try:
-            result = _copy_once(src, dst, key, dest_key)
+            result = _copy_once(src, dst, key, dest_key, cancel=cancel)
         except SourceKeyMissing:
             return CopyResult(key, dst.name, "missing")
-        except (TransientEndpointError, ShortRead, ConnectionError, TimeoutError) as exc:
+        except CopyCancelled:
+            raise
+        except Exception as exc:
+            if cancel is not None and cancel.is_set():
+                # Whatever the cancellation looked like on the way out (botocore wraps the
+                # reader's exception in a client error, or fails to rewind the body).
+                raise CopyCancelled("cancelled while copying; nothing was written", key=key,
+                                    src=src.name, dst=dst.name) from exc
+            if not isinstance(exc, (TransientEndpointError, ShortRead, ConnectionError,
+                                    TimeoutError)):
+                raise
             if attempt == attempts:
                 raise TransferError(f"gave up after {attempts} attempts: {exc}", key=key,
                                     src=src.name, dst=dst.name) from exc
             delay = min(0.5 * 2 ** attempt, 10.0) * random.uniform(0.5, 1.0)
             log.warning("copy %r to [%s] failed (attempt %d of %d), retrying in %.1fs: %s",
                         key, dst.name, attempt, attempts, delay, exc)
-            time.sleep(delay)
+            if cancel is not None:
+                cancel.wait(delay)
+            else:
+                time.sleep(delay)
             continue
         return CopyResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
     raise AssertionError("unreachable")
 
 
-def _copy_once(src: Endpoint, dst: Endpoint, key: str, dest_key: str) -> CopyResult:
+def _check_cancel(cancel: threading.Event | None, src: Endpoint, dst: Endpoint,
+                  key: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise CopyCancelled("cancelled before it completed; nothing was written", key=key,
+                            src=src.name, dst=dst.name)
+
+
+def _copy_once(src: Endpoint, dst: Endpoint, key: str, dest_key: str, *,
+               cancel: threading.Event | None = None) -> CopyResult:
     resp = src.fast_call("GetObject", key)
     body = resp["Body"]
     try:
@@ -199,12 +247,14 @@ def _copy_once(src: Endpoint, dst: Endpoint, key: str, dest_key: str) -> CopyRes
             params["Metadata"] = meta
         cfg = dst.cfg
         if cfg.multipart_enabled and size > cfg.multipart_threshold_bytes:
-            return _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params)
+            return _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params,
+                                   cancel=cancel)
         if size > MAX_SINGLE_PUT_BYTES:
             raise ObjectTooLarge(
                 f"{size} bytes is over the 5 GiB single-PUT limit and multipart is off for "
                 f"[{dst.name}] (multipart_threshold = 0)", key=key, src=src.name, dst=dst.name)
-        return _copy_single(src, dst, key, dest_key, body, size, src_md5, params)
+        return _copy_single(src, dst, key, dest_key, body, size, src_md5, params,
+                            cancel=cancel)
     finally:
         body.close()
 
@@ -213,7 +263,8 @@ def _valid_md5(value: str | None) -> str | None:
     return value.lower() if value and etag_is_md5(value.lower()) else None
 
 
-def _copy_single(src, dst, key, dest_key, body, size, src_md5, params) -> CopyResult:
+def _copy_single(src, dst, key, dest_key, body, size, src_md5, params, *,
+                 cancel: threading.Event | None = None) -> CopyResult:
     what = f"s3://{src.bucket}/{key}"
     if size <= SMALL_OBJECT_BYTES:
         data = body.read()
@@ -228,7 +279,7 @@ def _copy_single(src, dst, key, dest_key, body, size, src_md5, params) -> CopyRe
         # Where the source's md5 is known, the destination checks the bytes it receives
         # against it (Content-MD5) and s3s3 hashes nothing: a GiB of md5 is ~1.5 s of CPU
         # on a machine the server shares. Otherwise the md5 is computed on the way.
-        reader = HashingReader(body, size, what=what, hashed=src_md5 is None)
+        reader = HashingReader(body, size, what=what, hashed=src_md5 is None, cancel=cancel)
         if src_md5 is not None:
             params["ContentMD5"] = base64.b64encode(bytes.fromhex(src_md5)).decode("ascii")
         try:
@@ -302,7 +353,8 @@ def _discard(dst: Endpoint, dest_key: str) -> None:
                   dst.name, exc)
 
 
-def _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params) -> CopyResult:
+def _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params, *,
+                    cancel: threading.Event | None = None) -> CopyResult:
     part_size = part_size_for(size, dst.cfg.multipart_chunksize_bytes)
     if src_md5:
         # Stored so later runs can compare without reading the bytes.
@@ -315,9 +367,10 @@ def _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params) -> Cop
         offset = 0
         number = 0
         while offset < size:
+            _check_cancel(cancel, src, dst, key)
             number += 1
             length = min(part_size, size - offset)
-            reader = HashingReader(body, length, whole=whole,
+            reader = HashingReader(body, length, whole=whole, cancel=cancel,
                                    what=f"s3://{src.bucket}/{key} part {number}")
             # The hashing reader is not seekable: botocore cannot replay a part, so a
             # failure here fails the whole copy, which is retried from the start.
@@ -333,14 +386,21 @@ def _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params) -> Cop
             parts.append({"PartNumber": number, "ETag": resp.get("ETag") or f'"{digest.hex()}"'})
             offset += length
         _check_source(src, dst, key, whole.hexdigest(), src_md5)
+        _check_cancel(cancel, src, dst, key)
         done = dst.call("CompleteMultipartUpload", dest_key, UploadId=upload_id,
                         MultipartUpload={"Parts": parts})
-    except BaseException:
+    except BaseException as exc:
+        # Any failure, a cancellation included: an upload left open costs storage until
+        # someone aborts it, and is invisible in listings.
         try:
             dst.call("AbortMultipartUpload", dest_key, UploadId=upload_id)
-        except EndpointError as exc:
+        except Exception as abort_exc:
             log.error("could not abort upload %s of %r on [%s]: %s", upload_id, dest_key,
-                      dst.name, exc)
+                      dst.name, abort_exc)
+        else:
+            log.info("aborted upload %s of s3://%s/%s on [%s] (%s)", upload_id, dst.bucket,
+                     dest_key, dst.name, "cancelled" if cancel is not None and
+                     cancel.is_set() else type(exc).__name__)
         raise
     expected = multipart_etag(part_md5s)
     etag = clean_etag(done.get("ETag"))
@@ -350,3 +410,103 @@ def _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params) -> Cop
     return CopyResult(key, dst.name, "copied", size=size, md5=whole.hexdigest(),
                       parts=len(parts), bytes_read=size)
 
+
+
+# --------------------------------------------------------------------------- stale uploads
+
+
+def is_stale(upload: UploadInfo, *, cutoff: datetime, initiator: str | None = None) -> bool:
+    """Whether ``upload`` was initiated before ``cutoff`` (and, with ``initiator``, by it).
+
+    An upload listed without a time is never stale: its age is unknown.
+    """
+    if upload.initiated is None or upload.initiated >= cutoff:
+        return False
+    return initiator is None or upload.initiator == initiator
+
+
+def own_initiator(dst: Endpoint, *, prefix: str = "") -> str | None:
+    """The Initiator ID the server lists for an upload s3s3 starts there (None if it lists
+    none). The probe upload is aborted at once; one left behind is itself stale later."""
+    probe_key = f"{prefix}{PROBE_KEY_PREFIX}{uuid.uuid4().hex}"
+    upload_id = dst.call("CreateMultipartUpload", probe_key)["UploadId"]
+    try:
+        for upload in dst.list_uploads(probe_key):
+            if upload.upload_id == upload_id:
+                return upload.initiator or None
+        return None
+    finally:
+        try:
+            dst.call("AbortMultipartUpload", probe_key, UploadId=upload_id)
+        except EndpointError as exc:
+            log.warning("could not abort the probe upload %s of s3://%s/%s on [%s]: %s",
+                        upload_id, dst.bucket, probe_key, dst.name, exc)
+
+
+def abort_stale_uploads(dst: Endpoint, *, prefix: str = "", older_than_s: float | None = None,
+                        page_size: int = 1000, now: datetime | None = None) -> int:
+    """Abort s3s3's own multipart uploads under ``prefix`` in ``dst`` that were initiated
+    more than ``older_than_s`` (default: the destination's ``abort_uploads_after``) ago.
+
+    s3s3's own are those whose Initiator is the principal s3s3 authenticates as at ``dst``.
+    Which ID a server lists for that principal differs (AWS lists an IAM user's ARN where
+    ListBuckets gives the account's canonical ID; moto does the same), so it is asked of the
+    server itself: a probe upload is started, its listed Initiator read, and the probe
+    aborted; only when a candidate is old enough, so a run with nothing stale costs one
+    ListMultipartUploads. Ceph RGW 16.2 lists the requester as the Initiator of every
+    upload: there every upload under ``prefix`` counts as s3s3's.
+
+    Returns how many were aborted; each is logged at INFO. Listing or probing failures
+    (a user without s3:ListBucketMultipartUploads, say) are logged as warnings: nothing is
+    raised.
+    """
+    older_than_s = dst.cfg.abort_uploads_after_s if older_than_s is None else older_than_s
+    if older_than_s <= 0:
+        return 0
+    now = now or datetime.now(timezone.utc)
+    # Fixed once: an upload this process starts after the sweep began is never stale.
+    cutoff = now - timedelta(seconds=older_than_s)
+    where = f"s3://{dst.bucket}/{prefix}" if prefix else f"s3://{dst.bucket}"
+    initiator: str | None = None
+    probed = False
+    aborted = 0
+    try:
+        for upload in dst.list_uploads(prefix, page_size=page_size):
+            if not is_stale(upload, cutoff=cutoff):
+                continue
+            if not probed:
+                probed = True
+                initiator = own_initiator(dst, prefix=prefix)
+                if initiator is None:
+                    log.warning("[%s] lists no Initiator for uploads: s3s3 cannot tell its "
+                                "own from others', and aborts none in %s", dst.name, where)
+                    return 0
+            if not is_stale(upload, cutoff=cutoff, initiator=initiator):
+                log.debug("keeping upload %s of %r in %s: initiated by %r, not s3s3",
+                          upload.upload_id, upload.key, where, upload.initiator)
+                continue
+            age_s = (now - upload.initiated).total_seconds()
+            try:
+                dst.call("AbortMultipartUpload", upload.key, UploadId=upload.upload_id)
+            except EndpointError as exc:
+                if exc.code == "NoSuchUpload":
+                    continue  # completed or aborted meanwhile
+                log.warning("could not abort the stale upload %s of s3://%s/%s on [%s]: %s",
+                            upload.upload_id, dst.bucket, upload.key, dst.name, exc)
+                continue
+            aborted += 1
+            log.info("aborted stale upload bucket=%s key=%r upload_id=%s age=%.0fs on [%s]",
+                     dst.bucket, upload.key, upload.upload_id, age_s, dst.name)
+    except EndpointError as exc:
+        log.warning("[%s] could not list multipart uploads in %s, so stale ones are not "
+                    "aborted (set abort_uploads_after = 0 to stop trying): %s", dst.name,
+                    where, exc)
+    if aborted:
+        log.info("[%s] aborted %d stale multipart upload%s in %s (older than %gs)", dst.name,
+                 aborted, "" if aborted == 1 else "s", where, older_than_s)
+    return aborted
+
+
+def sweep_uploads(dsts: Sequence[Endpoint], *, prefix: str = "") -> int:
+    """:func:`abort_stale_uploads` on every destination; the total aborted."""
+    return sum(abort_stale_uploads(dst, prefix=prefix) for dst in dsts)

@@ -271,3 +271,58 @@ def test_corrupted_stream_is_refused_by_the_real_destination(request, server):
     assert dst.head("k") is None
     result = copy_object(src, dst, "k")
     assert result.outcome == "copied" and dst.head("k").etag == hashlib.md5(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+def _slow_multipart_dst(moto_servers, bucket: str, proxy) -> Endpoint:
+    return Endpoint(endpoint_config({**moto_servers[1], "endpoint_url": proxy.url}, bucket,
+                                    name="dest", multipart_threshold_bytes=5 * MiB,
+                                    multipart_chunksize_bytes=5 * MiB))
+
+
+def test_a_cancelled_multipart_copy_aborts_its_upload(moto_servers, src_dst):
+    """The regression for SIGTERM past grace: cancelled mid-part, the upload is aborted."""
+    import threading
+
+    from test_listener_support import TcpProxy, wait_until
+
+    from s3s3.errors import CopyCancelled
+
+    src, dst = src_dst
+    src.call("PutObject", "big", Body=b"c" * (40 * MiB))
+    inspect = raw_client(moto_servers[1])
+    slow = TcpProxy(int(moto_servers[1]["endpoint_url"].rsplit(":", 1)[1]), delay_s=0.02).open()
+    cancel = threading.Event()
+
+    def cancel_once_in_flight() -> None:
+        wait_until(lambda: inspect.list_multipart_uploads(Bucket=dst.bucket).get("Uploads"),
+                   30, what="the upload to start")
+        cancel.set()
+
+    canceller = threading.Thread(target=cancel_once_in_flight)
+    canceller.start()
+    try:
+        with pytest.raises(CopyCancelled, match=r"copy 'big' from \[source\] to \[dest\]"):
+            copy_object(src, _slow_multipart_dst(moto_servers, dst.bucket, slow), "big",
+                        force=True, cancel=cancel)
+    finally:
+        canceller.join()
+        slow.close()
+    assert inspect.list_multipart_uploads(Bucket=dst.bucket).get("Uploads", []) == []
+    assert dst.head("big") is None
+
+
+def test_a_copy_cancelled_before_it_starts_writes_nothing(src_dst):
+    import threading
+
+    from s3s3.errors import CopyCancelled
+
+    src, dst = src_dst
+    src.call("PutObject", "k", Body=b"x")
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(CopyCancelled):
+        copy_object(src, dst, "k", force=True, cancel=cancel)
+    assert dst.head("k") is None
