@@ -171,7 +171,7 @@ def tls_verify(cfg: EndpointConfig, *,
         return cfg.ca_bundle
     found = _environ_bundle("AWS_CA_BUNDLE")
     if found is None:
-        profile = (session or _shared_botocore_session()).get_config_variable("ca_bundle")
+        profile = _profile_ca_bundle(session)
         if profile is not None:
             found = ("'ca_bundle' in the AWS profile", str(profile))
     if found is None:
@@ -197,13 +197,19 @@ _shared_session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
 
 
-def _shared_botocore_session() -> botocore.session.Session:
-    """The botocore session under the shared boto3 session (made on first use)."""
+def _shared_boto3_session() -> boto3.session.Session:
+    """The process's shared session, made on first use; call with ``_session_lock`` held."""
     global _shared_session
-    with _session_lock:
-        if _shared_session is None:
-            _shared_session = boto3.session.Session()
-        return _shared_session._session
+    if _shared_session is None:
+        _shared_session = boto3.session.Session()
+    return _shared_session
+
+
+def _profile_ca_bundle(session: botocore.session.Session | None) -> str | None:
+    if session is not None:
+        return session.get_config_variable("ca_bundle")
+    with _session_lock:  # sessions are not thread-safe
+        return _shared_boto3_session()._session.get_config_variable("ca_bundle")
 
 
 def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None = None):
@@ -214,13 +220,11 @@ def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None =
     run with three endpoints starts 0.15 s sooner). Sessions are not thread-safe; clients
     are, so only the creation is serialised.
     """
-    # Resolved here, not left to botocore (verify=None), so that the lean client, which
-    # asks tls_verify too, trusts exactly what the botocore client trusts.
-    verify = tls_verify(cfg, session=None if session is None else session._session)
-    if session is None:
-        _shared_botocore_session()
     with _session_lock:
-        session = session or _shared_session
+        session = session or _shared_boto3_session()
+        # Resolved here, not left to botocore (verify=None), so that the lean client, which
+        # asks tls_verify too, trusts exactly what the botocore client trusts.
+        verify = tls_verify(cfg, session=session._session)
         client = session.client(
             "s3",
             endpoint_url=cfg.endpoint_url,
