@@ -682,8 +682,9 @@ def parse_listing(data: bytes, *, decode: tuple[str, ...] = ()) -> dict:
         return _parse_listing(data, decode)
     # ParseError: malformed XML; LookupError: unknown encoding; ValueError: int() of a
     # non-number, a bad date, a multi-byte encoding; OverflowError, RuntimeError: an epoch
-    # LastModified beyond datetime's range (botocore.utils.parse_timestamp).
-    except (ET.ParseError, LookupError, ValueError, OverflowError, RuntimeError) as exc:
+    # LastModified beyond datetime's range (botocore.utils.parse_timestamp); ArithmeticError:
+    # decimal.InvalidOperation from dateutil on a minute of 100+ digits.
+    except (ET.ParseError, LookupError, ValueError, ArithmeticError, RuntimeError) as exc:
         raise ResponseError(f"unreadable listing: {str(exc)[:200]}") from exc
 
 
