@@ -40,7 +40,9 @@ def run_target(target: str, seconds: int, artifacts: Path, keep_going: bool,
     shutil.copytree(HERE / "corpus" / target, corpus)
     seeds = len(list(corpus.iterdir()))
     log_path = artifacts / f"{target}.log"
-    env = dict(os.environ)
+    # libFuzzer ends the process with _exit, so a target's atexit clean-up never runs: its
+    # temporary files go under the work directory, which is removed here.
+    env = dict(os.environ, TMPDIR=str(work))
     findings = artifacts / f"{target}-findings"
     if keep_going:
         env["FUZZ_KEEP_GOING"] = str(findings)
