@@ -823,6 +823,8 @@ class Listener:
             intake_stop.set()
 
         replicator.on_crash = lambda name, exc: crashed(name, exc, logged=True)
+        # A dead writer would leave every copy unacknowledged: it counts as a crash too.
+        source.writer.on_crash = crashed
         source.start()
         replicator.start()
         threads = [threading.Thread(target=guarded(source.run, crashed),

@@ -302,3 +302,46 @@ def test_any_exception_from_parsing_makes_a_bad_message_not_a_dead_intake(names,
     assert letter[b"error"].startswith(b"cannot be parsed (ValueError: key_encoding must be")
     assert r.xpending(names.stream, cfg.group)["pending"] == 0
     r.close()
+
+
+class ExplodingPipelineRedis(redis.Redis):
+    """A real Redis client whose MULTI/EXEC pipelines fail with an error no loop expects,
+    as a bug in the writer would: the writer thread dies on its first acknowledgement."""
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        if transaction:
+            raise RuntimeError("writer bug")
+        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
+
+
+def test_a_crashed_redis_writer_stops_the_listener_with_exit_3(tmp_path, moto_servers,
+                                                               make_bucket, names, redis_url):
+    a, b = moto_servers
+    src = make_bucket(a, name="source").bucket
+    dst = make_bucket(b, name="dest").bucket
+    put_keys(a, src, ["k"])
+    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, dst)],
+                    channel=names.channel, redis_url=redis_url, mode="stream",
+                    listen={"grace": "1"})
+    client = ExplodingPipelineRedis.from_url(redis_url)
+    listener = Listener(load(str(ini)), redis_client=client)
+    stop = threading.Event()
+    result: list = []
+    thread = threading.Thread(
+        target=lambda: result.append(listener.run(stop=stop, install_signals=False)))
+    thread.start()
+    r = redis.Redis.from_url(redis_url)
+    try:
+        wait_until(lambda: r.exists(names.stream), 20, what="the stream")
+        r.xadd(names.stream, {"key": "k", "op": "copy"})
+        thread.join(30)
+        assert result == [EXIT_CRASH]
+        # The copy was made but never acknowledged: the entry stays pending for this
+        # consumer, which resumes it when supervisord restarts the process.
+        assert keys_in(b, dst) == {"k"}
+        assert r.xpending(names.stream, "s3s3")["pending"] == 1
+    finally:
+        stop.set()
+        thread.join(30)
+        r.close()
+        client.close()

@@ -164,10 +164,28 @@ class Writer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fatal: BaseException | None = None
+        #: Told ``(thread_name, exc)`` if the writer thread dies of an unexpected exception:
+        #: nothing would be acknowledged after that, so the owner must stop, not carry on.
+        self.on_crash: Callable[[str, BaseException], None] | None = None
+        self.crashed: BaseException | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="s3s3-redis-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="s3s3-redis-writer", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:
+            self.crashed = exc
+            with self._cond:
+                self._busy = 0
+                self._cond.notify_all()
+            if self.on_crash is not None:
+                self.on_crash(threading.current_thread().name, exc)
+            else:
+                log.error("thread %s crashed: %s: %s", threading.current_thread().name,
+                          type(exc).__name__, redact(str(exc)), exc_info=exc)
 
     def ack(self, entry_id) -> None:
         with self._cond:
@@ -199,7 +217,26 @@ class Writer:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        if left and self.crashed is not None:
+            left = self._flush_after_crash()
         return left
+
+    def _flush_after_crash(self) -> int:
+        """One last try, in the caller's thread, to write what a crashed writer left queued
+        (the hand-back at shutdown): the crash may have been one garbled reply."""
+        with self._cond:
+            acks, self._acks = self._acks, []
+            tx, plain = list(self._tx), list(self._plain)
+            self._tx.clear()
+            self._plain.clear()
+        try:
+            self._write(acks, tx, plain)
+        except Exception as exc:
+            log.error("%d Redis writes left after the writer crashed could not be made "
+                      "either (%s: %s)", len(acks) + len(tx) + len(plain),
+                      type(exc).__name__, redact(str(exc)))
+            return len(acks) + len(tx) + len(plain)
+        return 0
 
     def _loop(self) -> None:
         while True:
