@@ -1,7 +1,9 @@
 """Inputs the fuzzers (fuzz/) found: each may only raise the parser's documented error.
 
 Every file under tests/data/fuzz/<target>/ is an input a fuzz target once crashed on (the
-file name says what it exercises), kept as it was found. The property is the fuzz target's:
+file name says what it exercises), kept as it was found; where a later check (duplicate
+sections and keys) stops a found input before the line it crashed on, a ``-minimal`` copy
+keeps only what reaches that line. The property is the fuzz target's:
 the message parser raises only MessageError, the INI loader only ConfigError, the listing
 parser only ResponseError, and the S3 error-body reader nothing at all.
 """
