@@ -12,6 +12,7 @@ The functions never raise: a URL too broken to parse is still masked by pattern.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -79,11 +80,12 @@ def redact_url(url: str) -> str:
     return url
 
 
-def _forms(secret: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _forms(secret: str) -> frozenset[str]:
     """A secret as written, percent-decoded and percent-encoded (as it appears in a URL)."""
     forms = {secret, unquote(secret), quote(secret, safe=""), quote(secret, safe="")
              .replace("-", "%2D").replace(".", "%2E").replace("_", "%5F").replace("~", "%7E")}
-    return {f for f in forms if len(f) >= MIN_SECRET_LEN}
+    return frozenset(f for f in forms if len(f) >= MIN_SECRET_LEN)
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
