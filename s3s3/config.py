@@ -257,7 +257,7 @@ def http_url_problem(url: str) -> str | None:
         return "contains white space"
     parts = _split(url)
     if isinstance(parts, str):
-        return parts + " (an IPv6 address is written http://[::1]:8080)"
+        return parts + _HTTP_IPV6_HINT
     if parts.scheme not in ("http", "https") or not url.lower().startswith(parts.scheme + "://"):
         return "is not an http:// or https:// URL"
     if not parts.hostname:
@@ -267,10 +267,15 @@ def http_url_problem(url: str) -> str | None:
                 "and aws_secret_access_key)")
     problem = _port_and_host_problem(parts)
     if problem:
-        return problem
+        return problem + (_HTTP_IPV6_HINT if problem == _NOT_IPV6 else "")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         return "must not have a query or a fragment"
     return None
+
+
+_NOT_IPV6 = "has something in '[' ']' that is not an IPv6 address"
+_HTTP_IPV6_HINT = " (an IPv6 address is written http://[::1]:8080)"
+_REDIS_IPV6_HINT = " (an IPv6 address is written redis://[::1]:6379/0)"
 
 
 def _split(url: str):
@@ -280,7 +285,7 @@ def _split(url: str):
     except ValueError:
         netloc = url.partition("://")[2].split("/", 1)[0]
         if netloc.count("[") == netloc.count("]") == 1:
-            return "has something in '[' ']' that is not an IPv6 address"
+            return _NOT_IPV6
         return "has unbalanced '[' ']'"
 
 
@@ -299,7 +304,7 @@ def _port_and_host_problem(parts) -> str | None:
         try:
             ipaddress.IPv6Address(parts.hostname.split("%", 1)[0])
         except ValueError:
-            return "has something in '[' ']' that is not an IPv6 address"
+            return _NOT_IPV6
     return None
 
 
@@ -325,7 +330,7 @@ def redis_url_problem(url: str) -> str | None:
         return "is not a redis://, rediss:// or unix:// URL"
     parts = _split(url)
     if isinstance(parts, str):
-        return parts + " (an IPv6 address is written redis://[::1]:6379/0)"
+        return parts + _REDIS_IPV6_HINT
     if parts.fragment:
         return "must not have a fragment ('#...')"
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -354,7 +359,8 @@ def redis_url_problem(url: str) -> str | None:
         return "has no host name"
     problem = _port_and_host_problem(parts)
     if problem:
-        return problem
+        # Python 3.10's urlsplit accepts what 3.11+ refuses: the same words either way.
+        return problem + (_REDIS_IPV6_HINT if problem == _NOT_IPV6 else "")
     if parts.path not in ("", "/") and not re.fullmatch(r"/\d+", parts.path):
         return "has a database number (the path, as in redis://host:6379/0) that is not a number"
     return None
