@@ -26,7 +26,7 @@ running then are cancelled, and abort their multipart uploads (as on Ctrl-C).
 
 With ``abort_stale_uploads`` (as :func:`run_bucket_job` runs it), each destination's stale
 multipart uploads under the prefix (older than its ``abort_uploads_after``) are aborted
-before any copy: :func:`transfer.abort_stale_uploads`.
+in a pool task beside the listing: :func:`transfer.abort_stale_uploads`.
 
 With ``enqueue``, the keys to copy are added to the listener's Redis Stream instead
 (:func:`sources.stream.add_entries`, which waits while the stream is full), for a fleet of
@@ -417,10 +417,12 @@ class _Run:
         self._check_endpoints()
         if self.summary.enqueue:
             self._check_redis()
-        if self.abort_uploads and not self.options.dry_run:
-            self._abort_stale_uploads()
         self.pool = ThreadPoolExecutor(max_workers=self.options.workers,
                                        thread_name_prefix="s3s3-sync")
+        if self.abort_uploads and not self.options.dry_run:
+            # Beside the listing, not before it: a round trip less on a remote store. No
+            # upload this run starts can be taken for stale (the cutoff is fixed first).
+            self.pool.submit(self._abort_stale_uploads)
         finished = threading.Event()
         threading.Thread(target=self._enforce_grace, args=(finished,), name="s3s3-grace",
                          daemon=True).start()
@@ -469,10 +471,13 @@ class _Run:
                 self._break(i, f"unreachable: {exc}")
 
     def _abort_stale_uploads(self) -> None:
-        for i, dst in enumerate(self.dsts):
-            if not self.broken[i]:
-                self.summary.destinations[i].uploads_aborted = abort_stale_uploads(
-                    dst, prefix=self.options.prefix)
+        try:
+            for i, dst in enumerate(self.dsts):
+                if not self.broken[i]:
+                    self.summary.destinations[i].uploads_aborted = abort_stale_uploads(
+                        dst, prefix=self.options.prefix)
+        except Exception:  # a pool task's exception would go unseen
+            log.exception("aborting stale multipart uploads failed")
 
     def _enforce_grace(self, finished: threading.Event) -> None:
         """Thread: once the run is stopped, give the work in flight ``grace_s``, then cancel
