@@ -624,12 +624,12 @@ _CALLING_FORMATS = {
 }
 
 
-def _host_url(r: _Reader, host: str, *, is_secure: bool) -> str:
-    """``host`` (and ``port``) as an endpoint URL; an IPv6 address gets its brackets."""
-    port = r.get("port", to_port, None)
+def _url_host(r: _Reader, host: str, *, url_key: str) -> str:
+    """``host`` as it goes into a URL (an IPv6 address gets its brackets); the error names
+    ``host`` for anything that is not a host name."""
     if any(ch.isspace() or ch in "/@?#" for ch in host):
         raise r.error("host", f"value {host!r} for 'host' is not a host name (a URL goes in "
-                              "'endpoint_url')")
+                              f"'{url_key}')")
     if ":" in host and not host.startswith("["):
         try:
             ipaddress.IPv6Address(host)
@@ -637,6 +637,13 @@ def _host_url(r: _Reader, host: str, *, is_secure: bool) -> str:
             raise r.error("host", f"value {host!r} for 'host' is not a host name (the port "
                                   "goes in 'port')") from None
         host = f"[{host}]"
+    return host
+
+
+def _host_url(r: _Reader, host: str, *, is_secure: bool) -> str:
+    """``host`` (and ``port``) as an endpoint URL; an IPv6 address gets its brackets."""
+    port = r.get("port", to_port, None)
+    host = _url_host(r, host, url_key="endpoint_url")
     url = f"{'https' if is_secure else 'http'}://{host}" + (f":{port}" if port else "")
     problem = http_url_problem(url)
     if problem:
@@ -756,17 +763,7 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
             if r.raw(key) is not None:
                 raise r.error(key, f"'{key}' and 'url' are alternatives; set one")
     else:
-        host = r.nonblank("host") or "127.0.0.1"
-        if any(ch.isspace() or ch in "/@?#" for ch in host):
-            raise r.error("host", f"value {host!r} for 'host' is not a host name (a URL goes "
-                                  "in 'url')")
-        if ":" in host and not host.startswith("["):
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise r.error("host", f"value {host!r} for 'host' is not a host name (the "
-                                      "port goes in 'port')") from None
-            host = f"[{host}]"
+        host = _url_host(r, r.nonblank("host") or "127.0.0.1", url_key="url")
         port = r.get("port", to_port, 6379)
         db = r.positive("db", to_int, 0, allow_zero=True)
         url = f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
