@@ -206,6 +206,16 @@ def test_list_mover_on_a_key_of_the_wrong_type_is_fatal(tmp_path, moto_servers, 
     r.close()
 
 
+def run_in_thread(listener: Listener) -> tuple[threading.Thread, threading.Event, list]:
+    """Start ``listener.run`` in a thread; its exit code is appended to the list."""
+    stop = threading.Event()
+    result: list = []
+    thread = threading.Thread(
+        target=lambda: result.append(listener.run(stop=stop, install_signals=False)))
+    thread.start()
+    return thread, stop, result
+
+
 class ExplodingCounters(Counters):
     """Counters with a bug: counting a retry raises, inside a worker's error handling."""
 
@@ -248,11 +258,7 @@ def test_listener_with_a_crashed_worker_stops_with_exit_3(tmp_path, moto_servers
     # The destination is checked at start-up: give it a bucket, then take it away.
     raw_client(b).create_bucket(Bucket=dst)
     listener = Listener(load(str(ini)), counters=ExplodingCounters())
-    stop = threading.Event()
-    result: list = []
-    thread = threading.Thread(
-        target=lambda: result.append(listener.run(stop=stop, install_signals=False)))
-    thread.start()
+    thread, stop, result = run_in_thread(listener)
     r = redis.Redis.from_url(redis_url)
     try:
         wait_until(lambda: r.exists(names.stream), 20, what="the stream")
@@ -327,11 +333,7 @@ def test_a_crashed_redis_writer_stops_the_listener_with_exit_3(tmp_path, moto_se
                     listen={"grace": "1"})
     client = ExplodingPipelineRedis.from_url(redis_url)
     listener = Listener(load(str(ini)), redis_client=client)
-    stop = threading.Event()
-    result: list = []
-    thread = threading.Thread(
-        target=lambda: result.append(listener.run(stop=stop, install_signals=False)))
-    thread.start()
+    thread, stop, result = run_in_thread(listener)
     r = redis.Redis.from_url(redis_url)
     try:
         wait_until(lambda: r.exists(names.stream), 20, what="the stream")
