@@ -13,17 +13,19 @@ import hashlib
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
+import botocore.auth
 import botocore.awsrequest
+import botocore.config
 import pytest
 
 from s3s3 import config as s3s3_config
 from s3s3 import rawhttp, signing
 from s3s3.config import EndpointConfig
 from s3s3.endpoint import Endpoint, build_client
-from s3s3.errors import (ConfigError, EndpointError, FatalEndpointError, SourceKeyMissing,
-                         TransientEndpointError)
+from s3s3.errors import (ConfigError, EndpointError, FatalEndpointError, ResponseError,
+                         SourceKeyMissing, TransientEndpointError)
 from s3s3.listing import list_objects
 from s3s3.transfer import copy_object
 from tests.conftest import endpoint_config, raw_client, unique_bucket
@@ -130,6 +132,150 @@ def test_listing_without_encoding_type_is_left_as_sent():
     ours = rawhttp.parse_listing(page)
     assert [c["Key"] for c in ours["Contents"]] == \
         [c["Key"] for c in botocore_parsed("ListObjects", page)["Contents"]]
+
+
+def uploads_page(keys: list[str], *, encoded: bool = False) -> bytes:
+    """A ListMultipartUploadsResult listing ``keys``: plain (XML-escaped), as both clients
+    ask for it, or url-encoded and saying so, as AWS answers encoding-type=url."""
+    def text(value: str) -> str:
+        value = quote(value.encode("utf-8"), safe="/") if encoded else value
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    uploads = "".join(
+        f"<Upload><Key>{text(key)}</Key><UploadId>2~id{i}+/=</UploadId>"
+        f"<Initiator><ID>s3s3-user</ID><DisplayName>S3S3 User</DisplayName></Initiator>"
+        f"<Owner><ID>owner</ID></Owner><StorageClass>STANDARD</StorageClass>"
+        f"<Initiated>2024-01-31T12:00:0{i}.123Z</Initiated></Upload>"
+        for i, key in enumerate(keys))
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Bucket>b</Bucket><KeyMarker>{text('k m+é')}</KeyMarker>"
+            f"<UploadIdMarker>2~m</UploadIdMarker><NextKeyMarker>{text(keys[-1])}"
+            f"</NextKeyMarker><NextUploadIdMarker>2~id{len(keys) - 1}+/=</NextUploadIdMarker>"
+            f"<Prefix>{text('p q/')}</Prefix><MaxUploads>2</MaxUploads>"
+            + ("<EncodingType>url</EncodingType>" if encoded else "")
+            + f"<IsTruncated>true</IsTruncated>{uploads}"
+            f"</ListMultipartUploadsResult>").encode("utf-8")
+
+
+def botocore_uploads(body: bytes) -> dict:
+    """What a botocore client's list_multipart_uploads returns for ``body``."""
+    client = build_client(EndpointConfig(name="x", bucket="b", endpoint_url="http://x.invalid",
+                                         access_key="a", secret_key="s"))
+
+    def answer(request, **_):
+        raw = type("Raw", (), {"stream": lambda self, **kw: iter([body])})()
+        return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
+
+    client.meta.events.register("before-send.s3", answer)
+    out = client.list_multipart_uploads(Bucket="b")
+    out.pop("ResponseMetadata")
+    return out
+
+
+UPLOAD_KEYS = ["p q/with space", "p q/plus+sign", "p q/per%25cent%", "p q/ünï/日本/😀",
+               "p q/a&b<c>d"]
+
+
+def test_upload_listing_parses_like_botocore():
+    """Field for field what botocore parses; nothing url-decoded, as botocore decodes
+    nothing in this answer (even one saying EncodingType=url)."""
+    page = uploads_page(UPLOAD_KEYS)
+    ours = rawhttp.parse_uploads(page)
+    assert ours == botocore_uploads(page)
+    assert [u["Key"] for u in ours["Uploads"]] == UPLOAD_KEYS
+    assert ours["Uploads"][0]["Initiated"] == datetime.datetime(
+        2024, 1, 31, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+    assert ours["Uploads"][0]["Initiator"] == {"ID": "s3s3-user", "DisplayName": "S3S3 User"}
+    assert ours["NextKeyMarker"] == UPLOAD_KEYS[-1] and ours["KeyMarker"] == "k m+é"
+    assert ours["MaxUploads"] == 2 and ours["IsTruncated"] is True
+    encoded = uploads_page(["a%20b+c"], encoded=True)
+    assert rawhttp.parse_uploads(encoded) == botocore_uploads(encoded)
+    assert rawhttp.parse_uploads(encoded)["Uploads"][0]["Key"] == "a%2520b%2Bc"
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"<ListMultipartUploadsResult>", b"not xml",
+    b"<ListMultipartUploadsResult><MaxUploads>many</MaxUploads></ListMultipartUploadsResult>",
+    b"<R><Upload><Initiated>yesterday</Initiated></Upload></R>",
+    b'<?xml version="1.0" encoding="nope"?><R/>',
+])
+def test_unreadable_upload_listing_is_a_response_error(body):
+    with pytest.raises(ResponseError, match="unreadable upload listing"):
+        rawhttp.parse_uploads(body)
+
+
+def test_an_unreadable_upload_listing_is_a_transient_xml_parse_error():
+    """Sent by the lean client (one request, no botocore parser) and reported as an
+    unreadable listing is."""
+    body = b"<ListMultipartUploadsResult><IsTruncated>"
+
+    def garbled(n):
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)), True
+    server = ScriptedServer(garbled)
+    try:
+        ep = scripted_endpoint(server, max_attempts=1)
+        with pytest.raises(TransientEndpointError, match="unreadable upload listing") as err:
+            list(ep.list_uploads("p"))
+        assert err.value.code == "XMLParseError" and err.value.op == "ListMultipartUploads"
+        assert server.requests == 1
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("style", ["path", "virtual"])
+def test_upload_listing_is_sent_as_botocore_sends_it_and_signed_alike(monkeypatch, style):
+    """SigV4: the URL botocore sends, and, under a frozen clock, the headers botocore's
+    signer gives that URL, byte for byte (``uploads`` has no value)."""
+    cfg = EndpointConfig(name="x", bucket="my-bucket", addressing_style=style,
+                         max_attempts=1, endpoint_url="http://s3.example.test:9000",
+                         access_key="AKID", secret_key="se/cr+et")
+    client = build_client(cfg)
+    raw = rawhttp.RawClient(cfg, client)
+    params = {"Prefix": "p q/+é%", "MaxUploads": 2, "KeyMarker": "k m+%",
+              "UploadIdMarker": "2~abc/+="}
+    theirs = signed_requests(client)
+    client.list_multipart_uploads(Bucket="my-bucket", **params)
+    client.list_multipart_uploads(Bucket="my-bucket", Prefix="", MaxUploads=1000)
+    sent = []
+    monkeypatch.setattr(raw._pool, "exchange", lambda method, target, headers, body: (
+        sent.append((method, raw._origin + target, headers)),
+        (_ for _ in ()).throw(ConnectionRefusedError("not sending")))[1])
+    moment = 1795627805.0  # 2026-11-25 17:30:05 UTC
+    monkeypatch.setattr(rawhttp.time, "time", lambda: moment)
+    for call_params in (params, {"Prefix": "", "MaxUploads": 1000}):
+        with pytest.raises(TransientEndpointError):
+            raw.call("ListMultipartUploads", **call_params)
+    assert len(sent) == len(theirs) == 2
+    for (method, url, headers), (b_method, b_url, _) in zip(sent, theirs):
+        assert method == b_method == "GET"
+        assert url.split("?")[0] == b_url.split("?")[0]
+        query = url.partition("?")[2].split("&")
+        assert query[0] == "uploads" and "encoding-type=url" not in query
+        assert sorted(query) == sorted(b_url.partition("?")[2].split("&"))
+        request = botocore.awsrequest.AWSRequest(
+            method="GET", url=url, headers={"Host": headers["Host"]})
+        request.context["client_config"] = botocore.config.Config(
+            s3={"payload_signing_enabled": False})
+        monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                            lambda *a, **k: datetime.datetime.fromtimestamp(
+                                moment, datetime.timezone.utc).replace(tzinfo=None))
+        botocore.auth.S3SigV4Auth(client._request_signer._credentials.get_frozen_credentials(),
+                                  "s3", raw._region).add_auth(request)
+        expected = dict(request.headers.items())
+        assert {k: v for k, v in headers.items() if k != "User-Agent"} == expected
+
+
+def test_sigv2_upload_listing_is_left_to_botocore():
+    """SigV2 signs the uploads sub-resource, s3s3.signing none: botocore sends it, for this
+    call only (the endpoint keeps its lean client)."""
+    cfg = EndpointConfig(name="x", bucket="b", signature_version="s3",
+                         endpoint_url="http://s3.example.test:9000", access_key="a",
+                         secret_key="s")
+    raw = rawhttp.RawClient(cfg, build_client(cfg))
+    with pytest.raises(rawhttp.NeedsBotocore) as err:
+        raw.call("ListMultipartUploads", Prefix="", MaxUploads=10)
+    assert not err.value.permanent
 
 
 def signed_requests(client, monkeypatch=None) -> list:

@@ -98,6 +98,35 @@ def test_sigv4_equals_botocore(monkeypatch, creds, region, style):
     assert compared == len(MOMENTS) * (len(KEYS) * 4 + len(QUERIES))
 
 
+#: ListMultipartUploads queries as the lean client sends them: ``uploads`` bare, first.
+UPLOADS_QUERIES = [
+    "uploads&prefix=&max-uploads=1000",
+    "uploads&prefix=" + percent_encode("p q/+é%") + "&max-uploads=2"
+    + "&key-marker=" + percent_encode("k m+%/ü") + "&upload-id-marker="
+    + percent_encode("2~abc/+=="),
+    "uploads",
+]
+
+
+@pytest.mark.parametrize("creds", [PLAIN, TEMPORARY], ids=["keys", "session-token"])
+@pytest.mark.parametrize("style", ["path", "virtual"])
+def test_sigv4_of_an_upload_listing_equals_botocore(monkeypatch, creds, style):
+    """``uploads`` has no value: botocore's canonical query makes it ``uploads=`` and sorts
+    it among the others; so does ours."""
+    signer = signing.SigV4Signer("eu-central-1")
+    host = "my-bucket.s3.example.test:9000" if style == "virtual" else "127.0.0.1:8080"
+    path = "/" if style == "virtual" else "/my-bucket"
+    for moment in MOMENTS:
+        for query in UPLOADS_QUERIES:
+            sent = {"Host": host}
+            ours = signer.sign(creds, "GET", path, query, sent, now=_epoch(moment))
+            theirs = botocore_v4(monkeypatch, creds, "eu-central-1", "GET",
+                                 f"http://{host}{path}?{query}", sent, moment)
+            assert ours == theirs, query
+    assert signing._canonical_query(UPLOADS_QUERIES[0]) == \
+        "max-uploads=1000&prefix=&uploads="
+
+
 @pytest.mark.parametrize("creds", [PLAIN, TEMPORARY], ids=["keys", "session-token"])
 def test_sigv2_equals_botocore(monkeypatch, creds):
     signer = signing.SigV2Signer()
