@@ -1,8 +1,8 @@
-"""Fuzz the listing parser (s3s3.rawhttp.parse_listing): only ResponseError may escape.
+"""Fuzz the listing parsers (rawhttp.parse_listing, parse_uploads): only ResponseError may escape.
 
 Each input is parsed as a ListObjects (V1) and a ListObjectsV2 answer (each decodes its own
-fields), and as an S3 error body, whose reader must never raise at all: it runs while an
-error is being reported.
+fields), as a ListMultipartUploads answer (s3s3.rawhttp.parse_uploads), and as an S3 error
+body, whose reader must never raise at all: it runs while an error is being reported.
 
     python fuzz/fuzz_listing.py [libFuzzer flags] [corpus dirs]
 """
@@ -30,6 +30,7 @@ V2_FIELDS = ("Delimiter", "Prefix", "StartAfter")
 def test_one_input(data: bytes) -> None:
     expect(data, ALLOWED, rawhttp.parse_listing, data, decode=V1_FIELDS)
     expect(data, ALLOWED, rawhttp.parse_listing, data, decode=V2_FIELDS)
+    expect(data, ALLOWED, rawhttp.parse_uploads, data)
     expect(data, (), rawhttp._error_code_message, data)
 
 

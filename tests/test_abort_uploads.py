@@ -312,9 +312,85 @@ def test_the_sweep_pages_through_every_upload(server, request):
     raw_client(info).create_bucket(Bucket=bucket)
     _create_uploads(info, bucket, [f"pg/{i % 3}" for i in range(5)] + ["out/1"])
     ep = Endpoint(endpoint_config(info, bucket, name="dest"))
+    botocore_calls = botocore_listings(ep)
     for page_size in (1, 2):
         listed = list(ep.list_uploads("pg/", page_size=page_size))
         assert len({u.upload_id for u in listed}) == len(listed) == 5, page_size
     time.sleep(2.2)  # Swift lists Initiated rounded up to the next whole second
     assert abort_stale_uploads(ep, prefix="pg/", older_than_s=1, page_size=2) == 5
     assert [u["Key"] for u in uploads(info, bucket)] == ["out/1"]
+    assert botocore_calls == []  # every page went through the lean client
+
+
+def botocore_listings(ep: Endpoint) -> list:
+    """The ListMultipartUploads calls ``ep``'s botocore client makes, as they are made."""
+    seen: list = []
+    ep.client.meta.events.register("before-call.s3.ListMultipartUploads",
+                                   lambda params, **_: seen.append(params))
+    return seen
+
+
+#: Keys the servers must list back as they were named.
+ODD_UPLOAD_KEYS = ["odd/with space", "odd/plus+sign", "odd/per%25cent%", "odd/ünï/日本語/😀",
+                   "odd/a&b<c>d", "odd/~tilde*star'(paren)"]
+
+
+def _pages(ep: Endpoint, params: dict, *, lean: bool) -> list[dict]:
+    """Every ListMultipartUploads page, through the lean client or through botocore, as
+    Endpoint.list_uploads pages (the fields botocore answers, without its metadata)."""
+    params = dict(params)
+    pages = []
+    while True:
+        page = ep.raw.call("ListMultipartUploads", **params) if lean else \
+            ep.call("ListMultipartUploads", **params)
+        page = {k: v for k, v in page.items() if k != "ResponseMetadata"}
+        pages.append(page)
+        ups = page.get("Uploads") or []
+        if not page.get("IsTruncated") or not ups or len(pages) > 50:
+            return pages
+        params["KeyMarker"] = page.get("NextKeyMarker") or ups[-1]["Key"]
+        params["UploadIdMarker"] = page.get("NextUploadIdMarker") or ups[-1]["UploadId"]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("server", ["ceph", "swift"])
+def test_lean_upload_listing_equals_botocores(server, request):
+    """Odd keys (space, +, %, unicode, XML metacharacters), two uploads of one key, pages of
+    1, 2 and 1000, with and without a prefix: the lean client's pages are botocore's, field
+    for field, and list every upload by its own key."""
+    info = request.getfixturevalue(server)
+    bucket = unique_bucket("lu")
+    raw_client(info).create_bucket(Bucket=bucket)
+    made = [*_create_uploads(info, bucket, ODD_UPLOAD_KEYS + ["elsewhere"]).items(),
+            *_create_uploads(info, bucket, ["odd/with space"]).items()]
+    lean = Endpoint(endpoint_config(info, bucket, name="dest"))
+    boto = Endpoint(endpoint_config(info, bucket, name="dest", data_path="botocore"))
+    assert lean.raw is not None and boto.raw is None
+    calls = botocore_listings(lean)
+    for prefix in ("", "odd/", "odd/ünï/", "odd/with "):
+        for page_size in (1, 2, 1000):
+            params = {"Prefix": prefix, "MaxUploads": page_size}
+            ours, theirs = _pages(lean, params, lean=True), _pages(boto, params, lean=False)
+            assert ours == theirs, (prefix, page_size)
+            listed = list(lean.list_uploads(prefix, page_size=page_size))
+            assert listed == list(boto.list_uploads(prefix, page_size=page_size))
+            expected = [(k, i) for k, i in made if k.startswith(prefix)]
+            assert sorted((u.key, u.upload_id) for u in listed) == sorted(expected)
+            assert all(u.initiated is not None and u.initiated.tzinfo is not None
+                       and u.initiator for u in listed)
+    assert calls == []
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("server", ["ceph", "swift"])
+def test_a_sigv2_endpoint_lists_uploads_through_botocore(server, request):
+    info = request.getfixturevalue(server)
+    bucket = unique_bucket("l2")
+    raw_client(info).create_bucket(Bucket=bucket)
+    ids = _create_uploads(info, bucket, ODD_UPLOAD_KEYS[:3])
+    ep = Endpoint(endpoint_config(info, bucket, name="dest", signature_version="s3"))
+    calls = botocore_listings(ep)
+    listed = list(ep.list_uploads("odd/", page_size=2))
+    assert {(u.key, u.upload_id) for u in listed} == set(ids.items())
+    assert len(calls) >= 2  # the pages, by botocore
+    assert ep.raw is not None  # the endpoint keeps its lean client for the other calls
