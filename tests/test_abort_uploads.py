@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,30 +40,10 @@ MULTIPART = {"multipart_threshold": "5MiB", "multipart_chunksize": "5MiB"}
 STOPWAIT_S = 20.0
 
 
-class SlowProxy(TcpProxy):
-    """A ``TcpProxy`` whose upstream side never times out: a part that takes longer than
-    TcpProxy's 5 s to be sent is slow, not cut off."""
-
-    def _accept(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = sock.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                if self._listener is not sock:
-                    client.close()
-                    upstream.close()
-                    return
-                self._conns += [client, upstream]
-            for a, b, delay in ((client, upstream, self.delay_s), (upstream, client, 0.0)):
-                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
+def SlowProxy(target_port: int, *, delay_s: float) -> TcpProxy:
+    """A ``TcpProxy`` that slows what the client sends and never times out on the server:
+    a part that takes longer than 5 s to be sent is slow, not cut off."""
+    return TcpProxy(target_port, delay_s=delay_s, upstream_timeout_s=None)
 
 
 def uploads(info: dict, bucket: str, prefix: str = "") -> list[dict]:

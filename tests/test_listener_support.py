@@ -193,9 +193,13 @@ def listeners():
 class TcpProxy:
     """Forwards 127.0.0.1:port to a target; ``close()`` refuses and cuts, ``open()`` resumes."""
 
-    def __init__(self, target_port: int, *, delay_s: float = 0.0) -> None:
+    def __init__(self, target_port: int, *, delay_s: float = 0.0,
+                 upstream_timeout_s: float | None = 5.0) -> None:
         self.target = ("127.0.0.1", target_port)
         self.delay_s = delay_s  # added before forwarding each chunk a client sends: a slow server
+        # How long a read from the target may wait; None for a slow client whose request
+        # body takes longer than that to be forwarded.
+        self.upstream_timeout_s = upstream_timeout_s
         self.port = free_port()
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
@@ -242,6 +246,7 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(self.upstream_timeout_s)
             with self._lock:
                 if self._listener is not sock:
                     client.close()
