@@ -101,8 +101,8 @@ LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
 </ListBucketResult>"""
 
 
-def botocore_parsed(op: str, body: bytes) -> dict:
-    """What a botocore client returns for ``body``, without a server."""
+def answering_client(body: bytes):
+    """A botocore client that gets ``body`` as the answer to any request, without a server."""
     client = build_client(EndpointConfig(name="x", bucket="b", endpoint_url="http://x.invalid",
                                          access_key="a", secret_key="s"))
 
@@ -111,6 +111,12 @@ def botocore_parsed(op: str, body: bytes) -> dict:
         return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
 
     client.meta.events.register("before-send.s3", answer)
+    return client
+
+
+def botocore_parsed(op: str, body: bytes) -> dict:
+    """What a botocore client returns for ``body``, without a server."""
+    client = answering_client(body)
     call = client.list_objects_v2 if op == "ListObjectsV2" else client.list_objects
     return call(Bucket="b")
 
@@ -159,15 +165,7 @@ def uploads_page(keys: list[str], *, encoded: bool = False) -> bytes:
 
 def botocore_uploads(body: bytes) -> dict:
     """What a botocore client's list_multipart_uploads returns for ``body``."""
-    client = build_client(EndpointConfig(name="x", bucket="b", endpoint_url="http://x.invalid",
-                                         access_key="a", secret_key="s"))
-
-    def answer(request, **_):
-        raw = type("Raw", (), {"stream": lambda self, **kw: iter([body])})()
-        return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
-
-    client.meta.events.register("before-send.s3", answer)
-    out = client.list_multipart_uploads(Bucket="b")
+    out = answering_client(body).list_multipart_uploads(Bucket="b")
     out.pop("ResponseMetadata")
     return out
 
