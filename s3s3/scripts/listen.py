@@ -8,7 +8,7 @@
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT) or a successful command; 2 on a
 configuration or fatal error (bad credentials, missing bucket, Redis refusing us, the MinIO
 list key holding something else); 3 when a thread of the daemon (the intake, the list
-mover, a worker) died of an unexpected exception. On 3 the daemon has logged the traceback
+mover, a worker, the Redis writer) died of an unexpected exception. On 3 the daemon has logged the traceback
 once at ERROR, stopped intake, given work in flight the grace period and handed back the
 rest (stream mode: re-added for any listener; pub/sub: logged as lost), so a supervisor
 restarting it (``autorestart=true``) loses nothing more than a restart would. Not 1:
