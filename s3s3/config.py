@@ -382,8 +382,9 @@ class _Section:
         return next(iter(self.values.values()))[1] if self.values else "?"
 
 
-_SECTCRE = re.compile(r"\[(?P<header>.+)\]")
-_OPTCRE = re.compile(r"(?P<option>.*?)\s*[=:]\s*(?P<value>.*)$")
+# configparser's own patterns, to find again the lines it names in an error.
+_SECTCRE = configparser.ConfigParser.SECTCRE
+_OPTCRE = configparser.ConfigParser.OPTCRE
 _WORD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -576,7 +577,7 @@ class _Reader:
                               f"{', '.join(sorted(set(choices)))}")
 
     def positive(self, key: str, convert, default, *, allow_zero: bool = False,
-                 maximum=None, unit: str = ""):
+                 maximum=None, maximum_text: str | None = None):
         value = self.get(key, convert, default)
         if value is None:
             return None
@@ -585,7 +586,7 @@ class _Reader:
                                   f"{'zero or more' if allow_zero else 'greater than zero'}")
         if maximum is not None and value > maximum:
             raise self.error(key, f"value {self.shown(key)} for '{key}' must be at most "
-                                  f"{maximum}{unit}")
+                                  f"{maximum_text or maximum}")
         return value
 
     def count(self, key: str, default: int, *, maximum: int, allow_zero: bool = False) -> int:
@@ -594,10 +595,8 @@ class _Reader:
 
     def duration(self, key: str, default: float, *, allow_zero: bool = False) -> float:
         """Seconds (``90``, ``30s``, ``15m``, ``24h``, ``7d``), finite, at most a year."""
-        value = self.positive(key, to_duration, default, allow_zero=allow_zero)
-        if value > MAX_DURATION_S:
-            raise self.error(key, f"value {self.shown(key)} for '{key}' must be at most 366d")
-        return value
+        return self.positive(key, to_duration, default, allow_zero=allow_zero,
+                             maximum=MAX_DURATION_S, maximum_text="366d")
 
     def nonblank(self, key: str) -> str | None:
         """A string value that, when the key is given, must not be empty."""
