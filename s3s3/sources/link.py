@@ -225,10 +225,7 @@ class Writer:
         """One last try, in the caller's thread, to write what a crashed writer left queued
         (the hand-back at shutdown): the crash may have been one garbled reply."""
         with self._cond:
-            acks, self._acks = self._acks, []
-            tx, plain = list(self._tx), list(self._plain)
-            self._tx.clear()
-            self._plain.clear()
+            acks, tx, plain = self._take()
         try:
             self._write(acks, tx, plain)
         except Exception as exc:
@@ -245,11 +242,7 @@ class Writer:
                     self._cond.wait(0.5)
                 if self._stop.is_set():
                     return
-                acks, self._acks = self._acks, []
-                tx = list(self._tx)
-                self._tx.clear()
-                plain = list(self._plain)
-                self._plain.clear()
+                acks, tx, plain = self._take()
                 self._busy = len(acks) + len(tx) + len(plain)
             try:
                 self._write(acks, tx, plain)
@@ -270,6 +263,15 @@ class Writer:
                     self._busy = 0
                     self._cond.notify_all()
             self._link.up()
+
+    def _take(self) -> tuple[list, list, list]:
+        """Empty the queues (with ``_cond`` held): acknowledgements, MULTI/EXEC writes, plain
+        writes."""
+        acks, self._acks = self._acks, []
+        tx, plain = list(self._tx), list(self._plain)
+        self._tx.clear()
+        self._plain.clear()
+        return acks, tx, plain
 
     def _write(self, acks: list, tx: list, plain: list) -> None:
         if acks or tx:
