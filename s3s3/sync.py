@@ -162,7 +162,7 @@ class DestinationSummary:
     deleted: int = 0
     failed: int = 0
     extra: int = 0
-    uploads_aborted: int = 0  # stale multipart uploads aborted before the run
+    uploads_aborted: int = 0  # stale multipart uploads the run aborted
     bytes_copied: int = 0
     duration_s: float = 0.0
     error: str | None = None
@@ -323,8 +323,8 @@ def sync_buckets(src: Endpoint, dsts: Sequence[Endpoint], options: SyncOptions, 
 
     No lock is taken here (:func:`run_bucket_job` takes it). ``on_plan`` receives the
     dry-run plan lines (default: standard output). ``redis_client`` and ``redis_cfg`` are
-    needed with ``options.enqueue``. ``abort_stale_uploads`` first aborts each
-    destination's stale multipart uploads under the prefix (:func:`run_bucket_job` asks
+    needed with ``options.enqueue``. ``abort_stale_uploads`` also aborts each
+    destination's stale multipart uploads under the prefix, beside the listing (:func:`run_bucket_job` asks
     for it; the engine alone costs only its listings). Raises :class:`FatalEndpointError` when an endpoint
     cannot be used at all and :class:`EndpointError` when the source cannot be listed.
     """
