@@ -29,37 +29,77 @@ WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "w7")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[2:9]))
-    p.add_argument("command", nargs="?", default="run",
-                   choices=("run", "profile", "options", "install", "report"))
-    p.add_argument("results", nargs="?", type=Path,
-                   help="report: a results JSON to render again (markdown, plot, README)")
-    p.add_argument("--quick", action="store_true",
-                   help="small counts and one run: proves the harness, measures nothing")
-    p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help="comma-separated subset of " + ",".join(WORKLOADS))
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:9]),
+    )
+    p.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=("run", "profile", "options", "install", "report"),
+    )
+    p.add_argument(
+        "results",
+        nargs="?",
+        type=Path,
+        help="report: a results JSON to render again (markdown, plot, README)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small counts and one run: proves the harness, measures nothing",
+    )
+    p.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated subset of " + ",".join(WORKLOADS),
+    )
     p.add_argument("--runs", type=int, help="runs per tool (default 3; 1 with --quick)")
-    p.add_argument("--moto", action="store_true",
-                   help="use the moto fallback even if Ceph could start (marked in the output)")
-    p.add_argument("--s3s3-bucket-cmd", metavar="CMD",
-                   help="command for s3s3bucket, with {python} and {config}; default: "
-                        "'{python} -m s3s3.scripts.bucket --config {config}'")
-    p.add_argument("--s3s3-listen-cmd", metavar="CMD",
-                   help="command for s3s3listen, with {python} and {config}")
-    p.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
-                   help="rewrite the latest-results section of bench/README.md "
-                        "(default: yes for a full run, no with --quick)")
-    p.add_argument("--keep-server", action="store_true",
-                   help="leave the RGW running at the end (bench/work/ceph/endpoint.json)")
-    p.add_argument("--objects", type=int,
-                   help="profile, options: objects to copy (default W2's; 3,000 for options)")
+    p.add_argument(
+        "--moto",
+        action="store_true",
+        help="use the moto fallback even if Ceph could start (marked in the output)",
+    )
+    p.add_argument(
+        "--s3s3-bucket-cmd",
+        metavar="CMD",
+        help="command for s3s3bucket, with {python} and {config}; default: "
+        "'{python} -m s3s3.scripts.bucket --config {config}'",
+    )
+    p.add_argument(
+        "--s3s3-listen-cmd",
+        metavar="CMD",
+        help="command for s3s3listen, with {python} and {config}",
+    )
+    p.add_argument(
+        "--readme",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rewrite the latest-results section of bench/README.md "
+        "(default: yes for a full run, no with --quick)",
+    )
+    p.add_argument(
+        "--keep-server",
+        action="store_true",
+        help="leave the RGW running at the end (bench/work/ceph/endpoint.json)",
+    )
+    p.add_argument(
+        "--objects",
+        type=int,
+        help="profile, options: objects to copy (default W2's; 3,000 for options)",
+    )
     p.add_argument("--rate", type=int, default=200, help="profile: py-spy samples per second")
-    p.add_argument("--gil", action="store_true",
-                   help="profile: sample only the thread holding the GIL (Python code)")
-    p.add_argument("--native", action="store_true",
-                   help="profile: include C frames (py-spy --native)")
+    p.add_argument(
+        "--gil",
+        action="store_true",
+        help="profile: sample only the thread holding the GIL (Python code)",
+    )
+    p.add_argument(
+        "--native", action="store_true", help="profile: include C frames (py-spy --native)"
+    )
     return p
 
 
@@ -84,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     workloads = [w.strip().lower() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
-        print(f"unknown workloads: {', '.join(unknown)} (known: {', '.join(WORKLOADS)})",
-              file=sys.stderr)
+        print(
+            f"unknown workloads: {', '.join(unknown)} (known: {', '.join(WORKLOADS)})",
+            file=sys.stderr,
+        )
         return 2
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = WORK_DIR / "runs" / f"{stamp}-{args.command}"
@@ -130,8 +172,12 @@ def _plot(python: Path, json_path: Path, png: Path, log) -> bool:
     if not python.exists():
         log("no tools venv: no plot (python -m bench install)")
         return False
-    result = subprocess.run([str(python), "-m", "bench.plot", str(json_path), str(png)],
-                            capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    result = subprocess.run(
+        [str(python), "-m", "bench.plot", str(json_path), str(png)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     if result.returncode != 0:
         log(f"plot failed: {result.stderr[-500:]}")
     return png.exists()
@@ -151,7 +197,7 @@ def _install(ctx, log) -> dict:
         s3s3_2015.ensure(ctx)
     else:
         install.ensure_debian("rclone", "rclone", log=log)
-        from .peers.s3s3_2015 import VENV, PACKAGE, find_python
+        from .peers.s3s3_2015 import PACKAGE, VENV, find_python
 
         python = find_python()
         if python:
@@ -161,31 +207,48 @@ def _install(ctx, log) -> dict:
 
 
 def run(args, workloads: list[str], *, run_dir: Path, log, argv) -> int:
-    from . import data, listener, workloads as wl
+    from . import data, listener
+    from . import workloads as wl
     from .context import Context, Sizes
-    from .peers import COPIERS, s3s3 as s3s3_peer, s5cmd
+    from .peers import COPIERS, s5cmd
+    from .peers import s3s3 as s3s3_peer
     from .servers import start_server
 
     began = time.monotonic()
     sizes = Sizes.quick() if args.quick else Sizes()
     runs = args.runs or (1 if args.quick else 3)
-    command = "python -m bench" + ("" if argv is None and len(sys.argv) <= 1
-                                   else " " + " ".join(shlex.quote(a) for a in
-                                                       (argv if argv is not None else sys.argv[1:])))
+    command = "python -m bench" + (
+        ""
+        if argv is None and len(sys.argv) <= 1
+        else " " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    )
     log(f"s3s3 benchmark: workloads {','.join(workloads)}, {runs} runs; logs in {run_dir}")
-    load_at_start = "%.2f %.2f %.2f" % os.getloadavg()
+    load_at_start = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     load = os.getloadavg()[0]
     if load > 1.5:
-        log(f"!!! load average {load:.1f} on {os.cpu_count()} cores: other work is running "
-            f"and the figures will be noisy; run again when the machine is quiet")
+        log(
+            f"!!! load average {load:.1f} on {os.cpu_count()} cores: other work is running "
+            f"and the figures will be noisy; run again when the machine is quiet"
+        )
     server = start_server(force_moto=args.moto, log=log)
-    ctx = Context(server=server, run_dir=run_dir, sizes=sizes, runs=runs, log=log,
-                  s3s3_bucket_cmd=args.s3s3_bucket_cmd, s3s3_listen_cmd=args.s3s3_listen_cmd)
+    ctx = Context(
+        server=server,
+        run_dir=run_dir,
+        sizes=sizes,
+        runs=runs,
+        log=log,
+        s3s3_bucket_cmd=args.s3s3_bucket_cmd,
+        s3s3_listen_cmd=args.s3s3_listen_cmd,
+    )
     ctx.notes.extend(server.notes)
     try:
         _install(ctx, log)
-        ctx.versions = {"server": server.version, "Python": sys.version.split()[0],
-                        "s3s3/boto3/botocore": s3s3_peer.version(ctx), **ctx.versions}
+        ctx.versions = {
+            "server": server.version,
+            "Python": sys.version.split()[0],
+            "s3s3/boto3/botocore": s3s3_peer.version(ctx),
+            **ctx.versions,
+        }
         if ctx.s5cmd:
             ctx.versions["s5cmd"] = s5cmd.version(ctx)
         for why in filter(None, (s3s3_peer.bucket_unavailable(ctx),)):
@@ -224,8 +287,9 @@ def run(args, workloads: list[str], *, run_dir: Path, log, argv) -> int:
             log(f"server left running: {server.workdirs[0]}/endpoint.json")
         else:
             server.stop()
-    return _publish(args, ctx, command=command, began=began, stamp_dir=run_dir,
-                    load_at_start=load_at_start)
+    return _publish(
+        args, ctx, command=command, began=began, stamp_dir=run_dir, load_at_start=load_at_start
+    )
 
 
 def _clean_redis(ctx) -> None:
@@ -244,8 +308,7 @@ def _clean_redis(ctx) -> None:
         ctx.log(f"deleted {n} marker keys the 2015 s3s3 set in Redis (backup=>{KEY_ROOT}/...)")
 
 
-def _publish(args, ctx, *, command: str, began: float, stamp_dir: Path,
-             load_at_start: str) -> int:
+def _publish(args, ctx, *, command: str, began: float, stamp_dir: Path, load_at_start: str) -> int:
     from . import report
 
     if not ctx.records:
@@ -254,29 +317,40 @@ def _publish(args, ctx, *, command: str, began: float, stamp_dir: Path,
     date = time.strftime("%Y-%m-%d")
     stem = date + ("-fallback" if ctx.server.fallback else "") + ("-quick" if args.quick else "")
     meta = {
-        "date": date, "started": stamp_dir.name, "command": command, "runs": ctx.runs,
-        "quick": args.quick, "fallback": ctx.server.fallback, "server": ctx.server.version,
-        "machine": report.machine(), "versions": ctx.versions, "s3s3_revision":
-        report.git_revision(), "notes": ctx.notes, "sizes": dataclasses.asdict(ctx.sizes),
+        "date": date,
+        "started": stamp_dir.name,
+        "command": command,
+        "runs": ctx.runs,
+        "quick": args.quick,
+        "fallback": ctx.server.fallback,
+        "server": ctx.server.version,
+        "machine": report.machine(),
+        "versions": ctx.versions,
+        "s3s3_revision": report.git_revision(),
+        "notes": ctx.notes,
+        "sizes": dataclasses.asdict(ctx.sizes),
         "duration_min": round((time.monotonic() - began) / 60, 1),
-        "load_at_start": load_at_start, "load_at_end": "%.2f %.2f %.2f" % os.getloadavg(),
+        "load_at_start": load_at_start,
+        "load_at_end": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
     }
     meta["versions"]["s3s3 revision"] = meta["s3s3_revision"]
     png = RESULTS_DIR / f"{stem}.png"
     meta["plot_name"] = png.name
     md = report.write_results(RESULTS_DIR, meta, ctx.records, stem=stem)
     png.unlink(missing_ok=True)
-    if ctx.tools_bin is None or not _plot(ctx.tools_bin / "python", RESULTS_DIR / f"{stem}.json",
-                                          png, ctx.log):
+    if ctx.tools_bin is None or not _plot(
+        ctx.tools_bin / "python", RESULTS_DIR / f"{stem}.json", png, ctx.log
+    ):
         meta["plot_name"] = None
         md = report.write_results(RESULTS_DIR, meta, ctx.records, stem=stem)
-    update = (args.readme if args.readme is not None
-              else not args.quick and not ctx.server.fallback)
+    update = args.readme if args.readme is not None else not args.quick and not ctx.server.fallback
     if update and report.update_readme(md.read_text(), results_link=md.name):
         ctx.log("bench/README.md updated")
     failed = [r for r in ctx.records if not r["ok"]]
-    ctx.log(f"results: {md} ({len(ctx.records)} runs, {len(failed)} failed) in "
-            f"{(time.monotonic() - began) / 60:.1f} min")
+    ctx.log(
+        f"results: {md} ({len(ctx.records)} runs, {len(failed)} failed) in "
+        f"{(time.monotonic() - began) / 60:.1f} min"
+    )
     print("\n" + md.read_text())
     return 0
 

@@ -6,9 +6,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .servers import BenchServer
 
@@ -32,10 +32,19 @@ class Sizes:
     w7_latency_s_2015: float = 5.0
 
     @classmethod
-    def quick(cls) -> "Sizes":
-        return cls(w1_count=100, w2_count=500, w3_count=4, w3_bytes=16 * 1024**2,
-                   w5_bytes=64 * 1024**2, w6_keys=50_000, w7_sustained=300,
-                   w7_sustained_2015=100, w7_latency_s=3.0, w7_latency_s_2015=2.0)
+    def quick(cls) -> Sizes:
+        return cls(
+            w1_count=100,
+            w2_count=500,
+            w3_count=4,
+            w3_bytes=16 * 1024**2,
+            w5_bytes=64 * 1024**2,
+            w6_keys=50_000,
+            w7_sustained=300,
+            w7_sustained_2015=100,
+            w7_latency_s=3.0,
+            w7_latency_s_2015=2.0,
+        )
 
 
 @dataclass

@@ -89,19 +89,41 @@ def make_small(ctx: Context, name: str, count: int, size: int) -> Dataset:
     create_bucket(ctx, ds.bucket, side="src")
     if ctx.s5cmd:
         site = ctx.server.src
-        env = tool_env({"AWS_ACCESS_KEY_ID": site.access_key,
-                        "AWS_SECRET_ACCESS_KEY": site.secret_key, "AWS_REGION": site.region})
-        result = subprocess.run([ctx.s5cmd, "--endpoint-url", site.url, "cp",
-                                 f"{ds.local_dir}/*", f"s3://{ds.bucket}/{ds.prefix}"],
-                                env=env, capture_output=True, text=True)
+        env = tool_env(
+            {
+                "AWS_ACCESS_KEY_ID": site.access_key,
+                "AWS_SECRET_ACCESS_KEY": site.secret_key,
+                "AWS_REGION": site.region,
+            }
+        )
+        result = subprocess.run(
+            [
+                ctx.s5cmd,
+                "--endpoint-url",
+                site.url,
+                "cp",
+                f"{ds.local_dir}/*",
+                f"s3://{ds.bucket}/{ds.prefix}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"uploading {name} with s5cmd failed: {result.stderr[-1000:]}")
     else:
         client = ctx.server.client("src")
         with ThreadPoolExecutor(32) as pool:
-            list(pool.map(lambda k: client.put_object(
-                Bucket=ds.bucket, Key=k, Body=(ds.local_dir / k.rsplit("/", 1)[1]).read_bytes()),
-                ds.objects))
+            list(
+                pool.map(
+                    lambda k: client.put_object(
+                        Bucket=ds.bucket,
+                        Key=k,
+                        Body=(ds.local_dir / k.rsplit("/", 1)[1]).read_bytes(),
+                    ),
+                    ds.objects,
+                )
+            )
     return ds
 
 
@@ -144,8 +166,9 @@ class Verification:
         return f"{len(self.problems)} problems: " + "; ".join(self.problems[:5])
 
 
-def verify(ctx: Context, ds: Dataset, dst_bucket: str, *,
-           keys: list[str] | None = None) -> Verification:
+def verify(
+    ctx: Context, ds: Dataset, dst_bucket: str, *, keys: list[str] | None = None
+) -> Verification:
     """Check ``dst_bucket`` holds ``keys`` (default: all) of ``ds`` with the right bytes."""
     client = ctx.server.client("dst")
     wanted = list(ds.objects) if keys is None else keys
@@ -176,10 +199,12 @@ def verify(ctx: Context, ds: Dataset, dst_bucket: str, *,
         return h.hexdigest()
 
     with ThreadPoolExecutor(4) as pool:
-        for key, md5 in zip(to_read, pool.map(read_md5, to_read)):
+        for key, md5 in zip(to_read, pool.map(read_md5, to_read), strict=True):
             if md5 != ds.objects[key][1]:
-                problems.append(f"{key}: corrupted on transfer: md5 differs "
-                                f"src({ds.objects[key][1]}) vs dst({md5})")
+                problems.append(
+                    f"{key}: corrupted on transfer: md5 differs "
+                    f"src({ds.objects[key][1]}) vs dst({md5})"
+                )
     return Verification(ok=not problems, checked=len(wanted), problems=problems)
 
 

@@ -25,8 +25,9 @@ class InstallError(RuntimeError):
 
 def run_quiet(argv: list[str], *, what: str, timeout_s: float = 900.0) -> str:
     """Run an install step; raise InstallError with the tail of its output on failure."""
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                            timeout=timeout_s)
+    result = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout_s
+    )
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()[-2000:]
         raise InstallError(f"{what} failed ({result.returncode}):\n{output}")
@@ -45,8 +46,10 @@ def ensure_venv(path: Path, python: str, packages: tuple[str, ...], *, log=print
     log(f"installing {', '.join(packages)} into {path} ...")
     if not (path / "bin" / "python").exists():
         run_quiet([python, "-m", "venv", path], what=f"creating the venv {path}")
-    run_quiet([path / "bin" / "python", "-m", "pip", "install", "-q", *packages],
-              what=f"pip install {' '.join(packages)}")
+    run_quiet(
+        [path / "bin" / "python", "-m", "pip", "install", "-q", *packages],
+        what=f"pip install {' '.join(packages)}",
+    )
     stamp.write_text(wanted)
     return path / "bin"
 
@@ -64,8 +67,9 @@ def ensure_debian(binary: str, package: str, *, log=print) -> str | None:
     if not shutil.which("apt-get"):
         return None
     log(f"apt-get install -y {package} ...")
-    result = subprocess.run(["apt-get", "install", "-y", "-q", package],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "-q", package], capture_output=True, text=True
+    )
     if result.returncode != 0:
         # The package lists may be missing on a fresh machine.
         subprocess.run(["apt-get", "update", "-q"], capture_output=True)

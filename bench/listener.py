@@ -50,9 +50,11 @@ class Variant:
     mode: str  # "stream" | "pubsub" | "2015"
 
 
-VARIANTS = (Variant("s3s3listen (stream)", "s3s3", "stream"),
-            Variant("s3s3listen (pubsub)", "s3s3", "pubsub"),
-            Variant("s3s3listen 0.1.10 (2015)", "s3s3-2015", "2015"))
+VARIANTS = (
+    Variant("s3s3listen (stream)", "s3s3", "stream"),
+    Variant("s3s3listen (pubsub)", "s3s3", "pubsub"),
+    Variant("s3s3listen 0.1.10 (2015)", "s3s3-2015", "2015"),
+)
 
 
 def make_dataset(ctx: Context) -> Dataset:
@@ -66,7 +68,7 @@ def split_keys(ds: Dataset, ctx: Context) -> tuple[list[str], list[str], list[st
     keys = sorted(ds.objects)
     n_lat = int(ctx.sizes.w7_rate * ctx.sizes.w7_latency_s)
     n_sus = ctx.sizes.w7_sustained
-    return keys[:n_lat], keys[n_lat:n_lat + n_sus], keys[n_lat + n_sus:]
+    return keys[:n_lat], keys[n_lat : n_lat + n_sus], keys[n_lat + n_sus :]
 
 
 # --------------------------------------------------------------------------- publishing
@@ -123,12 +125,15 @@ class Publisher:
         if self.cfg is None:
             s3s3_2015.delete_markers(self.redis, key_prefix)
             return
-        names = {n for pattern in (f"*{{{self.cfg.channel}}}*", f"{self.cfg.channel}=>*")
-                 for n in self.redis.scan_iter(match=pattern, count=1000)}
+        names = {
+            n
+            for pattern in (f"*{{{self.cfg.channel}}}*", f"{self.cfg.channel}=>*")
+            for n in self.redis.scan_iter(match=pattern, count=1000)
+        }
         names.update(n.encode() for n in (self.cfg.stream, self.cfg.dead_letter_stream))
         names = list(names)
         for i in range(0, len(names), 500):
-            self.redis.delete(*names[i:i + 500])
+            self.redis.delete(*names[i : i + 500])
 
 
 # --------------------------------------------------------------------------- watching
@@ -185,16 +190,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict | None:
-    why = (s3s3_2015.unavailable(ctx) if variant.mode == "2015"
-           else s3s3_peer.listen_unavailable(ctx))
+    why = (
+        s3s3_2015.unavailable(ctx) if variant.mode == "2015" else s3s3_peer.listen_unavailable(ctx)
+    )
     if why:
         ctx.note(f"{variant.name}: skipped ({why})")
         return None
     lat_keys, sus_keys, warm_keys = split_keys(ds, ctx)
     warm = warm_keys[(run * len(VARIANTS) + VARIANTS.index(variant)) % len(warm_keys)]
     if variant.mode == "2015":
-        sus_keys = sus_keys[:ctx.sizes.w7_sustained_2015]
-        lat_keys = lat_keys[:int(ctx.sizes.w7_rate * ctx.sizes.w7_latency_s_2015)]
+        sus_keys = sus_keys[: ctx.sizes.w7_sustained_2015]
+        lat_keys = lat_keys[: int(ctx.sizes.w7_rate * ctx.sizes.w7_latency_s_2015)]
     dst = bucket_name("d", "w7", variant.name, run)
     data.create_bucket(ctx, dst)
     work = ctx.run_dir / "W7" / f"{slug(variant.name)}-{run}"
@@ -206,8 +212,9 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
         saved_tag = ctx.tag
         ctx.tag = f"{saved_tag}-{variant.mode}-{run}"  # channel, stream and markers of its own
         try:
-            argv, env, cwd = s3s3_peer.listen_invocation(ctx, ds.bucket, dst, work,
-                                                         mode=variant.mode)
+            argv, env, cwd = s3s3_peer.listen_invocation(
+                ctx, ds.bucket, dst, work, mode=variant.mode
+            )
         finally:
             ctx.tag = saved_tag
         config = work / "bench.ini"
@@ -225,8 +232,10 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
             if landings.wait_for([warm], 0.5, proc):
                 break
             if time.monotonic() - started > WARM_TIMEOUT_S or not proc.running():
-                raise RuntimeError(f"the listener replicated nothing within {WARM_TIMEOUT_S:.0f} s "
-                                   f"(exit {proc.proc.poll()}); see {work / 'output.log'}")
+                raise RuntimeError(
+                    f"the listener replicated nothing within {WARM_TIMEOUT_S:.0f} s "
+                    f"(exit {proc.proc.poll()}); see {work / 'output.log'}"
+                )
         result["ready_s"] = round(time.monotonic() - started, 2)
         tool_pid = proc.tool_pid()
 
@@ -250,12 +259,14 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
             first = min(published.values())
             last = max(landings.times[k] for k in lat_keys if k in landings.times)
             result.update(
-                lat_events=len(lat_keys), lat_p50_ms=round(percentile(lat, 50) * 1000, 1),
+                lat_events=len(lat_keys),
+                lat_p50_ms=round(percentile(lat, 50) * 1000, 1),
                 lat_p99_ms=round(percentile(lat, 99) * 1000, 1),
                 lat_max_ms=round(max(lat) * 1000, 1),
                 lat_mean_ms=round(statistics.fmean(lat) * 1000, 1),
                 lat_offered_eps=ctx.sizes.w7_rate,
-                lat_achieved_eps=round(len(lat) / max(last - first, 1e-6), 1))
+                lat_achieved_eps=round(len(lat) / max(last - first, 1e-6), 1),
+            )
 
         # 3. sustained, as fast as the publisher goes
         cpu_before = process_cpu_s(tool_pid) if tool_pid else None
@@ -268,8 +279,9 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
             problems.append(f"sustained phase: {len(sus_keys) - len(landed)} keys never landed")
         if landed:
             span = max(landed) - t0
-            result.update(sus_events=len(sus_keys), sus_s=round(span, 3),
-                          sus_eps=round(len(landed) / span, 1))
+            result.update(
+                sus_events=len(sus_keys), sus_s=round(span, 3), sus_eps=round(len(landed) / span, 1)
+            )
             if cpu_before is not None:
                 cpu_used = process_cpu_s(tool_pid) - cpu_before
                 result["sus_cpu_ms_per_event"] = round(cpu_used / len(landed) * 1000, 3)
@@ -286,25 +298,45 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
     publisher.cleanup(ds.prefix)
     ok = not problems and check is not None and check.ok
     rec = ctx.record(
-        workload="W7", tool=variant.name, family=variant.family, run=run, ok=ok,
-        exit_status=m.exit_status, wall_s=round(m.wall_s, 3), user_s=m.user_s, sys_s=m.sys_s,
-        cpu_s=m.cpu_s, peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None,
-        objects=len(wanted), bytes=0, server_cpu_s=round(server_cpu, 3), requests=requests,
-        verified=check.summary() if check else "; ".join(problems), dst_bucket=dst,
-        command=" ".join(argv), log=m.log_path, notes=m.notes + problems,
-        method="RGW access log" if landings.log else "listing every 0.2 s", **result)
-    ctx.log(f"  W7 run {run} {variant.name:<28} sustained {result.get('sus_eps', '-')} ev/s "
-            f"({len(sus_keys)} keys)  latency p50 {result.get('lat_p50_ms', '-')} ms "
-            f"p99 {result.get('lat_p99_ms', '-')} ms at {ctx.sizes.w7_rate:g}/s  "
-            f"rss {rec['peak_rss_mb']} MB  {'ok' if ok else 'FAILED: ' + rec['verified']}")
+        workload="W7",
+        tool=variant.name,
+        family=variant.family,
+        run=run,
+        ok=ok,
+        exit_status=m.exit_status,
+        wall_s=round(m.wall_s, 3),
+        user_s=m.user_s,
+        sys_s=m.sys_s,
+        cpu_s=m.cpu_s,
+        peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None,
+        objects=len(wanted),
+        bytes=0,
+        server_cpu_s=round(server_cpu, 3),
+        requests=requests,
+        verified=check.summary() if check else "; ".join(problems),
+        dst_bucket=dst,
+        command=" ".join(argv),
+        log=m.log_path,
+        notes=m.notes + problems,
+        method="RGW access log" if landings.log else "listing every 0.2 s",
+        **result,
+    )
+    ctx.log(
+        f"  W7 run {run} {variant.name:<28} sustained {result.get('sus_eps', '-')} ev/s "
+        f"({len(sus_keys)} keys)  latency p50 {result.get('lat_p50_ms', '-')} ms "
+        f"p99 {result.get('lat_p99_ms', '-')} ms at {ctx.sizes.w7_rate:g}/s  "
+        f"rss {rec['peak_rss_mb']} MB  {'ok' if ok else 'FAILED: ' + rec['verified']}"
+    )
     return rec
 
 
 def listener_workload(ctx: Context) -> None:
     ds = make_dataset(ctx)
-    ctx.log(f"== W7: listeners, {ctx.runs} rounds; latency at {ctx.sizes.w7_rate:g} events/s "
-            f"for {ctx.sizes.w7_latency_s:g} s; sustained {ctx.sizes.w7_sustained:,} keys "
-            f"({ctx.sizes.w7_sustained_2015:,} for the 2015 listener)")
+    ctx.log(
+        f"== W7: listeners, {ctx.runs} rounds; latency at {ctx.sizes.w7_rate:g} events/s "
+        f"for {ctx.sizes.w7_latency_s:g} s; sustained {ctx.sizes.w7_sustained:,} keys "
+        f"({ctx.sizes.w7_sustained_2015:,} for the 2015 listener)"
+    )
     for run in range(ctx.runs):
         for variant in VARIANTS:
             listener_run(ctx, variant, ds, run)

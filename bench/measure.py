@@ -14,9 +14,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 TIME_BIN = "/usr/bin/time"
 _TIME_FORMAT = "%e %U %S %M %x"
@@ -50,8 +50,11 @@ def have_time_bin() -> bool:
     return os.access(TIME_BIN, os.X_OK)
 
 
-def tool_env(extra: Mapping[str, str] | None = None, *,
-             drop_prefixes: Sequence[str] = ("AWS_", "S3S3_", "RCLONE_")) -> dict[str, str]:
+def tool_env(
+    extra: Mapping[str, str] | None = None,
+    *,
+    drop_prefixes: Sequence[str] = ("AWS_", "S3S3_", "RCLONE_"),
+) -> dict[str, str]:
     """The harness's environment without settings that would change how a tool behaves.
 
     ``AWS_CA_BUNDLE`` in particular makes rclone fail (LoadCustomCABundleError), and stray
@@ -62,8 +65,14 @@ def tool_env(extra: Mapping[str, str] | None = None, *,
     return env
 
 
-def run_timed(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
-              cwd: Path | None = None, timeout_s: float = 1800.0) -> Measurement:
+def run_timed(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout_s: float = 1800.0,
+) -> Measurement:
     """Run ``argv`` to completion; its stdout and stderr go to ``log_path``."""
     proc = TimedProcess(argv, log_path=log_path, env=env, cwd=cwd)
     try:
@@ -79,21 +88,36 @@ def run_timed(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | N
 class TimedProcess:
     """A tool started under ``/usr/bin/time``, for daemons stopped by a signal (listeners)."""
 
-    def __init__(self, argv: Sequence[str], *, log_path: Path,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._time_out = self.log_path.with_suffix(".time")
         self._time_out.unlink(missing_ok=True)
         self.timed = have_time_bin()
-        full = ([TIME_BIN, "-f", _TIME_FORMAT, "-o", str(self._time_out)] + self.argv
-                if self.timed else self.argv)
+        full = (
+            [TIME_BIN, "-f", _TIME_FORMAT, "-o", str(self._time_out)] + self.argv
+            if self.timed
+            else self.argv
+        )
         with open(self.log_path, "wb") as log:
             self.began = time.monotonic()
-            self.proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=dict(env or os.environ),
-                                         cwd=str(cwd) if cwd else None, start_new_session=True)
+            self.proc = subprocess.Popen(
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env or os.environ),
+                cwd=str(cwd) if cwd else None,
+                start_new_session=True,
+            )
         self.ended: float | None = None
 
     def tool_pid(self) -> int | None:
@@ -138,8 +162,12 @@ class TimedProcess:
     def measurement(self) -> Measurement:
         status = self.proc.returncode
         ended = self.ended if self.ended is not None else time.monotonic()
-        m = Measurement(argv=self.argv, exit_status=status if status is not None else -1,
-                        wall_s=ended - self.began, log_path=str(self.log_path))
+        m = Measurement(
+            argv=self.argv,
+            exit_status=status if status is not None else -1,
+            wall_s=ended - self.began,
+            log_path=str(self.log_path),
+        )
         if not self.timed:
             m.notes.append(f"{TIME_BIN} missing: no CPU or RSS figures")
             return m
@@ -168,5 +196,6 @@ def require_time_bin() -> None:
     if have_time_bin():
         return
     if shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "time"], check=False,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "time"], check=False, stdout=subprocess.DEVNULL
+        )

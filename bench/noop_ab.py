@@ -33,9 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def _one_run(checkout: Path, ini: Path) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "s3s3.scripts.bucket", "--config", str(ini),
-                           "-q"], cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)},
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "s3s3.scripts.bucket", "--config", str(ini), "-q"],
+        cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -61,21 +65,34 @@ def main(argv: list[str] | None = None) -> int:
         info = ceph_rgw.start(work / "ceph", tls=False)
         try:
             client = boto3.client(
-                "s3", endpoint_url=info["endpoint_url"], aws_access_key_id=info["access_key"],
-                aws_secret_access_key=info["secret_key"], region_name=info["region"],
-                config=botocore.config.Config(s3={"addressing_style": "path"},
-                                              max_pool_connections=32))
+                "s3",
+                endpoint_url=info["endpoint_url"],
+                aws_access_key_id=info["access_key"],
+                aws_secret_access_key=info["secret_key"],
+                region_name=info["region"],
+                config=botocore.config.Config(
+                    s3={"addressing_style": "path"}, max_pool_connections=32
+                ),
+            )
             client.create_bucket(Bucket="src")
             client.create_bucket(Bucket="dst")
             with ThreadPoolExecutor(32) as pool:
-                list(pool.map(lambda i: client.put_object(Bucket="src", Key=f"k/{i:06d}",
-                                                          Body=b"x" * 4096), range(args.keys)))
+                list(
+                    pool.map(
+                        lambda i: client.put_object(
+                            Bucket="src", Key=f"k/{i:06d}", Body=b"x" * 4096
+                        ),
+                        range(args.keys),
+                    )
+                )
             sections = []
             for name, bucket in (("source", "src"), ("dest1", "dst")):
-                sections.append(f"[{name}]\nbucket_name = {bucket}\n"
-                                f"endpoint_url = {info['endpoint_url']}\n"
-                                f"aws_access_key_id = {info['access_key']}\n"
-                                f"aws_secret_access_key = {info['secret_key']}\n")
+                sections.append(
+                    f"[{name}]\nbucket_name = {bucket}\n"
+                    f"endpoint_url = {info['endpoint_url']}\n"
+                    f"aws_access_key_id = {info['access_key']}\n"
+                    f"aws_secret_access_key = {info['secret_key']}\n"
+                )
             ini = work / "s3s3.ini"
             ini.write_text("".join(sections) + f"[bucket]\nlock = local\nlock_dir = {work}\n")
             _one_run(args.checkouts[0], ini)  # the copy that brings dst in step
@@ -85,13 +102,17 @@ def main(argv: list[str] | None = None) -> int:
                     rows[checkout].append(_one_run(checkout, ini))
         finally:
             ceph_rgw.stop(work / "ceph")
-    print(f"s3s3bucket no-op over {args.keys:,} keys, {args.runs} alternated runs each; "
-          f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"s3s3bucket no-op over {args.keys:,} keys, {args.runs} alternated runs each; "
+        f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     for checkout, runs in rows.items():
         wall = sorted(r[0] for r in runs)
         cpu = sorted(r[1] for r in runs)
-        print(f"{checkout}: wall {statistics.median(wall):.3f} s ({wall[0]:.3f}-{wall[-1]:.3f}), "
-              f"client CPU {statistics.median(cpu):.3f} s ({cpu[0]:.3f}-{cpu[-1]:.3f})")
+        print(
+            f"{checkout}: wall {statistics.median(wall):.3f} s ({wall[0]:.3f}-{wall[-1]:.3f}), "
+            f"client CPU {statistics.median(cpu):.3f} s ({cpu[0]:.3f}-{cpu[-1]:.3f})"
+        )
     return 0
 
 

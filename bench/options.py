@@ -48,6 +48,7 @@ def _lean_with_botocore_signers():
         signed = dict(request.headers.items())
         signed["User-Agent"] = rawhttp.USER_AGENT
         return signed
+
     return sign
 
 
@@ -56,17 +57,24 @@ def _plain_boto3(site, src_bucket: str, dst_bucket: str):
     import botocore.config
 
     cfg = botocore.config.Config(
-        max_pool_connections=64, s3={"payload_signing_enabled": False,
-                                     "addressing_style": "path"},
+        max_pool_connections=64,
+        s3={"payload_signing_enabled": False, "addressing_style": "path"},
         request_checksum_calculation="when_required",
-        response_checksum_validation="when_required")
+        response_checksum_validation="when_required",
+    )
     client = boto3.session.Session().client(
-        "s3", endpoint_url=site.url, aws_access_key_id=site.access_key,
-        aws_secret_access_key=site.secret_key, region_name=site.region, config=cfg)
+        "s3",
+        endpoint_url=site.url,
+        aws_access_key_id=site.access_key,
+        aws_secret_access_key=site.secret_key,
+        region_name=site.region,
+        config=cfg,
+    )
 
     def one(info):
         body = client.get_object(Bucket=src_bucket, Key=info.key)["Body"].read()
         client.put_object(Bucket=dst_bucket, Key=info.key, Body=body)
+
     return one
 
 
@@ -77,10 +85,15 @@ def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dic
     from s3s3.listing import list_objects
     from s3s3.transfer import copy_object
 
-    base = EndpointConfig(name="source", bucket=src_bucket, endpoint_url=site.url,
-                          region=site.region, access_key=site.access_key,
-                          secret_key=site.secret_key)
-    infos = [info for _, info in zip(range(keys + 1), list_objects(Endpoint(base)))]
+    base = EndpointConfig(
+        name="source",
+        bucket=src_bucket,
+        endpoint_url=site.url,
+        region=site.region,
+        access_key=site.access_key,
+        secret_key=site.secret_key,
+    )
+    infos = [info for _, info in zip(range(keys + 1), list_objects(Endpoint(base)), strict=False)]
     s3s3_sign = rawhttp.RawClient._sign
     botocore_sign = _lean_with_botocore_signers()
 
@@ -88,14 +101,15 @@ def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dic
         def make(dst_bucket: str):
             rawhttp.RawClient._sign = sign
             src = Endpoint(dataclasses.replace(base, data_path=data_path))
-            dst = Endpoint(dataclasses.replace(base, name="dest", bucket=dst_bucket,
-                                               data_path=data_path))
+            dst = Endpoint(
+                dataclasses.replace(base, name="dest", bucket=dst_bucket, data_path=data_path)
+            )
             return lambda info: copy_object(src, dst, info.key, force=True, src_info=info)
+
         return make
 
     options = {
-        "plain boto3 (get_object + put_object)":
-            lambda dst: _plain_boto3(site, src_bucket, dst),
+        "plain boto3 (get_object + put_object)": lambda dst: _plain_boto3(site, src_bucket, dst),
         "s3s3, data_path = botocore": s3s3_copier("botocore", s3s3_sign),
         "s3s3 lean path, botocore's S3SigV4Auth": s3s3_copier("raw", botocore_sign),
         "s3s3 lean path, s3s3.signing (default)": s3s3_copier("raw", s3s3_sign),
@@ -104,8 +118,9 @@ def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dic
     try:
         for run in range(runs):
             for name, make in options.items():
-                one = make(new_bucket(f"opt-{run}-{len(results[name])}-"
-                                      f"{list(options).index(name)}"))
+                one = make(
+                    new_bucket(f"opt-{run}-{len(results[name])}-{list(options).index(name)}")
+                )
                 one(infos[0])  # connections and models are made before the clock starts
                 before = resource.getrusage(resource.RUSAGE_SELF)
                 began = time.perf_counter()
@@ -113,27 +128,31 @@ def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dic
                     list(pool.map(one, infos[1:]))
                 wall = time.perf_counter() - began
                 after = resource.getrusage(resource.RUSAGE_SELF)
-                cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
                 n = len(infos) - 1
                 results[name].append((cpu / n * 1000, n / wall))
-                log(f"  run {run} {name:42s} {cpu / n * 1000:.3f} ms/copy  {n / wall:.0f} "
-                    "copies/s")
+                log(f"  run {run} {name:42s} {cpu / n * 1000:.3f} ms/copy  {n / wall:.0f} copies/s")
     finally:
         rawhttp.RawClient._sign = s3s3_sign
     return results
 
 
 def render(results: dict, *, keys: int, runs: int, date: str, server: str) -> str:
-    lines = [f"Client CPU per 4 KiB copy (GET + PUT), {keys:,} objects x {runs} interleaved "
-             f"runs, {THREADS} threads, one process, {server} ({date}; "
-             "`python -m bench options`). CPU is getrusage around the copy loop only.", "",
-             "| option | client CPU ms per copy, median (min-max) | copies/s, median |",
-             "|---|---|---|"]
+    lines = [
+        f"Client CPU per 4 KiB copy (GET + PUT), {keys:,} objects x {runs} interleaved "
+        f"runs, {THREADS} threads, one process, {server} ({date}; "
+        "`python -m bench options`). CPU is getrusage around the copy loop only.",
+        "",
+        "| option | client CPU ms per copy, median (min-max) | copies/s, median |",
+        "|---|---|---|",
+    ]
     for name, rows in results.items():
         cpus = [c for c, _ in rows]
         rates = [r for _, r in rows]
-        lines.append(f"| {name} | {statistics.median(cpus):.2f} ({min(cpus):.2f}-"
-                     f"{max(cpus):.2f}) | {statistics.median(rates):,.0f} |")
+        lines.append(
+            f"| {name} | {statistics.median(cpus):.2f} ({min(cpus):.2f}-"
+            f"{max(cpus):.2f}) | {statistics.median(rates):,.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -147,8 +166,14 @@ def options(args, *, run_dir: Path, log) -> int:
     keys = args.objects or 3000
     runs = args.runs or (1 if args.quick else 3)
     server = start_server(force_moto=args.moto, log=log)
-    ctx = Context(server=server, run_dir=run_dir, sizes=sizes, runs=runs, log=log,
-                  tools_bin=ensure_tools(log=log))
+    ctx = Context(
+        server=server,
+        run_dir=run_dir,
+        sizes=sizes,
+        runs=runs,
+        log=log,
+        tools_bin=ensure_tools(log=log),
+    )
     try:
         ds = data.make_small(ctx, "options", keys + 1, sizes.small_bytes)
 

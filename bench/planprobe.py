@@ -19,8 +19,8 @@ import argparse
 import json
 import resource
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Iterator
 
 PAGE = 1000
 
@@ -38,8 +38,9 @@ def source_pages(n: int, info_cls) -> Iterator[list]:
     when = datetime(2024, 1, 1, tzinfo=timezone.utc)
     page = []
     for i in range(n):
-        page.append(info_cls(key=f"s3s3bench/w6/{i:09d}", size=4096, etag=f"{i:032x}",
-                             last_modified=when))
+        page.append(
+            info_cls(key=f"s3s3bench/w6/{i:09d}", size=4096, etag=f"{i:032x}", last_modified=when)
+        )
         if len(page) == PAGE:
             yield page
             page = []
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from s3s3 import plan
     from s3s3.endpoint import ObjectInfo
+
     try:
         from s3s3.listing import prefetch
     except ImportError:  # an s3s3 without the read-ahead: plain generators
@@ -95,14 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         counts[name] = counts.get(name, 0) + 1
     wall, cpu = time.monotonic() - began, time.process_time() - cpu0
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({
-        "keys": args.keys, "actions": counts, "plan_wall_s": round(wall, 3),
-        "plan_cpu_s": round(cpu, 3), "rss_after_imports_mb": round(rss_imports, 1),
-        "peak_rss_mb": round(vm_hwm_mb(), 1),
-        "planning_growth_mb": round(vm_hwm_mb() - rss_imports, 1),
-        "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
-        "read_ahead": prefetch is not None,
-    }))
+    print(
+        json.dumps(
+            {
+                "keys": args.keys,
+                "actions": counts,
+                "plan_wall_s": round(wall, 3),
+                "plan_cpu_s": round(cpu, 3),
+                "rss_after_imports_mb": round(rss_imports, 1),
+                "peak_rss_mb": round(vm_hwm_mb(), 1),
+                "planning_growth_mb": round(vm_hwm_mb() - rss_imports, 1),
+                "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
+                "read_ahead": prefetch is not None,
+            }
+        )
+    )
     return 0
 
 

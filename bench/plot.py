@@ -21,8 +21,9 @@ def _series(records, workloads, metric):
     for tool in tools:
         row = []
         for w in workloads:
-            values = [metric(r) for r in records
-                      if r["workload"] == w and r["tool"] == tool and r["ok"]]
+            values = [
+                metric(r) for r in records if r["workload"] == w and r["tool"] == tool and r["ok"]
+            ]
             values = [v for v in values if v is not None]
             row.append((statistics.median(values), min(values), max(values)) if values else None)
         out.append((tool, row))
@@ -39,13 +40,28 @@ def _panel(ax, series, workloads, title, unit, colors):
         meds = [v[0] if v else 0 for v in row]
         err = [[(v[0] - v[1]) if v else 0 for v in row], [(v[2] - v[0]) if v else 0 for v in row]]
         hatch = "//" if tool.startswith("ceiling") else None
-        bars = ax.bar(x + (i - (n - 1) / 2) * width, meds, width, yerr=err, capsize=2,
-                      label=tool, hatch=hatch, color=colors[tool])
-        for bar, v in zip(bars, row):
+        bars = ax.bar(
+            x + (i - (n - 1) / 2) * width,
+            meds,
+            width,
+            yerr=err,
+            capsize=2,
+            label=tool,
+            hatch=hatch,
+            color=colors[tool],
+        )
+        for bar, v in zip(bars, row, strict=True):
             if v:
-                ax.annotate(f"{v[0]:,.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=6, rotation=90,
-                            xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{v[0]:,.0f}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
     ax.set_xticks(x, workloads)
     ax.set_ylabel(unit)
     ax.set_title(title, fontsize=10)
@@ -64,10 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.load(open(src))
     records, meta = doc["records"], doc["meta"]
     panels = [
-        (("W1", "W2"), lambda r: r["objects"] / r["wall_s"], "4 KiB objects into an empty bucket",
-         "objects/s"),
-        (("W3", "W5"), lambda r: r["bytes"] / r["wall_s"] / 1e6, "large objects (4x256 MiB, 1 GiB)",
-         "MB/s"),
+        (
+            ("W1", "W2"),
+            lambda r: r["objects"] / r["wall_s"],
+            "4 KiB objects into an empty bucket",
+            "objects/s",
+        ),
+        (
+            ("W3", "W5"),
+            lambda r: r["bytes"] / r["wall_s"] / 1e6,
+            "large objects (4x256 MiB, 1 GiB)",
+            "MB/s",
+        ),
         (("W7",), lambda r: r.get("sus_eps"), "listener, sustained", "events/s"),
     ]
     panels = [p for p in panels if any(r["workload"] in p[0] for r in records)]
@@ -77,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     tools = list(dict.fromkeys(r["tool"] for r in records))
     colors = {t: palette[i % len(palette)] for i, t in enumerate(tools)}
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
-    for ax, (workloads, metric, title, unit) in zip(axes[:, 0], panels):
+    for ax, (workloads, metric, title, unit) in zip(axes[:, 0], panels, strict=False):
         _panel(ax, _series(records, workloads, metric), list(workloads), title, unit, colors)
-    fig.suptitle(f"s3s3 benchmark {meta['date']} - {meta['server']}"
-                 f"{' - QUICK (not a result)' if meta.get('quick') else ''}", fontsize=11)
+    fig.suptitle(
+        f"s3s3 benchmark {meta['date']} - {meta['server']}"
+        f"{' - QUICK (not a result)' if meta.get('quick') else ''}",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     return 0

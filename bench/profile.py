@@ -27,18 +27,27 @@ README_END = "<!-- bench:profile:end -->"
 #: (category, regex on "function (file)") — first match wins.
 CATEGORIES = [
     ("start-up: imports", r"<frozen importlib|importlib/|\(<module>\)|_find_and_load"),
-    ("signing: s3s3.signing, botocore's signers, HMAC, SHA-256",
-     r"s3s3/signing\.py|botocore/auth\.py|botocore/signers\.py|hmac\.py|botocore/crt"),
+    (
+        "signing: s3s3.signing, botocore's signers, HMAC, SHA-256",
+        r"s3s3/signing\.py|botocore/auth\.py|botocore/signers\.py|hmac\.py|botocore/crt",
+    ),
     ("botocore: serialization + validation", r"botocore/serialize\.py|botocore/validate\.py"),
-    ("botocore: response parsing (XML)", r"botocore/parsers\.py|xml/etree|ElementTree|"
-                                         r"xml\.etree|pyexpat"),
-    ("botocore: events, endpoint rules, models, retries",
-     r"botocore/(hooks|handlers|endpoint_provider|regionsm|regions|client|args|model|utils|"
-     r"retries|retryhandler|context|useragent|configprovider|httpchecksum|response|"
-     r"eventstream|credentials|paginate|compat|loaders|docs)|boto3/"),
-    ("HTTP: botocore endpoint, urllib3, http.client, sockets",
-     r"botocore/(endpoint|httpsession|awsrequest)\.py|urllib3/|http/client\.py|socket\.py|"
-     r"ssl\.py|email/|selectors\.py"),
+    (
+        "botocore: response parsing (XML)",
+        r"botocore/parsers\.py|xml/etree|ElementTree|"
+        r"xml\.etree|pyexpat",
+    ),
+    (
+        "botocore: events, endpoint rules, models, retries",
+        r"botocore/(hooks|handlers|endpoint_provider|regionsm|regions|client|args|model|utils|"
+        r"retries|retryhandler|context|useragent|configprovider|httpchecksum|response|"
+        r"eventstream|credentials|paginate|compat|loaders|docs)|boto3/",
+    ),
+    (
+        "HTTP: botocore endpoint, urllib3, http.client, sockets",
+        r"botocore/(endpoint|httpsession|awsrequest)\.py|urllib3/|http/client\.py|socket\.py|"
+        r"ssl\.py|email/|selectors\.py",
+    ),
     ("threads, queues, futures", r"threading\.py|queue\.py|concurrent/futures"),
     ("hashing (md5)", r"hashlib|md5"),
     ("logging", r"logging/"),
@@ -78,22 +87,39 @@ def parse_raw(path: Path) -> tuple[Counter, Counter, int]:
     return own, cats, total
 
 
-def render(*, objects: int, rate: int, wall_s: float, server_cpu_s: float, own: Counter,
-           cats: Counter, total: int, command: str, date: str, gil: bool = False) -> str:
+def render(
+    *,
+    objects: int,
+    rate: int,
+    wall_s: float,
+    server_cpu_s: float,
+    own: Counter,
+    cats: Counter,
+    total: int,
+    command: str,
+    date: str,
+    gil: bool = False,
+) -> str:
     cpu_s = total / rate
     lines = [
         f"s3s3bucket copying {objects:,} objects of 4 KiB into an empty bucket, under py-spy "
-        f"at {rate} samples/s ({date}; `{command}`).", "",
+        f"at {rate} samples/s ({date}; `{command}`).",
+        "",
         f"- wall {wall_s:.1f} s ({objects / wall_s:,.0f} obj/s under the profiler)",
-        (f"- samples of the thread holding the GIL: {cpu_s:.1f} s = "
-         f"{cpu_s / objects * 1000:.2f} ms per object (Python code only; system calls made "
-         f"without the GIL are not in this profile)" if gil else
-         f"- client CPU sampled: {cpu_s:.1f} s = {cpu_s / objects * 1000:.2f} ms per object "
-         f"(py-spy counts a thread while it is running or runnable, not while it waits on a "
-         f"socket: on a busy machine, waiting for a core is charged to where the thread woke)"),
+        (
+            f"- samples of the thread holding the GIL: {cpu_s:.1f} s = "
+            f"{cpu_s / objects * 1000:.2f} ms per object (Python code only; system calls made "
+            f"without the GIL are not in this profile)"
+            if gil
+            else f"- client CPU sampled: {cpu_s:.1f} s = {cpu_s / objects * 1000:.2f} ms per object "
+            f"(py-spy counts a thread while it is running or runnable, not while it waits on a "
+            f"socket: on a busy machine, waiting for a core is charged to where the thread woke)"
+        ),
         f"- server (RGW + OSD + mon) CPU over the run: {server_cpu_s:.1f} s = "
-        f"{server_cpu_s / objects * 1000:.2f} ms per object", "",
-        "| where (own CPU) | share | ms/object |", "|---|---|---|",
+        f"{server_cpu_s / objects * 1000:.2f} ms per object",
+        "",
+        "| where (own CPU) | share | ms/object |",
+        "|---|---|---|",
     ]
     for cat, n in cats.most_common():
         lines.append(f"| {cat} | {n / total:.0%} | {n / rate / objects * 1000:.3f} |")
@@ -110,7 +136,7 @@ def profile(args, *, run_dir: Path, log) -> int:
     from .context import Context, Sizes
     from .install import ensure_tools
     from .measure import require_time_bin
-    from .peers import CopyJob, S3S3
+    from .peers import S3S3, CopyJob
     from .servers import start_server
 
     require_time_bin()
@@ -119,8 +145,15 @@ def profile(args, *, run_dir: Path, log) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     objects = args.objects or sizes.w2_count
     server = start_server(force_moto=args.moto, log=log)
-    ctx = Context(server=server, run_dir=run_dir, sizes=sizes, runs=1, log=log,
-                  tools_bin=tools_bin, s3s3_bucket_cmd=args.s3s3_bucket_cmd)
+    ctx = Context(
+        server=server,
+        run_dir=run_dir,
+        sizes=sizes,
+        runs=1,
+        log=log,
+        tools_bin=tools_bin,
+        s3s3_bucket_cmd=args.s3s3_bucket_cmd,
+    )
     try:
         why = S3S3.available(ctx)
         if why:
@@ -133,8 +166,17 @@ def profile(args, *, run_dir: Path, log) -> int:
         work.mkdir(parents=True, exist_ok=True)
         inv = S3S3.build(ctx, CopyJob(ds.bucket, dst, work))
         raw = work / "py-spy.raw.txt"
-        argv = [str(py_spy), "record", "--format", "raw", "--rate", str(args.rate),
-                "--nonblocking", "-o", str(raw)]
+        argv = [
+            str(py_spy),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            str(args.rate),
+            "--nonblocking",
+            "-o",
+            str(raw),
+        ]
         argv += ["--gil"] if args.gil else []
         argv += ["--native"] if args.native else []
         argv += ["--", *inv.argv]
@@ -155,11 +197,23 @@ def profile(args, *, run_dir: Path, log) -> int:
         server.stop()
     own, cats, total = parse_raw(raw)
     date = time.strftime("%Y-%m-%d")
-    flags = [f for f, on in (("--quick", args.quick), ("--gil", args.gil),
-                             ("--native", args.native)) if on]
-    text = render(objects=objects, rate=args.rate, wall_s=wall, server_cpu_s=server_cpu,
-                  own=own, cats=cats, total=total, date=date, gil=args.gil,
-                  command=" ".join(["python -m bench profile", *flags]))
+    flags = [
+        f
+        for f, on in (("--quick", args.quick), ("--gil", args.gil), ("--native", args.native))
+        if on
+    ]
+    text = render(
+        objects=objects,
+        rate=args.rate,
+        wall_s=wall,
+        server_cpu_s=server_cpu,
+        own=own,
+        cats=cats,
+        total=total,
+        date=date,
+        gil=args.gil,
+        command=" ".join(["python -m bench profile", *flags]),
+    )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"profile-{date}{'-quick' if args.quick else ''}.md"
     out.write_text(f"# Where s3s3bucket spends its CPU, {date}\n\n{text}")
@@ -169,6 +223,12 @@ def profile(args, *, run_dir: Path, log) -> int:
     if update and README.exists():
         readme = README.read_text()
         if README_BEGIN in readme and README_END in readme:
-            README.write_text(readme.split(README_BEGIN)[0] + README_BEGIN + "\n" + text
-                              + README_END + readme.split(README_END, 1)[1])
+            README.write_text(
+                readme.split(README_BEGIN)[0]
+                + README_BEGIN
+                + "\n"
+                + text
+                + README_END
+                + readme.split(README_END, 1)[1]
+            )
     return 0 if check.ok else 1

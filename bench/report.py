@@ -16,8 +16,8 @@ import re
 import statistics
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .paths import README, REPO_ROOT
 
@@ -33,8 +33,9 @@ def ok_runs(records: list[dict], workload: str, tool: str) -> list[dict]:
 
 
 def failed_count(records: list[dict], workload: str, tool: str) -> int:
-    return sum(1 for r in records if r["workload"] == workload and r["tool"] == tool
-               and not r["ok"])
+    return sum(
+        1 for r in records if r["workload"] == workload and r["tool"] == tool and not r["ok"]
+    )
 
 
 def tools_of(records: list[dict], workload: str) -> list[str]:
@@ -79,6 +80,7 @@ def per_object_ms(key: str) -> Callable[[dict], float | None]:
     def metric(r: dict) -> float | None:
         v = r.get(key)
         return None if v is None or not r["objects"] else v / r["objects"] * 1000
+
     return metric
 
 
@@ -122,19 +124,37 @@ def small_table(records: list[dict]) -> str | None:
     for tool in tools:
         w1, w2 = ok_runs(records, "W1", tool), ok_runs(records, "W2", tool)
         main = w2 or w1
-        rows.append([
-            _label(records, "W2" if w2 else "W1", tool), spread(w1, obj_rate), spread(w2, obj_rate),
-            ratio(median_of(w1, obj_rate), ref["W1"]), ratio(median_of(w2, obj_rate), ref["W2"]),
-            cell(median_of(main, lambda r: r["wall_s"]), "{:.1f}"),
-            cell(median_of(main, lambda r: r["cpu_s"]), "{:.1f}"),
-            cell(median_of(main, per_object_ms("cpu_s")), "{:.2f}"),
-            cell(median_of(main, per_object_ms("server_cpu_s")), "{:.2f}"),
-            cell(median_of(main, requests_per_object), "{:.2f}"),
-            cell(median_of(main, lambda r: r["peak_rss_mb"])),
-        ])
-    return _table(["tool", "W1 obj/s", "W2 obj/s", "W1 tool/s3s3", "W2 tool/s3s3",
-                   "W2 wall s", "W2 client CPU s", "client CPU ms/obj", "server CPU ms/obj", "requests/obj", "peak RSS MB"],
-                  rows)
+        rows.append(
+            [
+                _label(records, "W2" if w2 else "W1", tool),
+                spread(w1, obj_rate),
+                spread(w2, obj_rate),
+                ratio(median_of(w1, obj_rate), ref["W1"]),
+                ratio(median_of(w2, obj_rate), ref["W2"]),
+                cell(median_of(main, lambda r: r["wall_s"]), "{:.1f}"),
+                cell(median_of(main, lambda r: r["cpu_s"]), "{:.1f}"),
+                cell(median_of(main, per_object_ms("cpu_s")), "{:.2f}"),
+                cell(median_of(main, per_object_ms("server_cpu_s")), "{:.2f}"),
+                cell(median_of(main, requests_per_object), "{:.2f}"),
+                cell(median_of(main, lambda r: r["peak_rss_mb"])),
+            ]
+        )
+    return _table(
+        [
+            "tool",
+            "W1 obj/s",
+            "W2 obj/s",
+            "W1 tool/s3s3",
+            "W2 tool/s3s3",
+            "W2 wall s",
+            "W2 client CPU s",
+            "client CPU ms/obj",
+            "server CPU ms/obj",
+            "requests/obj",
+            "peak RSS MB",
+        ],
+        rows,
+    )
 
 
 def ceiling_copy(records: list[dict], workload: str, metric) -> float | None:
@@ -154,16 +174,31 @@ def large_table(records: list[dict]) -> str | None:
     rows = []
     for tool in tools:
         w3, w5 = ok_runs(records, "W3", tool), ok_runs(records, "W5", tool)
-        rows.append([
-            _label(records, "W3" if w3 else "W5", tool), spread(w3, mb_rate),
-            ratio(median_of(w3, mb_rate), ref["W3"]),
-            cell(median_of(w3, lambda r: r["wall_s"]), "{:.1f}"),
-            cell(median_of(w3, lambda r: r["peak_rss_mb"])),
-            cell(median_of(w3, lambda r: r["cpu_s"]), "{:.1f}"),
-            spread(w5, mb_rate), cell(median_of(w5, lambda r: r["peak_rss_mb"])),
-        ])
-    return _table(["tool", "W3 MB/s", "W3 tool/s3s3", "W3 wall s", "W3 peak RSS MB", "W3 client CPU s",
-                   "W5 MB/s", "W5 peak RSS MB"], rows)
+        rows.append(
+            [
+                _label(records, "W3" if w3 else "W5", tool),
+                spread(w3, mb_rate),
+                ratio(median_of(w3, mb_rate), ref["W3"]),
+                cell(median_of(w3, lambda r: r["wall_s"]), "{:.1f}"),
+                cell(median_of(w3, lambda r: r["peak_rss_mb"])),
+                cell(median_of(w3, lambda r: r["cpu_s"]), "{:.1f}"),
+                spread(w5, mb_rate),
+                cell(median_of(w5, lambda r: r["peak_rss_mb"])),
+            ]
+        )
+    return _table(
+        [
+            "tool",
+            "W3 MB/s",
+            "W3 tool/s3s3",
+            "W3 wall s",
+            "W3 peak RSS MB",
+            "W3 client CPU s",
+            "W5 MB/s",
+            "W5 peak RSS MB",
+        ],
+        rows,
+    )
 
 
 def noop_table(records: list[dict]) -> str | None:
@@ -177,11 +212,19 @@ def noop_table(records: list[dict]) -> str | None:
         med = median_of(runs, lambda r: r["wall_s"])
         reqs = median_of(runs, lambda r: (r.get("requests") or {}).get("total"))
         kinds = _request_kinds(runs)
-        rows.append([_label(records, "W4", tool), spread(runs, lambda r: r["wall_s"], "{:.2f}"),
-                     ratio(med, ref), cell(reqs), kinds,
-                     cell(median_of(runs, lambda r: r["cpu_s"]), "{:.2f}")])
-    return _table(["tool", "seconds", "time tool/s3s3", "requests", "of which",
-                   "client CPU s"], rows)
+        rows.append(
+            [
+                _label(records, "W4", tool),
+                spread(runs, lambda r: r["wall_s"], "{:.2f}"),
+                ratio(med, ref),
+                cell(reqs),
+                kinds,
+                cell(median_of(runs, lambda r: r["cpu_s"]), "{:.2f}"),
+            ]
+        )
+    return _table(
+        ["tool", "seconds", "time tool/s3s3", "requests", "of which", "client CPU s"], rows
+    )
 
 
 def _request_kinds(runs: list[dict]) -> str:
@@ -198,39 +241,68 @@ def planner_table(records: list[dict]) -> str | None:
     probe = [r["probe"] for r in runs]
     keys = probe[0]["keys"]
     return _table(
-        ["what", "keys", "peak RSS MB (whole process)", "growth while planning MB",
-         "planning wall s", "planning CPU s"],
-        [["s3s3 plan_keys over generated listings", f"{keys:,}",
-          spread(runs, lambda r: r["peak_rss_mb"]),
-          spread([{"v": p["planning_growth_mb"]} for p in probe], lambda r: r["v"], "{:.1f}"),
-          spread([{"v": p["plan_wall_s"]} for p in probe], lambda r: r["v"], "{:.1f}"),
-          spread([{"v": p["plan_cpu_s"]} for p in probe], lambda r: r["v"], "{:.1f}")]])
+        [
+            "what",
+            "keys",
+            "peak RSS MB (whole process)",
+            "growth while planning MB",
+            "planning wall s",
+            "planning CPU s",
+        ],
+        [
+            [
+                "s3s3 plan_keys over generated listings",
+                f"{keys:,}",
+                spread(runs, lambda r: r["peak_rss_mb"]),
+                spread([{"v": p["planning_growth_mb"]} for p in probe], lambda r: r["v"], "{:.1f}"),
+                spread([{"v": p["plan_wall_s"]} for p in probe], lambda r: r["v"], "{:.1f}"),
+                spread([{"v": p["plan_cpu_s"]} for p in probe], lambda r: r["v"], "{:.1f}"),
+            ]
+        ],
+    )
 
 
 def listener_table(records: list[dict]) -> str | None:
     tools = tools_of(records, "W7")
     if not tools:
         return None
-    legacy = median_of(ok_runs(records, "W7", "s3s3listen 0.1.10 (2015)"), lambda r: r.get("sus_eps"))
+    legacy = median_of(
+        ok_runs(records, "W7", "s3s3listen 0.1.10 (2015)"), lambda r: r.get("sus_eps")
+    )
     rows = []
     for tool in tools:
         runs = ok_runs(records, "W7", tool)
         rate = median_of(runs, lambda r: r.get("sus_eps"))
-        saturated = any((r.get("lat_achieved_eps") or 0) < 0.9 * (r.get("lat_offered_eps") or 0)
-                        for r in runs)
-        rows.append([
-            _label(records, "W7", tool), spread(runs, lambda r: r.get("sus_eps")),
-            ratio(rate, legacy),
-            cell(median_of(runs, lambda r: r.get("sus_cpu_ms_per_event")), "{:.2f}"),
-            spread(runs, lambda r: r.get("lat_p50_ms"), "{:,.1f}"),
-            spread(runs, lambda r: r.get("lat_p99_ms"), "{:,.1f}")
-            + (" (saturated)" if saturated else ""),
-            cell(median_of(runs, requests_per_object), "{:.2f}"),
-            cell(median_of(runs, lambda r: r["peak_rss_mb"])),
-        ])
+        saturated = any(
+            (r.get("lat_achieved_eps") or 0) < 0.9 * (r.get("lat_offered_eps") or 0) for r in runs
+        )
+        rows.append(
+            [
+                _label(records, "W7", tool),
+                spread(runs, lambda r: r.get("sus_eps")),
+                ratio(rate, legacy),
+                cell(median_of(runs, lambda r: r.get("sus_cpu_ms_per_event")), "{:.2f}"),
+                spread(runs, lambda r: r.get("lat_p50_ms"), "{:,.1f}"),
+                spread(runs, lambda r: r.get("lat_p99_ms"), "{:,.1f}")
+                + (" (saturated)" if saturated else ""),
+                cell(median_of(runs, requests_per_object), "{:.2f}"),
+                cell(median_of(runs, lambda r: r["peak_rss_mb"])),
+            ]
+        )
     rate_hdr = f"latency p50 ms at {_offered(records)}/s"
-    return _table(["listener", "sustained events/s", "s3s3/2015", "CPU ms/event (sustained)",
-                   rate_hdr, "p99 ms", "requests/event", "peak RSS MB"], rows)
+    return _table(
+        [
+            "listener",
+            "sustained events/s",
+            "s3s3/2015",
+            "CPU ms/event (sustained)",
+            rate_hdr,
+            "p99 ms",
+            "requests/event",
+            "peak RSS MB",
+        ],
+        rows,
+    )
 
 
 def _offered(records: list[dict]) -> str:
@@ -242,22 +314,35 @@ def _offered(records: list[dict]) -> str:
 
 def ceiling_table(records: list[dict]) -> str | None:
     rows = []
-    for workload, metric, unit in (("W1", obj_rate, "obj/s"), ("W2", obj_rate, "obj/s"),
-                                   ("W3", mb_rate, "MB/s")):
+    for workload, metric, unit in (
+        ("W1", obj_rate, "obj/s"),
+        ("W2", obj_rate, "obj/s"),
+        ("W3", mb_rate, "MB/s"),
+    ):
         put = ok_runs(records, workload, "ceiling: s5cmd PUT")
         get = ok_runs(records, workload, "ceiling: s5cmd GET")
         if not put and not get:
             continue
         fmt = "{:,.0f}"
         # A large object's GET streams into its PUT, both at once: the PUT is its ceiling.
-        ceiling = ("the PUT's (GET and PUT overlap)" if workload == "W3"
-                   else cell(ceiling_copy(records, workload, metric)))
-        rows.append([workload, unit, spread(put, metric, fmt), spread(get, metric, fmt),
-                     ceiling])
+        ceiling = (
+            "the PUT's (GET and PUT overlap)"
+            if workload == "W3"
+            else cell(ceiling_copy(records, workload, metric))
+        )
+        rows.append([workload, unit, spread(put, metric, fmt), spread(get, metric, fmt), ceiling])
     if not rows:
         return None
-    return _table(["workload", "unit", "s5cmd PUT", "s5cmd GET",
-                   "copy ceiling: 1/(1/PUT+1/GET) for small objects"], rows)
+    return _table(
+        [
+            "workload",
+            "unit",
+            "s5cmd PUT",
+            "s5cmd GET",
+            "copy ceiling: 1/(1/PUT+1/GET) for small objects",
+        ],
+        rows,
+    )
 
 
 # --------------------------------------------------------------------------- summary
@@ -280,8 +365,12 @@ def summary_lines(records: list[dict]) -> list[str]:
                 best = (tool, value)
         return best
 
-    for workload, metric, unit in (("W1", obj_rate, "obj/s"), ("W2", obj_rate, "obj/s"),
-                                   ("W3", mb_rate, "MB/s"), ("W5", mb_rate, "MB/s")):
+    for workload, metric, unit in (
+        ("W1", obj_rate, "obj/s"),
+        ("W2", obj_rate, "obj/s"),
+        ("W3", mb_rate, "MB/s"),
+        ("W5", mb_rate, "MB/s"),
+    ):
         mine = median_of(ok_runs(records, workload, "s3s3"), metric)
         if mine is None:
             continue
@@ -310,16 +399,19 @@ def summary_lines(records: list[dict]) -> list[str]:
         lines.append(text)
     runs = ok_runs(records, "W6", "s3s3 planner")
     if runs:
-        lines.append(f"- **W6**: planning {runs[0]['objects']:,} keys, peak RSS "
-                     f"{median_of(runs, lambda r: r['peak_rss_mb']):,.0f} MB (target < 300)")
+        lines.append(
+            f"- **W6**: planning {runs[0]['objects']:,} keys, peak RSS "
+            f"{median_of(runs, lambda r: r['peak_rss_mb']):,.0f} MB (target < 300)"
+        )
     for tool in tools_of(records, "W7"):
         if not tool.startswith("s3s3listen ("):
             continue
         runs = ok_runs(records, "W7", tool)
         rate = median_of(runs, lambda r: r.get("sus_eps"))
         p99 = median_of(runs, lambda r: r.get("lat_p99_ms"))
-        legacy = median_of(ok_runs(records, "W7", "s3s3listen 0.1.10 (2015)"),
-                           lambda r: r.get("sus_eps"))
+        legacy = median_of(
+            ok_runs(records, "W7", "s3s3listen 0.1.10 (2015)"), lambda r: r.get("sus_eps")
+        )
         if rate is None:
             continue
         text = f"- **W7 {tool}**: {rate:,.0f} events/s (target >= 400)"
@@ -348,14 +440,20 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"cores": str(os.cpu_count()), "memory": f"{mem_kb / 1024**2:.1f} GiB",
-            "cpu": model, "os": platform.platform()}
+    return {
+        "cores": str(os.cpu_count()),
+        "memory": f"{mem_kb / 1024**2:.1f} GiB",
+        "cpu": model,
+        "os": platform.platform(),
+    }
 
 
 def git_revision() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=REPO_ROOT).stdout.strip()
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=REPO_ROOT
+        ).stdout.strip()
+
     rev = git("rev-parse", "--short", "HEAD")
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "s3s3")
     return f"{rev}{' + uncommitted changes in s3s3/' if dirty else ''}" if rev else "?"
@@ -364,8 +462,11 @@ def git_revision() -> str:
 def render(meta: dict, records: list[dict]) -> str:
     parts = [f"# s3s3 benchmark, {meta['date']}", ""]
     if meta.get("fallback"):
-        parts += ["> **FALLBACK SERVER: moto, not Ceph RGW. These figures say nothing about a "
-                  "real store.**", ""]
+        parts += [
+            "> **FALLBACK SERVER: moto, not Ceph RGW. These figures say nothing about a "
+            "real store.**",
+            "",
+        ]
     if meta.get("quick"):
         parts += ["> `--quick`: small counts, for checking the harness. Not a result.", ""]
     m = meta["machine"]
@@ -384,8 +485,10 @@ def render(meta: dict, records: list[dict]) -> str:
         f"log{' (not on the fallback: none counted)' if meta.get('fallback') else ''}; every run is verified afterwards (keys, sizes, ETag = md5; md5 of the bytes "
         "read back for objects of 8 MiB and more).",
         "",
-        "## Summary: s3s3 against the best peer and the server's ceiling", "",
-        *(summary_lines(records) or ["- (no s3s3 runs)"]), "",
+        "## Summary: s3s3 against the best peer and the server's ceiling",
+        "",
+        *(summary_lines(records) or ["- (no s3s3 runs)"]),
+        "",
     ]
     sections = [
         ("Small objects: W1 1,000 and W2 10,000 x 4 KiB into an empty bucket", small_table),
@@ -401,19 +504,25 @@ def render(meta: dict, records: list[dict]) -> str:
             parts += [f"## {title}", "", table, ""]
     if meta.get("sizes"):
         s = meta["sizes"]
-        parts += [f"Sizes: W1 {s['w1_count']:,}, W2 {s['w2_count']:,} x {s['small_bytes']:,} B; "
-                  f"W3 {s['w3_count']} x {s['w3_bytes'] / 2**20:,.0f} MiB; "
-                  f"W5 {s['w5_bytes'] / 2**20:,.0f} MiB; W6 {s['w6_keys']:,} keys; W7 "
-                  f"{s['w7_sustained']:,} sustained keys ({s['w7_sustained_2015']:,} for the "
-                  f"2015 listener), latency at {s['w7_rate']:g}/s for {s['w7_latency_s']:g} s "
-                  f"({s.get('w7_latency_s_2015', s['w7_latency_s']):g} s for the 2015 "
-                  f"listener).", ""]
+        parts += [
+            f"Sizes: W1 {s['w1_count']:,}, W2 {s['w2_count']:,} x {s['small_bytes']:,} B; "
+            f"W3 {s['w3_count']} x {s['w3_bytes'] / 2**20:,.0f} MiB; "
+            f"W5 {s['w5_bytes'] / 2**20:,.0f} MiB; W6 {s['w6_keys']:,} keys; W7 "
+            f"{s['w7_sustained']:,} sustained keys ({s['w7_sustained_2015']:,} for the "
+            f"2015 listener), latency at {s['w7_rate']:g}/s for {s['w7_latency_s']:g} s "
+            f"({s.get('w7_latency_s_2015', s['w7_latency_s']):g} s for the 2015 "
+            f"listener).",
+            "",
+        ]
     notes = meta.get("notes") or []
     if notes:
         parts += ["## Notes", "", *[f"- {n}" for n in notes], ""]
-    parts += [f"W6 uses generated listings (a million uploads would take longer than the whole "
-              f"run); W7's replicated time is when RGW logged the destination PUT. Raw "
-              f"records: `{meta['json_name']}`.", ""]
+    parts += [
+        f"W6 uses generated listings (a million uploads would take longer than the whole "
+        f"run); W7's replicated time is when RGW logged the destination PUT. Raw "
+        f"records: `{meta['json_name']}`.",
+        "",
+    ]
     if meta.get("plot_name"):
         parts += [f"![objects/s and MB/s per tool]({meta['plot_name']})", ""]
     return "\n".join(parts)
@@ -423,7 +532,8 @@ def write_results(results_dir: Path, meta: dict, records: list[dict], *, stem: s
     results_dir.mkdir(parents=True, exist_ok=True)
     meta["json_name"] = f"{stem}.json"
     (results_dir / f"{stem}.json").write_text(
-        json.dumps({"meta": meta, "records": records}, indent=1, default=str) + "\n")
+        json.dumps({"meta": meta, "records": records}, indent=1, default=str) + "\n"
+    )
     md = results_dir / f"{stem}.md"
     md.write_text(render(meta, records))
     return md
@@ -439,9 +549,16 @@ def update_readme(markdown: str, *, results_link: str) -> bool:
     body = re.sub(r"^# .*\n", "", markdown, count=1)  # the file has its own title
     body = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", body, flags=re.M)
     body = body.replace("](", "](results/") if "](results/" not in body else body
-    new = (text.split(README_BEGIN)[0] + README_BEGIN + "\n"
-           + f"_Generated by `python -m bench` on {time.strftime('%Y-%m-%d')}; "
-             f"full file: [{results_link}](results/{results_link})._\n\n"
-           + body.strip() + "\n" + README_END + text.split(README_END, 1)[1])
+    new = (
+        text.split(README_BEGIN)[0]
+        + README_BEGIN
+        + "\n"
+        + f"_Generated by `python -m bench` on {time.strftime('%Y-%m-%d')}; "
+        f"full file: [{results_link}](results/{results_link})._\n\n"
+        + body.strip()
+        + "\n"
+        + README_END
+        + text.split(README_END, 1)[1]
+    )
     README.write_text(new)
     return True

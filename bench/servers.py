@@ -30,10 +30,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote
 
 from .paths import REPO_ROOT, WORK_DIR
@@ -67,7 +67,7 @@ class BenchServer:
     dst: Site
     pids: list[int]
     workdirs: list[Path]
-    access_log: "AccessLog | None" = None
+    access_log: AccessLog | None = None
     #: host the 2015 s3s3 reaches on port 80 (None: it cannot run here)
     legacy_host: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -97,12 +97,14 @@ class BenchServer:
                 self._forwarder.kill()
         if self.kind == "ceph":
             from servers import ceph_rgw
+
             ceph_rgw.stop(self.workdirs[0])
             # The OSD's block file holds every object written (GBs after W3); the logs stay
             # for inspection until the next start clears them.
             shutil.rmtree(self.workdirs[0] / "osd", ignore_errors=True)
         else:
             from servers import moto_server
+
             for w in self.workdirs:
                 moto_server.stop(w)
 
@@ -113,12 +115,19 @@ def make_client(site: Site, *, pool: int = 64):
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=site.url, aws_access_key_id=site.access_key,
-        aws_secret_access_key=site.secret_key, region_name=site.region,
-        config=Config(s3={"addressing_style": "path", "payload_signing_enabled": False},
-                      request_checksum_calculation="when_required",
-                      response_checksum_validation="when_required",
-                      max_pool_connections=pool, retries={"max_attempts": 5, "mode": "standard"}))
+        "s3",
+        endpoint_url=site.url,
+        aws_access_key_id=site.access_key,
+        aws_secret_access_key=site.secret_key,
+        region_name=site.region,
+        config=Config(
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            max_pool_connections=pool,
+            retries={"max_attempts": 5, "mode": "standard"},
+        ),
+    )
 
 
 def process_cpu_s(pid: int) -> float:
@@ -154,17 +163,26 @@ def _start_ceph(log) -> BenchServer:
 
     if not shutil.which("radosgw") and (REPO_ROOT / "servers" / "install-debian.sh").exists():
         log("radosgw missing: running servers/install-debian.sh ...")
-        subprocess.run(["bash", str(REPO_ROOT / "servers" / "install-debian.sh")],
-                       stdout=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "servers" / "install-debian.sh")],
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
     workdir = WORK_DIR / "ceph"
     if (workdir / "endpoint.json").exists():
         ceph_rgw.stop(workdir)  # a previous harness run that died
     port80 = port_is_free("127.0.0.1", 80)
     info = ceph_rgw.start(workdir, tls=False, port=80 if port80 else None, store="bluestore")
     site = Site(info["endpoint_url"], info["access_key"], info["secret_key"], info["region"])
-    server = BenchServer(kind="ceph", version=f"Ceph RGW {info['version']} (bluestore)",
-                         src=site, dst=site, pids=list(info["pids"]), workdirs=[workdir],
-                         access_log=AccessLog(workdir / "log" / "ceph-client.rgw.a.log"))
+    server = BenchServer(
+        kind="ceph",
+        version=f"Ceph RGW {info['version']} (bluestore)",
+        src=site,
+        dst=site,
+        pids=list(info["pids"]),
+        workdirs=[workdir],
+        access_log=AccessLog(workdir / "log" / "ceph-client.rgw.a.log"),
+    )
     if port80:
         server.legacy_host = "127.0.0.1"
     else:
@@ -182,15 +200,23 @@ def _forward_port80(server: BenchServer, log) -> None:
         if not port_is_free(host, 80):
             continue
         proc = subprocess.Popen(
-            ["socat", f"TCP-LISTEN:80,bind={host},reuseaddr,fork",
-             f"TCP:127.0.0.1:{server.src.port}"], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "socat",
+                f"TCP-LISTEN:80,bind={host},reuseaddr,fork",
+                f"TCP:127.0.0.1:{server.src.port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(0.3)
         if proc.poll() is None:
             server._forwarder = proc
             server.legacy_host = host
-            server.notes.append(f"127.0.0.1:80 was busy: the 2015 s3s3 reached the RGW through "
-                                f"a socat forwarder on {host}:80 (its CPU is not counted)")
+            server.notes.append(
+                f"127.0.0.1:80 was busy: the 2015 s3s3 reached the RGW through "
+                f"a socat forwarder on {host}:80 (its CPU is not counted)"
+            )
             log("note: " + server.notes[-1])
             return
     server.notes.append("port 80 busy everywhere: the 2015 s3s3 cannot run")
@@ -205,13 +231,16 @@ def _start_moto(log) -> BenchServer:
     log("!" * 78)
     dirs = [WORK_DIR / "moto-src", WORK_DIR / "moto-dst"]
     infos = [moto_server.start(d, python=sys.executable) for d in dirs]
-    sites = [Site(i["endpoint_url"], i["access_key"], i["secret_key"], i["region"])
-             for i in infos]
-    return BenchServer(kind="moto", version=f"moto {infos[0]['version']} (FALLBACK)",
-                       src=sites[0], dst=sites[1],
-                       pids=[p for i in infos for p in i["pids"]], workdirs=dirs,
-                       notes=["FALLBACK: moto servers, not Ceph RGW; not comparable to "
-                              "BASELINES.md"])
+    sites = [Site(i["endpoint_url"], i["access_key"], i["secret_key"], i["region"]) for i in infos]
+    return BenchServer(
+        kind="moto",
+        version=f"moto {infos[0]['version']} (FALLBACK)",
+        src=sites[0],
+        dst=sites[1],
+        pids=[p for i in infos for p in i["pids"]],
+        workdirs=dirs,
+        notes=["FALLBACK: moto servers, not Ceph RGW; not comparable to BASELINES.md"],
+    )
 
 
 # --------------------------------------------------------------------------- access log
@@ -220,7 +249,8 @@ def _start_moto(log) -> BenchServer:
 MARK_PREFIX = "bench-mark-"
 _LINE = re.compile(
     r'^(\S+) \S+\s+-?\d+ beast: \S+ \S+ - \S+ \[[^\]]*\] "([A-Z]+) (\S+) HTTP/[\d.]+" '
-    r'(\d{3}) (\d+|-)')
+    r"(\d{3}) (\d+|-)"
+)
 
 
 @dataclass(frozen=True)
@@ -256,8 +286,11 @@ class AccessLog:
             f.seek(start)
             data = f.read() if end is None else f.read(max(0, end - start))
         cut = data.rfind(b"\n") + 1
-        requests = [r for r in map(self._parse, data[:cut].decode("utf-8", "replace")
-                                   .splitlines()) if r is not None]
+        requests = [
+            r
+            for r in map(self._parse, data[:cut].decode("utf-8", "replace").splitlines())
+            if r is not None
+        ]
         return requests, start + cut
 
     def mark(self, client, *, timeout_s: float = 10.0) -> int:
@@ -308,8 +341,15 @@ class AccessLog:
         bucket, _, key = path.lstrip("/").partition("/")
         if bucket.startswith(MARK_PREFIX):
             return None
-        return Request(self._epoch(stamp), method, unquote(bucket), unquote(key), query,
-                       int(status), 0 if size == "-" else int(size))
+        return Request(
+            self._epoch(stamp),
+            method,
+            unquote(bucket),
+            unquote(key),
+            query,
+            int(status),
+            0 if size == "-" else int(size),
+        )
 
     def _epoch(self, stamp: str) -> float:
         # "2026-11-25T14:35:56.432+0000": cache the whole-second part, parse the fraction.

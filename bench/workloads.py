@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import data
 from .context import Context
@@ -61,9 +61,21 @@ class Window:
         return cpu, count_requests(requests)
 
 
-def measure_run(ctx: Context, *, workload: str, tool: str, family: str, run: int,
-                argv: list[str], env: dict, cwd: Path, objects: int, nbytes: int,
-                verify: Callable[[], data.Verification] | None, **extra) -> dict:
+def measure_run(
+    ctx: Context,
+    *,
+    workload: str,
+    tool: str,
+    family: str,
+    run: int,
+    argv: list[str],
+    env: dict,
+    cwd: Path,
+    objects: int,
+    nbytes: int,
+    verify: Callable[[], data.Verification] | None,
+    **extra,
+) -> dict:
     """Time one invocation, count its requests, verify its result, and record it."""
     window = Window(ctx)
     m = run_timed(argv, log_path=cwd / "output.log", env=env, cwd=cwd)
@@ -71,12 +83,27 @@ def measure_run(ctx: Context, *, workload: str, tool: str, family: str, run: int
     check = verify() if verify and m.exit_status == 0 else None
     ok = m.exit_status == 0 and (check is None or check.ok)
     rec = ctx.record(
-        workload=workload, tool=tool, family=family, run=run, ok=ok, exit_status=m.exit_status,
-        wall_s=round(m.wall_s, 4), user_s=m.user_s, sys_s=m.sys_s, cpu_s=m.cpu_s,
+        workload=workload,
+        tool=tool,
+        family=family,
+        run=run,
+        ok=ok,
+        exit_status=m.exit_status,
+        wall_s=round(m.wall_s, 4),
+        user_s=m.user_s,
+        sys_s=m.sys_s,
+        cpu_s=m.cpu_s,
         peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None,
-        objects=objects, bytes=nbytes, server_cpu_s=round(server_cpu, 3), requests=requests,
+        objects=objects,
+        bytes=nbytes,
+        server_cpu_s=round(server_cpu, 3),
+        requests=requests,
         verified=check.summary() if check else ("not verified" if verify else "n/a"),
-        log=m.log_path, command=" ".join(argv), notes=m.notes, **extra)
+        log=m.log_path,
+        command=" ".join(argv),
+        notes=m.notes,
+        **extra,
+    )
     _say(ctx, rec)
     return rec
 
@@ -89,17 +116,20 @@ def _say(ctx: Context, rec: dict) -> None:
         elif rec["objects"]:
             rate = f"{rec['objects'] / rec['wall_s']:7.1f} obj/s"
     req = rec["requests"]["total"] if rec.get("requests") else "-"
-    ctx.log(f"  {rec['workload']} run {rec['run']} {rec['tool']:<38} {rec['wall_s']:8.2f} s "
-            f"{rate:>14}  cpu {rec['cpu_s'] or 0:6.2f} s  rss {rec['peak_rss_mb'] or 0:6.0f} MB"
-            f"  req {req}  {'ok' if rec['ok'] else 'FAILED: ' + str(rec['verified'])}"
-            f"{'' if rec['exit_status'] == 0 else ' exit ' + str(rec['exit_status'])}")
+    ctx.log(
+        f"  {rec['workload']} run {rec['run']} {rec['tool']:<38} {rec['wall_s']:8.2f} s "
+        f"{rate:>14}  cpu {rec['cpu_s'] or 0:6.2f} s  rss {rec['peak_rss_mb'] or 0:6.0f} MB"
+        f"  req {req}  {'ok' if rec['ok'] else 'FAILED: ' + str(rec['verified'])}"
+        f"{'' if rec['exit_status'] == 0 else ' exit ' + str(rec['exit_status'])}"
+    )
 
 
 # --------------------------------------------------------------------------- copies
 
 
-def copy_run(ctx: Context, copier: Copier, ds: Dataset, workload: str, run: int, *,
-             keep: bool = True) -> dict | None:
+def copy_run(
+    ctx: Context, copier: Copier, ds: Dataset, workload: str, run: int, *, keep: bool = True
+) -> dict | None:
     """One copier, one run, into a fresh bucket; None when the copier cannot run here."""
     why = copier.available(ctx)
     if why:
@@ -118,10 +148,21 @@ def copy_run(ctx: Context, copier: Copier, ds: Dataset, workload: str, run: int,
         objects = len(keys)
         nbytes = sum(ds.objects[k][0] for k in keys)
         extra["partial"] = f"copies only {copier.max_keys:,} of {ds.count:,} keys"
-    rec = measure_run(ctx, workload=workload, tool=copier.name, family=copier.family, run=run,
-                      argv=inv.argv, env=inv.env, cwd=inv.cwd, objects=objects, nbytes=nbytes,
-                      verify=lambda: data.verify(ctx, ds, dst, keys=keys), dst_bucket=dst,
-                      **extra)
+    rec = measure_run(
+        ctx,
+        workload=workload,
+        tool=copier.name,
+        family=copier.family,
+        run=run,
+        argv=inv.argv,
+        env=inv.env,
+        cwd=inv.cwd,
+        objects=objects,
+        nbytes=nbytes,
+        verify=lambda: data.verify(ctx, ds, dst, keys=keys),
+        dst_bucket=dst,
+        **extra,
+    )
     if not keep:
         data.empty_bucket(ctx, dst, remove=True)
     return rec
@@ -139,18 +180,38 @@ def ceiling_runs(ctx: Context, ds: Dataset, workload: str, run: int) -> None:
     dst = bucket_name("c", workload, run)
     data.create_bucket(ctx, dst)
     argv, env = s5cmd.put(ctx, ds.local_dir, dst, ds.prefix)
-    measure_run(ctx, workload=workload, tool="ceiling: s5cmd PUT", family="ceiling-put", run=run,
-                argv=argv, env=env, cwd=work, objects=ds.count, nbytes=ds.total_bytes,
-                verify=lambda: data.verify(ctx, ds, dst) if ds.total_bytes < 2**30 else None)
+    measure_run(
+        ctx,
+        workload=workload,
+        tool="ceiling: s5cmd PUT",
+        family="ceiling-put",
+        run=run,
+        argv=argv,
+        env=env,
+        cwd=work,
+        objects=ds.count,
+        nbytes=ds.total_bytes,
+        verify=lambda: data.verify(ctx, ds, dst) if ds.total_bytes < 2**30 else None,
+    )
     data.empty_bucket(ctx, dst, remove=True)
     out = SHM_DIR / f"get-{workload}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     argv, env = s5cmd.get(ctx, ds.bucket, ds.prefix, out)
     (work / "get").mkdir(exist_ok=True)
-    measure_run(ctx, workload=workload, tool="ceiling: s5cmd GET", family="ceiling-get", run=run,
-                argv=argv, env=env, cwd=work / "get", objects=ds.count, nbytes=ds.total_bytes,
-                verify=lambda: _verify_local(ds, out))
+    measure_run(
+        ctx,
+        workload=workload,
+        tool="ceiling: s5cmd GET",
+        family="ceiling-get",
+        run=run,
+        argv=argv,
+        env=env,
+        cwd=work / "get",
+        objects=ds.count,
+        nbytes=ds.total_bytes,
+        verify=lambda: _verify_local(ds, out),
+    )
     shutil.rmtree(out, ignore_errors=True)
 
 
@@ -167,12 +228,20 @@ def _verify_local(ds: Dataset, directory: Path) -> data.Verification:
     return data.Verification(ok=not problems, checked=ds.count, problems=problems)
 
 
-def copy_workload(ctx: Context, ds: Dataset, workload: str, copiers: tuple[Copier, ...], *,
-                  ceiling: bool, keep: bool) -> dict[str, str]:
+def copy_workload(
+    ctx: Context,
+    ds: Dataset,
+    workload: str,
+    copiers: tuple[Copier, ...],
+    *,
+    ceiling: bool,
+    keep: bool,
+) -> dict[str, str]:
     """``ctx.runs`` rounds over ``copiers`` (and the ceiling); the last verified destination
     of each copier, by name."""
-    ctx.log(f"== {workload}: {ds.count:,} objects, {ds.total_bytes / 1e6:,.1f} MB, "
-            f"{ctx.runs} rounds")
+    ctx.log(
+        f"== {workload}: {ds.count:,} objects, {ds.total_bytes / 1e6:,.1f} MB, {ctx.runs} rounds"
+    )
     last_dst: dict[str, str] = {}
     for run in range(ctx.runs):
         for copier in copiers:
@@ -217,10 +286,21 @@ def noop_workload(ctx: Context, ds: Dataset, complete: dict[str, str]) -> None:
             seen = ds.count if not copier.max_keys else min(ds.count, copier.max_keys)
             keys = ds.first_keys(seen) if seen < ds.count else None
             extra = {"partial": f"looks at the first {seen:,} keys only"} if keys else {}
-            measure_run(ctx, workload="W4", tool=copier.name, family=copier.family, run=run,
-                        argv=inv.argv, env=inv.env, cwd=inv.cwd, objects=seen, nbytes=0,
-                        verify=lambda d=dst, k=keys: data.verify(ctx, ds, d, keys=k),
-                        dst_bucket=dst, **extra)
+            measure_run(
+                ctx,
+                workload="W4",
+                tool=copier.name,
+                family=copier.family,
+                run=run,
+                argv=inv.argv,
+                env=inv.env,
+                cwd=inv.cwd,
+                objects=seen,
+                nbytes=0,
+                verify=lambda d=dst, k=keys: data.verify(ctx, ds, d, keys=k),
+                dst_bucket=dst,
+                **extra,
+            )
 
 
 # --------------------------------------------------------------------------- W6
@@ -240,12 +320,27 @@ def planner_workload(ctx: Context) -> None:
         m: Measurement = run_timed(argv, log_path=work / "output.log", env=env, cwd=work)
         result = _last_json(work / "output.log")
         rec = ctx.record(
-            workload="W6", tool="s3s3 planner", family="s3s3", run=run,
-            ok=m.exit_status == 0 and bool(result), exit_status=m.exit_status,
-            wall_s=round(m.wall_s, 3), user_s=m.user_s, sys_s=m.sys_s, cpu_s=m.cpu_s,
-            peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None, objects=n,
-            bytes=0, requests=None, server_cpu_s=None, verified="n/a", probe=result,
-            command=" ".join(argv), log=m.log_path, notes=m.notes)
+            workload="W6",
+            tool="s3s3 planner",
+            family="s3s3",
+            run=run,
+            ok=m.exit_status == 0 and bool(result),
+            exit_status=m.exit_status,
+            wall_s=round(m.wall_s, 3),
+            user_s=m.user_s,
+            sys_s=m.sys_s,
+            cpu_s=m.cpu_s,
+            peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None,
+            objects=n,
+            bytes=0,
+            requests=None,
+            server_cpu_s=None,
+            verified="n/a",
+            probe=result,
+            command=" ".join(argv),
+            log=m.log_path,
+            notes=m.notes,
+        )
         _say(ctx, rec)
 
 
@@ -257,4 +352,3 @@ def _last_json(path: Path) -> dict | None:
             except ValueError:
                 return None
     return None
-

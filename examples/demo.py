@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import boto3
-import redis
 import botocore.config
+import redis
 
 from servers import moto_server
 from servers._common import stop_pids
@@ -78,8 +78,12 @@ def main() -> int:
         s3_src.create_bucket(Bucket="photos")
         s3_dst.create_bucket(Bucket="photos-backup")
         for i in range(25):
-            s3_src.put_object(Bucket="photos", Key=f"2015/cat {i:02}.png", Body=b"png" * i,
-                              ContentType="image/png")
+            s3_src.put_object(
+                Bucket="photos",
+                Key=f"2015/cat {i:02}.png",
+                Body=b"png" * i,
+                ContentType="image/png",
+            )
 
         step("s3s3bucket: bring the destination in step with 25 source objects")
         subprocess.run(script("bucket", "--config", str(ini)), check=True)
@@ -87,16 +91,18 @@ def main() -> int:
 
         step("s3s3listen (stream mode) and s3s3publish: replicate a new key in real time")
         listener = subprocess.Popen(script("listen", "--config", str(ini)))
-        s3_src.put_object(Bucket="photos", Key="2026/new kitten.png", Body=b"meow",
-                          ContentType="image/png")
-        subprocess.run(script("publish", "--config", str(ini), "2026/new kitten.png"),
-                       check=True)
+        s3_src.put_object(
+            Bucket="photos", Key="2026/new kitten.png", Body=b"meow", ContentType="image/png"
+        )
+        subprocess.run(script("publish", "--config", str(ini), "2026/new kitten.png"), check=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 head = s3_dst.head_object(Bucket="photos-backup", Key="2026/new kitten.png")
-                print(f"replicated: 2026/new kitten.png ({head['ContentLength']} bytes, "
-                      f"{head['ContentType']})")
+                print(
+                    f"replicated: 2026/new kitten.png ({head['ContentLength']} bytes, "
+                    f"{head['ContentType']})"
+                )
                 break
             except s3_dst.exceptions.ClientError:
                 time.sleep(0.1)
@@ -119,10 +125,14 @@ def main() -> int:
 
 def raw_client(info: dict):
     """A plain boto3 client, to fill and inspect the demo's buckets."""
-    return boto3.client("s3", endpoint_url=info["endpoint_url"], region_name=info["region"],
-                        aws_access_key_id=info["access_key"],
-                        aws_secret_access_key=info["secret_key"],
-                        config=botocore.config.Config(s3={"addressing_style": "path"}))
+    return boto3.client(
+        "s3",
+        endpoint_url=info["endpoint_url"],
+        region_name=info["region"],
+        aws_access_key_id=info["access_key"],
+        aws_secret_access_key=info["secret_key"],
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
+    )
 
 
 def count(client, bucket: str) -> int:

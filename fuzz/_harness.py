@@ -41,9 +41,11 @@ def _keep(data: bytes, exc: BaseException, where: str) -> None:
     (out / f"{name}.input").write_bytes(data)
     (out / f"{name}.txt").write_text(
         f"{sig}\ncall: {where}\ninput: {data[:300]!r}\n\n"
-        + "".join(traceback.format_exception(exc)))
-    print(f"FINDING {sig} in {where}: input saved to {out / name}.input", file=sys.stderr,
-          flush=True)
+        + "".join(traceback.format_exception(exc))
+    )
+    print(
+        f"FINDING {sig} in {where}: input saved to {out / name}.input", file=sys.stderr, flush=True
+    )
 
 
 def expect(data: bytes, allowed: tuple[type[BaseException], ...], call, *args, **kwargs):

@@ -22,8 +22,14 @@ import botocore.config  # noqa: E402
 import botocore.exceptions  # noqa: E402
 
 OUT = ROOT / "fuzz" / "corpus" / "listing"
-KEYS = ["plain.txt", "dir/a b+c.txt", "dir/x%2Fy", "caf\u00e9/\u65e5\u672c\u8a9e.txt",
-        "amp&lt<gt>.bin", "deep/er/key"]
+KEYS = [
+    "plain.txt",
+    "dir/a b+c.txt",
+    "dir/x%2Fy",
+    "caf\u00e9/\u65e5\u672c\u8a9e.txt",
+    "amp&lt<gt>.bin",
+    "deep/er/key",
+]
 
 
 def _raw_answer(s3, op: str, params: dict) -> bytes:
@@ -48,27 +54,40 @@ def capture(server: str) -> list[Path]:
 
     module = moto_server if server == "moto" else ceph_rgw
     workdir = Path(tempfile.mkdtemp(prefix=f"s3s3-capture-{server}-"))
-    info = (moto_server.start(workdir) if server == "moto"
-            else ceph_rgw.start(workdir, tls=False, store="memstore"))
+    info = (
+        moto_server.start(workdir)
+        if server == "moto"
+        else ceph_rgw.start(workdir, tls=False, store="memstore")
+    )
     try:
-        s3 = boto3.client("s3", endpoint_url=info["endpoint_url"], region_name=info["region"],
-                          aws_access_key_id=info["access_key"],
-                          aws_secret_access_key=info["secret_key"],
-                          config=botocore.config.Config(s3={"addressing_style": "path"}))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=info["endpoint_url"],
+            region_name=info["region"],
+            aws_access_key_id=info["access_key"],
+            aws_secret_access_key=info["secret_key"],
+            config=botocore.config.Config(s3={"addressing_style": "path"}),
+        )
         s3.create_bucket(Bucket="seeds")
         s3.create_bucket(Bucket="empty")
         for key in KEYS:
             s3.put_object(Bucket="seeds", Key=key, Body=key.encode())
         pages = {
             "v2-url": ("list_objects_v2", {"Bucket": "seeds", "EncodingType": "url"}),
-            "v2-truncated": ("list_objects_v2", {"Bucket": "seeds", "EncodingType": "url",
-                                                 "MaxKeys": 2, "StartAfter": "a"}),
-            "v2-delimiter": ("list_objects_v2", {"Bucket": "seeds", "EncodingType": "url",
-                                                 "Delimiter": "/", "Prefix": "dir/"}),
+            "v2-truncated": (
+                "list_objects_v2",
+                {"Bucket": "seeds", "EncodingType": "url", "MaxKeys": 2, "StartAfter": "a"},
+            ),
+            "v2-delimiter": (
+                "list_objects_v2",
+                {"Bucket": "seeds", "EncodingType": "url", "Delimiter": "/", "Prefix": "dir/"},
+            ),
             "v2-empty": ("list_objects_v2", {"Bucket": "empty", "EncodingType": "url"}),
             "v1-url": ("list_objects", {"Bucket": "seeds", "EncodingType": "url"}),
-            "v1-truncated": ("list_objects", {"Bucket": "seeds", "EncodingType": "url",
-                                              "MaxKeys": 2, "Marker": "a"}),
+            "v1-truncated": (
+                "list_objects",
+                {"Bucket": "seeds", "EncodingType": "url", "MaxKeys": 2, "Marker": "a"},
+            ),
             "error-nosuchbucket": ("list_objects_v2", {"Bucket": "missing"}),
         }
         OUT.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import atheris  # noqa: E402
-
 from _harness import expect, main  # noqa: E402
 
 with atheris.instrument_imports(include=["s3s3", "configparser"]):

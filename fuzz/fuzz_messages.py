@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import atheris  # noqa: E402
-
 from _harness import expect, main  # noqa: E402
 
 with atheris.instrument_imports(include=["s3s3"]):
@@ -46,9 +45,31 @@ def round_trip(key: str, op: str) -> None:
 
 
 # Values of every JSON type, and the strings the parser compares against.
-_VALUES = (None, True, False, 0, -1, 1.5e308, "", "aws:s3", "ceph:s3", "minio:s3", "s3s3",
-           "ObjectCreated:Put", "s3:ObjectRemoved:Delete", "s3:TestEvent", "%FF", "a+b%2F",
-           "\ud800", "k" * 1025, [], {}, [{}], {"Event": []}, {"Records": []})
+_VALUES = (
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5e308,
+    "",
+    "aws:s3",
+    "ceph:s3",
+    "minio:s3",
+    "s3s3",
+    "ObjectCreated:Put",
+    "s3:ObjectRemoved:Delete",
+    "s3:TestEvent",
+    "%FF",
+    "a+b%2F",
+    "\ud800",
+    "k" * 1025,
+    [],
+    {},
+    [{}],
+    {"Event": []},
+    {"Records": []},
+)
 
 
 _SENTINEL = "\x00s3s3-fuzz-nest\x00"
@@ -94,8 +115,9 @@ def _mutate_document(data: bytes, rng: random.Random) -> bytes | None:
         opener, closer = ("[", "]") if rng.random() < 0.7 else ('{"a":', "}")
         inner = json.dumps(parent[key])
         parent[key] = _SENTINEL
-        text = json.dumps(doc).replace(json.dumps(_SENTINEL),
-                                       opener * depth + inner + closer * depth, 1)
+        text = json.dumps(doc).replace(
+            json.dumps(_SENTINEL), opener * depth + inner + closer * depth, 1
+        )
         return text.encode("utf-8", "surrogatepass")
     elif action == 2:
         del parent[key]
@@ -110,8 +132,7 @@ def test_one_input(data: bytes) -> None:
     encoding = ENCODINGS[len(data) % len(ENCODINGS)]
     bucket = "src" if len(data) % 2 else None
     expect(data, ALLOWED, messages.looks_like_event, data)
-    expect(data, ALLOWED, messages.parse_message, data, source_bucket=bucket,
-           key_encoding=encoding)
+    expect(data, ALLOWED, messages.parse_message, data, source_bucket=bucket, key_encoding=encoding)
     expect(data, ALLOWED, messages.parse_message, text, key_encoding=encoding)
     expect(data, ALLOWED, messages.parse_entry, {b"message": data}, source_bucket=bucket)
     key, _, op = data.partition(b"\x00")

@@ -33,8 +33,9 @@ _CRASH_FILE = re.compile(r"Test unit written to (\S+)")
 TARGET_FLAGS = {"messages": ["-max_len=65536", "-len_control=0"]}
 
 
-def run_target(target: str, seconds: int, artifacts: Path, keep_going: bool,
-               flags: list[str]) -> dict:
+def run_target(
+    target: str, seconds: int, artifacts: Path, keep_going: bool, flags: list[str]
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"s3s3-fuzz-{target}-"))
     corpus = work / "corpus"
     shutil.copytree(HERE / "corpus" / target, corpus)
@@ -48,14 +49,24 @@ def run_target(target: str, seconds: int, artifacts: Path, keep_going: bool,
         env["FUZZ_KEEP_GOING"] = str(findings)
     dict_path = HERE / f"{target}.dict"
     dictionary = [f"-dict={dict_path}"] if dict_path.is_file() else []
-    cmd = [sys.executable, str(HERE / f"fuzz_{target}.py"), f"-max_total_time={seconds}",
-           "-print_final_stats=1", "-timeout=30", f"-artifact_prefix={artifacts}/{target}-",
-           *dictionary, *TARGET_FLAGS.get(target, []), *flags, str(corpus)]
+    cmd = [
+        sys.executable,
+        str(HERE / f"fuzz_{target}.py"),
+        f"-max_total_time={seconds}",
+        "-print_final_stats=1",
+        "-timeout=30",
+        f"-artifact_prefix={artifacts}/{target}-",
+        *dictionary,
+        *TARGET_FLAGS.get(target, []),
+        *flags,
+        str(corpus),
+    ]
     began = time.monotonic()
     with open(log_path, "wb") as log:
         try:
-            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                timeout=seconds + 300).returncode
+            rc = subprocess.run(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=seconds + 300
+            ).returncode
         except subprocess.TimeoutExpired:
             rc = -1
     elapsed = time.monotonic() - began
@@ -63,11 +74,14 @@ def run_target(target: str, seconds: int, artifacts: Path, keep_going: bool,
     status = _STATUS.findall(out)
     execs = _EXECS.findall(out) or [s[0] for s in status[-1:]]
     result = {
-        "target": target, "rc": rc, "seconds": round(elapsed, 1),
+        "target": target,
+        "rc": rc,
+        "seconds": round(elapsed, 1),
         "execs": int(execs[-1]) if execs else 0,
         "cov": int(status[-1][1]) if status else 0,
         "ft": int(status[-1][2]) if status else 0,
-        "seeds": seeds, "corpus": len(list(corpus.iterdir())),
+        "seeds": seeds,
+        "corpus": len(list(corpus.iterdir())),
         "crash": _CRASH_FILE.findall(out),
         "findings": sorted(str(p) for p in findings.glob("*.txt")) if keep_going else [],
         "log": str(log_path),
@@ -76,7 +90,7 @@ def run_target(target: str, seconds: int, artifacts: Path, keep_going: bool,
         result["crash"] = [f"(exit status {rc}; see {log_path})"]
     if rc != 0:
         start = out.find("=== Uncaught Python exception")
-        result["traceback"] = out[start:start + 4000] if start >= 0 else out[-3000:]
+        result["traceback"] = out[start : start + 4000] if start >= 0 else out[-3000:]
     shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -86,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     flags: list[str] = []
     if "--" in argv:
         at = argv.index("--")
-        argv, flags = argv[:at], argv[at + 1:]
+        argv, flags = argv[:at], argv[at + 1 :]
     parser = argparse.ArgumentParser(prog="python fuzz/run.py", description=__doc__.split("\n")[0])
     parser.add_argument("targets", nargs="*", metavar="TARGET")
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", 20)))
@@ -101,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     artifacts.mkdir(parents=True, exist_ok=True)
     artifacts = artifacts.resolve()
     failed = 0
-    print(f"fuzzing {', '.join(targets)} for {args.seconds} s each; logs and crashes in "
-          f"{artifacts}", flush=True)
+    print(
+        f"fuzzing {', '.join(targets)} for {args.seconds} s each; logs and crashes in {artifacts}",
+        flush=True,
+    )
     for target in targets:
         r = run_target(target, args.seconds, artifacts, args.keep_going, flags)
-        print(f"{target:9} {r['execs']:>10,} execs in {r['seconds']:6.1f} s  cov: {r['cov']:5} "
-              f"ft: {r['ft']:6}  corpus: {r['seeds']} seeds -> {r['corpus']}  "
-              f"crashes: {len(r['crash'])}  findings: {len(r['findings'])}", flush=True)
+        print(
+            f"{target:9} {r['execs']:>10,} execs in {r['seconds']:6.1f} s  cov: {r['cov']:5} "
+            f"ft: {r['ft']:6}  corpus: {r['seeds']} seeds -> {r['corpus']}  "
+            f"crashes: {len(r['crash'])}  findings: {len(r['findings'])}",
+            flush=True,
+        )
         for path in r["crash"] + r["findings"]:
             print(f"  saved: {path}")
         if r.get("traceback"):

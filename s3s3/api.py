@@ -17,7 +17,7 @@ an object in a bucket. Nothing is fetched until asked for.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from .config import EndpointConfig, endpoint_from_dict
 from .endpoint import Endpoint, ObjectInfo, build_client
@@ -44,12 +44,13 @@ class Connection:
             self._client = build_client(self.cfg)
         return self._client
 
-    def get_bucket(self, bucket_name: str | None = None) -> "Bucket":
+    def get_bucket(self, bucket_name: str | None = None) -> Bucket:
         """A handle on ``bucket_name`` (default: the connection's ``bucket_name``)."""
         name = bucket_name or self.cfg.bucket
         if not name or name == "-":
-            raise ConfigError("no bucket: pass bucket_name or put 'bucket_name' in the "
-                              "connection_args")
+            raise ConfigError(
+                "no bucket: pass bucket_name or put 'bucket_name' in the connection_args"
+            )
         return Bucket(self, name)
 
 
@@ -59,22 +60,23 @@ class Bucket:
     def __init__(self, connection: Connection, name: str) -> None:
         self.connection = connection
         self.name = name
-        self.endpoint = Endpoint(dataclasses.replace(connection.cfg, bucket=name),
-                                 client=connection.client)
+        self.endpoint = Endpoint(
+            dataclasses.replace(connection.cfg, bucket=name), client=connection.client
+        )
 
     def __repr__(self) -> str:
         return f"Bucket({self.name!r})"
 
-    def get_key(self, key_name: str) -> "Key | None":
+    def get_key(self, key_name: str) -> Key | None:
         """The key with its size and ETag, or None when it does not exist (as boto 2 did)."""
         info = self.endpoint.head(key_name)
         return None if info is None else Key(self, key_name, info)
 
-    def new_key(self, key_name: str) -> "Key":
+    def new_key(self, key_name: str) -> Key:
         """A handle on a key that may not exist yet (an upload target)."""
         return Key(self, key_name)
 
-    def list(self, prefix: str = "") -> Iterator["Key"]:
+    def list(self, prefix: str = "") -> Iterator[Key]:
         """Every key under ``prefix``, page by page."""
         for info in list_objects(self.endpoint, prefix):
             yield Key(self, info.key, info)
@@ -121,8 +123,9 @@ def create_connection(connection_args: Mapping[str, object]) -> Connection:
     return Connection(endpoint_from_dict(connection_args))
 
 
-def upload(source_key: Key, dest_keys: Key | Sequence[Key], verify_md5: bool = False,
-           force: bool = False) -> list[CopyResult]:
+def upload(
+    source_key: Key, dest_keys: Key | Sequence[Key], verify_md5: bool = False, force: bool = False
+) -> list[CopyResult]:
     """Copy ``source_key`` to each destination key, once each.
 
     A destination that already holds the same bytes (same size and md5) is skipped unless
@@ -134,13 +137,21 @@ def upload(source_key: Key, dest_keys: Key | Sequence[Key], verify_md5: bool = F
     if isinstance(dest_keys, Key):
         dest_keys = [dest_keys]
     src = source_key.bucket.endpoint
-    return [copy_object(src, dest.bucket.endpoint, source_key.name, dest_key=dest.name,
-                        force=force, verify_md5=verify_md5, src_info=source_key.info)
-            for dest in dest_keys]
+    return [
+        copy_object(
+            src,
+            dest.bucket.endpoint,
+            source_key.name,
+            dest_key=dest.name,
+            force=force,
+            verify_md5=verify_md5,
+            src_info=source_key.info,
+        )
+        for dest in dest_keys
+    ]
 
 
-def duplicate_bucket(source_bucket: Bucket, dest_bucket: Bucket,
-                     verify_md5: bool = False) -> bool:
+def duplicate_bucket(source_bucket: Bucket, dest_bucket: Bucket, verify_md5: bool = False) -> bool:
     """Bring ``dest_bucket`` in step with ``source_bucket``, whatever its size.
 
     Copies what is missing or different; deletes nothing. Returns True when every object

@@ -7,7 +7,7 @@ and the default search path, or takes ready :class:`~s3s3.config.Settings`.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from . import config as _config
 from .api import Connection
@@ -23,8 +23,12 @@ def _settings(config_file, settings) -> _config.Settings:
 class ListenClient:
     """Listens on Redis (pub/sub channel ``backup``, or a stream) and copies each key."""
 
-    def __init__(self, config_file: str | os.PathLike | None = None, *,
-                 settings: _config.Settings | None = None) -> None:
+    def __init__(
+        self,
+        config_file: str | os.PathLike | None = None,
+        *,
+        settings: _config.Settings | None = None,
+    ) -> None:
         self.settings = _settings(config_file, settings)
 
     def listen(self) -> int:
@@ -37,8 +41,12 @@ class ListenClient:
 class BucketClient:
     """Brings every destination bucket in step with the source bucket."""
 
-    def __init__(self, config_file: str | os.PathLike | None = None, *,
-                 settings: _config.Settings | None = None) -> None:
+    def __init__(
+        self,
+        config_file: str | os.PathLike | None = None,
+        *,
+        settings: _config.Settings | None = None,
+    ) -> None:
         self.settings = _settings(config_file, settings)
 
     def duplicate(self, **options) -> bool:
@@ -52,8 +60,9 @@ class BucketClient:
         return run_bucket_job(self.settings, **options).ok
 
 
-def on_notify(source_conn: Connection, dest_conns: Sequence[Connection],
-              s3_key: str) -> list[CopyResult]:
+def on_notify(
+    source_conn: Connection, dest_conns: Sequence[Connection], s3_key: str
+) -> list[CopyResult]:
     """Copy ``s3_key`` from the source connection's bucket to each destination's, once each.
 
     Each connection's bucket is its ``bucket_name``. (The 2015 version re-uploaded to every
@@ -63,8 +72,12 @@ def on_notify(source_conn: Connection, dest_conns: Sequence[Connection],
     return [copy_object(src, conn.get_bucket().endpoint, s3_key) for conn in dest_conns]
 
 
-def publish(keys: Iterable[str], *, config_file: str | os.PathLike | None = None,
-            settings: _config.Settings | None = None) -> int:
+def publish(
+    keys: Iterable[str],
+    *,
+    config_file: str | os.PathLike | None = None,
+    settings: _config.Settings | None = None,
+) -> int:
     """Announce ``keys`` the way the configured listener consumes them; returns the count.
 
     Pub/sub mode PUBLISHes each key on the channel (as 2015 producers did); stream mode
@@ -79,4 +92,3 @@ def publish(keys: Iterable[str], *, config_file: str | os.PathLike | None = None
         return publish_keys(client, cfg, keys)
     finally:
         client.close()
-

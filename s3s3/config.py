@@ -17,9 +17,9 @@ import math
 import os
 import re
 import socket
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ConfigError
@@ -180,7 +180,7 @@ MAX_WORKERS = 1024
 MAX_POOL_CONNECTIONS = 1024
 MAX_ATTEMPTS = 100
 MAX_DELIVERIES = 1000
-MAX_STREAM_LEN = 10 ** 12
+MAX_STREAM_LEN = 10**12
 
 
 def to_bool(value: str) -> bool:
@@ -263,8 +263,10 @@ def http_url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "has no host name"
     if "@" in parts.netloc:
-        return ("must not hold a user name or password (credentials go in aws_access_key_id "
-                "and aws_secret_access_key)")
+        return (
+            "must not hold a user name or password (credentials go in aws_access_key_id "
+            "and aws_secret_access_key)"
+        )
     problem = _port_and_host_problem(parts)
     if problem:
         return problem + (_HTTP_IPV6_HINT if problem == _NOT_IPV6 else "")
@@ -309,13 +311,30 @@ def _port_and_host_problem(parts) -> str | None:
 
 
 #: Query parameters redis-py reads from a URL, by the type it converts them to.
-_REDIS_QUERY_INT = {"db", "socket_read_size", "max_connections", "health_check_interval",
-                    "ssl_min_version", "protocol"}
+_REDIS_QUERY_INT = {
+    "db",
+    "socket_read_size",
+    "max_connections",
+    "health_check_interval",
+    "ssl_min_version",
+    "protocol",
+}
 _REDIS_QUERY_FLOAT = {"socket_timeout", "socket_connect_timeout", "timeout"}
-_REDIS_QUERY_OTHER = {"socket_keepalive", "retry_on_timeout", "ssl_check_hostname",
-                      "legacy_responses", "password", "username", "client_name",
-                      "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile",
-                      "ssl_keyfile", "ssl_password"}
+_REDIS_QUERY_OTHER = {
+    "socket_keepalive",
+    "retry_on_timeout",
+    "ssl_check_hostname",
+    "legacy_responses",
+    "password",
+    "username",
+    "client_name",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_path",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+}
 _REDIS_QUERY = _REDIS_QUERY_INT | _REDIS_QUERY_FLOAT | _REDIS_QUERY_OTHER
 
 
@@ -335,8 +354,10 @@ def redis_url_problem(url: str) -> str | None:
         return "must not have a fragment ('#...')"
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name not in _REDIS_QUERY:
-            return (f"has an unknown query parameter {name!r} (known: "
-                    f"{', '.join(sorted(_REDIS_QUERY))})")
+            return (
+                f"has an unknown query parameter {name!r} (known: "
+                f"{', '.join(sorted(_REDIS_QUERY))})"
+            )
         if name.startswith("ssl_") and scheme != "rediss":
             return f"has {name!r}, which only a rediss:// URL takes"
         if name in _REDIS_QUERY_INT and not _INT.match(value):
@@ -352,8 +373,10 @@ def redis_url_problem(url: str) -> str | None:
         if not parts.path or parts.path == "/":
             return "has no socket path (unix:///run/redis/redis.sock)"
         if parts.hostname:
-            return ("names a host; a unix:// URL takes an absolute path after three slashes "
-                    "(unix:///run/redis/redis.sock)")
+            return (
+                "names a host; a unix:// URL takes an absolute path after three slashes "
+                "(unix:///run/redis/redis.sock)"
+            )
         return None
     if not parts.hostname:
         return "has no host name"
@@ -393,8 +416,11 @@ def _new_parser() -> configparser.ConfigParser:
     # second line; _first_line finds the first). No DEFAULT section: its keys would leak into
     # every section, so "[DEFAULT]" is an unknown section like any other.
     return configparser.ConfigParser(
-        interpolation=None, inline_comment_prefixes=("#", ";"), strict=True,
-        default_section="\x00no-default-section")
+        interpolation=None,
+        inline_comment_prefixes=("#", ";"),
+        strict=True,
+        default_section="\x00no-default-section",
+    )
 
 
 def _logical(line: str) -> str:
@@ -408,19 +434,20 @@ def _logical(line: str) -> str:
 def _section_at(lines: list[str], lineno: int) -> str | None:
     """The section that line ``lineno`` (1-based) belongs to."""
     current = None
-    for line in lines[:lineno - 1]:
+    for line in lines[: lineno - 1]:
         m = _SECTCRE.match(_logical(line))
         if m:
             current = m.group("header")
     return current
 
 
-def _first_line(lines: list[str], before: int, section: str,
-                option: str | None = None) -> int | None:
+def _first_line(
+    lines: list[str], before: int, section: str, option: str | None = None
+) -> int | None:
     """The line of the first ``[section]`` header (or of ``option`` within it) before line
     ``before``."""
     current = None
-    for lineno, line in enumerate(lines[:before - 1], start=1):
+    for lineno, line in enumerate(lines[: before - 1], start=1):
         text = _logical(line)
         m = _SECTCRE.match(text)
         if m:
@@ -442,16 +469,16 @@ def _known_word(line: str) -> str | None:
     return m.group(1).lower() if m and m.group(1).lower() in _ALL_KEYS else None
 
 
-def _line_error(lines: list[str], lineno: int, what: str, path: str,
-                more: list[int] = ()) -> ConfigError:
+def _line_error(
+    lines: list[str], lineno: int, what: str, path: str, more: list[int] = ()
+) -> ConfigError:
     """An error about one line that never quotes the line: it may hold a secret."""
     line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
     key = _known_word(line)
     section = _section_at(lines, lineno)
     about = f" (key '{key}')" if key else ""
     extra = f"; also line{'s' if len(more) > 1 else ''} {', '.join(map(str, more))}" if more else ""
-    message = (f"line {lineno}{about} {what}{extra} (the line is not shown: it may hold a "
-               "secret)")
+    message = f"line {lineno}{about} {what}{extra} (the line is not shown: it may hold a secret)"
     return ConfigError(message, path=path, section=section, key=key)
 
 
@@ -462,8 +489,9 @@ def _parse_file(path: Path) -> configparser.ConfigParser | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ConfigError(f"cannot read configuration: {exc.strerror or type(exc).__name__}",
-                          path=str(path)) from None
+        raise ConfigError(
+            f"cannot read configuration: {exc.strerror or type(exc).__name__}", path=str(path)
+        ) from None
     try:
         # utf-8-sig: a file saved with a byte order mark (Windows editors) reads as UTF-8.
         text = data.decode("utf-8-sig")
@@ -478,25 +506,39 @@ def _parse_file(path: Path) -> configparser.ConfigParser | None:
     except configparser.DuplicateOptionError as exc:
         first = _first_line(lines, exc.lineno, exc.section, exc.option)
         at = f"at lines {first} and {exc.lineno}" if first else f"again at line {exc.lineno}"
-        raise ConfigError(f"duplicate key '{exc.option}' {at}", path=str(path),
-                          section=exc.section, key=exc.option) from None
+        raise ConfigError(
+            f"duplicate key '{exc.option}' {at}",
+            path=str(path),
+            section=exc.section,
+            key=exc.option,
+        ) from None
     except configparser.DuplicateSectionError as exc:
         first = _first_line(lines, exc.lineno, exc.section)
         at = f"at lines {first} and {exc.lineno}" if first else f"again at line {exc.lineno}"
-        raise ConfigError(f"duplicate section '[{exc.section}]' {at} (merge them into one)",
-                          path=str(path), section=exc.section) from None
+        raise ConfigError(
+            f"duplicate section '[{exc.section}]' {at} (merge them into one)",
+            path=str(path),
+            section=exc.section,
+        ) from None
     except configparser.MissingSectionHeaderError as exc:
-        raise _line_error(lines, exc.lineno, "comes before any [section] header",
-                          str(path)) from None
+        raise _line_error(
+            lines, exc.lineno, "comes before any [section] header", str(path)
+        ) from None
     except configparser.ParsingError as exc:
         numbers = [lineno for lineno, _line in exc.errors]
-        raise _line_error(lines, numbers[0], "is not 'key = value', a [section] header or a "
-                          "comment", str(path), more=numbers[1:]) from None
+        raise _line_error(
+            lines,
+            numbers[0],
+            "is not 'key = value', a [section] header or a comment",
+            str(path),
+            more=numbers[1:],
+        ) from None
     except configparser.Error as exc:
         lineno = getattr(exc, "lineno", None)
         where = f" at line {lineno}" if lineno else ""
-        raise ConfigError(f"cannot parse configuration{where} ({type(exc).__name__})",
-                          path=str(path)) from None
+        raise ConfigError(
+            f"cannot parse configuration{where} ({type(exc).__name__})", path=str(path)
+        ) from None
     return parser
 
 
@@ -519,8 +561,13 @@ def _read_files(paths: Iterable[Path]) -> tuple[dict[str, _Section], list[str]]:
 class _Reader:
     """Typed access to one section that names file, section and key in every error."""
 
-    def __init__(self, section: _Section, known: set[str], secrets: set[str] = frozenset(),
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        section: _Section,
+        known: set[str],
+        secrets: set[str] = frozenset(),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.section = section
         self.secrets = secrets
         self.env = os.environ if env is None else env
@@ -530,7 +577,10 @@ class _Reader:
             key = unknown[0]
             raise ConfigError(
                 f"unknown key '{key}' (known keys: {', '.join(sorted(known))})",
-                path=section.path_of(key), section=section.name, key=key)
+                path=section.path_of(key),
+                section=section.name,
+                key=key,
+            )
 
     def env_name(self, key: str) -> str:
         return "S3S3_" + re.sub(r"[^A-Za-z0-9]", "_", f"{self.section.name}_{key}").upper()
@@ -552,10 +602,14 @@ class _Reader:
     def error(self, key: str, message: str) -> ConfigError:
         if key in self.from_env:
             # The value came from the environment: say so, not the file.
-            return ConfigError(f"{message} (from environment variable {self.from_env[key]})",
-                               section=self.section.name, key=key)
-        return ConfigError(message, path=self.section.path_of(key), section=self.section.name,
-                           key=key)
+            return ConfigError(
+                f"{message} (from environment variable {self.from_env[key]})",
+                section=self.section.name,
+                key=key,
+            )
+        return ConfigError(
+            message, path=self.section.path_of(key), section=self.section.name, key=key
+        )
 
     def get(self, key: str, convert: Callable[[str], object] = str, default=None):
         value = self.raw(key)
@@ -573,20 +627,34 @@ class _Reader:
         normalised = value.strip()
         if normalised in choices:
             return choices[normalised]
-        raise self.error(key, f"value {value!r} for '{key}' is not one of "
-                              f"{', '.join(sorted(set(choices)))}")
+        raise self.error(
+            key, f"value {value!r} for '{key}' is not one of {', '.join(sorted(set(choices)))}"
+        )
 
-    def positive(self, key: str, convert, default, *, allow_zero: bool = False,
-                 maximum=None, maximum_text: str | None = None):
+    def positive(
+        self,
+        key: str,
+        convert,
+        default,
+        *,
+        allow_zero: bool = False,
+        maximum=None,
+        maximum_text: str | None = None,
+    ):
         value = self.get(key, convert, default)
         if value is None:
             return None
         if value < 0 or (value == 0 and not allow_zero):
-            raise self.error(key, f"value {self.shown(key)} for '{key}' must be "
-                                  f"{'zero or more' if allow_zero else 'greater than zero'}")
+            raise self.error(
+                key,
+                f"value {self.shown(key)} for '{key}' must be "
+                f"{'zero or more' if allow_zero else 'greater than zero'}",
+            )
         if maximum is not None and value > maximum:
-            raise self.error(key, f"value {self.shown(key)} for '{key}' must be at most "
-                                  f"{maximum_text or maximum}")
+            raise self.error(
+                key,
+                f"value {self.shown(key)} for '{key}' must be at most {maximum_text or maximum}",
+            )
         return value
 
     def count(self, key: str, default: int, *, maximum: int, allow_zero: bool = False) -> int:
@@ -595,8 +663,14 @@ class _Reader:
 
     def duration(self, key: str, default: float, *, allow_zero: bool = False) -> float:
         """Seconds (``90``, ``30s``, ``15m``, ``24h``, ``7d``), finite, at most a year."""
-        return self.positive(key, to_duration, default, allow_zero=allow_zero,
-                             maximum=MAX_DURATION_S, maximum_text="366d")
+        return self.positive(
+            key,
+            to_duration,
+            default,
+            allow_zero=allow_zero,
+            maximum=MAX_DURATION_S,
+            maximum_text="366d",
+        )
 
     def nonblank(self, key: str) -> str | None:
         """A string value that, when the key is given, must not be empty."""
@@ -609,11 +683,29 @@ class _Reader:
 
 
 _ENDPOINT_KEYS = {
-    "aws_access_key_id", "aws_secret_access_key", "bucket_name", "host", "port", "is_secure",
-    "calling_format", "verify_md5", "endpoint_url", "region", "signature_version",
-    "addressing_style", "verify_tls", "ca_bundle", "multipart_threshold",
-    "multipart_chunksize", "list_version", "max_pool_connections", "connect_timeout",
-    "read_timeout", "max_attempts", "data_path", "abort_uploads_after",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "bucket_name",
+    "host",
+    "port",
+    "is_secure",
+    "calling_format",
+    "verify_md5",
+    "endpoint_url",
+    "region",
+    "signature_version",
+    "addressing_style",
+    "verify_tls",
+    "ca_bundle",
+    "multipart_threshold",
+    "multipart_chunksize",
+    "list_version",
+    "max_pool_connections",
+    "connect_timeout",
+    "read_timeout",
+    "max_attempts",
+    "data_path",
+    "abort_uploads_after",
 }
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
@@ -627,14 +719,16 @@ def _url_host(r: _Reader, host: str, *, url_key: str) -> str:
     """``host`` as it goes into a URL (an IPv6 address gets its brackets); the error names
     ``host`` for anything that is not a host name."""
     if any(ch.isspace() or ch in "/@?#" for ch in host):
-        raise r.error("host", f"value {host!r} for 'host' is not a host name (a URL goes in "
-                              f"'{url_key}')")
+        raise r.error(
+            "host", f"value {host!r} for 'host' is not a host name (a URL goes in '{url_key}')"
+        )
     if ":" in host and not host.startswith("["):
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise r.error("host", f"value {host!r} for 'host' is not a host name (the port "
-                                  "goes in 'port')") from None
+            raise r.error(
+                "host", f"value {host!r} for 'host' is not a host name (the port goes in 'port')"
+            ) from None
         host = f"[{host}]"
     return host
 
@@ -654,8 +748,12 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
     r = _Reader(section, _ENDPOINT_KEYS, {"aws_access_key_id", "aws_secret_access_key"}, env)
     bucket = r.get("bucket_name")
     if not bucket or not bucket.strip():
-        raise ConfigError("missing required key 'bucket_name'", path=section.path_of(),
-                          section=section.name, key="bucket_name")
+        raise ConfigError(
+            "missing required key 'bucket_name'",
+            path=section.path_of(),
+            section=section.name,
+            key="bucket_name",
+        )
     endpoint_url = r.raw("endpoint_url")
     host = r.nonblank("host")
     if endpoint_url is not None and host:
@@ -665,11 +763,13 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         endpoint_url = endpoint_url.strip()
         problem = http_url_problem(endpoint_url)
         if problem:
-            raise r.error("endpoint_url", f"value {redact_url(endpoint_url)!r} for "
-                                          f"'endpoint_url' {problem}")
+            raise r.error(
+                "endpoint_url", f"value {redact_url(endpoint_url)!r} for 'endpoint_url' {problem}"
+            )
         if r.raw("port") is not None:
-            raise r.error("port", "'port' goes with 'host'; with 'endpoint_url' write the port "
-                                  "in the URL")
+            raise r.error(
+                "port", "'port' goes with 'host'; with 'endpoint_url' write the port in the URL"
+            )
     elif host:
         endpoint_url = _host_url(r, host, is_secure=is_secure)
     elif r.raw("port"):
@@ -679,29 +779,37 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
     # decides per bucket.
     default_style = "path" if endpoint_url else "auto"
     style = r.choice("calling_format", _CALLING_FORMATS, default_style)
-    style = r.choice("addressing_style", {"path": "path", "virtual": "virtual", "auto": "auto"},
-                     style)
+    style = r.choice(
+        "addressing_style", {"path": "path", "virtual": "virtual", "auto": "auto"}, style
+    )
     ca_bundle = r.get("ca_bundle")
     if ca_bundle and not Path(ca_bundle).is_file():
         raise r.error("ca_bundle", f"value {ca_bundle!r} for 'ca_bundle' is not a readable file")
     threshold = r.positive("multipart_threshold", to_size, 1 * GiB, allow_zero=True)
     chunk = r.get("multipart_chunksize", to_size, 64 * MiB)
     if not MIN_PART_BYTES <= chunk <= MAX_PART_BYTES:
-        raise r.error("multipart_chunksize",
-                      f"value {r.raw('multipart_chunksize')!r} for 'multipart_chunksize' must be "
-                      "between 5MiB and 5GiB (the S3 part size limits)")
+        raise r.error(
+            "multipart_chunksize",
+            f"value {r.raw('multipart_chunksize')!r} for 'multipart_chunksize' must be "
+            "between 5MiB and 5GiB (the S3 part size limits)",
+        )
     if 0 < threshold < MIN_PART_BYTES:
-        raise r.error("multipart_threshold",
-                      f"value {r.raw('multipart_threshold')!r} for 'multipart_threshold' must be "
-                      "0 (never use multipart) or at least 5MiB")
+        raise r.error(
+            "multipart_threshold",
+            f"value {r.raw('multipart_threshold')!r} for 'multipart_threshold' must be "
+            "0 (never use multipart) or at least 5MiB",
+        )
     if threshold > MAX_SINGLE_PUT_BYTES:
-        raise r.error("multipart_threshold",
-                      f"value {r.raw('multipart_threshold')!r} for 'multipart_threshold' must be "
-                      "at most 5GiB (a single PUT cannot be larger)")
+        raise r.error(
+            "multipart_threshold",
+            f"value {r.raw('multipart_threshold')!r} for 'multipart_threshold' must be "
+            "at most 5GiB (a single PUT cannot be larger)",
+        )
     list_version = r.get("list_version", to_int, 2)
     if list_version not in (1, 2):
-        raise r.error("list_version",
-                      f"value {r.raw('list_version')!r} for 'list_version' is not 1 or 2")
+        raise r.error(
+            "list_version", f"value {r.raw('list_version')!r} for 'list_version' is not 1 or 2"
+        )
     for key in ("region", "bucket_name"):
         value = r.raw(key)
         if value is not None and any(ch.isspace() for ch in value.strip()):
@@ -714,7 +822,8 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         access_key=r.raw("aws_access_key_id"),
         secret_key=r.raw("aws_secret_access_key"),
         signature_version=r.choice(
-            "signature_version", {"s3v4": "s3v4", "v4": "s3v4", "s3": "s3", "v2": "s3"}, "s3v4"),
+            "signature_version", {"s3v4": "s3v4", "v4": "s3v4", "s3": "s3", "v2": "s3"}, "s3v4"
+        ),
         addressing_style=style,
         verify_tls=r.get("verify_tls", to_bool, True),
         ca_bundle=ca_bundle,
@@ -732,9 +841,26 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
 
 
 _REDIS_KEYS = {
-    "redis", "sns", "url", "host", "port", "db", "password", "ssl", "ssl_ca_certs", "channel",
-    "mode", "stream", "group", "consumer", "dead_letter_stream", "max_deliveries",
-    "reclaim_idle", "maxlen", "list", "marker_keys",
+    "redis",
+    "sns",
+    "url",
+    "host",
+    "port",
+    "db",
+    "password",
+    "ssl",
+    "ssl_ca_certs",
+    "channel",
+    "mode",
+    "stream",
+    "group",
+    "consumer",
+    "dead_letter_stream",
+    "max_deliveries",
+    "reclaim_idle",
+    "maxlen",
+    "list",
+    "marker_keys",
 }
 
 
@@ -743,11 +869,17 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
     r = _Reader(section or _Section("pubsub"), _REDIS_KEYS, {"password", "url"}, env)
     use_redis = r.get("redis", to_bool, True)
     if r.get("sns", to_bool, False):
-        raise r.error("sns", "value 'True' for 'sns': SNS was never implemented; set "
-                             "'sns = False' and 'redis = True'")
+        raise r.error(
+            "sns",
+            "value 'True' for 'sns': SNS was never implemented; set "
+            "'sns = False' and 'redis = True'",
+        )
     if not use_redis:
-        raise r.error("redis", "value 'False' for 'redis': exactly one of 'redis' and 'sns' "
-                               "must be true, and only Redis is supported")
+        raise r.error(
+            "redis",
+            "value 'False' for 'redis': exactly one of 'redis' and 'sns' "
+            "must be true, and only Redis is supported",
+        )
     url = r.raw("url")
     if url is None and env.get("S3S3_REDIS_URL"):
         url = env["S3S3_REDIS_URL"]
@@ -771,12 +903,16 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
             raise r.error("host", f"value {host!r} for 'host' makes a Redis URL that {problem}")
     ssl_ca_certs = r.get("ssl_ca_certs")
     if ssl_ca_certs and not Path(ssl_ca_certs).is_file():
-        raise r.error("ssl_ca_certs", f"value {ssl_ca_certs!r} for 'ssl_ca_certs' is not a "
-                                      "readable file")
+        raise r.error(
+            "ssl_ca_certs", f"value {ssl_ca_certs!r} for 'ssl_ca_certs' is not a readable file"
+        )
     mode = r.choice("mode", {"pubsub": "pubsub", "stream": "stream"}, "pubsub")
     if r.get("list") and mode != "stream":
-        raise r.error("list", f"value {r.raw('list')!r} for 'list' needs 'mode = stream' (list "
-                              "entries are moved into the stream)")
+        raise r.error(
+            "list",
+            f"value {r.raw('list')!r} for 'list' needs 'mode = stream' (list "
+            "entries are moved into the stream)",
+        )
     channel = (r.get("channel") or "backup").strip()
     # One hash tag for every key the daemon uses, so a Redis Cluster keeps them on one slot.
     tag = "{" + channel + "}"
@@ -798,8 +934,15 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
     )
 
 
-_LISTEN_KEYS = {"workers", "grace", "delete", "summary_interval", "retry_base", "retry_max",
-                "event_keys"}
+_LISTEN_KEYS = {
+    "workers",
+    "grace",
+    "delete",
+    "summary_interval",
+    "retry_base",
+    "retry_max",
+    "event_keys",
+}
 
 
 def _listen(section: _Section | None) -> ListenConfig:
@@ -807,8 +950,11 @@ def _listen(section: _Section | None) -> ListenConfig:
     retry_base = r.duration("retry_base", 0.5)
     retry_max = r.duration("retry_max", 30.0)
     if retry_base > retry_max:
-        raise r.error("retry_base", f"value {r.shown('retry_base')} for 'retry_base' must not "
-                                    f"exceed 'retry_max' ({retry_max:g}s)")
+        raise r.error(
+            "retry_base",
+            f"value {r.shown('retry_base')} for 'retry_base' must not "
+            f"exceed 'retry_max' ({retry_max:g}s)",
+        )
     return ListenConfig(
         workers=r.count("workers", 32, maximum=MAX_WORKERS),
         grace_s=r.duration("grace", 30.0, allow_zero=True),
@@ -816,21 +962,37 @@ def _listen(section: _Section | None) -> ListenConfig:
         summary_interval_s=r.duration("summary_interval", 60.0),
         retry_base_s=retry_base,
         retry_max_s=retry_max,
-        event_key_encoding=r.choice("event_keys", {"auto": "auto", "url": "url", "raw": "raw"},
-                                    "auto"),
+        event_key_encoding=r.choice(
+            "event_keys", {"auto": "auto", "url": "url", "raw": "raw"}, "auto"
+        ),
     )
 
 
-_BUCKET_KEYS = {"workers", "prefix", "include", "exclude", "delete", "max_delete_fraction",
-                "size_only", "lock", "lock_ttl", "lock_dir", "progress_interval", "grace"}
+_BUCKET_KEYS = {
+    "workers",
+    "prefix",
+    "include",
+    "exclude",
+    "delete",
+    "max_delete_fraction",
+    "size_only",
+    "lock",
+    "lock_ttl",
+    "lock_dir",
+    "progress_interval",
+    "grace",
+}
 
 
 def _bucket(section: _Section | None) -> BucketConfig:
     r = _Reader(section or _Section("bucket"), _BUCKET_KEYS)
     fraction = r.get("max_delete_fraction", to_float, 0.5)
     if not 0.0 <= fraction <= 1.0:
-        raise r.error("max_delete_fraction", f"value {r.raw('max_delete_fraction')!r} for "
-                                             "'max_delete_fraction' must be between 0 and 1")
+        raise r.error(
+            "max_delete_fraction",
+            f"value {r.raw('max_delete_fraction')!r} for "
+            "'max_delete_fraction' must be between 0 and 1",
+        )
     return BucketConfig(
         workers=r.count("workers", 32, maximum=MAX_WORKERS),
         prefix=r.get("prefix") or "",
@@ -867,9 +1029,12 @@ def secrets_in_environment(env: Mapping[str, str] | None = None) -> tuple[str, .
     return tuple(found)
 
 
-def load(config_file: str | os.PathLike | None = None, *,
-         search_path: Iterable[Path] | None = None,
-         env: Mapping[str, str] | None = None) -> Settings:
+def load(
+    config_file: str | os.PathLike | None = None,
+    *,
+    search_path: Iterable[Path] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
     """Read the INI files and return validated settings.
 
     The files of ``search_path`` (by default :func:`default_search_path`) are read in order,
@@ -879,25 +1044,30 @@ def load(config_file: str | os.PathLike | None = None, *,
     if config_file is not None:
         config_file = Path(config_file)
         if not config_file.is_file():
-            raise ConfigError(f"configuration file '{config_file}' does not exist or is not "
-                              "a file")
+            raise ConfigError(f"configuration file '{config_file}' does not exist or is not a file")
         paths.append(config_file)
     sections, read = _read_files(paths)
     if not read:
-        raise ConfigError("no configuration file found; looked for "
-                          + ", ".join(str(p) for p in paths))
+        raise ConfigError(
+            "no configuration file found; looked for " + ", ".join(str(p) for p in paths)
+        )
     if "source" not in sections:
         raise ConfigError(f"missing section '[source]' (files read: {', '.join(read)})")
     dest_names = [n for n in sections if n.startswith("dest")]
     if not dest_names:
-        raise ConfigError("no destination: add a section whose name starts with 'dest' "
-                          f"(files read: {', '.join(read)})")
+        raise ConfigError(
+            "no destination: add a section whose name starts with 'dest' "
+            f"(files read: {', '.join(read)})"
+        )
     known = {"source", "pubsub", "listen", "bucket"}
     for name in sections:
         if name not in known and not name.startswith("dest"):
-            raise ConfigError(f"unknown section '[{name}]' (known: [source], [dest...], "
-                              "[pubsub], [listen], [bucket])", path=sections[name].path_of(),
-                              section=name)
+            raise ConfigError(
+                f"unknown section '[{name}]' (known: [source], [dest...], "
+                "[pubsub], [listen], [bucket])",
+                path=sections[name].path_of(),
+                section=name,
+            )
     return Settings(
         source=_endpoint(sections["source"], env),
         destinations=tuple(_endpoint(sections[n], env) for n in dest_names),
@@ -925,8 +1095,9 @@ def initialize(config_file: str | os.PathLike | None = None) -> Settings:
     source.update(_as_dict(settings.source))
     destinations[:] = [_as_dict(d) for d in settings.destinations]
     pubsub.clear()
-    pubsub.update({"redis": True, "sns": False, "channel": settings.redis.channel,
-                   "url": settings.redis.url})
+    pubsub.update(
+        {"redis": True, "sns": False, "channel": settings.redis.channel, "url": settings.redis.url}
+    )
     return settings
 
 

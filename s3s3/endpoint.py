@@ -31,10 +31,10 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import boto3
@@ -44,8 +44,13 @@ import botocore.session
 
 from . import rawhttp
 from .config import EndpointConfig
-from .errors import (ConfigError, EndpointError, FatalEndpointError, SourceKeyMissing,
-                     TransientEndpointError)
+from .errors import (
+    ConfigError,
+    EndpointError,
+    FatalEndpointError,
+    SourceKeyMissing,
+    TransientEndpointError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +58,43 @@ log = logging.getLogger(__name__)
 MD5_META = "s3s3-md5"
 
 #: Error codes retrying cannot help with.
-FATAL_CODES = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
-    "InvalidBucketName", "AllBucketsPublicAccessBlocked", "AuthorizationHeaderMalformed",
-    "InvalidToken", "ExpiredToken", "AccountProblem", "403", "InvalidRequest",
-    "PermanentRedirect", "NotImplemented", "MethodNotAllowed", "InvalidArgument",
-})
+FATAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "AllBucketsPublicAccessBlocked",
+        "AuthorizationHeaderMalformed",
+        "InvalidToken",
+        "ExpiredToken",
+        "AccountProblem",
+        "403",
+        "InvalidRequest",
+        "PermanentRedirect",
+        "NotImplemented",
+        "MethodNotAllowed",
+        "InvalidArgument",
+    }
+)
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-THROTTLE_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-    "ServiceUnavailable", "InternalError", "503", "500", "502", "504", "TooManyRequests",
-})
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "InternalError",
+        "503",
+        "500",
+        "502",
+        "504",
+        "TooManyRequests",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -154,8 +185,9 @@ def client_config(cfg: EndpointConfig) -> botocore.config.Config:
     )
 
 
-def tls_verify(cfg: EndpointConfig, *,
-               session: botocore.session.Session | None = None) -> bool | str:
+def tls_verify(
+    cfg: EndpointConfig, *, session: botocore.session.Session | None = None
+) -> bool | str:
     """What both data paths verify certificates with: a CA bundle's path, True or False.
 
     As botocore resolves ``verify`` (``Session.create_client``, then the endpoint creator),
@@ -180,11 +212,17 @@ def tls_verify(cfg: EndpointConfig, *,
         return True
     source, path = found
     if not path.strip():
-        raise ConfigError(f"{source} is set but empty: name a PEM file of CAs, or unset it "
-                          f"(needed by [{cfg.name}])", section=cfg.name)
+        raise ConfigError(
+            f"{source} is set but empty: name a PEM file of CAs, or unset it "
+            f"(needed by [{cfg.name}])",
+            section=cfg.name,
+        )
     if not (Path(path).is_file() or Path(path).is_dir()):  # botocore takes a CA dir too
-        raise ConfigError(f"{source} is {path!r}, which is not a readable file or folder "
-                          f"(needed by [{cfg.name}])", section=cfg.name)
+        raise ConfigError(
+            f"{source} is {path!r}, which is not a readable file or folder "
+            f"(needed by [{cfg.name}])",
+            section=cfg.name,
+        )
     return path
 
 
@@ -244,8 +282,9 @@ def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None =
 # --------------------------------------------------------------------------- errors
 
 
-def map_client_error(exc: Exception, *, op: str, cfg: EndpointConfig,
-                     key: str | None = None) -> Exception:
+def map_client_error(
+    exc: Exception, *, op: str, cfg: EndpointConfig, key: str | None = None
+) -> Exception:
     """Turn a botocore exception into the s3s3 error that says whether to retry.
 
     Returns the exception to raise (``raise map_client_error(...) from exc``). Exceptions
@@ -259,31 +298,46 @@ def map_client_error(exc: Exception, *, op: str, cfg: EndpointConfig,
         message = err.get("Message") or code or str(exc)
         return classify_error(code, status, message, op=op, cfg=cfg, key=key)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return FatalEndpointError("no credentials: set aws_access_key_id and "
-                                  "aws_secret_access_key, or the S3S3_* environment variables",
-                                  code="NoCredentials", **kw)
+        return FatalEndpointError(
+            "no credentials: set aws_access_key_id and "
+            "aws_secret_access_key, or the S3S3_* environment variables",
+            code="NoCredentials",
+            **kw,
+        )
     if isinstance(exc, (botocore.exceptions.SSLError,)):
         return FatalEndpointError(f"TLS failed: {exc}", code="TLS", **kw)
-    if isinstance(exc, (botocore.exceptions.ConnectionError,
-                        botocore.exceptions.HTTPClientError,
-                        botocore.exceptions.ReadTimeoutError,
-                        botocore.exceptions.IncompleteReadError,
-                        botocore.exceptions.ResponseStreamingError,
-                        botocore.exceptions.UnseekableStreamError,
-                        ConnectionError, TimeoutError)):
+    if isinstance(
+        exc,
+        (
+            botocore.exceptions.ConnectionError,
+            botocore.exceptions.HTTPClientError,
+            botocore.exceptions.ReadTimeoutError,
+            botocore.exceptions.IncompleteReadError,
+            botocore.exceptions.ResponseStreamingError,
+            botocore.exceptions.UnseekableStreamError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
         return TransientEndpointError(f"{type(exc).__name__}: {exc}", code="connection", **kw)
     return exc
 
 
-def classify_error(code: str, status: int | None, message: str, *, op: str,
-                   cfg: EndpointConfig, key: str | None = None) -> EndpointError:
+def classify_error(
+    code: str,
+    status: int | None,
+    message: str,
+    *,
+    op: str,
+    cfg: EndpointConfig,
+    key: str | None = None,
+) -> EndpointError:
     """The s3s3 error for an S3 error answer: the one table both data paths use."""
     kw = dict(op=op, endpoint=cfg.name, bucket=cfg.bucket, key=key)
     message = message or code
     text = f"{code} (HTTP {status}): {message}" if code else f"HTTP {status}: {message}"
     if code == "NoSuchBucket" or (status == 404 and key is None):
-        return FatalEndpointError(f"bucket does not exist: {text}", code=code,
-                                  status=status, **kw)
+        return FatalEndpointError(f"bucket does not exist: {text}", code=code, status=status, **kw)
     if code in MISSING_CODES and key is not None:
         return SourceKeyMissing(f"no such key: {text}", code=code, status=status, **kw)
     if code in THROTTLE_CODES:
@@ -350,8 +404,9 @@ class Endpoint:
             return rawhttp.RawClient(self.cfg, self.client)
         except botocore.exceptions.BotoCoreError as exc:
             # No credentials, say: botocore's own calls will raise the mapped error.
-            log.debug("[%s] lean client unavailable (%s): object calls use botocore",
-                      self.name, exc)
+            log.debug(
+                "[%s] lean client unavailable (%s): object calls use botocore", self.name, exc
+            )
             self._raw_usable = False
             return None
 
@@ -378,8 +433,9 @@ class Endpoint:
         """Run one S3 operation on this bucket, mapping botocore errors to s3s3's."""
         method = getattr(self.client, _snake(op))
         try:
-            return method(Bucket=self.cfg.bucket, **({"Key": key} if key is not None else {}),
-                          **params)
+            return method(
+                Bucket=self.cfg.bucket, **({"Key": key} if key is not None else {}), **params
+            )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise map_client_error(exc, op=op, cfg=self.cfg, key=key) from exc
 
@@ -414,16 +470,24 @@ class Endpoint:
             resp = self.fast_call("ListMultipartUploads", **params)
             uploads = resp.get("Uploads") or []
             for item in uploads:
-                yield UploadInfo(key=item.get("Key", ""), upload_id=item.get("UploadId", ""),
-                                 initiator=str((item.get("Initiator") or {}).get("ID") or ""),
-                                 initiated=item.get("Initiated"))
+                yield UploadInfo(
+                    key=item.get("Key", ""),
+                    upload_id=item.get("UploadId", ""),
+                    initiator=str((item.get("Initiator") or {}).get("ID") or ""),
+                    initiated=item.get("Initiated"),
+                )
             if not resp.get("IsTruncated") or not uploads:
                 return
-            markers = (resp.get("NextKeyMarker") or uploads[-1].get("Key", ""),
-                       resp.get("NextUploadIdMarker") or uploads[-1].get("UploadId", ""))
+            markers = (
+                resp.get("NextKeyMarker") or uploads[-1].get("Key", ""),
+                resp.get("NextUploadIdMarker") or uploads[-1].get("UploadId", ""),
+            )
             if markers == (params.get("KeyMarker"), params.get("UploadIdMarker")):
-                log.warning("[%s] ListMultipartUploads does not page on past %r; listing "
-                            "stops there", self.name, markers[0])
+                log.warning(
+                    "[%s] ListMultipartUploads does not page on past %r; listing stops there",
+                    self.name,
+                    markers[0],
+                )
                 return
             params["KeyMarker"], params["UploadIdMarker"] = markers
 
@@ -431,10 +495,13 @@ class Endpoint:
 def info_from_head(key: str, resp: dict) -> ObjectInfo:
     meta = {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
     md5 = meta.get(MD5_META)
-    return ObjectInfo(key=key, size=int(resp.get("ContentLength") or 0),
-                      etag=clean_etag(resp.get("ETag")),
-                      last_modified=resp.get("LastModified"),
-                      md5=md5.lower() if md5 and etag_is_md5(md5.lower()) else None)
+    return ObjectInfo(
+        key=key,
+        size=int(resp.get("ContentLength") or 0),
+        etag=clean_etag(resp.get("ETag")),
+        last_modified=resp.get("LastModified"),
+        md5=md5.lower() if md5 and etag_is_md5(md5.lower()) else None,
+    )
 
 
 def _snake(op: str) -> str:

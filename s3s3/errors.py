@@ -36,8 +36,14 @@ class ConfigError(S3S3Error):
     secret's value), in the manner of Supervisor.
     """
 
-    def __init__(self, message: str, *, path: str | None = None,
-                 section: str | None = None, key: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        section: str | None = None,
+        key: str | None = None,
+    ) -> None:
         where = []
         if section is not None:
             where.append(f"section '{section}'")
@@ -58,9 +64,17 @@ class EndpointError(S3S3Error):
     endpoint, ``code`` the S3 error code or a short cause such as ``timeout``.
     """
 
-    def __init__(self, message: str, *, op: str, endpoint: str, bucket: str,
-                 key: str | None = None, code: str | None = None,
-                 status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        op: str,
+        endpoint: str,
+        bucket: str,
+        key: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
         self.op = op
         self.endpoint = endpoint
         self.bucket = bucket

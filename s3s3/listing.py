@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from .endpoint import Endpoint, ObjectInfo, clean_etag
 from .errors import EndpointError
@@ -26,38 +26,43 @@ from .errors import EndpointError
 PREFETCH_PAGES = 2
 
 
-def list_objects(endpoint: Endpoint, prefix: str = "", *,
-                 page_size: int = 1000) -> Iterator[ObjectInfo]:
+def list_objects(
+    endpoint: Endpoint, prefix: str = "", *, page_size: int = 1000
+) -> Iterator[ObjectInfo]:
     """Every object under ``prefix``, in ascending UTF-8 byte order of keys."""
     for page in list_pages(endpoint, prefix, page_size=page_size):
         yield from page
 
 
-def list_pages(endpoint: Endpoint, prefix: str = "", *,
-               page_size: int = 1000) -> Iterator[list[ObjectInfo]]:
+def list_pages(
+    endpoint: Endpoint, prefix: str = "", *, page_size: int = 1000
+) -> Iterator[list[ObjectInfo]]:
     """The listing one page at a time (V1 or V2 as the endpoint is configured)."""
     if endpoint.cfg.list_version == 1:
         return _list_v1(endpoint, prefix, page_size)
     return _list_v2(endpoint, prefix, page_size)
 
 
-def list_objects_ahead(endpoint: Endpoint, prefix: str = "", *, page_size: int = 1000,
-                       depth: int = PREFETCH_PAGES) -> Iterator[ObjectInfo]:
+def list_objects_ahead(
+    endpoint: Endpoint, prefix: str = "", *, page_size: int = 1000, depth: int = PREFETCH_PAGES
+) -> Iterator[ObjectInfo]:
     """:func:`list_objects`, with up to ``depth`` pages fetched ahead in a thread.
 
     An error met by the thread is raised here, at the point of the listing where it
     happened. Closing the iterator early stops the thread after its current request.
     """
-    for page in prefetch(list_pages(endpoint, prefix, page_size=page_size), depth=depth,
-                         name=f"list-{endpoint.name}"):
+    for page in prefetch(
+        list_pages(endpoint, prefix, page_size=page_size), depth=depth, name=f"list-{endpoint.name}"
+    ):
         yield from page
 
 
 _DONE = object()
 
 
-def prefetch(pages: Iterator[list], *, depth: int = PREFETCH_PAGES,
-             name: str = "prefetch") -> Iterator[list]:
+def prefetch(
+    pages: Iterator[list], *, depth: int = PREFETCH_PAGES, name: str = "prefetch"
+) -> Iterator[list]:
     """Run ``pages`` in a daemon thread, ``depth`` items ahead of the consumer."""
     slots: queue.Queue = queue.Queue(maxsize=depth)
     abandoned = threading.Event()
@@ -96,10 +101,15 @@ def prefetch(pages: Iterator[list], *, depth: int = PREFETCH_PAGES,
 
 
 def _entries(resp: dict) -> list[ObjectInfo]:
-    return [ObjectInfo(key=item["Key"], size=int(item.get("Size") or 0),
-                       etag=clean_etag(item.get("ETag")),
-                       last_modified=item.get("LastModified"))
-            for item in resp.get("Contents") or ()]
+    return [
+        ObjectInfo(
+            key=item["Key"],
+            size=int(item.get("Size") or 0),
+            etag=clean_etag(item.get("ETag")),
+            last_modified=item.get("LastModified"),
+        )
+        for item in resp.get("Contents") or ()
+    ]
 
 
 def _list_v2(endpoint: Endpoint, prefix: str, page_size: int) -> Iterator[list[ObjectInfo]]:
@@ -112,9 +122,13 @@ def _list_v2(endpoint: Endpoint, prefix: str, page_size: int) -> Iterator[list[O
         if not resp.get("IsTruncated") or not token:
             return
         if token == last_token:
-            raise EndpointError(f"the server repeated continuation token {token!r}; set "
-                                "list_version = 1 for this endpoint", op="ListObjectsV2",
-                                endpoint=endpoint.name, bucket=endpoint.bucket)
+            raise EndpointError(
+                f"the server repeated continuation token {token!r}; set "
+                "list_version = 1 for this endpoint",
+                op="ListObjectsV2",
+                endpoint=endpoint.name,
+                bucket=endpoint.bucket,
+            )
         last_token = token
         params["ContinuationToken"] = token
 

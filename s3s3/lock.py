@@ -38,8 +38,9 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .config import BucketConfig, EndpointConfig
 from .errors import LockHeld, RedisFatal, S3S3Error
@@ -93,8 +94,15 @@ class RedisLock:
 
     kind = "redis"
 
-    def __init__(self, client: redis.Redis, key: str, *, ttl_s: float, what: str = "",
-                 lost: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        *,
+        ttl_s: float,
+        what: str = "",
+        lost: threading.Event | None = None,
+    ) -> None:
         self.client = client
         self.key = key
         self.ttl_ms = max(1000, int(ttl_s * 1000))
@@ -113,11 +121,12 @@ class RedisLock:
             holder = self.client.get(self.key)
             ttl_ms = self.client.pttl(self.key)
             holder_text = holder.decode("utf-8", "replace") if holder else "?"
-            raise LockHeld(f"another s3s3bucket run holds the lock for {self.what} "
-                           f"(Redis key {self.key}, holder {holder_text}, expires in "
-                           f"{max(ttl_ms, 0) / 1000:.0f} s); not starting")
-        self._renewer = threading.Thread(target=self._renew_loop, name="lock-renew",
-                                         daemon=True)
+            raise LockHeld(
+                f"another s3s3bucket run holds the lock for {self.what} "
+                f"(Redis key {self.key}, holder {holder_text}, expires in "
+                f"{max(ttl_ms, 0) / 1000:.0f} s); not starting"
+            )
+        self._renewer = threading.Thread(target=self._renew_loop, name="lock-renew", daemon=True)
         self._renewer.start()
 
     def renew(self) -> bool:
@@ -130,8 +139,9 @@ class RedisLock:
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
                 if not self.renew():
-                    log.error("lost %s: it expired or was taken by another run; stopping",
-                              self.describe())
+                    log.error(
+                        "lost %s: it expired or was taken by another run; stopping", self.describe()
+                    )
                     self.lost.set()
                     return
             except RedisError as exc:
@@ -147,8 +157,7 @@ class RedisLock:
         try:
             self.client.eval(_RELEASE, 1, self.key, self.token)
         except RedisError as exc:
-            log.warning("could not release %s (it expires by itself): %s",
-                        self.describe(), exc)
+            log.warning("could not release %s (it expires by itself): %s", self.describe(), exc)
 
 
 class FileLock:
@@ -168,15 +177,18 @@ class FileLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise LockUnavailable(f"cannot open lock file {self.path}: {exc} (set lock_dir "
-                                  "in [bucket])") from exc
+            raise LockUnavailable(
+                f"cannot open lock file {self.path}: {exc} (set lock_dir in [bucket])"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "?"
             os.close(fd)
-            raise LockHeld(f"another s3s3bucket run holds the lock for {self.what} "
-                           f"(file {self.path}, holder {holder}); not starting") from None
+            raise LockHeld(
+                f"another s3s3bucket run holds the lock for {self.what} "
+                f"(file {self.path}, holder {holder}); not starting"
+            ) from None
         # The holder's name, for the message of a run that is refused.
         os.ftruncate(fd, 0)
         os.pwrite(fd, _token().encode("utf-8"), 0)
@@ -204,10 +216,14 @@ class NoLock:
 
 
 @contextlib.contextmanager
-def job_lock(source: EndpointConfig, cfg: BucketConfig,
-             redis_factory: Callable[[], redis.Redis] | None, *,
-             lost: threading.Event | None = None,
-             redis_url: str | None = None) -> Iterator[object]:
+def job_lock(
+    source: EndpointConfig,
+    cfg: BucketConfig,
+    redis_factory: Callable[[], redis.Redis] | None,
+    *,
+    lost: threading.Event | None = None,
+    redis_url: str | None = None,
+) -> Iterator[object]:
     """Hold the locks ``cfg.lock`` asks for over the ``with`` block.
 
     The local lock is taken first (``auto``, ``redis``, ``local``), then the Redis lock
@@ -241,9 +257,14 @@ def job_lock(source: EndpointConfig, cfg: BucketConfig,
         yield widest
 
 
-def choose_lock(source: EndpointConfig, cfg: BucketConfig,
-                redis_factory: Callable[[], redis.Redis] | None, *,
-                lost: threading.Event | None = None, redis_url: str | None = None):
+def choose_lock(
+    source: EndpointConfig,
+    cfg: BucketConfig,
+    redis_factory: Callable[[], redis.Redis] | None,
+    *,
+    lost: threading.Event | None = None,
+    redis_url: str | None = None,
+):
     """The lock that reaches furthest of those ``cfg.lock`` asks for, not yet taken: the
     Redis lock when Redis answers (``auto``, ``redis``), else the local lock, or
     :class:`NoLock`. (:func:`job_lock` holds the local lock as well.)"""
@@ -260,9 +281,14 @@ def _what(source: EndpointConfig) -> str:
     return f"s3://{source.bucket} on {source.endpoint_url or 'AWS'}"
 
 
-def _redis_lock(source: EndpointConfig, cfg: BucketConfig,
-                redis_factory: Callable[[], redis.Redis] | None, *,
-                lost: threading.Event | None, redis_url: str | None) -> RedisLock | None:
+def _redis_lock(
+    source: EndpointConfig,
+    cfg: BucketConfig,
+    redis_factory: Callable[[], redis.Redis] | None,
+    *,
+    lost: threading.Event | None,
+    redis_url: str | None,
+) -> RedisLock | None:
     """The Redis lock, not yet taken, when Redis answers a PING; None (``auto``) when it
     does not."""
     if redis_factory is None:
@@ -275,8 +301,7 @@ def _redis_lock(source: EndpointConfig, cfg: BucketConfig,
     except RedisError as exc:
         _raise_if_refused(exc, client, redis_url)
         return _no_redis(cfg, _problem(exc, client))
-    return RedisLock(client, redis_key(source), ttl_s=cfg.lock_ttl_s, what=_what(source),
-                     lost=lost)
+    return RedisLock(client, redis_key(source), ttl_s=cfg.lock_ttl_s, what=_what(source), lost=lost)
 
 
 def _acquire_redis_lock(lock: RedisLock, cfg: BucketConfig, redis_url: str | None) -> bool:
@@ -296,9 +321,12 @@ def _no_redis(cfg: BucketConfig, problem: str) -> None:
     """``lock = redis``: an error; ``auto``: a warning, and the local lock alone."""
     if cfg.lock == "redis":
         raise LockUnavailable(f"lock = redis, but Redis does not answer ({problem})")
-    log.warning("Redis does not answer (%s); holding the local lock only, which does not "
-                "exclude runs on other hosts (set lock = redis where they must never "
-                "overlap)", problem)
+    log.warning(
+        "Redis does not answer (%s); holding the local lock only, which does not "
+        "exclude runs on other hosts (set lock = redis where they must never "
+        "overlap)",
+        problem,
+    )
     return None
 
 
@@ -309,8 +337,10 @@ def _raise_if_refused(exc: Exception, client: redis.Redis, redis_url: str | None
 
     if isinstance(exc, FATAL_ERRORS):
         reason = str(refused(redis_url or _client_url(client), exc)).rstrip(". ")
-        message = (f"{reason}; not falling back to a local lock (a refused password or ACL "
-                   "is not an outage)")
+        message = (
+            f"{reason}; not falling back to a local lock (a refused password or ACL "
+            "is not an outage)"
+        )
         raise RedisFatal(redact(message, _secrets(client))) from exc
 
 

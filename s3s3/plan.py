@@ -43,8 +43,9 @@ from __future__ import annotations
 import enum
 import fnmatch
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from .endpoint import ObjectInfo, etag_is_md5
 
@@ -55,8 +56,9 @@ class Verdict(enum.Enum):
     HASH = "hash"  # compute the md5 of the side(s) lacking one, then compare
 
 
-def decide(src: ObjectInfo, dst: ObjectInfo | None, *, size_only: bool = False,
-           verify_md5: bool = False) -> Verdict:
+def decide(
+    src: ObjectInfo, dst: ObjectInfo | None, *, size_only: bool = False, verify_md5: bool = False
+) -> Verdict:
     """Whether ``dst`` must be (re)written from ``src``; see the module's truth table."""
     if dst is None or src.size != dst.size:
         return Verdict.COPY
@@ -90,10 +92,14 @@ class ListingOrderError(ValueError):
         self.previous = previous
         self.key = key
         what = "the source listing" if side == 0 else f"destination listing {side - 1}"
-        problem = (f"repeats {key!r}" if key == previous else
-                   f"is not in UTF-8 byte order: {key!r} came after {previous!r}")
-        super().__init__(f"{what} {problem}; a merge of unordered listings would copy and "
-                         "delete the wrong keys")
+        problem = (
+            f"repeats {key!r}"
+            if key == previous
+            else f"is not in UTF-8 byte order: {key!r} came after {previous!r}"
+        )
+        super().__init__(
+            f"{what} {problem}; a merge of unordered listings would copy and delete the wrong keys"
+        )
 
 
 class Side(enum.Enum):
@@ -130,8 +136,9 @@ def _advance(it: Iterator[ObjectInfo], side: int, previous: str) -> ObjectInfo |
     return info
 
 
-def merge(source: Iterable[ObjectInfo],
-          destinations: Sequence[Iterable[ObjectInfo]]) -> Iterator[Row]:
+def merge(
+    source: Iterable[ObjectInfo], destinations: Sequence[Iterable[ObjectInfo]]
+) -> Iterator[Row]:
     """Merge key-sorted listings into one :class:`Row` per key, in ascending key order.
 
     Holds one entry per listing. Raises :class:`ListingOrderError` as soon as a listing
@@ -226,11 +233,11 @@ def _any_of(patterns: tuple[str, ...]):
 class Action(enum.Enum):
     """What to do with one key at one destination."""
 
-    COPY = "copy"      # absent, or differs
-    HASH = "hash"      # read the md5s that are not known, copy if they differ
-    SKIP = "skip"      # already identical
+    COPY = "copy"  # absent, or differs
+    HASH = "hash"  # read the md5s that are not known, copy if they differ
+    SKIP = "skip"  # already identical
     DELETE = "delete"  # only at the destination, and deletion was asked for
-    KEEP = "keep"      # only at the destination, kept
+    KEEP = "keep"  # only at the destination, kept
 
 
 @dataclass(frozen=True)
@@ -240,8 +247,9 @@ class Strategy:
     size_only: bool = False
     verify_md5: bool = False
 
-    def action(self, src: ObjectInfo | None, dst: ObjectInfo | None, *,
-               delete: bool) -> Action | None:
+    def action(
+        self, src: ObjectInfo | None, dst: ObjectInfo | None, *, delete: bool
+    ) -> Action | None:
         """The action for one key; None when the key is on neither side."""
         if src is None:
             if dst is None:
@@ -249,8 +257,7 @@ class Strategy:
             return Action.DELETE if delete else Action.KEEP
         if dst is None:
             return Action.COPY
-        return _ACTION_OF[decide(src, dst, size_only=self.size_only,
-                                 verify_md5=self.verify_md5)]
+        return _ACTION_OF[decide(src, dst, size_only=self.size_only, verify_md5=self.verify_md5)]
 
 
 _ACTION_OF = {Verdict.COPY: Action.COPY, Verdict.SKIP: Action.SKIP, Verdict.HASH: Action.HASH}
@@ -265,9 +272,14 @@ class KeyPlan(NamedTuple):
     actions: tuple[Action | None, ...]
 
 
-def plan_keys(source: Iterable[ObjectInfo], destinations: Sequence[Iterable[ObjectInfo]], *,
-              strategies: Sequence[Strategy], delete: bool = False,
-              key_filter: KeyFilter | None = None) -> Iterator[KeyPlan]:
+def plan_keys(
+    source: Iterable[ObjectInfo],
+    destinations: Sequence[Iterable[ObjectInfo]],
+    *,
+    strategies: Sequence[Strategy],
+    delete: bool = False,
+    key_filter: KeyFilter | None = None,
+) -> Iterator[KeyPlan]:
     """Merge the listings, drop filtered keys, and decide each key at each destination."""
     if len(strategies) != len(destinations):
         raise ValueError(f"{len(destinations)} destinations but {len(strategies)} strategies")
@@ -282,8 +294,9 @@ def plan_keys(source: Iterable[ObjectInfo], destinations: Sequence[Iterable[Obje
         return
     pairs = list(enumerate(strategies))
     for key, src, dsts in rows:
-        yield KeyPlan(key, src, dsts,
-                      tuple([s.action(src, dsts[i], delete=delete) for i, s in pairs]))
+        yield KeyPlan(
+            key, src, dsts, tuple([s.action(src, dsts[i], delete=delete) for i, s in pairs])
+        )
 
 
 def reason(action: Action, src: ObjectInfo | None, dst: ObjectInfo | None) -> str:

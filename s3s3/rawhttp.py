@@ -68,8 +68,16 @@ from .errors import FatalEndpointError, ResponseError, TransientEndpointError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConnectionPool", "NeedsBotocore", "RawBody", "RawClient", "parse_listing",
-           "parse_uploads", "proxy_for", "unquote_key"]
+__all__ = [
+    "ConnectionPool",
+    "NeedsBotocore",
+    "RawBody",
+    "RawClient",
+    "parse_listing",
+    "parse_uploads",
+    "proxy_for",
+    "unquote_key",
+]
 
 #: What every request sends as User-Agent (SigV4 never signs it).
 USER_AGENT = f"s3s3/{__version__}"
@@ -111,8 +119,15 @@ _LIST_V1_PARAMS = frozenset({"Prefix", "MaxKeys", "Marker"})
 _LIST_UPLOADS_PARAMS = frozenset({"Prefix", "MaxUploads", "KeyMarker", "UploadIdMarker"})
 
 _REDIRECT_STATUSES = frozenset({301, 302, 307, 308})
-_REDIRECT_CODES = frozenset({"PermanentRedirect", "TemporaryRedirect", "Redirect",
-                             "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"})
+_REDIRECT_CODES = frozenset(
+    {
+        "PermanentRedirect",
+        "TemporaryRedirect",
+        "Redirect",
+        "AuthorizationHeaderMalformed",
+        "IllegalLocationConstraintException",
+    }
+)
 
 #: Errors of the network or the peer (timeouts and resets are OSErrors): transient.
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
@@ -149,11 +164,12 @@ def bucket_base_url(client, bucket: str) -> str:
     presigning makes botocore run its whole endpoint resolution, without a request.
     """
     url = client.generate_presigned_url(
-        "head_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60)
+        "head_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
+    )
     parts = urlsplit(url)
     if not parts.path.endswith("/" + _PROBE_KEY):
         raise ValueError(f"unexpected presigned URL form for bucket {bucket!r}")
-    return f"{parts.scheme}://{parts.netloc}{parts.path[:-len(_PROBE_KEY)]}"
+    return f"{parts.scheme}://{parts.netloc}{parts.path[: -len(_PROBE_KEY)]}"
 
 
 def host_header(scheme: str, hostname: str, port: int | None) -> str:
@@ -185,9 +201,17 @@ class ConnectionPool:
     on first use anyway is replaced once more by :meth:`exchange`.
     """
 
-    def __init__(self, scheme: str, host: str, port: int | None, *, max_idle: int,
-                 connect_timeout_s: float, read_timeout_s: float,
-                 verify: bool | str = True) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        *,
+        max_idle: int,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        verify: bool | str = True,
+    ) -> None:
         self.scheme = scheme
         self.host = host
         self.port = port or (443 if scheme == "https" else 80)
@@ -259,11 +283,11 @@ class ConnectionPool:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._context is not None:
-            conn = http.client.HTTPSConnection(self.host, self.port, context=self._context,
-                                               timeout=self._connect_timeout_s)
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, context=self._context, timeout=self._connect_timeout_s
+            )
         else:
-            conn = http.client.HTTPConnection(self.host, self.port,
-                                              timeout=self._connect_timeout_s)
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self._connect_timeout_s)
         try:
             conn.connect()
         except ssl.SSLError as exc:  # the certificate or the protocol: not the network
@@ -296,6 +320,7 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
 
 
 if hasattr(select, "poll"):
+
     def _is_dropped(sock) -> bool:
         """An idle keep-alive socket that polls readable was closed (or is out of step)."""
         if sock is None:
@@ -304,6 +329,7 @@ if hasattr(select, "poll"):
         poller.register(sock, select.POLLIN)
         return bool(poller.poll(0))
 else:  # pragma: no cover - Windows
+
     def _is_dropped(sock) -> bool:
         return sock is None or bool(select.select([sock], [], [], 0)[0])
 
@@ -320,8 +346,15 @@ class RawBody:
     :class:`TransientEndpointError`.
     """
 
-    def __init__(self, resp: http.client.HTTPResponse, conn, *, pool: ConnectionPool,
-                 client: "RawClient", key: str) -> None:
+    def __init__(
+        self,
+        resp: http.client.HTTPResponse,
+        conn,
+        *,
+        pool: ConnectionPool,
+        client: RawClient,
+        key: str,
+    ) -> None:
         self._resp = resp
         self._conn = conn
         self._pool = pool
@@ -341,8 +374,12 @@ class RawBody:
                 self._drop()
                 raise TransientEndpointError(
                     f"the connection closed with {self._left} bytes of the body unread",
-                    op="GetObject", endpoint=self._client.cfg.name,
-                    bucket=self._client.cfg.bucket, key=self._key, code="connection")
+                    op="GetObject",
+                    endpoint=self._client.cfg.name,
+                    bucket=self._client.cfg.bucket,
+                    key=self._key,
+                    code="connection",
+                )
         if self._conn is not None and self._resp.isclosed():
             self._pool.release(self._conn)
             self._conn = None
@@ -363,7 +400,7 @@ class RawBody:
             self._conn = None
         self._resp.close()
 
-    def __enter__(self) -> "RawBody":
+    def __enter__(self) -> RawBody:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -397,11 +434,15 @@ class RawClient:
         self._virtual = self._bucket_path == "/"
         self._auth_bucket = "/" + quote(cfg.bucket.encode("utf-8"), safe="/~")
         self._host = host_header(parts.scheme, parts.hostname or "", parts.port)
-        self._pool = ConnectionPool(parts.scheme, parts.hostname or "", parts.port,
-                                    max_idle=cfg.max_pool_connections,
-                                    connect_timeout_s=cfg.connect_timeout_s,
-                                    read_timeout_s=cfg.read_timeout_s,
-                                    verify=endpoint.tls_verify(cfg))
+        self._pool = ConnectionPool(
+            parts.scheme,
+            parts.hostname or "",
+            parts.port,
+            max_idle=cfg.max_pool_connections,
+            connect_timeout_s=cfg.connect_timeout_s,
+            read_timeout_s=cfg.read_timeout_s,
+            verify=endpoint.tls_verify(cfg),
+        )
 
     def __repr__(self) -> str:
         return f"RawClient({self.cfg.describe()}, {self.base_url})"
@@ -417,8 +458,12 @@ class RawClient:
             return self.get_object(key)
         if op == "HeadObject" and key is not None and not params:
             return self.head_object(key)
-        if op == "PutObject" and key is not None and set(params) <= _PUT_PARAMS \
-                and isinstance(params.get("Body"), (bytes, bytearray)):
+        if (
+            op == "PutObject"
+            and key is not None
+            and set(params) <= _PUT_PARAMS
+            and isinstance(params.get("Body"), (bytes, bytearray))
+        ):
             return self.put_object(key, **params)
         if op == "ListObjectsV2" and key is None and set(params) <= _LIST_V2_PARAMS:
             return self.list_objects_v2(**params)
@@ -432,8 +477,9 @@ class RawClient:
 
     def get_object(self, key: str) -> dict:
         """GetObject; ``Body`` is a :class:`RawBody` to read and close."""
-        resp, conn = self._request("GET", *self._object_paths(key), op="GetObject", key=key,
-                                   stream=True)
+        resp, conn = self._request(
+            "GET", *self._object_paths(key), op="GetObject", key=key, stream=True
+        )
         out = _object_fields(resp.headers)
         out["Body"] = RawBody(resp, conn, pool=self._pool, client=self, key=key)
         return out
@@ -442,21 +488,33 @@ class RawClient:
         resp, _ = self._request("HEAD", *self._object_paths(key), op="HeadObject", key=key)
         return _object_fields(resp.headers)
 
-    def put_object(self, key: str, *, Body: bytes, ContentLength: int | None = None,
-                   Metadata: dict | None = None, **fields) -> dict:
+    def put_object(
+        self,
+        key: str,
+        *,
+        Body: bytes,
+        ContentLength: int | None = None,
+        Metadata: dict | None = None,
+        **fields,
+    ) -> dict:
         """PutObject of a bytes body (retried on transient errors: bytes can be resent)."""
         headers = {"Content-Length": str(len(Body) if ContentLength is None else ContentLength)}
         for name, value in fields.items():
             if value is None:
                 continue
             if name == "Expires" and isinstance(value, datetime):
-                value = email.utils.format_datetime(value.astimezone(timezone.utc),
-                                                    usegmt=True)
+                value = email.utils.format_datetime(value.astimezone(timezone.utc), usegmt=True)
             headers[_PUT_HEADERS[name]] = str(value)
         for name, value in (Metadata or {}).items():
             headers[_META_PREFIX + name] = value
-        resp, _ = self._request("PUT", *self._object_paths(key), op="PutObject", key=key,
-                                headers=headers, body=bytes(Body))
+        resp, _ = self._request(
+            "PUT",
+            *self._object_paths(key),
+            op="PutObject",
+            key=key,
+            headers=headers,
+            body=bytes(Body),
+        )
         out = {}
         for header, field in (("ETag", "ETag"), ("x-amz-version-id", "VersionId")):
             value = resp.headers.get(header)
@@ -466,34 +524,55 @@ class RawClient:
 
     # ------------------------------------------------------------------- listings
 
-    def list_objects_v2(self, *, Prefix: str = "", MaxKeys: int = 1000,
-                        ContinuationToken: str | None = None,
-                        StartAfter: str | None = None) -> dict:
+    def list_objects_v2(
+        self,
+        *,
+        Prefix: str = "",
+        MaxKeys: int = 1000,
+        ContinuationToken: str | None = None,
+        StartAfter: str | None = None,
+    ) -> dict:
         """One ListObjectsV2 page as botocore returns it: Contents (Key, Size, ETag,
         LastModified), IsTruncated, KeyCount, NextContinuationToken…"""
-        query = [("list-type", "2"), ("encoding-type", "url"), ("max-keys", str(MaxKeys)),
-                 ("prefix", Prefix)]
+        query = [
+            ("list-type", "2"),
+            ("encoding-type", "url"),
+            ("max-keys", str(MaxKeys)),
+            ("prefix", Prefix),
+        ]
         if ContinuationToken is not None:
             query.append(("continuation-token", ContinuationToken))
         if StartAfter is not None:
             query.append(("start-after", StartAfter))
         # botocore decodes these V2 fields (besides the keys), and only these.
-        return self._list("ListObjectsV2", query, lambda data: parse_listing(
-            data, decode=("Delimiter", "Prefix", "StartAfter")))
+        return self._list(
+            "ListObjectsV2",
+            query,
+            lambda data: parse_listing(data, decode=("Delimiter", "Prefix", "StartAfter")),
+        )
 
-    def list_objects(self, *, Prefix: str = "", MaxKeys: int = 1000,
-                     Marker: str | None = None) -> dict:
+    def list_objects(
+        self, *, Prefix: str = "", MaxKeys: int = 1000, Marker: str | None = None
+    ) -> dict:
         """One ListObjects (V1) page as botocore returns it: Contents, IsTruncated,
         NextMarker…"""
         query = [("encoding-type", "url"), ("max-keys", str(MaxKeys)), ("prefix", Prefix)]
         if Marker is not None:
             query.append(("marker", Marker))
-        return self._list("ListObjects", query, lambda data: parse_listing(
-            data, decode=("Delimiter", "Marker", "NextMarker")))
+        return self._list(
+            "ListObjects",
+            query,
+            lambda data: parse_listing(data, decode=("Delimiter", "Marker", "NextMarker")),
+        )
 
-    def list_multipart_uploads(self, *, Prefix: str = "", MaxUploads: int = 1000,
-                               KeyMarker: str | None = None,
-                               UploadIdMarker: str | None = None) -> dict:
+    def list_multipart_uploads(
+        self,
+        *,
+        Prefix: str = "",
+        MaxUploads: int = 1000,
+        KeyMarker: str | None = None,
+        UploadIdMarker: str | None = None,
+    ) -> dict:
         """One ListMultipartUploads page as botocore returns it: Uploads (Key, UploadId,
         Initiator, Owner, StorageClass, Initiated), IsTruncated, NextKeyMarker,
         NextUploadIdMarker… (:func:`parse_uploads`).
@@ -502,14 +581,19 @@ class RawClient:
         (SigV4 signs it as any query parameter, ``uploads=``).
         """
         if isinstance(self._signer, signing.SigV2Signer):
-            raise NeedsBotocore("ListMultipartUploads with SigV2 signs the uploads "
-                                "sub-resource, which the lean client does not sign")
+            raise NeedsBotocore(
+                "ListMultipartUploads with SigV2 signs the uploads "
+                "sub-resource, which the lean client does not sign"
+            )
         # As botocore sends it ("?uploads&prefix=…"), without encoding-type=url: Ceph 16.2
         # then encodes each Key but says nothing (no EncodingType), and Swift 2.30 says
         # EncodingType=url but leaves the markers and Prefix plain, so neither answer can be
         # decoded safely. Plain answers are what botocore reads, on every server.
         query: list[tuple[str, str | None]] = [
-            ("uploads", None), ("prefix", Prefix), ("max-uploads", str(MaxUploads))]
+            ("uploads", None),
+            ("prefix", Prefix),
+            ("max-uploads", str(MaxUploads)),
+        ]
         if KeyMarker is not None:
             query.append(("key-marker", KeyMarker))
         if UploadIdMarker is not None:
@@ -519,17 +603,23 @@ class RawClient:
     def _list(self, op: str, query: list[tuple[str, str | None]], parse) -> dict:
         """GET the bucket with ``query`` (a value of None: the bare name, as ``uploads``),
         and ``parse`` the answer; an unreadable one is a transient XMLParseError."""
-        qs = "&".join(name if value is None else f"{name}={botocore.utils.percent_encode(value)}"
-                      for name, value in query)
+        qs = "&".join(
+            name if value is None else f"{name}={botocore.utils.percent_encode(value)}"
+            for name, value in query
+        )
         # SigV2 resource: botocore's "/bucket/", trimmed as sent ("/bucket") path-style.
         auth_path = self._auth_bucket + ("/" if self._virtual else "")
         _, data = self._request("GET", self._bucket_path, auth_path, op=op, query=qs)
         try:
             return parse(data)
         except ResponseError as exc:
-            raise TransientEndpointError(str(exc), op=op,
-                                         endpoint=self.cfg.name, bucket=self.cfg.bucket,
-                                         code="XMLParseError") from exc
+            raise TransientEndpointError(
+                str(exc),
+                op=op,
+                endpoint=self.cfg.name,
+                bucket=self.cfg.bucket,
+                code="XMLParseError",
+            ) from exc
 
     # ------------------------------------------------------------------- requests
 
@@ -538,14 +628,20 @@ class RawClient:
         quoted = quote(key.encode("utf-8"), safe="/~")  # botocore's {Key+} serialisation
         return self._object_prefix + quoted, f"{self._auth_bucket}/{quoted}"
 
-    def _sign(self, method: str, target: str, headers: dict, auth_path: str, *, op: str,
-              key: str | None) -> dict:
+    def _sign(
+        self, method: str, target: str, headers: dict, auth_path: str, *, op: str, key: str | None
+    ) -> dict:
         credentials = self._credentials.get_frozen_credentials() if self._credentials else None
         if credentials is None or credentials.access_key is None:
             raise FatalEndpointError(
                 "no credentials: set aws_access_key_id and aws_secret_access_key, or the "
-                "S3S3_* environment variables", op=op, endpoint=self.cfg.name,
-                bucket=self.cfg.bucket, key=key, code="NoCredentials")
+                "S3S3_* environment variables",
+                op=op,
+                endpoint=self.cfg.name,
+                bucket=self.cfg.bucket,
+                key=key,
+                code="NoCredentials",
+            )
         headers["Host"] = self._host
         if isinstance(self._signer, signing.SigV2Signer):
             signed = self._signer.sign(credentials, method, auth_path, headers)
@@ -555,9 +651,19 @@ class RawClient:
         signed["User-Agent"] = USER_AGENT
         return signed
 
-    def _request(self, method: str, path: str, auth_path: str, *, op: str,
-                 key: str | None = None, query: str = "", headers: dict | None = None,
-                 body: bytes | None = None, stream: bool = False):
+    def _request(
+        self,
+        method: str,
+        path: str,
+        auth_path: str,
+        *,
+        op: str,
+        key: str | None = None,
+        query: str = "",
+        headers: dict | None = None,
+        body: bytes | None = None,
+        stream: bool = False,
+    ):
         """Send one request, retrying what is transient. Returns ``(response, body bytes)``,
         or ``(response, connection)`` with ``stream`` (the body is left to read)."""
         target = path + ("?" + query if query else "")
@@ -565,13 +671,18 @@ class RawClient:
         attempt = 0
         while True:
             attempt += 1
-            signed = self._sign(method, target, dict(headers or {}), auth_path, op=op,
-                                key=key)
+            signed = self._sign(method, target, dict(headers or {}), auth_path, op=op, key=key)
             try:
                 resp, conn = self._pool.exchange(method, target, signed, body)
             except TLSSetupError as exc:
-                raise FatalEndpointError(f"TLS failed: {exc}", op=op, endpoint=self.cfg.name,
-                                         bucket=self.cfg.bucket, key=key, code="TLS") from exc
+                raise FatalEndpointError(
+                    f"TLS failed: {exc}",
+                    op=op,
+                    endpoint=self.cfg.name,
+                    bucket=self.cfg.bucket,
+                    key=key,
+                    code="TLS",
+                ) from exc
             except _NETWORK_ERRORS as exc:
                 error, cause = self._network_error(op, key, exc), exc
             else:
@@ -590,23 +701,39 @@ class RawClient:
             if not isinstance(error, TransientEndpointError) or attempt >= attempts:
                 raise error from cause
             delay = backoff_s(attempt)
-            log.debug("%s s3://%s/%s on [%s] failed (attempt %d of %d), retrying in %.2fs: %s",
-                      op, self.cfg.bucket, key or "", self.cfg.name, attempt, attempts, delay,
-                      error)
+            log.debug(
+                "%s s3://%s/%s on [%s] failed (attempt %d of %d), retrying in %.2fs: %s",
+                op,
+                self.cfg.bucket,
+                key or "",
+                self.cfg.name,
+                attempt,
+                attempts,
+                delay,
+                error,
+            )
             time.sleep(delay)
 
     def _network_error(self, op: str, key: str | None, exc: BaseException):
-        return TransientEndpointError(f"{type(exc).__name__}: {exc}", op=op,
-                                      endpoint=self.cfg.name, bucket=self.cfg.bucket, key=key,
-                                      code="connection")
+        return TransientEndpointError(
+            f"{type(exc).__name__}: {exc}",
+            op=op,
+            endpoint=self.cfg.name,
+            bucket=self.cfg.bucket,
+            key=key,
+            code="connection",
+        )
 
     def _status_error(self, resp, data: bytes, op: str, key: str | None) -> Exception:
         """The s3s3 error for a non-2xx answer, as botocore's would be mapped."""
         code, message = _error_code_message(data)
         status = resp.status
         if status in _REDIRECT_STATUSES or code in _REDIRECT_CODES:
-            raise NeedsBotocore(f"{op} answered {status} {code or resp.reason}: left to "
-                                "botocore's redirect handling", permanent=True)
+            raise NeedsBotocore(
+                f"{op} answered {status} {code or resp.reason}: left to "
+                "botocore's redirect handling",
+                permanent=True,
+            )
         if not code:
             # botocore's parser does the same for answers without an S3 error document.
             code, message = str(status), message or resp.reason or ""
@@ -634,7 +761,7 @@ def _object_fields(headers) -> dict:
     for name, value in headers.items():
         lname = name.lower()
         if lname.startswith(_META_PREFIX):
-            name = name[len(_META_PREFIX):]  # botocore keeps the name's case
+            name = name[len(_META_PREFIX) :]  # botocore keeps the name's case
             meta[name] = f"{meta[name]}, {value}" if name in meta else value
             continue
         field = _HEADER_FIELDS.get(lname)
@@ -700,7 +827,7 @@ def _error_code_message(data: bytes) -> tuple[str, str]:
 
 
 def _namespace(tag: str) -> str:
-    return tag[:tag.index("}") + 1] if tag.startswith("{") else ""
+    return tag[: tag.index("}") + 1] if tag.startswith("{") else ""
 
 
 def parse_listing(data: bytes, *, decode: tuple[str, ...] = ()) -> dict:
@@ -736,7 +863,7 @@ def _parse_listing(data: bytes, decode: tuple[str, ...]) -> dict:
         if child.tag == t_contents:
             entries.append(child)
         elif len(child) == 0:  # CommonPrefixes, Owner… are not read
-            name = child.tag[len(ns):]
+            name = child.tag[len(ns) :]
             text = child.text or ""
             if name == "IsTruncated":
                 out[name] = text.strip().lower() == "true"
@@ -745,11 +872,15 @@ def _parse_listing(data: bytes, decode: tuple[str, ...]) -> dict:
             else:
                 out[name] = text
     # findtext runs in C: cheaper per entry than visiting each field in Python.
-    contents = [{"Key": entry.findtext(t_key) or "",
-                 "Size": int(entry.findtext(t_size) or 0),
-                 "ETag": entry.findtext(t_etag) or "",
-                 "LastModified": _parse_iso_date(entry.findtext(t_modified))}
-                for entry in entries]
+    contents = [
+        {
+            "Key": entry.findtext(t_key) or "",
+            "Size": int(entry.findtext(t_size) or 0),
+            "ETag": entry.findtext(t_etag) or "",
+            "LastModified": _parse_iso_date(entry.findtext(t_modified)),
+        }
+        for entry in entries
+    ]
     if contents:
         out["Contents"] = contents
     if out.get("EncodingType") == "url":
@@ -763,8 +894,18 @@ def _parse_listing(data: bytes, decode: tuple[str, ...]) -> dict:
 
 
 #: ListMultipartUploadsResult fields, by element name, as botocore's model types them.
-_UPLOADS_TEXT = frozenset({"Bucket", "KeyMarker", "UploadIdMarker", "NextKeyMarker",
-                           "NextUploadIdMarker", "Prefix", "Delimiter", "EncodingType"})
+_UPLOADS_TEXT = frozenset(
+    {
+        "Bucket",
+        "KeyMarker",
+        "UploadIdMarker",
+        "NextKeyMarker",
+        "NextUploadIdMarker",
+        "Prefix",
+        "Delimiter",
+        "EncodingType",
+    }
+)
 _UPLOAD_TEXT = frozenset({"Key", "UploadId", "StorageClass"})
 _PRINCIPALS = frozenset({"Owner", "Initiator"})
 
@@ -824,6 +965,9 @@ def _parse_upload(element) -> dict:
         elif name == "Initiated":
             item[name] = _parse_iso_date(child.text)
         elif name in _PRINCIPALS:
-            item[name] = {field: sub.text or "" for sub in child
-                          if (field := _local(sub.tag)) in ("ID", "DisplayName")}
+            item[name] = {
+                field: sub.text or ""
+                for sub in child
+                if (field := _local(sub.tag)) in ("ID", "DisplayName")
+            }
     return item

@@ -16,7 +16,7 @@ import functools
 import logging
 import re
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote, unquote
 
 MASK = "***"
@@ -24,12 +24,31 @@ MASK = "***"
 #: Query parameters (and ``key=value`` pairs in free text) whose values are secrets,
 #: compared without case. Besides these, any name containing one of
 #: :data:`SECRET_NAME_PARTS` is a secret.
-SECRET_PARAMS = frozenset({
-    "password", "pass", "passwd", "pwd", "token", "secret", "access_token", "auth",
-    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "awsaccesskeyid",
-    "signature", "credential", "sig", "apikey", "api_key", "aws_secret_access_key",
-    "aws_session_token", "secret_key", "sessiontoken",
-})
+SECRET_PARAMS = frozenset(
+    {
+        "password",
+        "pass",
+        "passwd",
+        "pwd",
+        "token",
+        "secret",
+        "access_token",
+        "auth",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "awsaccesskeyid",
+        "signature",
+        "credential",
+        "sig",
+        "apikey",
+        "api_key",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "secret_key",
+        "sessiontoken",
+    }
+)
 SECRET_NAME_PARTS = ("password", "passwd", "secret", "token", "signature", "credential")
 
 #: A known secret shorter than this is not replaced inside arbitrary text: masking every
@@ -43,7 +62,9 @@ _PAIR = re.compile(r"(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>=)(?P<value>[^&\s,
 # 'X-Amz-Security-Token': b'...' and "Authorization": "..." as botocore prints headers.
 _HEADER = re.compile(
     r"(?P<key>['\"]?(?:x-amz-security-token|x-amz-signature|authorization|x-api-key)['\"]?"
-    r"\s*:\s*b?['\"])(?P<value>[^'\"]*)", re.IGNORECASE)
+    r"\s*:\s*b?['\"])(?P<value>[^'\"]*)",
+    re.IGNORECASE,
+)
 # botocore.auth at DEBUG: "Signature:\n<64 hex digits>".
 _SIGNATURE_LINE = re.compile(r"(?P<key>\bSignature:\s*)(?P<value>[0-9a-fA-F]{40,})")
 
@@ -55,8 +76,9 @@ def is_secret_name(name: str) -> bool:
 
 
 def _mask_pairs(text: str) -> str:
-    return _PAIR.sub(lambda m: (f"{m['key']}={MASK}" if is_secret_name(m["key"]) and m["value"]
-                                else m[0]), text)
+    return _PAIR.sub(
+        lambda m: f"{m['key']}={MASK}" if is_secret_name(m["key"]) and m["value"] else m[0], text
+    )
 
 
 def redact_url(url: str) -> str:
@@ -73,7 +95,7 @@ def redact_url(url: str) -> str:
         userinfo = m["userinfo"]
         user, sep, password = userinfo.partition(":")
         if sep and password:
-            url = f"{m['scheme']}{user}:{MASK}@" + url[m.end():]
+            url = f"{m['scheme']}{user}:{MASK}@" + url[m.end() :]
     head, qmark, rest = url.partition("?")
     if qmark:
         url = head + qmark + _mask_pairs(rest)
@@ -83,8 +105,16 @@ def redact_url(url: str) -> str:
 @functools.lru_cache(maxsize=256)
 def _forms(secret: str) -> frozenset[str]:
     """A secret as written, percent-decoded and percent-encoded (as it appears in a URL)."""
-    forms = {secret, unquote(secret), quote(secret, safe=""), quote(secret, safe="")
-             .replace("-", "%2D").replace(".", "%2E").replace("_", "%5F").replace("~", "%7E")}
+    forms = {
+        secret,
+        unquote(secret),
+        quote(secret, safe=""),
+        quote(secret, safe="")
+        .replace("-", "%2D")
+        .replace(".", "%2E")
+        .replace("_", "%5F")
+        .replace("~", "%7E"),
+    }
     return frozenset(f for f in forms if len(f) >= MIN_SECRET_LEN)
 
 
@@ -155,8 +185,9 @@ class RedactingFilter(logging.Filter):
         record.msg = redact(message, self._secrets)
         record.args = None
         if record.exc_info:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info),
-                                     self._secrets)
+            record.exc_text = redact(
+                logging.Formatter().formatException(record.exc_info), self._secrets
+            )
             record.exc_info = None
         elif record.exc_text:
             record.exc_text = redact(record.exc_text, self._secrets)

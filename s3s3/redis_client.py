@@ -15,8 +15,12 @@ def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
     ``kwargs`` go to redis-py (for instance ``socket_timeout``). Health checks keep an idle
     blocking read from hanging on a dead connection.
     """
-    options = {"health_check_interval": 30, "socket_keepalive": True,
-               "socket_connect_timeout": 5, **kwargs}
+    options = {
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "socket_connect_timeout": 5,
+        **kwargs,
+    }
     if cfg.password:
         options["password"] = cfg.password
     if cfg.ssl_ca_certs and cfg.url.startswith("rediss://"):
@@ -29,5 +33,6 @@ def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
     try:
         return redis.Redis.from_url(cfg.url, **options)
     except ValueError as exc:
-        raise ConfigError(f"Redis URL {cfg.safe_url!r}: {redact(str(exc), cfg.secrets())}") \
-            from None
+        raise ConfigError(
+            f"Redis URL {cfg.safe_url!r}: {redact(str(exc), cfg.secrets())}"
+        ) from None

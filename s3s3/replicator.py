@@ -44,15 +44,21 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import redis
 
 from .config import Settings
 from .endpoint import Endpoint
-from .errors import (CopyCancelled, EndpointError, FatalEndpointError, ObjectTooLarge,
-                     TransferError, TransientEndpointError)
+from .errors import (
+    CopyCancelled,
+    EndpointError,
+    FatalEndpointError,
+    ObjectTooLarge,
+    TransferError,
+    TransientEndpointError,
+)
 from .sources.link import RedisLink, daemon_client
 from .sources.lists import ListMover
 from .sources.messages import COPY, DELETE, WorkItem
@@ -81,9 +87,23 @@ _HOPELESS = (ObjectTooLarge,)
 class Counters:
     """Thread-safe totals for one listener; passed in so embedders and tests can read them."""
 
-    FIELDS = ("received", "copied", "skipped", "missing", "deleted", "deletes_ignored",
-              "failed", "bytes", "coalesced", "retried", "bad_messages", "ignored_events",
-              "dead_lettered", "handed_back", "dropped")
+    FIELDS = (
+        "received",
+        "copied",
+        "skipped",
+        "missing",
+        "deleted",
+        "deletes_ignored",
+        "failed",
+        "bytes",
+        "coalesced",
+        "retried",
+        "bad_messages",
+        "ignored_events",
+        "dead_lettered",
+        "handed_back",
+        "dropped",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -128,8 +148,7 @@ class Outcome:
 class _Health:
     """Reachability of one endpoint, shared by every job that needs it."""
 
-    __slots__ = ("name", "failures", "retry_at", "probing", "waiting", "down_since",
-                 "last_error")
+    __slots__ = ("name", "failures", "retry_at", "probing", "waiting", "down_since", "last_error")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -142,9 +161,23 @@ class _Health:
 
 
 class _Job:
-    __slots__ = ("key", "item", "tickets", "attempts", "force", "done", "results", "started",
-                 "running", "finished", "abandoned", "reporting", "probing", "resolved_op",
-                 "last_error")
+    __slots__ = (
+        "key",
+        "item",
+        "tickets",
+        "attempts",
+        "force",
+        "done",
+        "results",
+        "started",
+        "running",
+        "finished",
+        "abandoned",
+        "reporting",
+        "probing",
+        "resolved_op",
+        "last_error",
+    )
 
     def __init__(self, item: WorkItem, ticket, prior_attempts: int, *, force: bool) -> None:
         self.key = item.key
@@ -218,18 +251,26 @@ class _Timer:
 
 def log_crash(name: str, exc: BaseException) -> None:
     """The one log line (with the traceback) for a thread that died of ``exc``."""
-    log.error("thread %s crashed: %s: %s; s3s3listen stops (exit code %d) so that its "
-              "supervisor restarts it", name, type(exc).__name__, exc, EXIT_CRASH,
-              exc_info=(type(exc), exc, exc.__traceback__))
+    log.error(
+        "thread %s crashed: %s: %s; s3s3listen stops (exit code %d) so that its "
+        "supervisor restarts it",
+        name,
+        type(exc).__name__,
+        exc,
+        EXIT_CRASH,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
 
 
 def guarded(fn: Callable[..., None], on_crash: Callable[[str, BaseException], None]):
     """``fn`` as a thread target whose death is reported to ``on_crash``, never silent."""
+
     def run(*args) -> None:
         try:
             fn(*args)
         except BaseException as exc:  # whatever it is, the thread is gone: say so
             on_crash(threading.current_thread().name, exc)
+
     return run
 
 
@@ -268,12 +309,21 @@ class Replicator:
     ``on_crash(thread_name, exc)``; the listener then stops and hands back its work.
     """
 
-    def __init__(self, source: Endpoint, destinations: Sequence[Endpoint], *,
-                 on_complete: Callable[[list, Outcome], None], workers: int = 32,
-                 delete: bool = False, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
-                 max_attempts: int = 5, max_held: int | None = None,
-                 counters: Counters | None = None,
-                 on_crash: Callable[[str, BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: Endpoint,
+        destinations: Sequence[Endpoint],
+        *,
+        on_complete: Callable[[list, Outcome], None],
+        workers: int = 32,
+        delete: bool = False,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        max_attempts: int = 5,
+        max_held: int | None = None,
+        counters: Counters | None = None,
+        on_crash: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
         if not destinations:
             raise ValueError("at least one destination is needed")
         self.source = source
@@ -309,8 +359,11 @@ class Replicator:
     def start(self) -> None:
         self._timer.start()
         for i in range(self.workers):
-            thread = threading.Thread(target=guarded(self._work, self._worker_crashed),
-                                      name=f"s3s3-worker-{i}", daemon=True)
+            thread = threading.Thread(
+                target=guarded(self._work, self._worker_crashed),
+                name=f"s3s3-worker-{i}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -357,16 +410,18 @@ class Replicator:
 
     def wait_for_room(self, timeout_s: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._held < self.max_held or self._stopping,
-                                       timeout_s)
+            return self._cond.wait_for(
+                lambda: self._held < self.max_held or self._stopping, timeout_s
+            )
 
     def in_flight(self) -> int:
         """Keys with a job queued, running, held or waiting to retry."""
         with self._cond:
             return len(self._jobs)
 
-    def drain(self, timeout_s: float, *, cancel: threading.Event | None = None,
-              abort_wait_s: float = 5.0) -> list:
+    def drain(
+        self, timeout_s: float, *, cancel: threading.Event | None = None, abort_wait_s: float = 5.0
+    ) -> list:
         """Finish what is held within ``timeout_s``; return the tickets left unfinished.
 
         Submitting must have stopped. ``cancel`` set ends the wait early (a second signal).
@@ -377,8 +432,7 @@ class Replicator:
         """
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
-            while (self._jobs or self._reporting) and \
-                    not (cancel is not None and cancel.is_set()):
+            while (self._jobs or self._reporting) and not (cancel is not None and cancel.is_set()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -399,12 +453,19 @@ class Replicator:
             self._abandon.set()
             self._cond.notify_all()
             if self._copying:
-                log.info("cancelling %d copies in flight; waiting up to %gs for them to abort "
-                         "their multipart uploads", self._copying, abort_wait_s)
+                log.info(
+                    "cancelling %d copies in flight; waiting up to %gs for them to abort "
+                    "their multipart uploads",
+                    self._copying,
+                    abort_wait_s,
+                )
                 if not self._cond.wait_for(lambda: not self._copying, abort_wait_s):
-                    log.warning("%d copies did not stop within %gs; an upload they leave is "
-                                "aborted by a later start-up (abort_uploads_after)",
-                                self._copying, abort_wait_s)
+                    log.warning(
+                        "%d copies did not stop within %gs; an upload they leave is "
+                        "aborted by a later start-up (abort_uploads_after)",
+                        self._copying,
+                        abort_wait_s,
+                    )
         self._timer.stop()
         return unfinished
 
@@ -418,16 +479,21 @@ class Replicator:
         rate = (done - done_then) / (now - then) if now > then else 0.0
         with self._cond:
             in_flight = len(self._jobs) + len(self._next)
-            held = [f"{h.name} down {now - h.down_since:.0f}s, {len(h.waiting)} jobs held"
-                    for h in self._health.values() if h.failures]
-        return (f"summary: {snap['copied']} copied ({snap['bytes']} bytes written), "
-                f"{snap['skipped']} already there, {snap['missing']} missing at source, "
-                f"{snap['deleted']} deleted, "
-                f"{snap['deletes_ignored']} deletes ignored, {snap['failed']} failed, "
-                f"{snap['bad_messages']} bad messages, {snap['ignored_events']} events skipped, "
-                f"{snap['coalesced']} coalesced, {snap['dead_lettered']} dead-lettered; "
-                f"{in_flight} in flight; {rate:.1f} objects/s since the last summary"
-                + (f"; {'; '.join(held)}" if held else ""))
+            held = [
+                f"{h.name} down {now - h.down_since:.0f}s, {len(h.waiting)} jobs held"
+                for h in self._health.values()
+                if h.failures
+            ]
+        return (
+            f"summary: {snap['copied']} copied ({snap['bytes']} bytes written), "
+            f"{snap['skipped']} already there, {snap['missing']} missing at source, "
+            f"{snap['deleted']} deleted, "
+            f"{snap['deletes_ignored']} deletes ignored, {snap['failed']} failed, "
+            f"{snap['bad_messages']} bad messages, {snap['ignored_events']} events skipped, "
+            f"{snap['coalesced']} coalesced, {snap['dead_lettered']} dead-lettered; "
+            f"{in_flight} in flight; {rate:.1f} objects/s since the last summary"
+            + (f"; {'; '.join(held)}" if held else "")
+        )
 
     # ------------------------------------------------------------------ workers
 
@@ -537,8 +603,9 @@ class Replicator:
         with self._cond:
             self._copying += 1
         try:
-            return copy_object(self.source, dst, job.key, force=job.force, attempts=1,
-                               cancel=self._abandon)
+            return copy_object(
+                self.source, dst, job.key, force=job.force, attempts=1, cancel=self._abandon
+            )
         finally:
             with self._cond:
                 self._copying -= 1
@@ -586,9 +653,12 @@ class Replicator:
         with self._cond:
             for health in healths:
                 if health.failures:
-                    log.warning("[%s] answers again after %.1fs; %d held jobs resume",
-                                health.name, time.monotonic() - health.down_since,
-                                len(health.waiting))
+                    log.warning(
+                        "[%s] answers again after %.1fs; %d held jobs resume",
+                        health.name,
+                        time.monotonic() - health.down_since,
+                        len(health.waiting),
+                    )
                     health.failures = 0
                     health.probing = False
                     self._ready.extend(health.waiting)
@@ -611,8 +681,7 @@ class Replicator:
                 return self._health[self.source.name]
         return healths[-1]
 
-    def _failed(self, job: _Job, exc: BaseException,
-                healths: Sequence[_Health]) -> _Health | None:
+    def _failed(self, job: _Job, exc: BaseException, healths: Sequence[_Health]) -> _Health | None:
         """A transient failure: mark its endpoint down; return it, or None if the job gave up."""
         job.last_error = f"{type(exc).__name__}: {exc}"
         if not is_transient(exc):
@@ -631,8 +700,9 @@ class Replicator:
             if looked_healthy or probed:
                 culprit.failures += 1
                 culprit.last_error = job.last_error
-                culprit.retry_at = now + backoff_s(culprit.failures, base_s=self.retry_base_s,
-                                                   max_s=self.retry_max_s)
+                culprit.retry_at = now + backoff_s(
+                    culprit.failures, base_s=self.retry_base_s, max_s=self.retry_max_s
+                )
                 if looked_healthy:
                     culprit.down_since = now
                 self._timer.at(culprit.retry_at, lambda h=culprit: self._wake_one(h))
@@ -641,8 +711,12 @@ class Replicator:
                 # Others were getting through: this failure may be the key's own.
                 job.attempts += 1
         if looked_healthy:
-            log.warning("[%s] failed (%s); holding its work and retrying with backoff up to "
-                        "%gs", culprit.name, job.last_error, self.retry_max_s)
+            log.warning(
+                "[%s] failed (%s); holding its work and retrying with backoff up to %gs",
+                culprit.name,
+                job.last_error,
+                self.retry_max_s,
+            )
         if job.attempts >= self.max_attempts and looked_healthy:
             self._give_up(job, f"failed {job.attempts} times")
             return None
@@ -662,12 +736,22 @@ class Replicator:
         job.last_error = f"{type(exc).__name__}: {exc}"
         job.attempts += 1
         if isinstance(exc, _HOPELESS) or job.attempts >= self.max_attempts:
-            self._give_up(job, f"failed {job.attempts} times"
-                          if not isinstance(exc, _HOPELESS) else "cannot be copied")
+            self._give_up(
+                job,
+                f"failed {job.attempts} times"
+                if not isinstance(exc, _HOPELESS)
+                else "cannot be copied",
+            )
             return
         delay = backoff_s(job.attempts, base_s=self.retry_base_s, max_s=self.retry_max_s)
-        log.warning("%r: %s (attempt %d of %d); retrying in %.1fs", job.key, job.last_error,
-                    job.attempts, self.max_attempts, delay)
+        log.warning(
+            "%r: %s (attempt %d of %d); retrying in %.1fs",
+            job.key,
+            job.last_error,
+            job.attempts,
+            self.max_attempts,
+            delay,
+        )
         self.counters.add(retried=1)
         with self._cond:
             job.running = False
@@ -684,8 +768,9 @@ class Replicator:
 
     # ------------------------------------------------------------------ completion
 
-    def _finish(self, job: _Job, outcome: str, *, error: str | None = None,
-                reason: str | None = None) -> None:
+    def _finish(
+        self, job: _Job, outcome: str, *, error: str | None = None, reason: str | None = None
+    ) -> None:
         duration = time.monotonic() - (job.started or time.monotonic())
         with self._cond:
             if job.abandoned:
@@ -693,11 +778,17 @@ class Replicator:
             job.reporting = True  # drain() waits for this report rather than abandon it
             self._reporting += 1
         sizes = [r.size for r in job.results.values()]
-        result = Outcome(key=job.key, op=job.item.op, outcome=outcome,
-                         size=max(sizes) if sizes else 0,
-                         destinations=tuple(d.name for d in self.destinations
-                                            if d.name in job.done),
-                         duration_s=duration, attempts=job.attempts, error=error, reason=reason)
+        result = Outcome(
+            key=job.key,
+            op=job.item.op,
+            outcome=outcome,
+            size=max(sizes) if sizes else 0,
+            destinations=tuple(d.name for d in self.destinations if d.name in job.done),
+            duration_s=duration,
+            attempts=job.attempts,
+            error=error,
+            reason=reason,
+        )
         try:
             self._count_and_log(job, result)
             # Reported before the key is released, so that once drain() sees no jobs, every
@@ -721,8 +812,14 @@ class Replicator:
                 self._cond.notify_all()
 
     def _count_and_log(self, job: _Job, result: Outcome) -> None:
-        counts = {"copied": "copied", "skipped": "skipped", "missing": "missing",
-                  "deleted": "deleted", "ignored": "deletes_ignored", "failed": "failed"}
+        counts = {
+            "copied": "copied",
+            "skipped": "skipped",
+            "missing": "missing",
+            "deleted": "deleted",
+            "ignored": "deletes_ignored",
+            "failed": "failed",
+        }
         copied_bytes = sum(r.size for r in job.results.values() if r.outcome == "copied")
         self.counters.add(**{counts[result.outcome]: 1}, bytes=copied_bytes)
         kinds = {r.outcome for r in job.results.values()}
@@ -730,13 +827,20 @@ class Replicator:
             where = ",".join(f"{name}:{r.outcome}" for name, r in job.results.items())
         else:
             where = ",".join(result.destinations) or "-"
-        line = (f"{result.outcome} key={job.key!r} size={result.size} destinations={where} "
-                f"duration={result.duration_s:.3f}s")
+        line = (
+            f"{result.outcome} key={job.key!r} size={result.size} destinations={where} "
+            f"duration={result.duration_s:.3f}s"
+        )
         if len(job.tickets) > 1:
             line += f" events={len(job.tickets)}"
         if result.outcome == "failed":
-            log.error("%s attempts=%d reason=%r error=%s", line, result.attempts, result.reason,
-                      result.error)
+            log.error(
+                "%s attempts=%d reason=%r error=%s",
+                line,
+                result.attempts,
+                result.reason,
+                result.error,
+            )
         elif result.outcome == "missing":
             log.info("%s (no such key at the source: deleted since it was announced?)", line)
         elif result.outcome == "ignored":
@@ -756,17 +860,24 @@ class Listener:
     thread) SIGTERM/SIGINT handlers installed by :meth:`run`, which restores them on return.
     """
 
-    def __init__(self, settings: Settings, *, counters: Counters | None = None,
-                 redis_client: redis.Redis | None = None, source: Endpoint | None = None,
-                 destinations: Sequence[Endpoint] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        counters: Counters | None = None,
+        redis_client: redis.Redis | None = None,
+        source: Endpoint | None = None,
+        destinations: Sequence[Endpoint] | None = None,
+    ) -> None:
         self.settings = settings
         self.counters = counters or Counters()
         self._redis = redis_client
         self._source = source
         self._destinations = destinations
 
-    def run(self, *, stop: threading.Event | None = None,
-            install_signals: bool | None = None) -> int:
+    def run(
+        self, *, stop: threading.Event | None = None, install_signals: bool | None = None
+    ) -> int:
         """Listen until ``stop`` is set (or SIGTERM/SIGINT); return the exit code.
 
         0 after a clean stop; 2 on a fatal error (bad credentials, missing bucket, Redis
@@ -796,22 +907,37 @@ class Listener:
             return EXIT_FATAL
         # Uploads an earlier run left open (kill -9, a copy stuck past the grace); in the
         # background, so that replication starts at once.
-        threading.Thread(target=_sweep_uploads, args=(dest_eps,), name="s3s3-upload-sweep",
-                         daemon=True).start()
+        threading.Thread(
+            target=_sweep_uploads, args=(dest_eps,), name="s3s3-upload-sweep", daemon=True
+        ).start()
         client = self._redis or daemon_client(rcfg)
-        link = RedisLink(rcfg.safe_url, retry_base_s=lcfg.retry_base_s,
-                         retry_max_s=lcfg.retry_max_s)
-        common = dict(link=link, counters=self.counters, source_bucket=settings.source.bucket,
-                      key_encoding=lcfg.event_key_encoding)
+        link = RedisLink(
+            rcfg.safe_url, retry_base_s=lcfg.retry_base_s, retry_max_s=lcfg.retry_max_s
+        )
+        common = dict(
+            link=link,
+            counters=self.counters,
+            source_bucket=settings.source.bucket,
+            key_encoding=lcfg.event_key_encoding,
+        )
         # Small reads share a burst between listeners on several hosts; the replicator's
         # max_held still lets one listener read ahead while its workers are busy.
-        source = (StreamSource(client, rcfg, batch=max(16, min(256, 2 * lcfg.workers)),
-                               **common) if rcfg.mode == "stream"
-                  else PubSubSource(client, rcfg, **common))
-        replicator = Replicator(source_ep, dest_eps, on_complete=source.complete,
-                                workers=lcfg.workers, delete=lcfg.delete,
-                                retry_base_s=lcfg.retry_base_s, retry_max_s=lcfg.retry_max_s,
-                                max_attempts=rcfg.max_deliveries, counters=self.counters)
+        source = (
+            StreamSource(client, rcfg, batch=max(16, min(256, 2 * lcfg.workers)), **common)
+            if rcfg.mode == "stream"
+            else PubSubSource(client, rcfg, **common)
+        )
+        replicator = Replicator(
+            source_ep,
+            dest_eps,
+            on_complete=source.complete,
+            workers=lcfg.workers,
+            delete=lcfg.delete,
+            retry_base_s=lcfg.retry_base_s,
+            retry_max_s=lcfg.retry_max_s,
+            max_attempts=rcfg.max_deliveries,
+            counters=self.counters,
+        )
         intake_stop = threading.Event()
         crashes: list[str] = []
 
@@ -827,21 +953,35 @@ class Listener:
         source.writer.on_crash = crashed
         source.start()
         replicator.start()
-        threads = [threading.Thread(target=guarded(source.run, crashed),
-                                    args=(replicator, intake_stop), name="s3s3-intake",
-                                    daemon=True)]
+        threads = [
+            threading.Thread(
+                target=guarded(source.run, crashed),
+                args=(replicator, intake_stop),
+                name="s3s3-intake",
+                daemon=True,
+            )
+        ]
         mover = None
         if rcfg.mode == "stream" and rcfg.list_key:
             mover = ListMover(client, rcfg, link=link)
-            threads.append(threading.Thread(target=guarded(mover.run, crashed),
-                                            args=(intake_stop,), name="s3s3-list-mover",
-                                            daemon=True))
+            threads.append(
+                threading.Thread(
+                    target=guarded(mover.run, crashed),
+                    args=(intake_stop,),
+                    name="s3s3-list-mover",
+                    daemon=True,
+                )
+            )
         for thread in threads:
             thread.start()
-        log.info("s3s3listen started: %s; source %s; destinations %s; %d workers; delete "
-                 "propagation %s", source.describe(), settings.source.describe(),
-                 ", ".join(d.describe() for d in settings.destinations), lcfg.workers,
-                 "on" if lcfg.delete else "off")
+        log.info(
+            "s3s3listen started: %s; source %s; destinations %s; %d workers; delete propagation %s",
+            source.describe(),
+            settings.source.describe(),
+            ", ".join(d.describe() for d in settings.destinations),
+            lcfg.workers,
+            "on" if lcfg.delete else "off",
+        )
         next_summary = time.monotonic() + lcfg.summary_interval_s
         while not stop.is_set() and not intake_stop.is_set():
             stop.wait(max(0.0, min(1.0, next_summary - time.monotonic())))
@@ -849,8 +989,11 @@ class Listener:
                 next_summary = time.monotonic() + lcfg.summary_interval_s
                 log.info("%s", replicator.summary_line())
         if received:
-            log.info("%s received: stopping intake, finishing in-flight work within %gs",
-                     received[0], lcfg.grace_s)
+            log.info(
+                "%s received: stopping intake, finishing in-flight work within %gs",
+                received[0],
+                lcfg.grace_s,
+            )
         intake_stop.set()
         for thread in threads:
             thread.join(timeout=10.0)
@@ -861,8 +1004,9 @@ class Listener:
         log.info("%s", replicator.summary_line())
         fatal = source.fatal or (mover.fatal if mover else None)
         if crashes:
-            log.error("s3s3listen stopped after thread %s crashed (exit code %d)",
-                      crashes[0], EXIT_CRASH)
+            log.error(
+                "s3s3listen stopped after thread %s crashed (exit code %d)", crashes[0], EXIT_CRASH
+            )
             return EXIT_CRASH
         log.info("s3s3listen stopped%s", f" after a fatal error: {fatal}" if fatal else "")
         return EXIT_FATAL if fatal else EXIT_OK
@@ -886,13 +1030,17 @@ def _check_endpoints(endpoints: Sequence[Endpoint]) -> bool:
             log.error("fatal: %s", exc)
             return False
         except EndpointError as exc:
-            log.warning("%s does not answer yet (%s); its work will be held until it does",
-                        endpoint.cfg.describe(), exc)
+            log.warning(
+                "%s does not answer yet (%s); its work will be held until it does",
+                endpoint.cfg.describe(),
+                exc,
+            )
     return True
 
 
 def _install_signals(stop: threading.Event, hurry: threading.Event, received: list[str]):
     """SIGTERM/SIGINT: the first stops intake, a second stops waiting. Returns a restorer."""
+
     def handler(signum, _frame) -> None:
         # Only set events here: logging from a signal handler can deadlock on its own lock.
         received.append(signal.Signals(signum).name)

@@ -34,15 +34,27 @@ __all__ = ["SigV2Signer", "SigV4Signer", "UNSIGNED_PAYLOAD"]
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 #: Headers botocore leaves out of a SigV4 signature (hop-by-hop, tracing, User-Agent).
-SIGV4_UNSIGNED_HEADERS = frozenset({
-    "baggage", "connection", "expect", "keep-alive", "proxy-authenticate",
-    "proxy-authorization", "te", "traceparent", "tracestate", "trailer",
-    "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id",
-})
+SIGV4_UNSIGNED_HEADERS = frozenset(
+    {
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
+    }
+)
 
 #: Headers the signers set themselves; a caller's copies are replaced (as on a retry).
-_V4_OWN = frozenset({"authorization", "x-amz-date", "x-amz-content-sha256",
-                     "x-amz-security-token"})
+_V4_OWN = frozenset({"authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"})
 _V2_OWN = frozenset({"authorization", "date", "x-amz-security-token"})
 
 
@@ -77,13 +89,15 @@ class SigV4Signer:
         # either the old pair or the new one.
         self._key_cache: tuple[str, str, bytes] | None = None
         self._timestamp = _PerSecond(
-            lambda second: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+            lambda second: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        )
 
     def __repr__(self) -> str:
         return f"SigV4Signer(region={self._region!r}, service={self._service!r})"
 
-    def sign(self, creds, method: str, path: str, query: str, headers: dict, *,
-             now: float | None = None) -> dict:
+    def sign(
+        self, creds, method: str, path: str, query: str, headers: dict, *, now: float | None = None
+    ) -> dict:
         """The headers to send: ``headers`` (which must hold ``Host``) plus X-Amz-Date,
         X-Amz-Content-SHA256, X-Amz-Security-Token (temporary credentials) and
         Authorization.
@@ -106,30 +120,39 @@ class SigV4Signer:
                 signed.setdefault(lname, []).append(" ".join(str(value).split()))
         names = sorted(signed)
         signed_names = ";".join(names)
-        canonical = "\n".join((
-            method.upper(),
-            path,
-            _canonical_query(query),
-            "".join(f"{n}:{','.join(signed[n])}\n" for n in names),
-            signed_names,
-            UNSIGNED_PAYLOAD,
-        ))
+        canonical = "\n".join(
+            (
+                method.upper(),
+                path,
+                _canonical_query(query),
+                "".join(f"{n}:{','.join(signed[n])}\n" for n in names),
+                signed_names,
+                UNSIGNED_PAYLOAD,
+            )
+        )
         scope = f"{day}/{self._region}/{self._service}/aws4_request"
-        string_to_sign = "\n".join((
-            "AWS4-HMAC-SHA256", stamp, scope,
-            hashlib.sha256(canonical.encode("utf-8")).hexdigest()))
-        signature = hmac.new(self._signing_key(creds.secret_key, day),
-                             string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-        out["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
-                                f"SignedHeaders={signed_names}, Signature={signature}")
+        string_to_sign = "\n".join(
+            (
+                "AWS4-HMAC-SHA256",
+                stamp,
+                scope,
+                hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+            )
+        )
+        signature = hmac.new(
+            self._signing_key(creds.secret_key, day), string_to_sign.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+        out["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+            f"SignedHeaders={signed_names}, Signature={signature}"
+        )
         return out
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         cached = self._key_cache
         if cached is not None and cached[0] == secret and cached[1] == day:
             return cached[2]
-        key = hmac.new(f"AWS4{secret}".encode("utf-8"), day.encode("utf-8"),
-                       hashlib.sha256).digest()
+        key = hmac.new(f"AWS4{secret}".encode(), day.encode("utf-8"), hashlib.sha256).digest()
         for part in (self._region, self._service, "aws4_request"):
             key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
         self._key_cache = (secret, day, key)
@@ -157,8 +180,9 @@ class SigV2Signer:
     def __repr__(self) -> str:
         return "SigV2Signer()"
 
-    def sign(self, creds, method: str, auth_path: str, headers: dict, *,
-             now: float | None = None) -> dict:
+    def sign(
+        self, creds, method: str, auth_path: str, headers: dict, *, now: float | None = None
+    ) -> dict:
         """The headers to send: ``headers`` plus Date, X-Amz-Security-Token (temporary
         credentials) and Authorization."""
         out = _without(headers, _V2_OWN)
@@ -177,7 +201,8 @@ class SigV2Signer:
         lines += ["\n".join(values) for values in standard.values()]
         lines += [f"{name}:{','.join(amz[name])}" for name in sorted(amz)]
         lines.append(auth_path)
-        digest = hmac.new(creds.secret_key.encode("utf-8"), "\n".join(lines).encode("utf-8"),
-                          hashlib.sha1).digest()
+        digest = hmac.new(
+            creds.secret_key.encode("utf-8"), "\n".join(lines).encode("utf-8"), hashlib.sha1
+        ).digest()
         out["Authorization"] = f"AWS {creds.access_key}:{base64.b64encode(digest).decode()}"
         return out

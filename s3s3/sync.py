@@ -45,9 +45,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .config import BucketConfig, RedisConfig, Settings
 from .endpoint import Endpoint, ObjectInfo
@@ -71,11 +72,22 @@ DEFAULT_GRACE_S = 30.0
 #: Failures kept (with key and cause) in each destination's summary; all are logged.
 MAX_FAILURES_KEPT = 100
 #: Fatal error codes that concern the whole endpoint, not one key: they stop the run.
-ENDPOINT_WIDE_CODES = frozenset({
-    "NoSuchBucket", "InvalidBucketName", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-    "ExpiredToken", "InvalidToken", "AccountProblem", "AuthorizationHeaderMalformed",
-    "AllBucketsPublicAccessBlocked", "PermanentRedirect", "NoCredentials", "TLS",
-})
+ENDPOINT_WIDE_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "AccountProblem",
+        "AuthorizationHeaderMalformed",
+        "AllBucketsPublicAccessBlocked",
+        "PermanentRedirect",
+        "NoCredentials",
+        "TLS",
+    }
+)
 
 
 # --------------------------------------------------------------------------- options
@@ -103,15 +115,24 @@ class SyncOptions:
         if self.grace_s < 0:
             raise ValueError(f"grace_s must be zero or more, got {self.grace_s}")
         if not 0.0 <= self.max_delete_fraction <= 1.0:
-            raise ValueError("max_delete_fraction must be between 0 and 1, got "
-                             f"{self.max_delete_fraction}")
+            raise ValueError(
+                f"max_delete_fraction must be between 0 and 1, got {self.max_delete_fraction}"
+            )
 
 
-def make_options(cfg: BucketConfig, *, dry_run: bool = False, enqueue: bool = False,
-                 delete: bool | None = None, size_only: bool | None = None,
-                 prefix: str | None = None, include: Iterable[str] | None = None,
-                 exclude: Iterable[str] | None = None, workers: int | None = None,
-                 verify_md5: bool = False) -> SyncOptions:
+def make_options(
+    cfg: BucketConfig,
+    *,
+    dry_run: bool = False,
+    enqueue: bool = False,
+    delete: bool | None = None,
+    size_only: bool | None = None,
+    prefix: str | None = None,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    workers: int | None = None,
+    verify_md5: bool = False,
+) -> SyncOptions:
     """The one place where overrides (command-line flags, API arguments) meet ``[bucket]``.
 
     None keeps the INI's value; include and exclude lists replace the INI's lists.
@@ -175,9 +196,11 @@ class DestinationSummary:
 
     def line(self, *, dry_run: bool = False) -> str:
         verb = "would be " if dry_run else ""
-        text = (f"[{self.name}] s3://{self.bucket}: listed {self.listed}, {verb}copied "
-                f"{self.copied}, skipped {self.skipped}, {verb}deleted {self.deleted}, failed "
-                f"{self.failed}, {self.bytes_copied} bytes, {self.duration_s:.1f} s")
+        text = (
+            f"[{self.name}] s3://{self.bucket}: listed {self.listed}, {verb}copied "
+            f"{self.copied}, skipped {self.skipped}, {verb}deleted {self.deleted}, failed "
+            f"{self.failed}, {self.bytes_copied} bytes, {self.duration_s:.1f} s"
+        )
         if self.enqueued:
             text += f", enqueued {self.enqueued}"
         if self.extra:
@@ -224,7 +247,7 @@ class Progress:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_stream(cls, stream, *, interval_s: float) -> "Progress":
+    def for_stream(cls, stream, *, interval_s: float) -> Progress:
         """A redrawn line (twice a second) when ``stream`` is a terminal, else log lines."""
         if hasattr(stream, "isatty") and stream.isatty():
             return cls(stream=stream, interval_s=0.5)
@@ -232,8 +255,9 @@ class Progress:
 
     def start(self, summary: JobSummary, started: float) -> None:
         self._done.clear()
-        self._thread = threading.Thread(target=self._loop, args=(summary, started),
-                                        name="progress", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(summary, started), name="progress", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -265,37 +289,58 @@ def render_progress(summary: JobSummary, elapsed_s: float) -> str:
     copied = sum(d.copied for d in dests)
     megabytes = sum(d.bytes_copied for d in dests) / 1e6
     rate = done / elapsed_s if elapsed_s > 0 else 0.0
-    return (f"listed {listed} | copied {copied} ({megabytes:.1f} MB) | skipped "
-            f"{sum(d.skipped for d in dests)} | failed {sum(d.failed for d in dests)} | "
-            f"{rate:.0f} keys/s | {elapsed_s:.0f} s")
+    return (
+        f"listed {listed} | copied {copied} ({megabytes:.1f} MB) | skipped "
+        f"{sum(d.skipped for d in dests)} | failed {sum(d.failed for d in dests)} | "
+        f"{rate:.0f} keys/s | {elapsed_s:.0f} s"
+    )
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-def run_bucket_job(settings: Settings, *, dry_run: bool = False, enqueue: bool = False,
-                   delete: bool | None = None, size_only: bool | None = None,
-                   prefix: str | None = None, include: Iterable[str] | None = None,
-                   exclude: Iterable[str] | None = None, workers: int | None = None,
-                   progress: Progress | None = None, verify_md5: bool = False,
-                   stop: threading.Event | None = None,
-                   on_plan: Callable[[str], None] | None = None,
-                   redis_client: redis.Redis | None = None) -> JobSummary:
+def run_bucket_job(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    enqueue: bool = False,
+    delete: bool | None = None,
+    size_only: bool | None = None,
+    prefix: str | None = None,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    verify_md5: bool = False,
+    stop: threading.Event | None = None,
+    on_plan: Callable[[str], None] | None = None,
+    redis_client: redis.Redis | None = None,
+) -> JobSummary:
     """Reconcile every destination of ``settings`` with its source, holding the job lock.
 
     Arguments left as None keep the ``[bucket]`` settings. ``progress`` defaults to log
     lines every ``progress_interval``. A dry run takes no lock: it changes nothing.
     Raises :class:`LockHeld` when another run holds the lock.
     """
-    options = make_options(settings.bucket, dry_run=dry_run, enqueue=enqueue, delete=delete,
-                           size_only=size_only, prefix=prefix, include=include,
-                           exclude=exclude, workers=workers, verify_md5=verify_md5)
+    options = make_options(
+        settings.bucket,
+        dry_run=dry_run,
+        enqueue=enqueue,
+        delete=delete,
+        size_only=size_only,
+        prefix=prefix,
+        include=include,
+        exclude=exclude,
+        workers=workers,
+        verify_md5=verify_md5,
+    )
     stop = stop or threading.Event()
     clients: list[redis.Redis] = [redis_client] if redis_client is not None else []
 
     def redis_factory() -> redis.Redis:
         if not clients:
             from .redis_client import connect
+
             clients.append(connect(settings.redis, socket_timeout=10))
         return clients[0]
 
@@ -306,19 +351,35 @@ def run_bucket_job(settings: Settings, *, dry_run: bool = False, enqueue: bool =
     kwargs = dict(progress=progress, stop=stop, on_plan=on_plan, redis_cfg=settings.redis)
     if options.dry_run:
         return sync_buckets(src, dsts, options, **kwargs)
-    with job_lock(settings.source, settings.bucket, redis_factory, lost=stop,
-                  redis_url=settings.redis.safe_url):
-        return sync_buckets(src, dsts, options,
-                            redis_client=redis_factory() if options.enqueue else None,
-                            abort_stale_uploads=True, **kwargs)
+    with job_lock(
+        settings.source,
+        settings.bucket,
+        redis_factory,
+        lost=stop,
+        redis_url=settings.redis.safe_url,
+    ):
+        return sync_buckets(
+            src,
+            dsts,
+            options,
+            redis_client=redis_factory() if options.enqueue else None,
+            abort_stale_uploads=True,
+            **kwargs,
+        )
 
 
-def sync_buckets(src: Endpoint, dsts: Sequence[Endpoint], options: SyncOptions, *,
-                 progress: Progress | None = None, stop: threading.Event | None = None,
-                 on_plan: Callable[[str], None] | None = None,
-                 redis_client: redis.Redis | None = None,
-                 redis_cfg: RedisConfig | None = None,
-                 abort_stale_uploads: bool = False) -> JobSummary:
+def sync_buckets(
+    src: Endpoint,
+    dsts: Sequence[Endpoint],
+    options: SyncOptions,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    on_plan: Callable[[str], None] | None = None,
+    redis_client: redis.Redis | None = None,
+    redis_cfg: RedisConfig | None = None,
+    abort_stale_uploads: bool = False,
+) -> JobSummary:
     """Make every destination bucket hold what the source holds (see the module doc).
 
     No lock is taken here (:func:`run_bucket_job` takes it). ``on_plan`` receives the
@@ -332,9 +393,16 @@ def sync_buckets(src: Endpoint, dsts: Sequence[Endpoint], options: SyncOptions, 
         raise ValueError("no destination to reconcile")
     if options.enqueue and not options.dry_run and (redis_client is None or redis_cfg is None):
         raise ValueError("enqueue needs redis_client and redis_cfg")
-    run = _Run(src, list(dsts), options, stop=stop or threading.Event(),
-               on_plan=on_plan or _print_line, redis_client=redis_client,
-               redis_cfg=redis_cfg, abort_uploads=abort_stale_uploads)
+    run = _Run(
+        src,
+        list(dsts),
+        options,
+        stop=stop or threading.Event(),
+        on_plan=on_plan or _print_line,
+        redis_client=redis_client,
+        redis_cfg=redis_cfg,
+        abort_uploads=abort_stale_uploads,
+    )
     if progress is not None:
         progress.start(run.summary, run.started)
     try:
@@ -344,8 +412,7 @@ def sync_buckets(src: Endpoint, dsts: Sequence[Endpoint], options: SyncOptions, 
             progress.stop()
     summary = run.summary
     for dest in summary.destinations:
-        log.info("%s%s", "dry run: " if options.dry_run else "",
-                 dest.line(dry_run=options.dry_run))
+        log.info("%s%s", "dry run: " if options.dry_run else "", dest.line(dry_run=options.dry_run))
         if dest.error:
             log.error("[%s] s3://%s: %s", dest.name, dest.bucket, dest.error)
     if summary.stopped:
@@ -372,10 +439,18 @@ def printable(key: str) -> str:
 class _Run:
     """The state of one reconciliation; its methods run in the main thread unless noted."""
 
-    def __init__(self, src: Endpoint, dsts: list[Endpoint], options: SyncOptions, *,
-                 stop: threading.Event, on_plan: Callable[[str], None],
-                 redis_client: redis.Redis | None, redis_cfg: RedisConfig | None,
-                 abort_uploads: bool = False) -> None:
+    def __init__(
+        self,
+        src: Endpoint,
+        dsts: list[Endpoint],
+        options: SyncOptions,
+        *,
+        stop: threading.Event,
+        on_plan: Callable[[str], None],
+        redis_client: redis.Redis | None,
+        redis_cfg: RedisConfig | None,
+        abort_uploads: bool = False,
+    ) -> None:
         self.src = src
         self.abort_uploads = abort_uploads
         self.dsts = dsts
@@ -385,15 +460,15 @@ class _Run:
         self.redis = redis_client
         self.redis_cfg = redis_cfg
         self.started = time.monotonic()
-        self.summary = JobSummary(source=src.name, bucket=src.bucket,
-                                  destinations=[DestinationSummary(d.name, d.bucket)
-                                                for d in dsts],
-                                  dry_run=options.dry_run,
-                                  enqueue=options.enqueue and not options.dry_run)
-        self.verify = [options.verify_md5 or src.cfg.verify_md5 or d.cfg.verify_md5
-                       for d in dsts]
-        self.strategies = [Strategy(size_only=options.size_only, verify_md5=v)
-                           for v in self.verify]
+        self.summary = JobSummary(
+            source=src.name,
+            bucket=src.bucket,
+            destinations=[DestinationSummary(d.name, d.bucket) for d in dsts],
+            dry_run=options.dry_run,
+            enqueue=options.enqueue and not options.dry_run,
+        )
+        self.verify = [options.verify_md5 or src.cfg.verify_md5 or d.cfg.verify_md5 for d in dsts]
+        self.strategies = [Strategy(size_only=options.size_only, verify_md5=v) for v in self.verify]
         self.broken = [False] * len(dsts)  # destination unreachable or its listing failed
         self.present = [0] * len(dsts)  # destination keys in scope, for the delete limit
         self.last_done = [0.0] * len(dsts)
@@ -417,15 +492,17 @@ class _Run:
         self._check_endpoints()
         if self.summary.enqueue:
             self._check_redis()
-        self.pool = ThreadPoolExecutor(max_workers=self.options.workers,
-                                       thread_name_prefix="s3s3-sync")
+        self.pool = ThreadPoolExecutor(
+            max_workers=self.options.workers, thread_name_prefix="s3s3-sync"
+        )
         if self.abort_uploads and not self.options.dry_run:
             # Beside the listing, not before it: a round trip less on a remote store. No
             # upload this run starts can be taken for stale (the cutoff is fixed first).
             self.pool.submit(self._abort_stale_uploads)
         finished = threading.Event()
-        threading.Thread(target=self._enforce_grace, args=(finished,), name="s3s3-grace",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._enforce_grace, args=(finished,), name="s3s3-grace", daemon=True
+        ).start()
         unwinding = True
         try:
             self._reconcile()
@@ -458,9 +535,13 @@ class _Run:
     def _check_endpoints(self) -> None:
         for ep in (self.src, *self.dsts):
             if ep.cfg.max_pool_connections < self.options.workers:
-                log.warning("[%s] max_pool_connections = %d is below workers = %d: "
-                            "connections will be opened and thrown away; raise it",
-                            ep.name, ep.cfg.max_pool_connections, self.options.workers)
+                log.warning(
+                    "[%s] max_pool_connections = %d is below workers = %d: "
+                    "connections will be opened and thrown away; raise it",
+                    ep.name,
+                    ep.cfg.max_pool_connections,
+                    self.options.workers,
+                )
         self.src.check_bucket()
         for i, dst in enumerate(self.dsts):
             try:
@@ -475,7 +556,8 @@ class _Run:
             for i, dst in enumerate(self.dsts):
                 if not self.broken[i]:
                     self.summary.destinations[i].uploads_aborted = abort_stale_uploads(
-                        dst, prefix=self.options.prefix)
+                        dst, prefix=self.options.prefix
+                    )
         except Exception:  # a pool task's exception would go unseen
             log.exception("aborting stale multipart uploads failed")
 
@@ -488,8 +570,11 @@ class _Run:
                 return
         if finished.wait(self.options.grace_s):
             return
-        log.warning("the work in flight did not finish within grace = %gs of the stop: "
-                    "cancelling it (multipart uploads are aborted)", self.options.grace_s)
+        log.warning(
+            "the work in flight did not finish within grace = %gs of the stop: "
+            "cancelling it (multipart uploads are aborted)",
+            self.options.grace_s,
+        )
         self.cut_short = True
         self.abandon.set()
 
@@ -501,8 +586,9 @@ class _Run:
         try:
             self.redis.ping()
         except RedisError as exc:
-            raise S3S3Error(f"cannot enqueue: Redis at {self.redis_cfg.safe_url} does not "
-                            f"answer: {exc}") from exc
+            raise S3S3Error(
+                f"cannot enqueue: Redis at {self.redis_cfg.safe_url} does not answer: {exc}"
+            ) from exc
 
     def _break(self, i: int, why: str) -> None:
         self.broken[i] = True
@@ -523,10 +609,13 @@ class _Run:
 
     def _reconcile(self) -> None:
         keep = KeyFilter(self.options.include, self.options.exclude)
-        plans = plan_keys(list_objects_ahead(self.src, self.options.prefix),
-                          [self._listing(i) for i in range(len(self.dsts))],
-                          strategies=self.strategies, delete=self.options.delete,
-                          key_filter=keep)
+        plans = plan_keys(
+            list_objects_ahead(self.src, self.options.prefix),
+            [self._listing(i) for i in range(len(self.dsts))],
+            strategies=self.strategies,
+            delete=self.options.delete,
+            key_filter=keep,
+        )
         try:
             for kp in plans:
                 if self.fatal is not None or self.stop.is_set():
@@ -539,8 +628,11 @@ class _Run:
             ep = self.src if exc.side == 0 else self.dsts[exc.side - 1]
             raise FatalEndpointError(
                 f"the listing is out of order ({exc}); try list_version = 1 for it",
-                op="ListObjects", endpoint=ep.name, bucket=ep.bucket,
-                code="ListingOrder") from exc
+                op="ListObjects",
+                endpoint=ep.name,
+                bucket=ep.bucket,
+                code="ListingOrder",
+            ) from exc
         finally:
             plans.close()  # stops the listing threads
             self.merge_end = time.monotonic()
@@ -581,8 +673,12 @@ class _Run:
                     summaries[i].enqueued += 1
             return
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("plan %r: copy to %s, verify at %s", key,
-                      [self.dsts[i].name for i in copies], [self.dsts[i].name for i, _ in checks])
+            log.debug(
+                "plan %r: copy to %s, verify at %s",
+                key,
+                [self.dsts[i].name for i in copies],
+                [self.dsts[i].name for i, _ in checks],
+            )
         for i in copies:
             if self.options.dry_run:
                 self._would_copy(i, key, src, reason(Action.COPY, src, dsts[i]))
@@ -619,8 +715,9 @@ class _Run:
     def _copy(self, key: str, src: ObjectInfo, i: int) -> None:
         """Worker thread: copy one key to destination ``i``."""
         try:
-            result = copy_object(self.src, self.dsts[i], key, force=True, src_info=src,
-                                 cancel=self.abandon)
+            result = copy_object(
+                self.src, self.dsts[i], key, force=True, src_info=src, cancel=self.abandon
+            )
         except Exception as exc:
             self._fail_or_stop([i], key, "copy", exc)
         else:
@@ -655,14 +752,16 @@ class _Run:
             dst = self.dsts[i]
             try:
                 dst_now = _with_md5(dst, key, dst_info)
-                if dst_now is not None and is_identical(self.src, dst, key, src_now, dst_now,
-                                                        verify_md5=True):
+                if dst_now is not None and is_identical(
+                    self.src, dst, key, src_now, dst_now, verify_md5=True
+                ):
                     self._copied(i, key, "skipped", 0)
                 elif self.options.dry_run:
                     self._would_copy(i, key, src_now, "md5 differs, found by reading")
                 else:
-                    result = copy_object(self.src, dst, key, force=True, src_info=src_now,
-                                         cancel=self.abandon)
+                    result = copy_object(
+                        self.src, dst, key, force=True, src_info=src_now, cancel=self.abandon
+                    )
                     self._copied(i, key, result.outcome, result.size)
             except Exception as exc:
                 self._fail_or_stop([i], key, "verify", exc)
@@ -711,8 +810,10 @@ class _Run:
         try:
             add_entries(self.redis, self.redis_cfg, self.entries)
         except RedisError as exc:
-            raise S3S3Error(f"cannot add to Redis stream {self.redis_cfg.stream!r} at "
-                            f"{self.redis_cfg.safe_url}: {exc}") from exc
+            raise S3S3Error(
+                f"cannot add to Redis stream {self.redis_cfg.stream!r} at "
+                f"{self.redis_cfg.safe_url}: {exc}"
+            ) from exc
         self.entries = []
 
     # ---------------------------------------------------------------- deletion
@@ -720,8 +821,9 @@ class _Run:
     def _doom(self, i: int, key: str) -> None:
         """Remember a key to delete, on disk past a few MiB (a whole stale bucket fits)."""
         if self.doomed[i] is None:
-            self.doomed[i] = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+",
-                                                           encoding="utf-8")
+            self.doomed[i] = tempfile.SpooledTemporaryFile(
+                max_size=8 << 20, mode="w+", encoding="utf-8"
+            )
         # JSON keeps keys with newlines or any other character on one line.
         self.doomed[i].write(json.dumps(key) + "\n")
         self.doomed_count[i] += 1
@@ -742,10 +844,12 @@ class _Run:
             limit = self.options.max_delete_fraction
             if count > limit * total:
                 dest.delete_refused = True
-                dest.error = (f"refusing to delete {count} of the {total} keys in scope "
-                              f"(more than max_delete_fraction = {limit:g}); nothing was "
-                              "deleted. Check the source bucket and the prefix, or raise "
-                              "max_delete_fraction in [bucket]")
+                dest.error = (
+                    f"refusing to delete {count} of the {total} keys in scope "
+                    f"(more than max_delete_fraction = {limit:g}); nothing was "
+                    "deleted. Check the source bucket and the prefix, or raise "
+                    "max_delete_fraction in [bucket]"
+                )
                 continue
             spool.seek(0)
             batch: list[str] = []
@@ -763,8 +867,7 @@ class _Run:
     def _delete_batch(self, i: int, keys: list[str]) -> None:
         if self.options.dry_run:
             for key in keys:
-                self.on_plan(f"delete [{self.dsts[i].name}] {printable(key)} (not in the "
-                             "source)")
+                self.on_plan(f"delete [{self.dsts[i].name}] {printable(key)} (not in the source)")
             with self.counts:
                 self.summary.destinations[i].deleted += len(keys)
             return
@@ -775,24 +878,34 @@ class _Run:
         dst = self.dsts[i]
         if not self.single_delete[i]:
             try:
-                resp = dst.call("DeleteObjects", Delete={
-                    "Objects": [{"Key": k} for k in keys], "Quiet": True})
+                resp = dst.call(
+                    "DeleteObjects", Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+                )
             except EndpointError as exc:
                 if exc.code != "NotImplemented" and exc.status != 501:
                     for key in keys:
                         self._fail_or_stop([i], key, "delete", exc)
                     return
-                log.warning("[%s] does not implement DeleteObjects; deleting one key per "
-                            "request", dst.name)
+                log.warning(
+                    "[%s] does not implement DeleteObjects; deleting one key per request", dst.name
+                )
                 self.single_delete[i] = True
             else:
                 errors = resp.get("Errors") or []
                 for err in errors:
-                    self._fail(i, err.get("Key", "?"), "delete",
-                               EndpointError(f"{err.get('Code')}: {err.get('Message')}",
-                                             op="DeleteObjects", endpoint=dst.name,
-                                             bucket=dst.bucket, key=err.get("Key"),
-                                             code=err.get("Code")))
+                    self._fail(
+                        i,
+                        err.get("Key", "?"),
+                        "delete",
+                        EndpointError(
+                            f"{err.get('Code')}: {err.get('Message')}",
+                            op="DeleteObjects",
+                            endpoint=dst.name,
+                            bucket=dst.bucket,
+                            key=err.get("Key"),
+                            code=err.get("Code"),
+                        ),
+                    )
                 self._deleted(i, len(keys) - len(errors))
                 return
         for key in keys:

@@ -33,14 +33,21 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Sequence
 
 from .config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB
 from .endpoint import MD5_META, Endpoint, ObjectInfo, UploadInfo, clean_etag, etag_is_md5
-from .errors import (CopyCancelled, CorruptedOnTransfer, EndpointError, ObjectTooLarge,
-                     SourceKeyMissing, TransferError, TransientEndpointError)
+from .errors import (
+    CopyCancelled,
+    CorruptedOnTransfer,
+    EndpointError,
+    ObjectTooLarge,
+    SourceKeyMissing,
+    TransferError,
+    TransientEndpointError,
+)
 from .plan import Verdict, decide
 
 log = logging.getLogger(__name__)
@@ -52,8 +59,13 @@ MAX_PARTS = 10_000
 READ_CHUNK_BYTES = 1 * MiB
 
 #: GET response fields that become PUT parameters of the same name.
-CARRIED_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage",
-                   "CacheControl")
+CARRIED_HEADERS = (
+    "ContentType",
+    "ContentEncoding",
+    "ContentDisposition",
+    "ContentLanguage",
+    "CacheControl",
+)
 #: The key of the upload that asks a server which principal it lists as s3s3's Initiator.
 PROBE_KEY_PREFIX = ".s3s3-initiator-probe-"
 
@@ -80,8 +92,16 @@ class HashingReader:
     that the server would wait on.
     """
 
-    def __init__(self, stream, limit: int, *, what: str, whole=None,
-                 hashed: bool = True, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        stream,
+        limit: int,
+        *,
+        what: str,
+        whole=None,
+        hashed: bool = True,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self._stream = stream
         self._left = limit
         self._what = what
@@ -98,12 +118,14 @@ class HashingReader:
             # whole. The caller sees botocore's wrapping of this and checks the event.
             raise ReadCancelled(f"{self._what}: cancelled after {self.count} bytes")
         # http.client asks for 8-16 KiB; bigger reads cost far less Python per byte.
-        want = self._left if size is None or size < 0 else min(max(size, READ_CHUNK_BYTES),
-                                                               self._left)
+        want = (
+            self._left if size is None or size < 0 else min(max(size, READ_CHUNK_BYTES), self._left)
+        )
         data = self._stream.read(want)
         if not data:
-            raise ShortRead(f"{self._what}: source ended after {self.count} bytes, "
-                            f"{self._left} short")
+            raise ShortRead(
+                f"{self._what}: source ended after {self.count} bytes, {self._left} short"
+            )
         self._left -= len(data)
         self.count += len(data)
         if self.md5 is not None:
@@ -151,9 +173,17 @@ def md5_of_object(endpoint: Endpoint, key: str) -> str:
     return md5.hexdigest()
 
 
-def is_identical(src: Endpoint, dst: Endpoint, key: str, src_info: ObjectInfo,
-                 dst_info: ObjectInfo | None, *, dest_key: str | None = None,
-                 verify_md5: bool = False, size_only: bool = False) -> bool:
+def is_identical(
+    src: Endpoint,
+    dst: Endpoint,
+    key: str,
+    src_info: ObjectInfo,
+    dst_info: ObjectInfo | None,
+    *,
+    dest_key: str | None = None,
+    verify_md5: bool = False,
+    size_only: bool = False,
+) -> bool:
     """Apply :func:`plan.decide`, reading objects only when it asks for their md5s."""
     verdict = decide(src_info, dst_info, size_only=size_only, verify_md5=verify_md5)
     if verdict is Verdict.HASH:
@@ -163,10 +193,18 @@ def is_identical(src: Endpoint, dst: Endpoint, key: str, src_info: ObjectInfo,
     return verdict is Verdict.SKIP
 
 
-def copy_object(src: Endpoint, dst: Endpoint, key: str, *, dest_key: str | None = None,
-                force: bool = False, verify_md5: bool = False,
-                src_info: ObjectInfo | None = None, attempts: int = 3,
-                cancel: threading.Event | None = None) -> CopyResult:
+def copy_object(
+    src: Endpoint,
+    dst: Endpoint,
+    key: str,
+    *,
+    dest_key: str | None = None,
+    force: bool = False,
+    verify_md5: bool = False,
+    src_info: ObjectInfo | None = None,
+    attempts: int = 3,
+    cancel: threading.Event | None = None,
+) -> CopyResult:
     """Copy ``key`` from ``src`` to ``dst`` (as ``dest_key``) unless it is already there.
 
     ``force`` copies without looking at the destination. ``src_info``, when the caller has
@@ -186,11 +224,23 @@ def copy_object(src: Endpoint, dst: Endpoint, key: str, *, dest_key: str | None 
                 src_info = src.head(key)
                 if src_info is None:
                     return CopyResult(key, dst.name, "missing")
-            if is_identical(src, dst, key, src_info, dst_info, dest_key=dest_key,
-                            verify_md5=verify_md5 or src.cfg.verify_md5 or dst.cfg.verify_md5):
-                return CopyResult(key, dst.name, "skipped", size=src_info.size,
-                                  md5=src_info.known_md5,
-                                  duration_s=time.monotonic() - started)
+            if is_identical(
+                src,
+                dst,
+                key,
+                src_info,
+                dst_info,
+                dest_key=dest_key,
+                verify_md5=verify_md5 or src.cfg.verify_md5 or dst.cfg.verify_md5,
+            ):
+                return CopyResult(
+                    key,
+                    dst.name,
+                    "skipped",
+                    size=src_info.size,
+                    md5=src_info.known_md5,
+                    duration_s=time.monotonic() - started,
+                )
     for attempt in range(1, attempts + 1):
         _check_cancel(cancel, src, dst, key)
         try:
@@ -203,17 +253,30 @@ def copy_object(src: Endpoint, dst: Endpoint, key: str, *, dest_key: str | None 
             if cancel is not None and cancel.is_set():
                 # Whatever the cancellation looked like on the way out (botocore wraps the
                 # reader's exception in a client error, or fails to rewind the body).
-                raise CopyCancelled("cancelled while copying; nothing was written", key=key,
-                                    src=src.name, dst=dst.name) from exc
-            if not isinstance(exc, (TransientEndpointError, ShortRead, ConnectionError,
-                                    TimeoutError)):
+                raise CopyCancelled(
+                    "cancelled while copying; nothing was written",
+                    key=key,
+                    src=src.name,
+                    dst=dst.name,
+                ) from exc
+            if not isinstance(
+                exc, (TransientEndpointError, ShortRead, ConnectionError, TimeoutError)
+            ):
                 raise
             if attempt == attempts:
-                raise TransferError(f"gave up after {attempts} attempts: {exc}", key=key,
-                                    src=src.name, dst=dst.name) from exc
-            delay = min(0.5 * 2 ** attempt, 10.0) * random.uniform(0.5, 1.0)
-            log.warning("copy %r to [%s] failed (attempt %d of %d), retrying in %.1fs: %s",
-                        key, dst.name, attempt, attempts, delay, exc)
+                raise TransferError(
+                    f"gave up after {attempts} attempts: {exc}", key=key, src=src.name, dst=dst.name
+                ) from exc
+            delay = min(0.5 * 2**attempt, 10.0) * random.uniform(0.5, 1.0)
+            log.warning(
+                "copy %r to [%s] failed (attempt %d of %d), retrying in %.1fs: %s",
+                key,
+                dst.name,
+                attempt,
+                attempts,
+                delay,
+                exc,
+            )
             if cancel is not None:
                 cancel.wait(delay)
             else:
@@ -223,15 +286,19 @@ def copy_object(src: Endpoint, dst: Endpoint, key: str, *, dest_key: str | None 
     raise AssertionError("unreachable")
 
 
-def _check_cancel(cancel: threading.Event | None, src: Endpoint, dst: Endpoint,
-                  key: str) -> None:
+def _check_cancel(cancel: threading.Event | None, src: Endpoint, dst: Endpoint, key: str) -> None:
     if cancel is not None and cancel.is_set():
-        raise CopyCancelled("cancelled before it completed; nothing was written", key=key,
-                            src=src.name, dst=dst.name)
+        raise CopyCancelled(
+            "cancelled before it completed; nothing was written",
+            key=key,
+            src=src.name,
+            dst=dst.name,
+        )
 
 
-def _copy_once(src: Endpoint, dst: Endpoint, key: str, dest_key: str, *,
-               cancel: threading.Event | None = None) -> CopyResult:
+def _copy_once(
+    src: Endpoint, dst: Endpoint, key: str, dest_key: str, *, cancel: threading.Event | None = None
+) -> CopyResult:
     resp = src.fast_call("GetObject", key)
     body = resp["Body"]
     try:
@@ -247,14 +314,18 @@ def _copy_once(src: Endpoint, dst: Endpoint, key: str, dest_key: str, *,
             params["Metadata"] = meta
         cfg = dst.cfg
         if cfg.multipart_enabled and size > cfg.multipart_threshold_bytes:
-            return _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params,
-                                   cancel=cancel)
+            return _copy_multipart(
+                src, dst, key, dest_key, body, size, src_md5, params, cancel=cancel
+            )
         if size > MAX_SINGLE_PUT_BYTES:
             raise ObjectTooLarge(
                 f"{size} bytes is over the 5 GiB single-PUT limit and multipart is off for "
-                f"[{dst.name}] (multipart_threshold = 0)", key=key, src=src.name, dst=dst.name)
-        return _copy_single(src, dst, key, dest_key, body, size, src_md5, params,
-                            cancel=cancel)
+                f"[{dst.name}] (multipart_threshold = 0)",
+                key=key,
+                src=src.name,
+                dst=dst.name,
+            )
+        return _copy_single(src, dst, key, dest_key, body, size, src_md5, params, cancel=cancel)
     finally:
         body.close()
 
@@ -263,8 +334,9 @@ def _valid_md5(value: str | None) -> str | None:
     return value.lower() if value and etag_is_md5(value.lower()) else None
 
 
-def _copy_single(src, dst, key, dest_key, body, size, src_md5, params, *,
-                 cancel: threading.Event | None = None) -> CopyResult:
+def _copy_single(
+    src, dst, key, dest_key, body, size, src_md5, params, *, cancel: threading.Event | None = None
+) -> CopyResult:
     what = f"s3://{src.bucket}/{key}"
     if size <= SMALL_OBJECT_BYTES:
         data = body.read()
@@ -290,42 +362,64 @@ def _copy_single(src, dst, key, dest_key, body, size, src_md5, params, *,
             raise CorruptedOnTransfer(
                 f"corrupted on transfer: md5 differs src({src_md5}) vs the bytes "
                 f"[{dst.name}] received ({exc.code}); nothing was written",
-                key=key, src=src.name, dst=dst.name) from exc
+                key=key,
+                src=src.name,
+                dst=dst.name,
+            ) from exc
         if reader.count != size:
             _discard(dst, dest_key)
-            raise CorruptedOnTransfer(f"short copy: sent {reader.count} of {size} bytes",
-                                      key=key, src=src.name, dst=dst.name)
+            raise CorruptedOnTransfer(
+                f"short copy: sent {reader.count} of {size} bytes",
+                key=key,
+                src=src.name,
+                dst=dst.name,
+            )
         got_md5 = src_md5 if reader.md5 is None else reader.md5.hexdigest()
     put_etag = clean_etag(put.get("ETag"))
     if put_etag and etag_is_md5(put_etag) and put_etag != got_md5:
         _discard(dst, dest_key)
-        raise CorruptedOnTransfer(f"corrupted on transfer: md5 differs src({got_md5}) vs "
-                                  f"dst({put_etag}); the destination copy was deleted",
-                                  key=key, src=src.name, dst=dst.name)
+        raise CorruptedOnTransfer(
+            f"corrupted on transfer: md5 differs src({got_md5}) vs "
+            f"dst({put_etag}); the destination copy was deleted",
+            key=key,
+            src=src.name,
+            dst=dst.name,
+        )
     if not etag_is_md5(put_etag):
         _verify_by_head(dst, dest_key, key, src, size, expected_etag=got_md5)
-    return CopyResult(key, dst.name, "copied", size=size, md5=got_md5, parts=0,
-                      bytes_read=size)
+    return CopyResult(key, dst.name, "copied", size=size, md5=got_md5, parts=0, bytes_read=size)
 
 
 def _put(dst: Endpoint, dest_key: str, key: str, src: Endpoint, **params) -> dict:
     try:
         return dst.fast_call("PutObject", dest_key, **params)
     except SourceKeyMissing as exc:  # a 404 from the destination is not about the source
-        raise EndpointError(str(exc), op="PutObject", endpoint=dst.name, bucket=dst.bucket,
-                            key=dest_key, code=exc.code, status=exc.status) from exc
+        raise EndpointError(
+            str(exc),
+            op="PutObject",
+            endpoint=dst.name,
+            bucket=dst.bucket,
+            key=dest_key,
+            code=exc.code,
+            status=exc.status,
+        ) from exc
 
 
-def _check_source(src, dst, key, got_md5: str, src_md5: str | None, *,
-                  dest_key: str | None = None) -> None:
+def _check_source(
+    src, dst, key, got_md5: str, src_md5: str | None, *, dest_key: str | None = None
+) -> None:
     """The bytes read must be the bytes the source says it holds."""
     if src_md5 and src_md5 != got_md5:
         if dest_key is not None:
             _discard(dst, dest_key)
-        raise CorruptedOnTransfer(f"corrupted on transfer: md5 differs src({src_md5}) vs "
-                                  f"read({got_md5})" + ("; the destination copy was deleted"
-                                                        if dest_key is not None else ""),
-                                  key=key, src=src.name, dst=dst.name)
+        raise CorruptedOnTransfer(
+            f"corrupted on transfer: md5 differs src({src_md5}) vs "
+            f"read({got_md5})"
+            + ("; the destination copy was deleted" if dest_key is not None else ""),
+            key=key,
+            src=src.name,
+            dst=dst.name,
+        )
 
 
 def _verify_by_head(dst, dest_key, key, src, size: int, *, expected_etag: str) -> ObjectInfo:
@@ -340,8 +434,12 @@ def _verify_by_head(dst, dest_key, key, src, size: int, *, expected_etag: str) -
         problem = f"md5 differs src({expected_etag}) vs dst({info.etag})"
     if problem:
         _discard(dst, dest_key)
-        raise CorruptedOnTransfer(f"corrupted on transfer: {problem}; the destination copy "
-                                  "was deleted", key=key, src=src.name, dst=dst.name)
+        raise CorruptedOnTransfer(
+            f"corrupted on transfer: {problem}; the destination copy was deleted",
+            key=key,
+            src=src.name,
+            dst=dst.name,
+        )
     return info
 
 
@@ -349,12 +447,18 @@ def _discard(dst: Endpoint, dest_key: str) -> None:
     try:
         dst.delete(dest_key)
     except EndpointError as exc:
-        log.error("could not delete the bad copy s3://%s/%s on [%s]: %s", dst.bucket, dest_key,
-                  dst.name, exc)
+        log.error(
+            "could not delete the bad copy s3://%s/%s on [%s]: %s",
+            dst.bucket,
+            dest_key,
+            dst.name,
+            exc,
+        )
 
 
-def _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params, *,
-                    cancel: threading.Event | None = None) -> CopyResult:
+def _copy_multipart(
+    src, dst, key, dest_key, body, size, src_md5, params, *, cancel: threading.Event | None = None
+) -> CopyResult:
     part_size = part_size_for(size, dst.cfg.multipart_chunksize_bytes)
     if src_md5:
         # Stored so later runs can compare without reading the bytes.
@@ -370,46 +474,75 @@ def _copy_multipart(src, dst, key, dest_key, body, size, src_md5, params, *,
             _check_cancel(cancel, src, dst, key)
             number += 1
             length = min(part_size, size - offset)
-            reader = HashingReader(body, length, whole=whole, cancel=cancel,
-                                   what=f"s3://{src.bucket}/{key} part {number}")
+            reader = HashingReader(
+                body,
+                length,
+                whole=whole,
+                cancel=cancel,
+                what=f"s3://{src.bucket}/{key} part {number}",
+            )
             # The hashing reader is not seekable: botocore cannot replay a part, so a
             # failure here fails the whole copy, which is retried from the start.
-            resp = dst.call("UploadPart", dest_key, UploadId=upload_id, PartNumber=number,
-                            Body=reader, ContentLength=length)
+            resp = dst.call(
+                "UploadPart",
+                dest_key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=reader,
+                ContentLength=length,
+            )
             digest = reader.md5.digest()
             etag = clean_etag(resp.get("ETag"))
             if etag and etag_is_md5(etag) and etag != digest.hex():
                 raise CorruptedOnTransfer(
                     f"corrupted on transfer: part {number} md5 differs src({digest.hex()}) vs "
-                    f"dst({etag})", key=key, src=src.name, dst=dst.name)
+                    f"dst({etag})",
+                    key=key,
+                    src=src.name,
+                    dst=dst.name,
+                )
             part_md5s.append(digest)
             parts.append({"PartNumber": number, "ETag": resp.get("ETag") or f'"{digest.hex()}"'})
             offset += length
         _check_source(src, dst, key, whole.hexdigest(), src_md5)
         _check_cancel(cancel, src, dst, key)
-        done = dst.call("CompleteMultipartUpload", dest_key, UploadId=upload_id,
-                        MultipartUpload={"Parts": parts})
+        done = dst.call(
+            "CompleteMultipartUpload",
+            dest_key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+        )
     except BaseException as exc:
         # Any failure, a cancellation included: an upload left open costs storage until
         # someone aborts it, and is invisible in listings.
         try:
             dst.call("AbortMultipartUpload", dest_key, UploadId=upload_id)
         except Exception as abort_exc:
-            log.error("could not abort upload %s of %r on [%s]: %s", upload_id, dest_key,
-                      dst.name, abort_exc)
+            log.error(
+                "could not abort upload %s of %r on [%s]: %s",
+                upload_id,
+                dest_key,
+                dst.name,
+                abort_exc,
+            )
         else:
-            log.info("aborted upload %s of s3://%s/%s on [%s] (%s)", upload_id, dst.bucket,
-                     dest_key, dst.name, "cancelled" if cancel is not None and
-                     cancel.is_set() else type(exc).__name__)
+            log.info(
+                "aborted upload %s of s3://%s/%s on [%s] (%s)",
+                upload_id,
+                dst.bucket,
+                dest_key,
+                dst.name,
+                "cancelled" if cancel is not None and cancel.is_set() else type(exc).__name__,
+            )
         raise
     expected = multipart_etag(part_md5s)
     etag = clean_etag(done.get("ETag"))
     if etag != expected:
         # Ceph answers an empty ETag here; others may differ in form. Ask the object.
         _verify_by_head(dst, dest_key, key, src, size, expected_etag=expected)
-    return CopyResult(key, dst.name, "copied", size=size, md5=whole.hexdigest(),
-                      parts=len(parts), bytes_read=size)
-
+    return CopyResult(
+        key, dst.name, "copied", size=size, md5=whole.hexdigest(), parts=len(parts), bytes_read=size
+    )
 
 
 # --------------------------------------------------------------------------- stale uploads
@@ -439,12 +572,24 @@ def own_initiator(dst: Endpoint, *, prefix: str = "") -> str | None:
         try:
             dst.call("AbortMultipartUpload", probe_key, UploadId=upload_id)
         except EndpointError as exc:
-            log.warning("could not abort the probe upload %s of s3://%s/%s on [%s]: %s",
-                        upload_id, dst.bucket, probe_key, dst.name, exc)
+            log.warning(
+                "could not abort the probe upload %s of s3://%s/%s on [%s]: %s",
+                upload_id,
+                dst.bucket,
+                probe_key,
+                dst.name,
+                exc,
+            )
 
 
-def abort_stale_uploads(dst: Endpoint, *, prefix: str = "", older_than_s: float | None = None,
-                        page_size: int = 1000, now: datetime | None = None) -> int:
+def abort_stale_uploads(
+    dst: Endpoint,
+    *,
+    prefix: str = "",
+    older_than_s: float | None = None,
+    page_size: int = 1000,
+    now: datetime | None = None,
+) -> int:
     """Abort s3s3's own multipart uploads under ``prefix`` in ``dst`` that were initiated
     more than ``older_than_s`` (default: the destination's ``abort_uploads_after``) ago.
 
@@ -478,12 +623,21 @@ def abort_stale_uploads(dst: Endpoint, *, prefix: str = "", older_than_s: float 
                 probed = True
                 initiator = own_initiator(dst, prefix=prefix)
                 if initiator is None:
-                    log.warning("[%s] lists no Initiator for uploads: s3s3 cannot tell its "
-                                "own from others', and aborts none in %s", dst.name, where)
+                    log.warning(
+                        "[%s] lists no Initiator for uploads: s3s3 cannot tell its "
+                        "own from others', and aborts none in %s",
+                        dst.name,
+                        where,
+                    )
                     return 0
             if not is_stale(upload, cutoff=cutoff, initiator=initiator):
-                log.debug("keeping upload %s of %r in %s: initiated by %r, not s3s3",
-                          upload.upload_id, upload.key, where, upload.initiator)
+                log.debug(
+                    "keeping upload %s of %r in %s: initiated by %r, not s3s3",
+                    upload.upload_id,
+                    upload.key,
+                    where,
+                    upload.initiator,
+                )
                 continue
             age_s = (now - upload.initiated).total_seconds()
             try:
@@ -491,19 +645,41 @@ def abort_stale_uploads(dst: Endpoint, *, prefix: str = "", older_than_s: float 
             except EndpointError as exc:
                 if exc.code == "NoSuchUpload":
                     continue  # completed or aborted meanwhile
-                log.warning("could not abort the stale upload %s of s3://%s/%s on [%s]: %s",
-                            upload.upload_id, dst.bucket, upload.key, dst.name, exc)
+                log.warning(
+                    "could not abort the stale upload %s of s3://%s/%s on [%s]: %s",
+                    upload.upload_id,
+                    dst.bucket,
+                    upload.key,
+                    dst.name,
+                    exc,
+                )
                 continue
             aborted += 1
-            log.info("aborted stale upload bucket=%s key=%r upload_id=%s age=%.0fs on [%s]",
-                     dst.bucket, upload.key, upload.upload_id, age_s, dst.name)
+            log.info(
+                "aborted stale upload bucket=%s key=%r upload_id=%s age=%.0fs on [%s]",
+                dst.bucket,
+                upload.key,
+                upload.upload_id,
+                age_s,
+                dst.name,
+            )
     except EndpointError as exc:
-        log.warning("[%s] could not list multipart uploads in %s, so stale ones are not "
-                    "aborted (set abort_uploads_after = 0 to stop trying): %s", dst.name,
-                    where, exc)
+        log.warning(
+            "[%s] could not list multipart uploads in %s, so stale ones are not "
+            "aborted (set abort_uploads_after = 0 to stop trying): %s",
+            dst.name,
+            where,
+            exc,
+        )
     if aborted:
-        log.info("[%s] aborted %d stale multipart upload%s in %s (older than %gs)", dst.name,
-                 aborted, "" if aborted == 1 else "s", where, older_than_s)
+        log.info(
+            "[%s] aborted %d stale multipart upload%s in %s (older than %gs)",
+            dst.name,
+            aborted,
+            "" if aborted == 1 else "s",
+            where,
+            older_than_s,
+        )
     return aborted
 
 

@@ -59,8 +59,9 @@ def wait_for_port(
         except OSError:
             pass
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with status {proc.returncode} "
-                               f"before {host}:{port} opened")
+            raise RuntimeError(
+                f"{proc.args[0]} exited with status {proc.returncode} before {host}:{port} opened"
+            )
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{host}:{port} not accepting connections after {timeout_s} s")
         time.sleep(0.05)
@@ -76,7 +77,11 @@ def make_self_signed_ca(directory: Path) -> tuple[Path, Path, Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca_pem = directory / "ca.key", directory / "ca.pem"
-    key_pem, csr, cert_pem = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    key_pem, csr, cert_pem = (
+        directory / "server.key",
+        directory / "server.csr",
+        directory / "server.pem",
+    )
     ext = directory / "server.ext"
     ext.write_text(
         "basicConstraints = critical, CA:FALSE\n"
@@ -88,14 +93,42 @@ def make_self_signed_ca(directory: Path) -> tuple[Path, Path, Path]:
     )
     # EC keys: generated in milliseconds, and every TLS client in use accepts P-256.
     newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *newkey, "-keyout", ca_key, "-out", ca_pem, "-days", "3650",
-             "-subj", "/CN=s3s3 test CA",
-             "-addext", "basicConstraints = critical, CA:TRUE",
-             "-addext", "keyUsage = critical, keyCertSign, cRLSign")
+    _openssl(
+        "req",
+        "-x509",
+        *newkey,
+        "-keyout",
+        ca_key,
+        "-out",
+        ca_pem,
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=s3s3 test CA",
+        "-addext",
+        "basicConstraints = critical, CA:TRUE",
+        "-addext",
+        "keyUsage = critical, keyCertSign, cRLSign",
+    )
     _openssl("req", *newkey, "-keyout", key_pem, "-out", csr, "-subj", "/CN=127.0.0.1")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key,
-             "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
-             "-days", "3650", "-extfile", ext, "-out", cert_pem)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca_pem,
+        "-CAkey",
+        ca_key,
+        "-set_serial",
+        str(int.from_bytes(os.urandom(8), "big")),
+        "-days",
+        "3650",
+        "-extfile",
+        ext,
+        "-out",
+        cert_pem,
+    )
     return ca_pem, cert_pem, key_pem
 
 
@@ -103,7 +136,9 @@ def _openssl(*args: object) -> None:
     argv = ["openssl", *map(str, args)]
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:3])} failed ({result.returncode}): {result.stderr.strip()}")
+        raise RuntimeError(
+            f"{' '.join(argv[:3])} failed ({result.returncode}): {result.stderr.strip()}"
+        )
 
 
 def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -190,9 +225,19 @@ def stop_pids(pids: list[int], timeout_s: float) -> list[int]:
     return killed
 
 
-def endpoint_info(name: str, version: str, *, http_port: int, https_port: int | None,
-                  ca_bundle: Path | None, access_key: str, secret_key: str, pids: list[int],
-                  workdir: Path, region: str = "us-east-1") -> dict:
+def endpoint_info(
+    name: str,
+    version: str,
+    *,
+    http_port: int,
+    https_port: int | None,
+    ca_bundle: Path | None,
+    access_key: str,
+    secret_key: str,
+    pids: list[int],
+    workdir: Path,
+    region: str = "us-east-1",
+) -> dict:
     """The endpoint.json record every launcher writes, in one shape."""
     return {
         "name": name,

@@ -28,9 +28,9 @@ import warnings
 from pathlib import Path
 
 from servers._common import (
+    ENDPOINT_FILE,
     clear_workdir,
     endpoint_info,
-    ENDPOINT_FILE,
     free_ports,
     make_self_signed_ca,
     pid_is_running,
@@ -85,16 +85,18 @@ def start(
         ca_pem, cert_pem, key_pem = make_self_signed_ca(workdir / "tls")
     fsid = str(uuid.uuid4())
     conf = workdir / "ceph.conf"
-    conf.write_text(_ceph_conf(
-        workdir,
-        fsid=fsid,
-        mon_port=mon_port,
-        http_port=http_port,
-        https_port=https_port if tls else None,
-        cert_pem=cert_pem,
-        key_pem=key_pem,
-        store=store,
-    ))
+    conf.write_text(
+        _ceph_conf(
+            workdir,
+            fsid=fsid,
+            mon_port=mon_port,
+            http_port=http_port,
+            https_port=https_port if tls else None,
+            cert_pem=cert_pem,
+            key_pem=key_pem,
+            store=store,
+        )
+    )
     cluster = _Cluster(workdir, conf, deadline=began + timeout_s)
     try:
         access_key, secret_key = cluster.bootstrap(fsid=fsid, mon_port=mon_port)
@@ -102,11 +104,18 @@ def start(
         cluster.wait_for_s3(f"http://127.0.0.1:{http_port}/")
         if tls:
             cluster.wait_for_s3(f"https://127.0.0.1:{https_port}/", ca_pem=ca_pem)
-        info = endpoint_info("ceph", _radosgw_version(), http_port=http_port,
-                             https_port=https_port if tls else None,
-                             ca_bundle=ca_pem if tls else None, access_key=access_key,
-                             secret_key=secret_key, region=REGION, pids=cluster.pids(),
-                             workdir=workdir)
+        info = endpoint_info(
+            "ceph",
+            _radosgw_version(),
+            http_port=http_port,
+            https_port=https_port if tls else None,
+            ca_bundle=ca_pem if tls else None,
+            access_key=access_key,
+            secret_key=secret_key,
+            region=REGION,
+            pids=cluster.pids(),
+            workdir=workdir,
+        )
         write_endpoint(workdir, info)
     except BaseException:
         cluster.kill()
@@ -140,8 +149,18 @@ class _Cluster:
     def bootstrap(self, *, fsid: str, mon_port: int) -> tuple[str, str]:
         """mon, OSD and the S3 user; returns (access key, secret key)."""
         monmap = self.workdir / "run" / "monmap"
-        self._run("monmaptool", "--create", "--clobber", "--enable-all-features",
-                  "--fsid", fsid, "--addv", "a", f"[v2:127.0.0.1:{mon_port}]", monmap)
+        self._run(
+            "monmaptool",
+            "--create",
+            "--clobber",
+            "--enable-all-features",
+            "--fsid",
+            fsid,
+            "--addv",
+            "a",
+            f"[v2:127.0.0.1:{mon_port}]",
+            monmap,
+        )
         self._run("ceph-mon", "--mkfs", "-i", "a", "--monmap", monmap, log="mon.a")
         self._spawn("mon.a", "ceph-mon", "-f", "-i", "a")
         try:
@@ -157,14 +176,30 @@ class _Cluster:
         self._spawn("osd.0", "ceph-osd", "-f", "-i", osd_id)
         self._wait_for_osd_up()
 
-        access_key = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(20))
+        access_key = "".join(
+            secrets.choice(string.ascii_uppercase + string.digits) for _ in range(20)
+        )
         secret_key = secrets.token_urlsafe(30)
-        self._run("radosgw-admin", "user", "create", "--uid=tester", "--display-name=tester",
-                  f"--access-key={access_key}", f"--secret-key={secret_key}", log="osd.0")
+        self._run(
+            "radosgw-admin",
+            "user",
+            "create",
+            "--uid=tester",
+            "--display-name=tester",
+            f"--access-key={access_key}",
+            f"--secret-key={secret_key}",
+            log="osd.0",
+        )
         # The zonegroup is called "default"; S3 clients expect the region name in
         # GetBucketLocation and LocationConstraint. radosgw reads it at start, so set it first.
-        self._run("radosgw-admin", "zonegroup", "modify", "--rgw-zonegroup=default",
-                  f"--api-name={REGION}", log="osd.0")
+        self._run(
+            "radosgw-admin",
+            "zonegroup",
+            "modify",
+            "--rgw-zonegroup=default",
+            f"--api-name={REGION}",
+            log="osd.0",
+        )
         return access_key, secret_key
 
     def start_rgw(self) -> None:
@@ -195,15 +230,22 @@ class _Cluster:
         stop_pids(list(reversed(self.pids())), 5.0)
 
     def _spawn(self, name: str, *argv: str) -> None:
-        self.procs[name] = spawn([*argv, "-c", str(self.conf)], self.logs / f"{name}.out", env=self.env)
+        self.procs[name] = spawn(
+            [*argv, "-c", str(self.conf)], self.logs / f"{name}.out", env=self.env
+        )
 
     def _run(self, *argv: object, log: str | None = None) -> str:
         """Run a ceph tool to completion; on failure, blame it and the daemon log ``log``."""
         argv = [str(a) for a in argv]
         self._check_alive()
         try:
-            result = subprocess.run(argv + ["-c", str(self.conf)], capture_output=True,
-                                    text=True, env=self.env, timeout=self._left())
+            result = subprocess.run(
+                argv + ["-c", str(self.conf)],
+                capture_output=True,
+                text=True,
+                env=self.env,
+                timeout=self._left(),
+            )
         except subprocess.TimeoutExpired as exc:
             raise self._error(log, f"{' '.join(argv[:3])} timed out") from exc
         if result.returncode != 0:
@@ -273,8 +315,10 @@ def _ceph_conf(
     w = workdir
     frontend = f"beast endpoint=127.0.0.1:{http_port}"
     if https_port is not None:
-        frontend += (f" ssl_endpoint=127.0.0.1:{https_port}"
-                     f" ssl_certificate={cert_pem} ssl_private_key={key_pem}")
+        frontend += (
+            f" ssl_endpoint=127.0.0.1:{https_port}"
+            f" ssl_certificate={cert_pem} ssl_private_key={key_pem}"
+        )
     # Without tcp_nodelay every small GET waits ~44 ms for delayed ACKs.
     frontend += " tcp_nodelay=1"
     if store == "bluestore":
@@ -367,21 +411,29 @@ rgw_gc_processor_period = 30
 
 
 def _radosgw_version() -> str:
-    """"16.2.15" from "ceph version 16.2.15 (618f...) pacific (stable)"."""
-    out = subprocess.run(["radosgw", "--version"], capture_output=True, text=True, check=True).stdout
+    """ "16.2.15" from "ceph version 16.2.15 (618f...) pacific (stable)"."""
+    out = subprocess.run(
+        ["radosgw", "--version"], capture_output=True, text=True, check=True
+    ).stdout
     words = out.split()
     return words[2] if len(words) > 2 and words[:2] == ["ceph", "version"] else out.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers.ceph_rgw", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m servers.ceph_rgw", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start an instance and print the path of endpoint.json")
     p_start.add_argument("--workdir", type=Path, required=True)
-    p_start.add_argument("--port", type=int, default=None, help="plain-HTTP port (default: a free one)")
+    p_start.add_argument(
+        "--port", type=int, default=None, help="plain-HTTP port (default: a free one)"
+    )
     p_start.add_argument("--no-tls", dest="tls", action="store_false", help="serve plain HTTP only")
     p_start.add_argument("--store", choices=STORES, default="bluestore")
-    p_start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for S3 (default 60)")
+    p_start.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for S3 (default 60)"
+    )
     p_stop = sub.add_parser("stop", help="stop the instance in --workdir")
     p_stop.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -389,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "start":
             # The daemons are meant to outlive this command; Python would warn on exit otherwise.
             warnings.filterwarnings("ignore", r"subprocess \d+ is still running", ResourceWarning)
-            start(args.workdir, tls=args.tls, port=args.port, store=args.store, timeout_s=args.timeout)
+            start(
+                args.workdir, tls=args.tls, port=args.port, store=args.store, timeout_s=args.timeout
+            )
             print(args.workdir.resolve() / ENDPOINT_FILE)
         else:
             stop(args.workdir)

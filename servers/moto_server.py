@@ -12,8 +12,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ._common import (endpoint_info, free_port, read_endpoint, spawn, stop_pids, tail, wait_for_port,
-                      write_endpoint)
+from ._common import (
+    endpoint_info,
+    free_port,
+    read_endpoint,
+    spawn,
+    stop_pids,
+    tail,
+    wait_for_port,
+    write_endpoint,
+)
 
 
 def start(workdir: Path, *, port: int | None = None, python: str = sys.executable) -> dict:
@@ -31,9 +39,17 @@ def start(workdir: Path, *, port: int | None = None, python: str = sys.executabl
         raise RuntimeError(f"moto server did not start: {exc}\n{tail(log_path)}") from exc
     import moto
 
-    info = endpoint_info("moto", getattr(moto, "__version__", "?"), http_port=port,
-                         https_port=None, ca_bundle=None, access_key="testing",
-                         secret_key="testing", pids=[proc.pid], workdir=workdir)
+    info = endpoint_info(
+        "moto",
+        getattr(moto, "__version__", "?"),
+        http_port=port,
+        https_port=None,
+        ca_bundle=None,
+        access_key="testing",
+        secret_key="testing",
+        pids=[proc.pid],
+        workdir=workdir,
+    )
     write_endpoint(workdir, info)
     return info
 

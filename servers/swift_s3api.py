@@ -36,9 +36,9 @@ import urllib.request
 from pathlib import Path
 
 from servers._common import (
+    ENDPOINT_FILE,
     clear_workdir,
     endpoint_info,
-    ENDPOINT_FILE,
     free_ports,
     make_self_signed_ca,
     pid_is_running,
@@ -67,7 +67,9 @@ class SwiftStartError(RuntimeError):
     """Swift did not come up; the message carries the tail of the daemon log at fault."""
 
 
-def start(workdir: Path, *, tls: bool = True, port: int | None = None, timeout_s: float = 60.0) -> dict:
+def start(
+    workdir: Path, *, tls: bool = True, port: int | None = None, timeout_s: float = 60.0
+) -> dict:
     """Bring up memcached, the storage servers, the updater and the proxies; return endpoint.json.
 
     ``port`` is the plain-HTTP port of the proxy (a free one if None); with ``tls`` a second
@@ -81,7 +83,7 @@ def start(workdir: Path, *, tls: bool = True, port: int | None = None, timeout_s
     _prepare_workdir(workdir)
     # One spare, so that a given ``port`` never doubles as another daemon's.
     spare = [p for p in free_ports(7) if p != port]
-    ports = dict(zip(("memcached", *_STORAGE_SERVERS, "proxy", "proxy-tls"), spare))
+    ports = dict(zip(("memcached", *_STORAGE_SERVERS, "proxy", "proxy-tls"), spare, strict=False))
     if port is not None:
         ports["proxy"] = port
     ca_pem = cert_pem = key_pem = None
@@ -97,30 +99,46 @@ def start(workdir: Path, *, tls: bool = True, port: int | None = None, timeout_s
     (etc / "proxy-server.conf").write_text(_proxy_conf(workdir, ports["proxy"], ports["memcached"]))
     if tls:
         (etc / "proxy-server-tls.conf").write_text(
-            _proxy_conf(workdir, ports["proxy-tls"], ports["memcached"], cert_pem=cert_pem, key_pem=key_pem))
+            _proxy_conf(
+                workdir, ports["proxy-tls"], ports["memcached"], cert_pem=cert_pem, key_pem=key_pem
+            )
+        )
 
     instance = _Instance(workdir, python=python, bin_dir=bin_dir, deadline=began + timeout_s)
     try:
         instance.spawn_memcached(ports["memcached"])
         # The storage servers read no ring, so they load while the rings are being built.
         for name in _STORAGE_SERVERS:
-            instance.spawn_swift(f"{name}-server", f"swift-{name}-server", etc / f"{name}-server.conf")
+            instance.spawn_swift(
+                f"{name}-server", f"swift-{name}-server", etc / f"{name}-server.conf"
+            )
         version = instance.build_rings({name: ports[name] for name in _STORAGE_SERVERS})
         instance.spawn_swift("object-updater", "swift-object-updater", etc / "object-server.conf")
         instance.spawn_swift("proxy-server", "swift-proxy-server", etc / "proxy-server.conf")
         if tls:
-            instance.spawn_swift("proxy-server-tls", "swift-proxy-server", etc / "proxy-server-tls.conf")
+            instance.spawn_swift(
+                "proxy-server-tls", "swift-proxy-server", etc / "proxy-server-tls.conf"
+            )
         for name in ("memcached", *_STORAGE_SERVERS):
             instance.wait_for_port(name if name == "memcached" else f"{name}-server", ports[name])
         instance.wait_for_s3("proxy-server", f"http://127.0.0.1:{ports['proxy']}")
         if tls:
-            instance.wait_for_s3("proxy-server-tls", f"https://127.0.0.1:{ports['proxy-tls']}", ca_pem=ca_pem)
+            instance.wait_for_s3(
+                "proxy-server-tls", f"https://127.0.0.1:{ports['proxy-tls']}", ca_pem=ca_pem
+            )
         instance.check_alive()
-        info = endpoint_info("swift", version, http_port=ports["proxy"],
-                             https_port=ports["proxy-tls"] if tls else None,
-                             ca_bundle=ca_pem if tls else None, access_key=ACCESS_KEY,
-                             secret_key=SECRET_KEY, region=REGION, pids=instance.pids(),
-                             workdir=workdir)
+        info = endpoint_info(
+            "swift",
+            version,
+            http_port=ports["proxy"],
+            https_port=ports["proxy-tls"] if tls else None,
+            ca_bundle=ca_pem if tls else None,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            region=REGION,
+            pids=instance.pids(),
+            workdir=workdir,
+        )
         write_endpoint(workdir, info)
     except BaseException:
         instance.kill()
@@ -166,8 +184,18 @@ class _Instance:
     def spawn_swift(self, name: str, script: str, conf: Path) -> None:
         # -v keeps the console log handler, whose stderr is our log file; capture_stdio()
         # would otherwise point every output at /dev/null.
-        self._spawn(name, [self.python, self.workdir / "etc" / "launch.py", self.workdir / "etc" / "swift.conf",
-                           "run", self.bin_dir / script, conf, "-v"])
+        self._spawn(
+            name,
+            [
+                self.python,
+                self.workdir / "etc" / "launch.py",
+                self.workdir / "etc" / "swift.conf",
+                "run",
+                self.bin_dir / script,
+                conf,
+                "-v",
+            ],
+        )
 
     def build_rings(self, ports: dict[str, int]) -> str:
         """One replica, one device per ring, with swift-ring-builder's own code; returns Swift's version.
@@ -175,14 +203,24 @@ class _Instance:
         All nine builder commands run in one interpreter: as separate processes they cost
         about a second each, mostly imports.
         """
-        argv = [self.python, self.workdir / "etc" / "launch.py", self.workdir / "etc" / "swift.conf",
-                "rings", self.workdir / "etc", *(f"{name}={port}" for name, port in ports.items())]
+        argv = [
+            self.python,
+            self.workdir / "etc" / "launch.py",
+            self.workdir / "etc" / "swift.conf",
+            "rings",
+            self.workdir / "etc",
+            *(f"{name}={port}" for name, port in ports.items()),
+        ]
         argv = [str(a) for a in argv]
         self.check_alive()
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=self._left())
+            result = subprocess.run(
+                argv, capture_output=True, text=True, env=self.env, timeout=self._left()
+            )
         except subprocess.TimeoutExpired as exc:
-            raise SwiftStartError(f"building the rings timed out (work directory {self.workdir})") from exc
+            raise SwiftStartError(
+                f"building the rings timed out (work directory {self.workdir})"
+            ) from exc
         (self.logs / "rings.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             raise self._error("rings", f"building the rings failed ({result.returncode})")
@@ -203,7 +241,9 @@ class _Instance:
         last = ""
         while True:
             self.check_alive()
-            request = urllib.request.Request(url + "/", headers=_sigv4_headers(url, ACCESS_KEY, SECRET_KEY))
+            request = urllib.request.Request(
+                url + "/", headers=_sigv4_headers(url, ACCESS_KEY, SECRET_KEY)
+            )
             try:
                 with urllib.request.urlopen(request, timeout=5, context=context) as response:
                     if b"ListAllMyBucketsResult" in response.read():
@@ -214,7 +254,9 @@ class _Instance:
             except (urllib.error.URLError, OSError) as exc:
                 last = str(exc)
             if time.monotonic() >= self.deadline:
-                raise self._error(name, f"no S3 answer from {url} ({last})", also=_STORAGE_SERVERS_LOGS)
+                raise self._error(
+                    name, f"no S3 answer from {url} ({last})", also=_STORAGE_SERVERS_LOGS
+                )
             time.sleep(0.05)
 
     def check_alive(self) -> None:
@@ -261,11 +303,16 @@ def _swift_interpreter() -> tuple[Path, Path]:
     """(python, directory of the swift-* scripts): Debian's by default, or ``S3S3_SWIFT_BIN``."""
     bin_dir = Path(os.environ.get("S3S3_SWIFT_BIN", "/usr/bin"))
     python = bin_dir / "python3"
-    missing = [p for p in (python, bin_dir / "swift-proxy-server", bin_dir / "swift-object-updater")
-               if not p.exists()]
+    missing = [
+        p
+        for p in (python, bin_dir / "swift-proxy-server", bin_dir / "swift-object-updater")
+        if not p.exists()
+    ]
     if missing or shutil.which("memcached") is None:
-        raise SwiftStartError(f"Swift is not installed (missing: {', '.join(map(str, missing)) or 'memcached'}); "
-                              f"run servers/install-debian.sh or set S3S3_SWIFT_BIN")
+        raise SwiftStartError(
+            f"Swift is not installed (missing: {', '.join(map(str, missing)) or 'memcached'}); "
+            f"run servers/install-debian.sh or set S3S3_SWIFT_BIN"
+        )
     return python, bin_dir
 
 
@@ -326,7 +373,9 @@ def _sigv4_headers(url: str, access_key: str, secret_key: str) -> dict[str, str]
     signed = "host;x-amz-content-sha256;x-amz-date"
     canonical = f"GET\n/\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz_date}\n\n{signed}\n{payload}"
     scope = f"{day}/{REGION}/s3/aws4_request"
-    to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    to_sign = (
+        f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    )
     key = ("AWS4" + secret_key).encode()
     for part in (day, REGION, "s3", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -335,7 +384,7 @@ def _sigv4_headers(url: str, access_key: str, secret_key: str) -> dict[str, str]
         "x-amz-date": amz_date,
         "x-amz-content-sha256": payload,
         "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-                         f"SignedHeaders={signed}, Signature={signature}",
+        f"SignedHeaders={signed}, Signature={signature}",
     }
 
 
@@ -411,15 +460,34 @@ objects_per_second = 1000
     return text
 
 
-def _proxy_conf(workdir: Path, port: int, memcached_port: int, *,
-                cert_pem: Path | None = None, key_pem: Path | None = None) -> str:
+def _proxy_conf(
+    workdir: Path,
+    port: int,
+    memcached_port: int,
+    *,
+    cert_pem: Path | None = None,
+    key_pem: Path | None = None,
+) -> str:
     name = "proxy-server-tls" if cert_pem else "proxy-server"
     # eventlet's own TLS: slower than a terminator in front, but no extra program to run.
     tls = f"cert_file = {cert_pem}\nkey_file = {key_pem}\n" if cert_pem else ""
-    plain_filters = ("catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "listing_formats",
-                     "bulk", "tempurl", "copy", "dlo", "versioned_writes", "symlink")
+    plain_filters = (
+        "catch_errors",
+        "gatekeeper",
+        "healthcheck",
+        "proxy-logging",
+        "listing_formats",
+        "bulk",
+        "tempurl",
+        "copy",
+        "dlo",
+        "versioned_writes",
+        "symlink",
+    )
     # Entry points are spelt with "_" (proxy_logging) where pipeline names use "-".
-    filters = "".join(f"\n[filter:{f}]\nuse = egg:swift#{f.replace('-', '_')}\n" for f in plain_filters)
+    filters = "".join(
+        f"\n[filter:{f}]\nuse = egg:swift#{f.replace('-', '_')}\n" for f in plain_filters
+    )
     return f"""\
 # Written by servers/swift_s3api.py.
 {_common_defaults(workdir, port, name)}{tls}
@@ -566,13 +634,19 @@ if __name__ == "__main__":
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers.swift_s3api", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m servers.swift_s3api", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start an instance and print the path of endpoint.json")
     p_start.add_argument("--workdir", type=Path, required=True)
-    p_start.add_argument("--port", type=int, default=None, help="plain-HTTP port (default: a free one)")
+    p_start.add_argument(
+        "--port", type=int, default=None, help="plain-HTTP port (default: a free one)"
+    )
     p_start.add_argument("--no-tls", dest="tls", action="store_false", help="serve plain HTTP only")
-    p_start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for S3 (default 60)")
+    p_start.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for S3 (default 60)"
+    )
     p_stop = sub.add_parser("stop", help="stop the instance in --workdir")
     p_stop.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -57,12 +57,18 @@ def moto_servers(tmp_path_factory):
 def raw_client(info: dict, *, https: bool = False):
     """A plain boto3 client for setting up and inspecting a server in tests."""
     return boto3.client(
-        "s3", endpoint_url=info["https_url"] if https else info["endpoint_url"],
-        aws_access_key_id=info["access_key"], aws_secret_access_key=info["secret_key"],
-        region_name=info["region"], verify=info.get("ca_bundle") or True,
+        "s3",
+        endpoint_url=info["https_url"] if https else info["endpoint_url"],
+        aws_access_key_id=info["access_key"],
+        aws_secret_access_key=info["secret_key"],
+        region_name=info["region"],
+        verify=info.get("ca_bundle") or True,
         config=botocore.config.Config(
-            s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
-            response_checksum_validation="when_required"))
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
 
 
 def unique_bucket(prefix: str = "t") -> str:
@@ -70,9 +76,14 @@ def unique_bucket(prefix: str = "t") -> str:
 
 
 def endpoint_config(info: dict, bucket: str, *, name: str, **overrides) -> EndpointConfig:
-    fields = dict(name=name, bucket=bucket, endpoint_url=info["endpoint_url"],
-                  region=info["region"], access_key=info["access_key"],
-                  secret_key=info["secret_key"])
+    fields = dict(
+        name=name,
+        bucket=bucket,
+        endpoint_url=info["endpoint_url"],
+        region=info["region"],
+        access_key=info["access_key"],
+        secret_key=info["secret_key"],
+    )
     fields.update(overrides)
     return EndpointConfig(**fields)
 
@@ -80,11 +91,13 @@ def endpoint_config(info: dict, bucket: str, *, name: str, **overrides) -> Endpo
 @pytest.fixture
 def make_bucket():
     """Create a fresh bucket on a server; returns (Endpoint-maker, raw client)."""
+
     def make(info: dict, *, name: str = "ep", **overrides):
         bucket = unique_bucket(name[:4])
         raw_client(info).create_bucket(Bucket=bucket)
         cfg = endpoint_config(info, bucket, name=name, **overrides)
         return Endpoint(cfg)
+
     return make
 
 

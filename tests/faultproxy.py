@@ -15,8 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 CHUNK = 256 * 1024
-HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-               "trailer", "upgrade"}
+HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+}
 
 
 class FaultProxy:
@@ -38,7 +45,7 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,15 +57,18 @@ class FaultProxy:
             def _handle(self):
                 with proxy.lock:
                     proxy.counts[self.command] += 1
-                    fail = proxy.fail_next > 0 and (proxy.fail_methods is None
-                                                    or self.command in proxy.fail_methods)
+                    fail = proxy.fail_next > 0 and (
+                        proxy.fail_methods is None or self.command in proxy.fail_methods
+                    )
                     if fail:
                         proxy.fail_next -= 1
                 length = int(self.headers.get("Content-Length") or 0)
                 if fail:
                     self._drain(length)
-                    body = b"<Error><Code>ServiceUnavailable</Code><Message>fault proxy" \
-                           b"</Message></Error>"
+                    body = (
+                        b"<Error><Code>ServiceUnavailable</Code><Message>fault proxy"
+                        b"</Message></Error>"
+                    )
                     self.send_response(proxy.fail_status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(body)))
@@ -66,10 +76,12 @@ class FaultProxy:
                     self.wfile.write(body)
                     return
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in HOP_HEADERS and k.lower() != "expect"}
-                conn.putrequest(self.command, self.path, skip_host=True,
-                                skip_accept_encoding=True)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in HOP_HEADERS and k.lower() != "expect"
+                }
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for k, v in headers.items():
                     conn.putheader(k, v)
                 conn.endheaders()
@@ -82,8 +94,9 @@ class FaultProxy:
                     left -= len(data)
                 resp = conn.getresponse()
                 self.send_response(resp.status, resp.reason)
-                corrupt = proxy.corrupt_get_body and self.command == "GET" \
-                    and resp.status in (200, 206)
+                corrupt = (
+                    proxy.corrupt_get_body and self.command == "GET" and resp.status in (200, 206)
+                )
                 whole = None
                 if resp.getheader("Content-Length") is None and self.command != "HEAD":
                     # A chunked answer (RGW lists that way): re-frame it with a length,

@@ -16,8 +16,9 @@ class PrivateRedis:
     """A redis-server of our own; ``persistent`` (the default) turns the append-only file on,
     so a restart keeps the stream."""
 
-    def __init__(self, workdir: Path, *, password: str | None = None,
-                 persistent: bool = True) -> None:
+    def __init__(
+        self, workdir: Path, *, password: str | None = None, persistent: bool = True
+    ) -> None:
         self.persistent = persistent
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -29,15 +30,34 @@ class PrivateRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "PrivateRedis":
+    def start(self) -> PrivateRedis:
         log = open(self.workdir / "redis.log", "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.workdir), *(["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
-               else ["--appendonly", "no"]),
-             "--save", "", "--daemonize", "no", "--protected-mode", "no",
-             *(["--requirepass", self.password] if self.password else [])],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "always"]
+                    if self.persistent
+                    else ["--appendonly", "no"]
+                ),
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+                *(["--requirepass", self.password] if self.password else []),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         wait_for_port("127.0.0.1", self.port, 15.0, proc=self.proc)
         client = self.client()

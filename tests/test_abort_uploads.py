@@ -23,11 +23,17 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from conftest import ROOT, endpoint_config, raw_client, unique_bucket
-from test_listener_support import listeners, names  # noqa: F401  (fixtures)
-from test_listener_support import (ListenerProcess, TcpProxy, endpoint_section, keys_in,
-                                   wait_until, write_ini)
+from test_listener_support import (  # noqa: F401  (fixtures)
+    ListenerProcess,
+    TcpProxy,
+    endpoint_section,
+    keys_in,
+    listeners,
+    names,
+    wait_until,
+    write_ini,
+)
 
 from s3s3.config import MiB, RedisConfig
 from s3s3.endpoint import Endpoint, UploadInfo
@@ -47,8 +53,7 @@ def SlowProxy(target_port: int, *, delay_s: float) -> TcpProxy:
 
 
 def uploads(info: dict, bucket: str, prefix: str = "") -> list[dict]:
-    return raw_client(info).list_multipart_uploads(Bucket=bucket, Prefix=prefix).get(
-        "Uploads", [])
+    return raw_client(info).list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
 
 
 def port_of(info: dict) -> int:
@@ -56,8 +61,9 @@ def port_of(info: dict) -> int:
 
 
 def stream_fields(client: redis.Redis, stream: str) -> list[dict]:
-    return [{k.decode(): v.decode() for k, v in fields.items()}
-            for _, fields in client.xrange(stream)]
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()} for _, fields in client.xrange(stream)
+    ]
 
 
 def pending(client: redis.Redis, stream: str) -> int:
@@ -81,15 +87,27 @@ def _listener_sigterm_case(tmp_path, redis_url, names, listeners, src_info, dst_
     slow = SlowProxy(port_of(dst_info), delay_s=0.05).open()
     ini = tmp_path / "s3s3.ini"
     try:
-        write_ini(ini, source=(src_info, src), dests=[({**dst_info, "endpoint_url": slow.url},
-                                                        dst)],
-                  channel=names.channel, mode="stream", redis_url=redis_url,
-                  listen={"workers": "1", "grace": "0.5"}, dest_extra=MULTIPART)
+        write_ini(
+            ini,
+            source=(src_info, src),
+            dests=[({**dst_info, "endpoint_url": slow.url}, dst)],
+            channel=names.channel,
+            mode="stream",
+            redis_url=redis_url,
+            listen={"workers": "1", "grace": "0.5"},
+            dest_extra=MULTIPART,
+        )
         listener = ListenerProcess(ini, tmp_path / "listen.log").start()
         listeners.append(listener)
         r = redis.Redis.from_url(redis_url)
-        cfg = RedisConfig(url=redis_url, channel=names.channel, mode="stream",
-                          stream=names.stream, dead_letter_stream=names.dead, consumer="test")
+        cfg = RedisConfig(
+            url=redis_url,
+            channel=names.channel,
+            mode="stream",
+            stream=names.stream,
+            dead_letter_stream=names.dead,
+            consumer="test",
+        )
         add_entries(r, cfg, [{"key": "big", "op": "copy"}])
         wait_until(lambda: uploads(dst_info, dst), 60, what="the multipart upload to start")
         listener.signal(signal.SIGTERM)
@@ -104,9 +122,16 @@ def _listener_sigterm_case(tmp_path, redis_url, names, listeners, src_info, dst_
     assert [f["key"] for f in stream_fields(r, names.stream)] == ["big", "big"]
     assert pending(r, names.stream) == 0
     # A listener with a direct line finishes it.
-    write_ini(ini, source=(src_info, src), dests=[(dst_info, dst)], channel=names.channel,
-              mode="stream", redis_url=redis_url, listen={"workers": "1"},
-              dest_extra=MULTIPART)
+    write_ini(
+        ini,
+        source=(src_info, src),
+        dests=[(dst_info, dst)],
+        channel=names.channel,
+        mode="stream",
+        redis_url=redis_url,
+        listen={"workers": "1"},
+        dest_extra=MULTIPART,
+    )
     listener.start()
     wait_until(lambda: "big" in keys_in(dst_info, dst), 60, what="the copy after hand-back")
     wait_until(lambda: pending(r, names.stream) == 0, 15, what="the entry acknowledged")
@@ -114,26 +139,39 @@ def _listener_sigterm_case(tmp_path, redis_url, names, listeners, src_info, dst_
 
 
 def test_listener_sigterm_past_grace_aborts_the_upload_and_hands_the_entry_back(
-        tmp_path, redis_url, names, listeners, moto_servers):
+    tmp_path, redis_url, names, listeners, moto_servers
+):
     a, b = moto_servers
     _listener_sigterm_case(tmp_path, redis_url, names, listeners, a, b)
 
 
 @pytest.mark.interop
-def test_listener_sigterm_past_grace_aborts_the_upload_on_ceph(tmp_path, redis_url, names,
-                                                               listeners, ceph):
+def test_listener_sigterm_past_grace_aborts_the_upload_on_ceph(
+    tmp_path, redis_url, names, listeners, ceph
+):
     _listener_sigterm_case(tmp_path, redis_url, names, listeners, ceph, ceph)
 
 
 # --------------------------------------------------------------------------- the bucket job
 
 
-def bucket_ini(path: Path, *, source: tuple[dict, str], dest: tuple[dict, str],
-               bucket: dict, dest_extra: dict | None = None) -> Path:
+def bucket_ini(
+    path: Path,
+    *,
+    source: tuple[dict, str],
+    dest: tuple[dict, str],
+    bucket: dict,
+    dest_extra: dict | None = None,
+) -> Path:
     text = endpoint_section("source", *source) + "\n"
     text += endpoint_section("dest1", *dest, **(dest_extra or {})) + "\n"
-    settings = {"lock": "local", "lock_dir": str(path.parent), "workers": "1",
-                "progress_interval": "1", **bucket}
+    settings = {
+        "lock": "local",
+        "lock_dir": str(path.parent),
+        "workers": "1",
+        "progress_interval": "1",
+        **bucket,
+    }
     text += "[bucket]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
     path.write_text(text)
     return path
@@ -142,10 +180,14 @@ def bucket_ini(path: Path, *, source: tuple[dict, str], dest: tuple[dict, str],
 def run_bucket(ini: Path, log_path: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "s3s3.scripts.bucket", "--config",
-                                 str(ini), *args],
-                                stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=str(ROOT), env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "s3s3.scripts.bucket", "--config", str(ini), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(ROOT),
+            env=env,
+        )
 
 
 def test_bucket_job_sigterm_past_grace_aborts_the_upload(tmp_path, moto_servers, make_bucket):
@@ -156,12 +198,19 @@ def test_bucket_job_sigterm_past_grace_aborts_the_upload(tmp_path, moto_servers,
     slow = SlowProxy(port_of(b), delay_s=0.05).open()
     log_path = tmp_path / "bucket.log"
     try:
-        ini = bucket_ini(tmp_path / "s3s3.ini", source=(a, src),
-                         dest=({**b, "endpoint_url": slow.url}, dst), bucket={"grace": "0.5"},
-                         dest_extra=MULTIPART)
+        ini = bucket_ini(
+            tmp_path / "s3s3.ini",
+            source=(a, src),
+            dest=({**b, "endpoint_url": slow.url}, dst),
+            bucket={"grace": "0.5"},
+            dest_extra=MULTIPART,
+        )
         proc = run_bucket(ini, log_path, "-v")
-        wait_until(lambda: uploads(b, dst) or proc.poll() is not None, 60,
-                   what="the multipart upload to start")
+        wait_until(
+            lambda: uploads(b, dst) or proc.poll() is not None,
+            60,
+            what="the multipart upload to start",
+        )
         assert proc.poll() is None, log_path.read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)
         try:
@@ -183,19 +232,24 @@ def test_bucket_job_sigterm_past_grace_aborts_the_upload(tmp_path, moto_servers,
 
 def _create_uploads(info: dict, bucket: str, keys) -> dict[str, str]:
     client = raw_client(info)
-    return {key: client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-            for key in keys}
+    return {key: client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"] for key in keys}
 
 
-def test_bucket_job_aborts_stale_uploads_under_its_prefix_at_start(tmp_path, moto_servers,
-                                                                   make_bucket):
+def test_bucket_job_aborts_stale_uploads_under_its_prefix_at_start(
+    tmp_path, moto_servers, make_bucket
+):
     a, b = moto_servers
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     ids = _create_uploads(b, dst, ["job/one", "job/two/deeper", "other/kept"])
     time.sleep(1.5)  # moto dates every upload 2010; on Ceph, below, age is real
-    ini = bucket_ini(tmp_path / "s3s3.ini", source=(a, src), dest=(b, dst),
-                     bucket={"prefix": "job/"}, dest_extra={"abort_uploads_after": "1s"})
+    ini = bucket_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dest=(b, dst),
+        bucket={"prefix": "job/"},
+        dest_extra={"abort_uploads_after": "1s"},
+    )
     proc = run_bucket(ini, tmp_path / "bucket.log", "-v")
     assert proc.wait(60) == 0, (tmp_path / "bucket.log").read_text()
     out = (tmp_path / "bucket.log").read_text()
@@ -212,23 +266,34 @@ def test_abort_uploads_after_zero_aborts_nothing(tmp_path, moto_servers, make_bu
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     _create_uploads(b, dst, ["kept"])
-    ini = bucket_ini(tmp_path / "s3s3.ini", source=(a, src), dest=(b, dst), bucket={},
-                     dest_extra={"abort_uploads_after": "0"})
+    ini = bucket_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dest=(b, dst),
+        bucket={},
+        dest_extra={"abort_uploads_after": "0"},
+    )
     proc = run_bucket(ini, tmp_path / "bucket.log", "-v")
     assert proc.wait(60) == 0, (tmp_path / "bucket.log").read_text()
     assert [u["Key"] for u in uploads(b, dst)] == ["kept"]
 
 
-def test_listener_aborts_stale_uploads_at_start(tmp_path, redis_url, names, listeners,
-                                                moto_servers, make_bucket):
+def test_listener_aborts_stale_uploads_at_start(
+    tmp_path, redis_url, names, listeners, moto_servers, make_bucket
+):
     a, b = moto_servers
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     ids = _create_uploads(b, dst, ["stale/a", "stale/b"])
     time.sleep(1.5)
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, dst)],
-                    channel=names.channel, redis_url=redis_url,
-                    dest_extra={"abort_uploads_after": "1s"})
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        dest_extra={"abort_uploads_after": "1s"},
+    )
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     listener.wait_for("aborted 2 stale multipart uploads")
@@ -252,13 +317,21 @@ def test_stale_means_old_and_initiated_by_s3s3():
     old = now - timedelta(hours=25)
     ours = UploadInfo("k", "u1", initiator="s3s3-user", initiated=old)
     assert is_stale(ours, cutoff=cutoff, initiator="s3s3-user")
-    assert not is_stale(UploadInfo("k", "u2", initiator="someone-else", initiated=old),
-                        cutoff=cutoff, initiator="s3s3-user")
-    assert not is_stale(UploadInfo("k", "u3", initiator="s3s3-user",
-                                   initiated=now - timedelta(hours=23)),
-                        cutoff=cutoff, initiator="s3s3-user")
-    assert not is_stale(UploadInfo("k", "u4", initiator="s3s3-user", initiated=None),
-                        cutoff=cutoff, initiator="s3s3-user")
+    assert not is_stale(
+        UploadInfo("k", "u2", initiator="someone-else", initiated=old),
+        cutoff=cutoff,
+        initiator="s3s3-user",
+    )
+    assert not is_stale(
+        UploadInfo("k", "u3", initiator="s3s3-user", initiated=now - timedelta(hours=23)),
+        cutoff=cutoff,
+        initiator="s3s3-user",
+    )
+    assert not is_stale(
+        UploadInfo("k", "u4", initiator="s3s3-user", initiated=None),
+        cutoff=cutoff,
+        initiator="s3s3-user",
+    )
 
 
 @pytest.mark.interop
@@ -270,8 +343,13 @@ def test_bucket_job_sweep_on_ceph_keeps_fresh_uploads_and_other_prefixes(tmp_pat
     ids = _create_uploads(ceph, dst, ["job/old", "elsewhere/old"])
     time.sleep(5.5)
     fresh = _create_uploads(ceph, dst, ["job/fresh"])
-    ini = bucket_ini(tmp_path / "s3s3.ini", source=(ceph, src), dest=(ceph, dst),
-                     bucket={"prefix": "job/"}, dest_extra={"abort_uploads_after": "5s"})
+    ini = bucket_ini(
+        tmp_path / "s3s3.ini",
+        source=(ceph, src),
+        dest=(ceph, dst),
+        bucket={"prefix": "job/"},
+        dest_extra={"abort_uploads_after": "5s"},
+    )
     proc = run_bucket(ini, tmp_path / "bucket.log", "-v")
     assert proc.wait(60) == 0, (tmp_path / "bucket.log").read_text()
     out = (tmp_path / "bucket.log").read_text()
@@ -303,14 +381,21 @@ def test_the_sweep_pages_through_every_upload(server, request):
 def botocore_listings(ep: Endpoint) -> list:
     """The ListMultipartUploads calls ``ep``'s botocore client makes, as they are made."""
     seen: list = []
-    ep.client.meta.events.register("before-call.s3.ListMultipartUploads",
-                                   lambda params, **_: seen.append(params))
+    ep.client.meta.events.register(
+        "before-call.s3.ListMultipartUploads", lambda params, **_: seen.append(params)
+    )
     return seen
 
 
 #: Keys the servers must list back as they were named.
-ODD_UPLOAD_KEYS = ["odd/with space", "odd/plus+sign", "odd/per%25cent%", "odd/ünï/日本語/😀",
-                   "odd/a&b<c>d", "odd/~tilde*star'(paren)"]
+ODD_UPLOAD_KEYS = [
+    "odd/with space",
+    "odd/plus+sign",
+    "odd/per%25cent%",
+    "odd/ünï/日本語/😀",
+    "odd/a&b<c>d",
+    "odd/~tilde*star'(paren)",
+]
 
 
 def _pages(ep: Endpoint, params: dict, *, lean: bool) -> list[dict]:
@@ -319,8 +404,11 @@ def _pages(ep: Endpoint, params: dict, *, lean: bool) -> list[dict]:
     params = dict(params)
     pages = []
     while True:
-        page = ep.raw.call("ListMultipartUploads", **params) if lean else \
-            ep.call("ListMultipartUploads", **params)
+        page = (
+            ep.raw.call("ListMultipartUploads", **params)
+            if lean
+            else ep.call("ListMultipartUploads", **params)
+        )
         page = {k: v for k, v in page.items() if k != "ResponseMetadata"}
         pages.append(page)
         ups = page.get("Uploads") or []
@@ -339,8 +427,10 @@ def test_lean_upload_listing_equals_botocores(server, request):
     info = request.getfixturevalue(server)
     bucket = unique_bucket("lu")
     raw_client(info).create_bucket(Bucket=bucket)
-    made = [*_create_uploads(info, bucket, ODD_UPLOAD_KEYS + ["elsewhere"]).items(),
-            *_create_uploads(info, bucket, ["odd/with space"]).items()]
+    made = [
+        *_create_uploads(info, bucket, ODD_UPLOAD_KEYS + ["elsewhere"]).items(),
+        *_create_uploads(info, bucket, ["odd/with space"]).items(),
+    ]
     lean = Endpoint(endpoint_config(info, bucket, name="dest"))
     boto = Endpoint(endpoint_config(info, bucket, name="dest", data_path="botocore"))
     assert lean.raw is not None and boto.raw is None
@@ -354,8 +444,10 @@ def test_lean_upload_listing_equals_botocores(server, request):
             assert listed == list(boto.list_uploads(prefix, page_size=page_size))
             expected = [(k, i) for k, i in made if k.startswith(prefix)]
             assert sorted((u.key, u.upload_id) for u in listed) == sorted(expected)
-            assert all(u.initiated is not None and u.initiated.tzinfo is not None
-                       and u.initiator for u in listed)
+            assert all(
+                u.initiated is not None and u.initiated.tzinfo is not None and u.initiator
+                for u in listed
+            )
     assert calls == []
 
 

@@ -17,19 +17,29 @@ from tests.conftest import raw_client, unique_bucket
 
 def connection_args(info: dict, bucket: str | None = None) -> dict:
     host, port = info["endpoint_url"].removeprefix("http://").split(":")
-    args = {"aws_access_key_id": info["access_key"], "aws_secret_access_key": info["secret_key"],
-            "host": host, "port": int(port), "is_secure": False,
-            "calling_format": "OrdinaryCallingFormat"}
+    args = {
+        "aws_access_key_id": info["access_key"],
+        "aws_secret_access_key": info["secret_key"],
+        "host": host,
+        "port": int(port),
+        "is_secure": False,
+        "calling_format": "OrdinaryCallingFormat",
+    }
     if bucket:
         args["bucket_name"] = bucket
     return args
 
 
 def test_public_surface_is_complete():
-    assert sorted(s3s3.api.__all__) == ["Bucket", "Connection", "Key", "create_connection",
-                                        "duplicate_bucket", "upload"]
-    assert sorted(s3s3.client.__all__) == ["BucketClient", "ListenClient", "on_notify",
-                                           "publish"]
+    assert sorted(s3s3.api.__all__) == [
+        "Bucket",
+        "Connection",
+        "Key",
+        "create_connection",
+        "duplicate_bucket",
+        "upload",
+    ]
+    assert sorted(s3s3.client.__all__) == ["BucketClient", "ListenClient", "on_notify", "publish"]
     for name in s3s3.api.__all__ + s3s3.client.__all__:
         assert getattr(s3s3.api, name, None) or getattr(s3s3.client, name)
 
@@ -40,8 +50,10 @@ def two_buckets(moto_servers):
     sb, db = unique_bucket("src"), unique_bucket("dst")
     raw_client(a).create_bucket(Bucket=sb)
     raw_client(b).create_bucket(Bucket=db)
-    return (create_connection(connection_args(a)).get_bucket(sb),
-            create_connection(connection_args(b)).get_bucket(db))
+    return (
+        create_connection(connection_args(a)).get_bucket(sb),
+        create_connection(connection_args(b)).get_bucket(db),
+    )
 
 
 def test_upload_to_one_or_many_destination_keys(two_buckets, moto_servers):
@@ -74,23 +86,30 @@ def test_on_notify_copies_to_each_destination_once(moto_servers):
     for bucket in (d1, d2):
         raw_client(b).create_bucket(Bucket=bucket)
     raw_client(a).put_object(Bucket=sb, Key="k", Body=b"v")
-    results = s3s3.client.on_notify(create_connection(connection_args(a, sb)),
-                                    [create_connection(connection_args(b, d1)),
-                                     create_connection(connection_args(b, d2))], "k")
+    results = s3s3.client.on_notify(
+        create_connection(connection_args(a, sb)),
+        [create_connection(connection_args(b, d1)), create_connection(connection_args(b, d2))],
+        "k",
+    )
     assert [(r.destination, r.outcome) for r in results] == [("connection", "copied")] * 2
     for bucket in (d1, d2):
         assert raw_client(b).get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
 
 
 def test_connection_repr_has_no_secret(moto_servers):
-    conn = create_connection({**connection_args(moto_servers[0]),
-                              "aws_secret_access_key": "very-secret"})
+    conn = create_connection(
+        {**connection_args(moto_servers[0]), "aws_secret_access_key": "very-secret"}
+    )
     assert "very-secret" not in repr(conn) + repr(conn.cfg)
 
 
 def test_echo_ini_template_prints_a_loadable_template(tmp_path):
-    out = subprocess.run([sys.executable, "-c", "from s3s3.scripts.echo import ini_template;"
-                          "ini_template([])"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "from s3s3.scripts.echo import ini_template;ini_template([])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     path = tmp_path / "s3s3.ini"
     path.write_text(out.stdout)
     from s3s3.config import load
@@ -99,15 +118,24 @@ def test_echo_ini_template_prints_a_loadable_template(tmp_path):
 
 
 def test_echo_supervisord_conf_runs_the_bucket_job_as_an_event_listener():
-    out = subprocess.run([sys.executable, "-c", "from s3s3.scripts.echo import "
-                          "supervisord_conf; supervisord_conf(['--bindir', '/opt/env/s3s3/bin'])"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from s3s3.scripts.echo import "
+            "supervisord_conf; supervisord_conf(['--bindir', '/opt/env/s3s3/bin'])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     conf = configparser.ConfigParser(interpolation=None)
     conf.read_string(out)
     listener = conf["eventlistener:s3s3bucket"]
     assert listener["events"] == "TICK_3600"
-    assert listener["command"] == ("/opt/env/s3s3/bin/s3s3bucket --supervisord "
-                                   "--config /usr/local/etc/s3s3.ini")
+    assert listener["command"] == (
+        "/opt/env/s3s3/bin/s3s3bucket --supervisord --config /usr/local/etc/s3s3.ini"
+    )
     assert listener["stdout_logfile"] == "NONE"  # stdout carries the protocol
     program = conf["program:s3s3listen"]
     assert program["command"] == "/opt/env/s3s3/bin/s3s3listen --config /usr/local/etc/s3s3.ini"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import botocore.session
 import pytest
-
 from conftest import endpoint_config, raw_client, unique_bucket
 
 from s3s3.endpoint import Endpoint, tls_verify
@@ -37,13 +36,23 @@ def pem(tmp_path, name: str) -> str:
 
 
 def cfg(**kw):
-    return endpoint_config({"endpoint_url": "https://s3.example", "region": "us-east-1",
-                            "access_key": "a", "secret_key": "b"}, "bkt", name="dest1", **kw)
+    return endpoint_config(
+        {
+            "endpoint_url": "https://s3.example",
+            "region": "us-east-1",
+            "access_key": "a",
+            "secret_key": "b",
+        },
+        "bkt",
+        name="dest1",
+        **kw,
+    )
 
 
 def test_precedence_is_botocores_with_the_ini_keys_first(clean_env, tmp_path):
-    ini, aws, req, prof = (pem(tmp_path, n) for n in ("ini.pem", "aws.pem", "req.pem",
-                                                      "profile.pem"))
+    ini, aws, req, prof = (
+        pem(tmp_path, n) for n in ("ini.pem", "aws.pem", "req.pem", "profile.pem")
+    )
     (tmp_path / "aws-config").write_text(f"[default]\nca_bundle = {prof}\n")
     fresh = botocore.session.Session  # reads AWS_CONFIG_FILE when made
     assert tls_verify(cfg(), session=fresh()) is True
@@ -58,11 +67,17 @@ def test_precedence_is_botocores_with_the_ini_keys_first(clean_env, tmp_path):
     assert tls_verify(cfg(verify_tls=False), session=fresh()) is False
 
 
-@pytest.mark.parametrize("value, message", [
-    ("", "the environment variable AWS_CA_BUNDLE is set but empty"),
-    ("/no/such/ca.pem", "the environment variable AWS_CA_BUNDLE is '/no/such/ca.pem', which "
-                        "is not a readable file or folder"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "the environment variable AWS_CA_BUNDLE is set but empty"),
+        (
+            "/no/such/ca.pem",
+            "the environment variable AWS_CA_BUNDLE is '/no/such/ca.pem', which "
+            "is not a readable file or folder",
+        ),
+    ],
+)
 def test_a_bad_aws_ca_bundle_is_a_config_error_naming_it(clean_env, value, message):
     clean_env.setenv("AWS_CA_BUNDLE", value)
     with pytest.raises(ConfigError, match=message + r".*\[dest1\]"):
@@ -80,8 +95,11 @@ def test_aws_ca_bundle_is_what_lets_a_copy_over_https_verify(clean_env, ceph, da
 
     def copy(key: str):
         src = Endpoint(endpoint_config(ceph, src_bucket, name="source", data_path=data_path))
-        dst = Endpoint(endpoint_config(ceph, dst_bucket, name="dest1", data_path=data_path,
-                                       endpoint_url=ceph["https_url"]))
+        dst = Endpoint(
+            endpoint_config(
+                ceph, dst_bucket, name="dest1", data_path=data_path, endpoint_url=ceph["https_url"]
+            )
+        )
         assert (dst.raw is not None) == (data_path == "raw")  # the lean path carries it
         return copy_object(src, dst, "small", dest_key=key)
 

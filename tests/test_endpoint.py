@@ -23,10 +23,16 @@ def test_client_config_avoids_what_ceph_and_swift_refuse():
     assert cfg.signature_version == "s3v4"
 
 
-@pytest.mark.parametrize("etag, is_md5", [
-    ("5d41402abc4b2a76b9719d911017c592", True), ("73d783af7856e979572f826f3564e68a-3", False),
-    ("", False), (None, False), ("z" * 32, False),
-])
+@pytest.mark.parametrize(
+    "etag, is_md5",
+    [
+        ("5d41402abc4b2a76b9719d911017c592", True),
+        ("73d783af7856e979572f826f3564e68a-3", False),
+        ("", False),
+        (None, False),
+        ("z" * 32, False),
+    ],
+)
 def test_etag_is_md5(etag, is_md5):
     assert etag_is_md5(etag) is is_md5
 
@@ -52,8 +58,9 @@ def test_delete_objects_carries_content_md5(moto_servers, make_bucket):
 def test_throttling_and_5xx_are_retried(moto_servers, make_bucket):
     ep = make_bucket(moto_servers[0])
     with FaultProxy(ep.cfg.endpoint_url) as proxy:
-        proxied = Endpoint(endpoint_config(moto_servers[0], ep.bucket, name="p",
-                                           endpoint_url=proxy.url))
+        proxied = Endpoint(
+            endpoint_config(moto_servers[0], ep.bucket, name="p", endpoint_url=proxy.url)
+        )
         proxy.fail_next = 2
         proxied.call("PutObject", "k", Body=b"data")
         assert sum(proxy.counts.values()) == 3
@@ -75,8 +82,15 @@ def test_missing_bucket_is_fatal(moto_servers):
 def test_connection_refused_is_transient(moto_servers):
     from servers._common import free_port
 
-    ep = Endpoint(endpoint_config(moto_servers[0], "b", name="dest", max_attempts=1,
-                                  endpoint_url=f"http://127.0.0.1:{free_port()}"))
+    ep = Endpoint(
+        endpoint_config(
+            moto_servers[0],
+            "b",
+            name="dest",
+            max_attempts=1,
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+        )
+    )
     with pytest.raises(TransientEndpointError):
         ep.head("k")
 
@@ -89,8 +103,7 @@ def test_connection_refused_is_transient(moto_servers):
 def test_bucket_and_object_calls_on_ceph(ceph, signature_version):
     bucket = unique_bucket("sig")
     raw_client(ceph).create_bucket(Bucket=bucket)
-    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph",
-                                  signature_version=signature_version))
+    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", signature_version=signature_version))
     ep.check_bucket()
     ep.call("PutObject", "dir/k 1", Body=b"x")
     assert [o["Key"] for o in ep.call("ListObjectsV2")["Contents"]] == ["dir/k 1"]
@@ -120,8 +133,11 @@ def _find_trim_handler():
 def test_https_with_ca_bundle_and_uploads_on_ceph(ceph):
     bucket = unique_bucket("tls")
     raw_client(ceph).create_bucket(Bucket=bucket)
-    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", endpoint_url=ceph["https_url"],
-                                  ca_bundle=ceph["ca_bundle"]))
+    ep = Endpoint(
+        endpoint_config(
+            ceph, bucket, name="ceph", endpoint_url=ceph["https_url"], ca_bundle=ceph["ca_bundle"]
+        )
+    )
     # A streamed (non-seekable) body over HTTPS: the aws-chunked default would be refused.
     import io
 
@@ -151,20 +167,24 @@ def test_bad_credentials_are_fatal_on_ceph(ceph):
 
 @pytest.mark.interop
 def test_tls_without_the_ca_is_fatal(ceph):
-    ep = Endpoint(endpoint_config(ceph, "b", name="ceph", endpoint_url=ceph["https_url"],
-                                  max_attempts=1))
+    ep = Endpoint(
+        endpoint_config(ceph, "b", name="ceph", endpoint_url=ceph["https_url"], max_attempts=1)
+    )
     with pytest.raises(FatalEndpointError, match="TLS"):
         ep.check_bucket()
 
 
-@pytest.mark.parametrize("code, status, kind", [
-    ("SlowDown", 503, TransientEndpointError),
-    ("InternalError", 500, TransientEndpointError),
-    ("", 502, TransientEndpointError),
-    ("NotImplemented", 501, FatalEndpointError),
-    ("AccessDenied", 403, FatalEndpointError),
-    ("NoSuchBucket", 404, FatalEndpointError),
-])
+@pytest.mark.parametrize(
+    "code, status, kind",
+    [
+        ("SlowDown", 503, TransientEndpointError),
+        ("InternalError", 500, TransientEndpointError),
+        ("", 502, TransientEndpointError),
+        ("NotImplemented", 501, FatalEndpointError),
+        ("AccessDenied", 403, FatalEndpointError),
+        ("NoSuchBucket", 404, FatalEndpointError),
+    ],
+)
 def test_error_table(code, status, kind):
     from s3s3.endpoint import classify_error
 

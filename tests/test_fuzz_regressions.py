@@ -47,8 +47,7 @@ def test_message_input_raises_only_message_error(data):
     encoding = messages.KEY_ENCODINGS[len(data) % len(messages.KEY_ENCODINGS)]
     bucket = "src" if len(data) % 2 else None
     only(MessageError, messages.looks_like_event, data)
-    only(MessageError, messages.parse_message, data, source_bucket=bucket,
-         key_encoding=encoding)
+    only(MessageError, messages.parse_message, data, source_bucket=bucket, key_encoding=encoding)
     only(MessageError, messages.parse_message, text, key_encoding=encoding)
     only(MessageError, messages.parse_entry, {b"message": data}, source_bucket=bucket)
     key, _, op = data.partition(b"\x00")
@@ -71,8 +70,11 @@ def test_deep_document_is_a_bad_message():
 @pytest.mark.parametrize("op", messages.OPS)
 def test_key_with_lone_surrogate_is_refused_at_once(op):
     # The issue: a key that cannot be encoded is a bad message, not a retried failure.
-    text = (DATA / "messages" / "lone-surrogate-key.bin").read_bytes().decode(
-        "utf-8", "surrogateescape")
+    text = (
+        (DATA / "messages" / "lone-surrogate-key.bin")
+        .read_bytes()
+        .decode("utf-8", "surrogateescape")
+    )
     with pytest.raises(MessageError):
         messages.encode_key_message(text, op=op)
 
@@ -93,16 +95,26 @@ LISTING_CASES = inputs("listing") + [
     # Written by hand next to the fuzzer's finds, from reading botocore.utils.parse_timestamp:
     # an epoch too large for a datetime ends in RuntimeError, not ValueError; and int()
     # refuses more than 4,300 digits.
-    pytest.param(b"<ListBucketResult><Contents><Key>k</Key><LastModified>1e400</LastModified>"
-                 b"</Contents></ListBucketResult>", id="lastmodified-epoch-overflow"),
-    pytest.param(b"<ListBucketResult><Contents><Key>k</Key><Size>" + b"9" * 5000
-                 + b"</Size></Contents></ListBucketResult>", id="size-over-int-digit-limit"),
+    pytest.param(
+        b"<ListBucketResult><Contents><Key>k</Key><LastModified>1e400</LastModified>"
+        b"</Contents></ListBucketResult>",
+        id="lastmodified-epoch-overflow",
+    ),
+    pytest.param(
+        b"<ListBucketResult><Contents><Key>k</Key><Size>"
+        + b"9" * 5000
+        + b"</Size></Contents></ListBucketResult>",
+        id="size-over-int-digit-limit",
+    ),
 ]
 
 
 @pytest.mark.parametrize("data", LISTING_CASES)
-@pytest.mark.parametrize("decode", [("Delimiter", "Marker", "NextMarker"),
-                                    ("Delimiter", "Prefix", "StartAfter")], ids=["v1", "v2"])
+@pytest.mark.parametrize(
+    "decode",
+    [("Delimiter", "Marker", "NextMarker"), ("Delimiter", "Prefix", "StartAfter")],
+    ids=["v1", "v2"],
+)
 def test_unreadable_listing_raises_response_error(data, decode):
     with pytest.raises(errors.ResponseError, match="^unreadable listing: "):
         rawhttp.parse_listing(data, decode=decode)
@@ -120,8 +132,16 @@ def test_error_body_reader_still_reads_a_real_error():
 
 
 # The keys fuzz/capture_listings.py stored: the fix must still read the real answers.
-STORED_KEYS = sorted(["plain.txt", "dir/a b+c.txt", "dir/x%2Fy", "caf\u00e9/\u65e5\u672c\u8a9e.txt",
-                      "amp&lt<gt>.bin", "deep/er/key"])
+STORED_KEYS = sorted(
+    [
+        "plain.txt",
+        "dir/a b+c.txt",
+        "dir/x%2Fy",
+        "caf\u00e9/\u65e5\u672c\u8a9e.txt",
+        "amp&lt<gt>.bin",
+        "deep/er/key",
+    ]
+)
 
 
 @pytest.mark.parametrize("server", ["moto", "ceph"])

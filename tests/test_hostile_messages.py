@@ -21,15 +21,25 @@ import subprocess
 import sys
 
 import redis
-
 from conftest import ROOT
-from test_listener_support import listeners, names  # noqa: F401  (fixtures)
-from test_listener_support import ListenerProcess, keys_in, put_keys, wait_until, write_ini
+from test_listener_support import (  # noqa: F401  (fixtures)
+    ListenerProcess,
+    keys_in,
+    listeners,
+    names,
+    put_keys,
+    wait_until,
+    write_ini,
+)
 
 
 def record(key, *, event="ObjectCreated:Put", **extra) -> dict:
-    rec = {"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": event,
-           "s3": {"object": {"key": key}}}
+    rec = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": event,
+        "s3": {"object": {"key": key}},
+    }
     rec.update(extra)
     return rec
 
@@ -44,9 +54,11 @@ def with_s3(s3) -> bytes:
 
 #: (class, message): every one is a bad message, in either mode.
 HOSTILE: list[tuple[str, bytes]] = [
-    ("eventSource a list (the issue's reproducer)",
-     b'{"Records":[{"eventName":"ObjectCreated:Put","eventSource":["aws:s3"],'
-     b'"s3":{"object":{"key":"k"}}}]}'),
+    (
+        "eventSource a list (the issue's reproducer)",
+        b'{"Records":[{"eventName":"ObjectCreated:Put","eventSource":["aws:s3"],'
+        b'"s3":{"object":{"key":"k"}}}]}',
+    ),
     ("eventSource an object", event(record("k", eventSource={"a": 1}))),
     ("eventName a number", event(record("k", event=7))),
     ("eventName null", event(record("k", event=None))),
@@ -54,8 +66,10 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("key a list", event(record(["k"]))),
     ("key null", event(record(None))),
     ("key empty", event(record(""))),
-    ("key a lone surrogate via \\ud800",
-     b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":"a\\ud800"}}}]}'),
+    (
+        "key a lone surrogate via \\ud800",
+        b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":"a\\ud800"}}}]}',
+    ),
     ("key in an event over 1,024 bytes", event(record("k" * 1025))),
     ("key in an event that does not decode to UTF-8", event(record("bad%FF"))),
     ("s3 not an object", with_s3([1, 2])),
@@ -76,8 +90,10 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("MinIO access list with no events", b'[{"Event":[],"EventTime":"t"}]'),
     ("a huge integer", b'{"Records":[' + b"9" * 200_000 + b"]}"),
     ("NaN", b'{"Records":NaN}'),
-    ("Infinity as a key", b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":'
-                          b'{"key":-Infinity}}}]}'),
+    (
+        "Infinity as a key",
+        b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":-Infinity}}}]}',
+    ),
     ("10,000 records (over the size limit)", event(*[record("many")] * 10_000)),
     ("JSON of unknown shape", b'{"hello":"world"}'),
     ("a JSON list of strings", b'["a","b"]'),
@@ -105,8 +121,15 @@ def _setup(tmp_path, moto_servers, make_bucket, names, redis_url, mode, **pubsub
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     put_keys(a, src, GOOD + ["good/minio", "good/attempts"], body=b"hostile")
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, dst)],
-                    channel=names.channel, redis_url=redis_url, mode=mode, pubsub=pubsub)
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        mode=mode,
+        pubsub=pubsub,
+    )
     return b, dst, ini
 
 
@@ -120,8 +143,9 @@ def _healthy_log(listener: ListenerProcess) -> str:
     return out
 
 
-def test_hostile_messages_on_pubsub(tmp_path, moto_servers, make_bucket, names, listeners,
-                                    redis_url):
+def test_hostile_messages_on_pubsub(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     assert len(HOSTILE) >= 20
     b, dst, ini = _setup(tmp_path, moto_servers, make_bucket, names, redis_url, "pubsub")
     listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready="listening on pub/sub")
@@ -134,8 +158,11 @@ def test_hostile_messages_on_pubsub(tmp_path, moto_servers, make_bucket, names, 
     assert r.publish(names.channel, MANY) == 1
     wait_until(lambda: keys_in(b, dst) == set(GOOD), 60, what="the good keys at the destination")
     # Pub/sub keeps nothing, so a bad message can only be reported: one line each, counted.
-    wait_until(lambda: listener.output().count("bad message on channel") == len(HOSTILE), 20,
-               what=f"{len(HOSTILE)} bad messages reported")
+    wait_until(
+        lambda: listener.output().count("bad message on channel") == len(HOSTILE),
+        20,
+        what=f"{len(HOSTILE)} bad messages reported",
+    )
     assert listener.proc.poll() is None
     out = _healthy_log(listener)
     assert "Records[0]: 'eventSource' is a list, not a string" in out
@@ -151,10 +178,12 @@ def test_hostile_messages_on_pubsub(tmp_path, moto_servers, make_bucket, names, 
     r.close()
 
 
-def test_hostile_messages_and_entries_on_the_stream(tmp_path, moto_servers, make_bucket, names,
-                                                    listeners, redis_url):
-    b, dst, ini = _setup(tmp_path, moto_servers, make_bucket, names, redis_url, "stream",
-                         list=names.list_key)
+def test_hostile_messages_and_entries_on_the_stream(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
+    b, dst, ini = _setup(
+        tmp_path, moto_servers, make_bucket, names, redis_url, "stream", list=names.list_key
+    )
     listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready="listening on stream")
     listeners.append(listener)
     r = redis.Redis.from_url(redis_url)
@@ -165,9 +194,13 @@ def test_hostile_messages_and_entries_on_the_stream(tmp_path, moto_servers, make
     for what, fields in HOSTILE_ENTRIES:
         bad_ids[r.xadd(names.stream, fields)] = what
     # ... and as MinIO puts them on its list, which the listener moves into the stream.
-    from_list = [b'[{"Event":"not a list","EventTime":"t"}]', b"[" * 100_000, b"\xff",
-                 b'[{"Event":[{"eventName":"s3:ObjectCreated:Put","eventSource":["minio:s3"],'
-                 b'"s3":{"object":{"key":"x"}}}],"EventTime":"t"}]']
+    from_list = [
+        b'[{"Event":"not a list","EventTime":"t"}]',
+        b"[" * 100_000,
+        b"\xff",
+        b'[{"Event":[{"eventName":"s3:ObjectCreated:Put","eventSource":["minio:s3"],'
+        b'"s3":{"object":{"key":"x"}}}],"EventTime":"t"}]',
+    ]
     r.rpush(names.list_key, *from_list)
     r.rpush(names.list_key, json.dumps([{"Event": [record("good/minio")], "EventTime": "t"}]))
     for key in GOOD[:-1]:
@@ -178,8 +211,7 @@ def test_hostile_messages_and_entries_on_the_stream(tmp_path, moto_servers, make
     everything = set(GOOD) | {"good/minio", "good/attempts"}
     wait_until(lambda: keys_in(b, dst) == everything, 60, what="the good keys at the destination")
     expected = len(bad_ids) + len(from_list)
-    wait_until(lambda: r.xlen(names.dead) == expected, 20,
-               what=f"{expected} dead letters")
+    wait_until(lambda: r.xlen(names.dead) == expected, 20, what=f"{expected} dead letters")
     # Every bad entry is a dead letter, at once (first delivery), with the reason and why.
     letters = r.xrange(names.dead)
     by_original = {f[b"original_id"]: f for _, f in letters}
@@ -190,8 +222,7 @@ def test_hostile_messages_and_entries_on_the_stream(tmp_path, moto_servers, make
         assert letter[b"error"], what
     moved = sorted(f[b"message"] for _, f in letters if f[b"original_id"] not in bad_ids)
     assert moved == sorted(from_list)
-    wait_until(lambda: r.xpending(names.stream, "s3s3")["pending"] == 0, 20,
-               what="nothing pending")
+    wait_until(lambda: r.xpending(names.stream, "s3s3")["pending"] == 0, 20, what="nothing pending")
     assert listener.proc.poll() is None
     out = _healthy_log(listener)
     assert out.count("bad message in entry") == expected
@@ -208,12 +239,18 @@ def test_hostile_messages_and_entries_on_the_stream(tmp_path, moto_servers, make
 
 
 def publish(ini, *args, stdin: bytes | None = None):
-    return subprocess.run([sys.executable, "-m", "s3s3.scripts.publish", "--config", str(ini),
-                           *args], cwd=ROOT, input=stdin, capture_output=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "s3s3.scripts.publish", "--config", str(ini), *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def test_publish_a_thousand_byte_key_of_brackets_and_it_replicates(
-        tmp_path, moto_servers, make_bucket, names, listeners, redis_url):
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     # It died with RecursionError in looks_like_event (Python 3.10 and 3.11 recurse less
     # deeply than 3.13 before giving up).
     key = "[" * 1000
@@ -230,20 +267,34 @@ def test_publish_a_thousand_byte_key_of_brackets_and_it_replicates(
     r.close()
 
 
-def test_publish_names_each_bad_key_in_one_line_and_never_tracebacks(tmp_path, names,
-                                                                     redis_url):
+def test_publish_names_each_bad_key_in_one_line_and_never_tracebacks(tmp_path, names, redis_url):
     ini = tmp_path / "s3s3.ini"
-    ini.write_text(f"[source]\nbucket_name = src\nendpoint_url = http://127.0.0.1:9\n"
-                   f"[dest1]\nbucket_name = dst\nendpoint_url = http://127.0.0.1:9\n"
-                   f"[pubsub]\nurl = {redis_url}\nchannel = {names.channel}\nmode = stream\n")
+    ini.write_text(
+        f"[source]\nbucket_name = src\nendpoint_url = http://127.0.0.1:9\n"
+        f"[dest1]\nbucket_name = dst\nendpoint_url = http://127.0.0.1:9\n"
+        f"[pubsub]\nurl = {redis_url}\nchannel = {names.channel}\nmode = stream\n"
+    )
     r = redis.Redis.from_url(redis_url)
     # Arguments: Python hands a non-UTF-8 argument over as lone surrogates, which redis-py
     # and the pub/sub encoder refused with a traceback.
     for mode in ("stream", "pubsub"):
         result = subprocess.run(
-            [sys.executable.encode(), b"-m", b"s3s3.scripts.publish", b"--config",
-             str(ini).encode(), b"--mode", mode.encode(), b"ok/arg", b"a\xffb", b"k" * 1025],
-            cwd=ROOT, capture_output=True, timeout=60)
+            [
+                sys.executable.encode(),
+                b"-m",
+                b"s3s3.scripts.publish",
+                b"--config",
+                str(ini).encode(),
+                b"--mode",
+                mode.encode(),
+                b"ok/arg",
+                b"a\xffb",
+                b"k" * 1025,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=60,
+        )
         assert result.returncode == 1, result.stderr
         err = result.stderr.decode("utf-8", "replace")
         assert "Traceback" not in err
@@ -256,8 +307,13 @@ def test_publish_names_each_bad_key_in_one_line_and_never_tracebacks(tmp_path, n
     err = result.stderr.decode("utf-8", "replace")
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if "not announced" in line] == [
-        line for line in err.splitlines() if "ERROR" in line]
+        line for line in err.splitlines() if "ERROR" in line
+    ]
     assert "not announced: key b'\\xff\\xfe bad' is not UTF-8" in err
     assert [f[b"key"] for _, f in r.xrange(names.stream)] == [
-        b"ok/arg", b"ok/1", b"with\rcarriage", b"[" * 1000]
+        b"ok/arg",
+        b"ok/1",
+        b"with\rcarriage",
+        b"[" * 1000,
+    ]
     r.close()

@@ -20,15 +20,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
 
-from s3s3.config import MiB
+from s3s3.config import MiB, RedisConfig
 from s3s3.endpoint import Endpoint
 from s3s3.sources import publish_keys
-from s3s3.config import RedisConfig
 from s3s3.sync import SyncOptions, sync_buckets
 from s3s3.transfer import copy_object
 from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket
@@ -49,15 +47,21 @@ PAIRS = {
     "ceph-cephtls": (Side("ceph"), Side("ceph", https=True)),
     "moto-ceph": (Side("moto"), Side("ceph")),
 }
-PARAMS = [pytest.param((pair, sig), id=f"{pair}-{'v2' if sig == 's3' else 'v4'}")
-          for pair in PAIRS for sig in ("s3v4", "s3")]
+PARAMS = [
+    pytest.param((pair, sig), id=f"{pair}-{'v2' if sig == 's3' else 'v4'}")
+    for pair in PAIRS
+    for sig in ("s3v4", "s3")
+]
 
 
 def pairs(*, also_v2: str | None = None, plain_http_only: bool = False) -> list:
     """A subset of PARAMS for the slower tests: every pair with SigV4, plus ``also_v2``."""
-    chosen = [p for p in PARAMS
-              if (p.values[0][1] == "s3v4" or p.values[0][0] == also_v2 or also_v2 == "all")
-              and not (plain_http_only and PAIRS[p.values[0][0]][1].https)]
+    chosen = [
+        p
+        for p in PARAMS
+        if (p.values[0][1] == "s3v4" or p.values[0][0] == also_v2 or also_v2 == "all")
+        and not (plain_http_only and PAIRS[p.values[0][0]][1].https)
+    ]
     return chosen
 
 
@@ -72,8 +76,11 @@ class Pair:
 
     def dest(self, **overrides) -> Endpoint:
         """The destination endpoint again, with other settings."""
-        fields = dict(name="dest", signature_version=self.signature_version,
-                      **_url(self.dst_info, self.dst_https))
+        fields = dict(
+            name="dest",
+            signature_version=self.signature_version,
+            **_url(self.dst_info, self.dst_https),
+        )
         fields.update(overrides)
         return Endpoint(endpoint_config(self.dst_info, self.dst.bucket, **fields))
 
@@ -102,10 +109,24 @@ def pair(request) -> Pair:
     src_bucket, dst_bucket = unique_bucket("isrc"), unique_bucket("idst")
     raw_client(src_info).create_bucket(Bucket=src_bucket)
     raw_client(dst_info).create_bucket(Bucket=dst_bucket)
-    src = Endpoint(endpoint_config(src_info, src_bucket, name="source", signature_version=sig,
-                                   **_url(src_info, src_side.https)))
-    dst = Endpoint(endpoint_config(dst_info, dst_bucket, name="dest", signature_version=sig,
-                                   **_url(dst_info, dst_side.https)))
+    src = Endpoint(
+        endpoint_config(
+            src_info,
+            src_bucket,
+            name="source",
+            signature_version=sig,
+            **_url(src_info, src_side.https),
+        )
+    )
+    dst = Endpoint(
+        endpoint_config(
+            dst_info,
+            dst_bucket,
+            name="dest",
+            signature_version=sig,
+            **_url(dst_info, dst_side.https),
+        )
+    )
     return Pair(name, src, dst, src_info, dst_info, sig)
 
 
@@ -125,25 +146,35 @@ def dst_keys(ep: Endpoint) -> dict[str, int]:
             return out
 
 
-ODD_KEYS = ["ünïcödé/日本語 😀", "with space", "plus+sign", "per%25cent%", "a//b/",
-            "k" * 1024]
+ODD_KEYS = ["ünïcödé/日本語 😀", "with space", "plus+sign", "per%25cent%", "a//b/", "k" * 1024]
 
 
 def test_odd_keys_empty_objects_and_metadata(pair):
     for key in ODD_KEYS:
         pair.src.call("PutObject", key, Body=key.encode()[:100])
     pair.src.call("PutObject", "empty", Body=b"")
-    pair.src.call("PutObject", "meta", Body=b"<p>", ContentType="text/html",
-                  CacheControl="max-age=60", ContentDisposition="inline",
-                  ContentLanguage="fr", Metadata={"owner": "alice", "note": "x" * 300})
+    pair.src.call(
+        "PutObject",
+        "meta",
+        Body=b"<p>",
+        ContentType="text/html",
+        CacheControl="max-age=60",
+        ContentDisposition="inline",
+        ContentLanguage="fr",
+        Metadata={"owner": "alice", "note": "x" * 300},
+    )
     for key in [*ODD_KEYS, "empty", "meta"]:
         assert copy_object(pair.src, pair.dst, key).outcome == "copied", key
     for key in ODD_KEYS:
         assert pair.dst.call("GetObject", key)["Body"].read() == key.encode()[:100], key
     assert pair.dst.head("empty").size == 0
     head = pair.dst.call("HeadObject", "meta")
-    assert (head["ContentType"], head["CacheControl"], head["ContentDisposition"],
-            head["ContentLanguage"]) == ("text/html", "max-age=60", "inline", "fr")
+    assert (
+        head["ContentType"],
+        head["CacheControl"],
+        head["ContentDisposition"],
+        head["ContentLanguage"],
+    ) == ("text/html", "max-age=60", "inline", "fr")
     assert head["Metadata"] == {"owner": "alice", "note": "x" * 300}
     # Identical now: a second pass copies nothing.
     assert {copy_object(pair.src, pair.dst, k).outcome for k in ODD_KEYS} == {"skipped"}
@@ -171,11 +202,11 @@ def test_md5_verified_where_the_etag_is_not_an_md5(pair):
     upload = pair.src.call("CreateMultipartUpload", "mp")["UploadId"]
     parts = []
     for n, body in enumerate([part, b"tail"], start=1):
-        etag = pair.src.call("UploadPart", "mp", UploadId=upload, PartNumber=n,
-                             Body=body)["ETag"]
+        etag = pair.src.call("UploadPart", "mp", UploadId=upload, PartNumber=n, Body=body)["ETag"]
         parts.append({"PartNumber": n, "ETag": etag})
-    pair.src.call("CompleteMultipartUpload", "mp", UploadId=upload,
-                  MultipartUpload={"Parts": parts})
+    pair.src.call(
+        "CompleteMultipartUpload", "mp", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
     assert not pair.src.head("mp").etag_md5  # a multipart ETag: no md5 to compare with
     dst = pair.dest(multipart_threshold_bytes=5 * MiB, multipart_chunksize_bytes=5 * MiB)
     assert copy_object(pair.src, dst, "mp").outcome == "copied"
@@ -226,11 +257,19 @@ def test_listener_in_stream_mode(pair, tmp_path, redis_url):
     ini.write_text(_ini(pair, channel, redis_url))
     items = {f"live/{i} +%": os.urandom(512) for i in range(30)}
     put_many(pair.src, items)
-    proc = subprocess.Popen([sys.executable, "-m", "s3s3.scripts.listen", "--config", str(ini)],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    cfg = RedisConfig(url=redis_url, channel=channel, mode="stream",
-                      stream=f"s3s3:{{{channel}}}:stream",
-                      dead_letter_stream=f"s3s3:{{{channel}}}:dead")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3s3.scripts.listen", "--config", str(ini)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    cfg = RedisConfig(
+        url=redis_url,
+        channel=channel,
+        mode="stream",
+        stream=f"s3s3:{{{channel}}}:stream",
+        dead_letter_stream=f"s3s3:{{{channel}}}:dead",
+    )
     client = redis.Redis.from_url(redis_url)
     try:
         assert publish_keys(client, cfg, list(items)) == 30
@@ -252,18 +291,24 @@ def test_listener_in_stream_mode(pair, tmp_path, redis_url):
 
 def _ini(pair: Pair, channel: str, redis_url: str) -> str:
     def section(name: str, ep: Endpoint) -> str:
-        lines = [f"[{name}]", f"bucket_name = {ep.bucket}",
-                 f"endpoint_url = {ep.cfg.endpoint_url}",
-                 f"aws_access_key_id = {ep.cfg.access_key}",
-                 f"aws_secret_access_key = {ep.cfg.secret_key}",
-                 f"signature_version = {ep.cfg.signature_version}"]
+        lines = [
+            f"[{name}]",
+            f"bucket_name = {ep.bucket}",
+            f"endpoint_url = {ep.cfg.endpoint_url}",
+            f"aws_access_key_id = {ep.cfg.access_key}",
+            f"aws_secret_access_key = {ep.cfg.secret_key}",
+            f"signature_version = {ep.cfg.signature_version}",
+        ]
         if ep.cfg.ca_bundle:
             lines.append(f"ca_bundle = {ep.cfg.ca_bundle}")
         return "\n".join(lines) + "\n"
 
-    return (section("source", pair.src) + section("dest", pair.dst) +
-            f"[pubsub]\nurl = {redis_url}\nmode = stream\nchannel = {channel}\n"
-            "[listen]\nworkers = 8\ngrace = 10\n")
+    return (
+        section("source", pair.src)
+        + section("dest", pair.dst)
+        + f"[pubsub]\nurl = {redis_url}\nmode = stream\nchannel = {channel}\n"
+        "[listen]\nworkers = 8\ngrace = 10\n"
+    )
 
 
 def test_readme_table_matches_suite():

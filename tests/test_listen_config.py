@@ -42,17 +42,21 @@ def test_event_keys_error_names_file_section_and_value(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, "[listen]\nevent_keys = base64\n")
     path = tmp_path / "s3s3.ini"
-    assert str(err.value) == ("value 'base64' for 'event_keys' is not one of auto, raw, url in "
-                              f"section 'listen' (file: '{path}')")
+    assert str(err.value) == (
+        "value 'base64' for 'event_keys' is not one of auto, raw, url in "
+        f"section 'listen' (file: '{path}')"
+    )
 
 
 def test_list_needs_stream_mode(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, "[pubsub]\nlist = minio_events\n")
     path = tmp_path / "s3s3.ini"
-    assert str(err.value) == ("value 'minio_events' for 'list' needs 'mode = stream' (list "
-                              "entries are moved into the stream) in section 'pubsub' "
-                              f"(file: '{path}')")
+    assert str(err.value) == (
+        "value 'minio_events' for 'list' needs 'mode = stream' (list "
+        "entries are moved into the stream) in section 'pubsub' "
+        f"(file: '{path}')"
+    )
     s, _ = load_text(tmp_path, "[pubsub]\nmode = stream\nlist = minio_events\n")
     assert s.redis.list_key == "minio_events"
 

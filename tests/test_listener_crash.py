@@ -15,11 +15,17 @@ import threading
 
 import pytest
 import redis
-
 from conftest import endpoint_config, raw_client, unique_bucket
-from test_listener_support import listeners, names  # noqa: F401  (fixtures)
-from test_listener_support import (ListenerProcess, TcpProxy, keys_in, put_keys, wait_until,
-                                   write_ini)
+from test_listener_support import (  # noqa: F401  (fixtures)
+    ListenerProcess,
+    TcpProxy,
+    keys_in,
+    listeners,
+    names,
+    put_keys,
+    wait_until,
+    write_ini,
+)
 
 from s3s3.config import load
 from s3s3.endpoint import Endpoint
@@ -61,10 +67,8 @@ class GarblingProxy:
                 return
             upstream = socket.create_connection(self.target, timeout=5)
             upstream.settimeout(None)
-            threading.Thread(target=self._pipe, args=(client, upstream, False),
-                             daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True),
-                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
         try:
@@ -98,15 +102,21 @@ def garbling(redis_url):
     proxy.close()
 
 
-def _setup(tmp_path, moto_servers, make_bucket, names, redis_url, *, mode, dest_proxy,
-           **pubsub):
+def _setup(tmp_path, moto_servers, make_bucket, names, redis_url, *, mode, dest_proxy, **pubsub):
     a, b = moto_servers
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     via_proxy = {**b, "endpoint_url": dest_proxy.url}
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(via_proxy, dst)],
-                    channel=names.channel, redis_url=redis_url, mode=mode,
-                    pubsub={"consumer": "crash-1", **pubsub}, listen={"grace": "1"})
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(via_proxy, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        mode=mode,
+        pubsub={"consumer": "crash-1", **pubsub},
+        listen={"grace": "1"},
+    )
     return a, b, src, dst, ini
 
 
@@ -116,19 +126,21 @@ def _crash_logged_once(out: str) -> None:
     assert "s3s3listen stopped after thread s3s3-intake crashed (exit code 3)" in out
 
 
-def test_stream_intake_crash_exits_3_and_hands_back(tmp_path, moto_servers, make_bucket,
-                                                   names, listeners, redis_url, garbling):
+def test_stream_intake_crash_exits_3_and_hands_back(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url, garbling
+):
     dest = TcpProxy(_port(moto_servers[1]["endpoint_url"]))  # closed: the destination is down
-    a, b, src, dst, ini = _setup(tmp_path, moto_servers, make_bucket, names, redis_url,
-                                 mode="stream", dest_proxy=dest)
+    a, b, src, dst, ini = _setup(
+        tmp_path, moto_servers, make_bucket, names, redis_url, mode="stream", dest_proxy=dest
+    )
     put_keys(a, src, ["held/1", "held/2", "after/1"])
     # The listener reaches Redis through the garbling proxy.
     crashing_ini = tmp_path / "crash.ini"
-    crashing_ini.write_text(ini.read_text().replace(f"url = {redis_url}",
-                                                    f"url = {garbling.url}"))
+    crashing_ini.write_text(ini.read_text().replace(f"url = {redis_url}", f"url = {garbling.url}"))
     r = redis.Redis.from_url(redis_url)
     listener = ListenerProcess(crashing_ini, tmp_path / "crash.log").start(
-        ready="listening on stream")
+        ready="listening on stream"
+    )
     listeners.append(listener)
     r.xadd(names.stream, {"key": "held/1", "op": "copy"})
     r.xadd(names.stream, {"key": "held/2", "op": "copy"})
@@ -152,8 +164,11 @@ def test_stream_intake_crash_exits_3_and_hands_back(tmp_path, moto_servers, make
         second = ListenerProcess(ini, tmp_path / "second.log").start(ready="listening on stream")
         listeners.append(second)
         r.xadd(names.stream, {"key": "after/1", "op": "copy"})
-        wait_until(lambda: keys_in(b, dst) == {"held/1", "held/2", "after/1"}, 30,
-                   what="every key at the destination")
+        wait_until(
+            lambda: keys_in(b, dst) == {"held/1", "held/2", "after/1"},
+            30,
+            what="every key at the destination",
+        )
         second.stop()
         assert second.proc.returncode == 0
     finally:
@@ -161,12 +176,13 @@ def test_stream_intake_crash_exits_3_and_hands_back(tmp_path, moto_servers, make
     r.close()
 
 
-def test_pubsub_intake_crash_exits_3_and_names_the_lost_keys(tmp_path, moto_servers,
-                                                             make_bucket, names, listeners,
-                                                             redis_url, garbling):
+def test_pubsub_intake_crash_exits_3_and_names_the_lost_keys(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url, garbling
+):
     dest = TcpProxy(_port(moto_servers[1]["endpoint_url"]))  # closed: the destination is down
-    a, b, src, dst, ini = _setup(tmp_path, moto_servers, make_bucket, names, redis_url,
-                                 mode="pubsub", dest_proxy=dest)
+    a, b, src, dst, ini = _setup(
+        tmp_path, moto_servers, make_bucket, names, redis_url, mode="pubsub", dest_proxy=dest
+    )
     put_keys(a, src, ["held/1"])
     ini.write_text(ini.read_text().replace(f"url = {redis_url}", f"url = {garbling.url}"))
     listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready="listening on pub/sub")
@@ -181,22 +197,31 @@ def test_pubsub_intake_crash_exits_3_and_names_the_lost_keys(tmp_path, moto_serv
     assert listener.wait(30) == EXIT_CRASH
     out = listener.output()
     _crash_logged_once(out)
-    assert ("1 announced keys were not replicated before shutdown and are lost to pub/sub "
-            "(the bucket job will copy them): 'held/1'") in out
+    assert (
+        "1 announced keys were not replicated before shutdown and are lost to pub/sub "
+        "(the bucket job will copy them): 'held/1'"
+    ) in out
     r.close()
 
 
-def test_list_mover_on_a_key_of_the_wrong_type_is_fatal(tmp_path, moto_servers, make_bucket,
-                                                        names, listeners, redis_url):
+def test_list_mover_on_a_key_of_the_wrong_type_is_fatal(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     # The mover's thread used to end on WRONGTYPE, unseen, while the process ran on.
     a, b = moto_servers
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     r = redis.Redis.from_url(redis_url)
     r.set(names.list_key, "not a list")
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, dst)],
-                    channel=names.channel, redis_url=redis_url, mode="stream",
-                    pubsub={"list": names.list_key})
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        mode="stream",
+        pubsub={"list": names.list_key},
+    )
     listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready=None)
     listeners.append(listener)
     assert listener.wait(30) == 2
@@ -211,7 +236,8 @@ def run_in_thread(listener: Listener) -> tuple[threading.Thread, threading.Event
     stop = threading.Event()
     result: list = []
     thread = threading.Thread(
-        target=lambda: result.append(listener.run(stop=stop, install_signals=False)))
+        target=lambda: result.append(listener.run(stop=stop, install_signals=False))
+    )
     thread.start()
     return thread, stop, result
 
@@ -232,9 +258,14 @@ def test_worker_crash_is_reported_not_silent(moto_servers, make_bucket, caplog):
     # A destination whose bucket does not exist: a failure that is retried, so counted.
     missing = Endpoint(endpoint_config(b, unique_bucket("gone"), name="dest"))
     crashes: list = []
-    replicator = Replicator(source, [missing], on_complete=lambda *_: None, workers=1,
-                            counters=ExplodingCounters(),
-                            on_crash=lambda name, exc: crashes.append((name, exc)))
+    replicator = Replicator(
+        source,
+        [missing],
+        on_complete=lambda *_: None,
+        workers=1,
+        counters=ExplodingCounters(),
+        on_crash=lambda name, exc: crashes.append((name, exc)),
+    )
     replicator.start()
     replicator.submit(WorkItem("copy", "k"), "ticket")
     wait_until(lambda: crashes, 20, what="the worker's crash")
@@ -246,15 +277,22 @@ def test_worker_crash_is_reported_not_silent(moto_servers, make_bucket, caplog):
     assert replicator.drain(0.1) == ["ticket"]
 
 
-def test_listener_with_a_crashed_worker_stops_with_exit_3(tmp_path, moto_servers, make_bucket,
-                                                          names, redis_url):
+def test_listener_with_a_crashed_worker_stops_with_exit_3(
+    tmp_path, moto_servers, make_bucket, names, redis_url
+):
     a, b = moto_servers
     src = make_bucket(a, name="source").bucket
     put_keys(a, src, ["k"])
     dst = unique_bucket("gone")
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, dst)],
-                    channel=names.channel, redis_url=redis_url, mode="stream",
-                    listen={"grace": "1"})
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        mode="stream",
+        listen={"grace": "1"},
+    )
     # The destination is checked at start-up: give it a bucket, then take it away.
     raw_client(b).create_bucket(Bucket=dst)
     listener = Listener(load(str(ini)), counters=ExplodingCounters())
@@ -287,17 +325,25 @@ def test_any_exception_from_parsing_makes_a_bad_message_not_a_dead_intake(names,
     from s3s3.sources.pubsub import PubSubSource
     from s3s3.sources.stream import StreamSource, ensure_group
 
-    cfg = RedisConfig(url=redis_url, channel=names.channel, mode="stream", stream=names.stream,
-                      dead_letter_stream=names.dead, consumer="test")
+    cfg = RedisConfig(
+        url=redis_url,
+        channel=names.channel,
+        mode="stream",
+        stream=names.stream,
+        dead_letter_stream=names.dead,
+        consumer="test",
+    )
     r = redis.Redis.from_url(redis_url)
     counters = Counters()
-    pubsub = PubSubSource(r, cfg, link=RedisLink(cfg.safe_url), counters=counters,
-                          key_encoding="bogus")
+    pubsub = PubSubSource(
+        r, cfg, link=RedisLink(cfg.safe_url), counters=counters, key_encoding="bogus"
+    )
     pubsub.handle(b"some/key", replicator=None)
     assert counters["bad_messages"] == 1
 
-    stream = StreamSource(r, cfg, link=RedisLink(cfg.safe_url), counters=counters,
-                          key_encoding="bogus")
+    stream = StreamSource(
+        r, cfg, link=RedisLink(cfg.safe_url), counters=counters, key_encoding="bogus"
+    )
     stream.start()
     ensure_group(r, cfg)
     entry_id = r.xadd(names.stream, {"message": "some/key"})
@@ -322,15 +368,22 @@ class ExplodingPipelineRedis(redis.Redis):
         return super().pipeline(transaction=transaction, shard_hint=shard_hint)
 
 
-def test_a_crashed_redis_writer_stops_the_listener_with_exit_3(tmp_path, moto_servers,
-                                                               make_bucket, names, redis_url):
+def test_a_crashed_redis_writer_stops_the_listener_with_exit_3(
+    tmp_path, moto_servers, make_bucket, names, redis_url
+):
     a, b = moto_servers
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     put_keys(a, src, ["k"])
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, dst)],
-                    channel=names.channel, redis_url=redis_url, mode="stream",
-                    listen={"grace": "1"})
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        mode="stream",
+        listen={"grace": "1"},
+    )
     client = ExplodingPipelineRedis.from_url(redis_url)
     listener = Listener(load(str(ini)), redis_client=client)
     thread, stop, result = run_in_thread(listener)

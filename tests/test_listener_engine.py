@@ -11,14 +11,13 @@ import time
 from collections import Counter
 
 import pytest
+from test_listener_support import wait_until
 
 import s3s3.replicator as replicator_module
 from s3s3.errors import FatalEndpointError, TransferError, TransientEndpointError
 from s3s3.replicator import Counters, Replicator, is_transient
 from s3s3.sources.messages import WorkItem
 from s3s3.transfer import CopyResult
-
-from test_listener_support import wait_until
 
 
 class FakeEndpoint:
@@ -83,9 +82,12 @@ def rig(monkeypatch):
     made = []
 
     def make(**kw):
-        rep = Replicator(source, dests, on_complete=on_complete,
-                         **{"workers": 4, "retry_base_s": 0.02, "retry_max_s": 0.1,
-                            "max_attempts": 3, **kw})
+        rep = Replicator(
+            source,
+            dests,
+            on_complete=on_complete,
+            **{"workers": 4, "retry_base_s": 0.02, "retry_max_s": 0.1, "max_attempts": 3, **kw},
+        )
         rep.start()
         made.append(rep)
         return rep
@@ -97,12 +99,14 @@ def rig(monkeypatch):
 
 def transient(endpoint: str) -> TransferError:
     try:
-        raise TransientEndpointError("refused", op="PutObject", endpoint=endpoint, bucket="b",
-                                     key="k", code="connection")
+        raise TransientEndpointError(
+            "refused", op="PutObject", endpoint=endpoint, bucket="b", key="k", code="connection"
+        )
     except TransientEndpointError as exc:
         try:
-            raise TransferError(f"gave up after 1 attempts: {exc}", key="k", src="source",
-                                dst=endpoint) from exc
+            raise TransferError(
+                f"gave up after 1 attempts: {exc}", key="k", src="source", dst=endpoint
+            ) from exc
         except TransferError as wrapped:
             return wrapped
 
@@ -122,7 +126,9 @@ def test_events_for_one_key_never_copy_concurrently_and_later_state_wins(rig):
     assert script.max_running["k1"] == 1
     # First run (forced) served t1; one more run (comparing first) served t2..t5.
     assert [(tickets, o.outcome) for tickets, o in done] == [
-        (["t1"], "copied"), (["t2", "t3", "t4", "t5"], "skipped")]
+        (["t1"], "copied"),
+        (["t2", "t3", "t4", "t5"], "skipped"),
+    ]
     assert [c for c in script.calls if c[1] == "d1"] == [("k1", "d1", True), ("k1", "d1", False)]
     assert rep.counters["coalesced"] == 3
 
@@ -174,11 +180,12 @@ def test_a_destination_that_is_down_holds_work_without_spinning(rig):
 def test_a_key_that_keeps_failing_is_given_up_after_max_attempts(rig):
     make, script, done, *_ = rig
     rep = make()
-    script.fail_key["k3"] = FatalEndpointError("denied", op="PutObject", endpoint="d1",
-                                               bucket="d1", key="k3", code="AccessDenied")
+    script.fail_key["k3"] = FatalEndpointError(
+        "denied", op="PutObject", endpoint="d1", bucket="d1", key="k3", code="AccessDenied"
+    )
     rep.submit(WorkItem("copy", "k3"), "t", prior_attempts=1)
     wait_until(lambda: done, 5)
-    (tickets, outcome), = done
+    ((tickets, outcome),) = done
     assert outcome.outcome == "failed" and outcome.reason == "failed 3 times"
     assert "AccessDenied" in outcome.error or "denied" in outcome.error
     # prior_attempts=1 (a redelivery): compared first, and two more attempts here.

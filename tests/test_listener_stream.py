@@ -13,19 +13,33 @@ import sys
 import time
 
 import redis
-
 from conftest import ROOT, raw_client
-from test_listener_support import listeners, names  # noqa: F401  (fixtures)
-from test_listener_support import (ListenerProcess, PrivateRedis, TcpProxy, keys_in, put_keys,
-                                   wait_until, write_ini)
+from test_listener_support import (  # noqa: F401  (fixtures)
+    ListenerProcess,
+    PrivateRedis,
+    TcpProxy,
+    keys_in,
+    listeners,
+    names,
+    put_keys,
+    wait_until,
+    write_ini,
+)
 
 from s3s3.config import RedisConfig
 from s3s3.sources.stream import add_entries
 
 
 def cfg_for(names, url: str, **kw) -> RedisConfig:
-    return RedisConfig(url=url, channel=names.channel, mode="stream", stream=names.stream,
-                       dead_letter_stream=names.dead, consumer="test", **kw)
+    return RedisConfig(
+        url=url,
+        channel=names.channel,
+        mode="stream",
+        stream=names.stream,
+        dead_letter_stream=names.dead,
+        consumer="test",
+        **kw,
+    )
 
 
 def pending(client: redis.Redis, names) -> int:
@@ -51,15 +65,23 @@ def _buckets(moto_servers, make_bucket):
     return a, b, src, d1, d2
 
 
-def test_kill9_in_flight_publish_while_down_restart(tmp_path, moto_servers, make_bucket, names,
-                                                    listeners, redis_url):
+def test_kill9_in_flight_publish_while_down_restart(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     first = [f"first/{i:03d}" for i in range(40)]
     later = [f"later/{i:03d}" for i in range(15)]
     put_keys(a, src, first + later)
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1), (a, d2)],
-                    channel=names.channel, mode="stream",
-                    pubsub={"consumer": "host-1"}, listen={"workers": "3"}, redis_url=redis_url)
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, d1), (a, d2)],
+        channel=names.channel,
+        mode="stream",
+        pubsub={"consumer": "host-1"},
+        listen={"workers": "3"},
+        redis_url=redis_url,
+    )
     r = redis.Redis.from_url(redis_url)
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
@@ -69,8 +91,13 @@ def test_kill9_in_flight_publish_while_down_restart(tmp_path, moto_servers, make
     assert pending(r, names) > 0, "the test meant to kill the listener mid-way"
     assert len(keys_in(b, d1)) < len(first)
     # Published while no listener runs: the stream keeps it.
-    result = subprocess.run([sys.executable, "-m", "s3s3.scripts.publish", "--config", str(ini),
-                             *later], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "s3s3.scripts.publish", "--config", str(ini), *later],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "announced 15 keys" in result.stderr
     listener.start()
@@ -82,16 +109,24 @@ def test_kill9_in_flight_publish_while_down_restart(tmp_path, moto_servers, make
     assert pending(r, names) == 0
 
 
-def test_two_listeners_share_one_stream(tmp_path, moto_servers, make_bucket, names, listeners,
-                                        redis_url):
+def test_two_listeners_share_one_stream(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"shared/{i:03d}" for i in range(40)]
     put_keys(a, src, keys)
     procs = []
     for name in ("host-a", "host-b"):
-        ini = write_ini(tmp_path / f"{name}.ini", source=(a, src), dests=[(b, d1), (a, d2)],
-                        channel=names.channel, mode="stream", pubsub={"consumer": name},
-                        listen={"workers": "4"}, redis_url=redis_url)
+        ini = write_ini(
+            tmp_path / f"{name}.ini",
+            source=(a, src),
+            dests=[(b, d1), (a, d2)],
+            channel=names.channel,
+            mode="stream",
+            pubsub={"consumer": name},
+            listen={"workers": "4"},
+            redis_url=redis_url,
+        )
         procs.append(ListenerProcess(ini, tmp_path / f"{name}.log").start())
         listeners.append(procs[-1])
     r = redis.Redis.from_url(redis_url)
@@ -110,9 +145,15 @@ def test_sigterm_drains_cleanly(tmp_path, moto_servers, make_bucket, names, list
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"drain/{i:03d}" for i in range(20)]
     put_keys(a, src, keys)
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1), (a, d2)],
-                    channel=names.channel, mode="stream", listen={"workers": "2", "grace": "60"},
-                    redis_url=redis_url)
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, d1), (a, d2)],
+        channel=names.channel,
+        mode="stream",
+        listen={"workers": "2", "grace": "60"},
+        redis_url=redis_url,
+    )
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     r = redis.Redis.from_url(redis_url)
@@ -128,16 +169,23 @@ def test_sigterm_drains_cleanly(tmp_path, moto_servers, make_bucket, names, list
     assert pending(r, names) == 0
 
 
-def test_sigterm_hands_back_what_grace_did_not_cover(tmp_path, moto_servers, make_bucket, names,
-                                                     listeners, redis_url):
+def test_sigterm_hands_back_what_grace_did_not_cover(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"back/{i:03d}" for i in range(12)]
     put_keys(a, src, keys)
     slow = TcpProxy(int(b["endpoint_url"].rsplit(":", 1)[1]), delay_s=0.3).open()
     try:
-        ini = write_ini(tmp_path / "s3s3.ini", source=(a, src),
-                        dests=[({**b, "endpoint_url": slow.url}, d1)], channel=names.channel,
-                        mode="stream", listen={"workers": "1", "grace": "0"}, redis_url=redis_url)
+        ini = write_ini(
+            tmp_path / "s3s3.ini",
+            source=(a, src),
+            dests=[({**b, "endpoint_url": slow.url}, d1)],
+            channel=names.channel,
+            mode="stream",
+            listen={"workers": "1", "grace": "0"},
+            redis_url=redis_url,
+        )
         listener = ListenerProcess(ini, tmp_path / "listen.log").start()
         listeners.append(listener)
         r = redis.Redis.from_url(redis_url)
@@ -150,16 +198,23 @@ def test_sigterm_hands_back_what_grace_did_not_cover(tmp_path, moto_servers, mak
     assert "unfinished entries to" in listener.output()
     assert len(keys_in(b, d1)) < len(keys)
     assert pending(r, names) == 0  # handed back: re-added and acknowledged
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream", listen={"workers": "4"},
-                    redis_url=redis_url)
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, d1)],
+        channel=names.channel,
+        mode="stream",
+        listen={"workers": "4"},
+        redis_url=redis_url,
+    )
     listener.start()  # any listener picks them up again
     wait_until(lambda: both([(b, d1)], keys), 60, what="every key after the hand-back")
     wait_until(lambda: pending(r, names) == 0, 15, what="every entry acknowledged")
 
 
 def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_is_dead_lettered(
-        tmp_path, moto_servers, make_bucket, names, listeners, redis_url):
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"orphan/{i:02d}" for i in range(20)]
     put_keys(a, src, keys + ["poison"])
@@ -175,9 +230,15 @@ def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_is_dead_lettered(
     add_entries(r, cfg, ({"key": k} for k in keys))
     r.xreadgroup("s3s3", "ghost", {names.stream: ">"}, count=100)
     assert pending(r, names) == 21
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream", pubsub={"reclaim_idle": "0.5"},
-                    redis_url=redis_url)
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, d1)],
+        channel=names.channel,
+        mode="stream",
+        pubsub={"reclaim_idle": "0.5"},
+        redis_url=redis_url,
+    )
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     wait_until(lambda: both([(b, d1)], keys), 30, what="the reclaimed keys")
@@ -190,13 +251,20 @@ def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_is_dead_lettered(
     assert "reclaimed 21 entries" in listener.output()
 
 
-def test_dead_letter_after_failures_then_requeue(tmp_path, moto_servers, make_bucket, names,
-                                                 listeners, redis_url):
+def test_dead_letter_after_failures_then_requeue(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = ["dl/1", "dl/2"]
     put_keys(a, src, keys)
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream", redis_url=redis_url)
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, d1)],
+        channel=names.channel,
+        mode="stream",
+        redis_url=redis_url,
+    )
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     raw_client(b).delete_bucket(Bucket=d1)  # every PUT now fails: NoSuchBucket
@@ -207,8 +275,13 @@ def test_dead_letter_after_failures_then_requeue(tmp_path, moto_servers, make_bu
     assert listener.proc.poll() is None
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "s3s3.scripts.listen", "--config", str(ini),
-                               *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "s3s3.scripts.listen", "--config", str(ini), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     listed = cli("dead-letters", "list")
     assert listed.returncode == 0, listed.stderr
@@ -225,17 +298,24 @@ def test_dead_letter_after_failures_then_requeue(tmp_path, moto_servers, make_bu
     assert r.xlen(names.dead) == 0
 
 
-def test_redis_restart_listener_reconnects_and_continues(tmp_path, moto_servers, make_bucket,
-                                                         names, listeners):
+def test_redis_restart_listener_reconnects_and_continues(
+    tmp_path, moto_servers, make_bucket, names, listeners
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     before = [f"before/{i}" for i in range(10)]
     after = [f"after/{i}" for i in range(10)]
     put_keys(a, src, before + after)
     server = PrivateRedis(tmp_path / "redis").start()
     try:
-        ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                        channel=names.channel, mode="stream", redis_url=server.url,
-                        pubsub={"consumer": "host-1"})
+        ini = write_ini(
+            tmp_path / "s3s3.ini",
+            source=(a, src),
+            dests=[(b, d1)],
+            channel=names.channel,
+            mode="stream",
+            redis_url=server.url,
+            pubsub={"consumer": "host-1"},
+        )
         listener = ListenerProcess(ini, tmp_path / "listen.log").start()
         listeners.append(listener)
         r = server.client()
@@ -259,14 +339,20 @@ def test_redis_restart_listener_reconnects_and_continues(tmp_path, moto_servers,
         server.stop()
 
 
-def test_pubsub_listener_resubscribes_after_redis_restart(tmp_path, moto_servers, make_bucket,
-                                                          names, listeners):
+def test_pubsub_listener_resubscribes_after_redis_restart(
+    tmp_path, moto_servers, make_bucket, names, listeners
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     put_keys(a, src, ["one", "two"])
     server = PrivateRedis(tmp_path / "redis").start()
     try:
-        ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                        channel=names.channel, redis_url=server.url)
+        ini = write_ini(
+            tmp_path / "s3s3.ini",
+            source=(a, src),
+            dests=[(b, d1)],
+            channel=names.channel,
+            redis_url=server.url,
+        )
         listener = ListenerProcess(ini, tmp_path / "listen.log").start()
         listeners.append(listener)
         server.client().publish(names.channel, "one")
@@ -282,19 +368,24 @@ def test_pubsub_listener_resubscribes_after_redis_restart(tmp_path, moto_servers
         server.stop()
 
 
-def test_destination_down_for_a_while_then_back(tmp_path, moto_servers, make_bucket, names,
-                                                listeners, redis_url):
+def test_destination_down_for_a_while_then_back(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"outage/{i:02d}" for i in range(20)]
     put_keys(a, src, keys)
     proxy = TcpProxy(int(b["endpoint_url"].rsplit(":", 1)[1])).open()
     try:
         proxied = {**b, "endpoint_url": proxy.url}
-        ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(proxied, d1), (a, d2)],
-                        channel=names.channel, mode="stream",
-                        dest_extra={"max_attempts": "1", "connect_timeout": "1",
-                                    "read_timeout": "3"},
-                        redis_url=redis_url)
+        ini = write_ini(
+            tmp_path / "s3s3.ini",
+            source=(a, src),
+            dests=[(proxied, d1), (a, d2)],
+            channel=names.channel,
+            mode="stream",
+            dest_extra={"max_attempts": "1", "connect_timeout": "1", "read_timeout": "3"},
+            redis_url=redis_url,
+        )
         listener = ListenerProcess(ini, tmp_path / "listen.log").start()
         listeners.append(listener)
         proxy.close()
@@ -318,28 +409,43 @@ def test_destination_down_for_a_while_then_back(tmp_path, moto_servers, make_buc
         proxy.close()
 
 
-def test_minio_list_is_moved_into_the_stream(tmp_path, moto_servers, make_bucket, names,
-                                             listeners, redis_url):
+def test_minio_list_is_moved_into_the_stream(
+    tmp_path, moto_servers, make_bucket, names, listeners, redis_url
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"minio dir/photo+{i}.jpg" for i in range(12)]
     put_keys(a, src, keys)
 
     def access(key):
         from urllib.parse import quote_plus
-        record = {"eventVersion": "2.0", "eventSource": "minio:s3",
-                  "eventName": "s3:ObjectCreated:Put",
-                  "s3": {"bucket": {"name": src}, "object": {"key": quote_plus(key)}}}
+
+        record = {
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "eventName": "s3:ObjectCreated:Put",
+            "s3": {"bucket": {"name": src}, "object": {"key": quote_plus(key)}},
+        }
         return json.dumps([{"Event": [record], "EventTime": "2024-05-01T10:00:00.000Z"}])
 
     r = redis.Redis.from_url(redis_url)
     processing = "{" + names.list_key + "}:s3s3-processing"
     # Left on the processing list by a mover that died between BLMOVE and XADD.
     r.rpush(processing, access(keys[0]))
-    r.rpush(names.list_key, *[access(k) for k in keys[1:6]], '{"not": "an event"}',
-            *[access(k) for k in keys[6:]])
-    ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                    channel=names.channel, mode="stream", pubsub={"list": names.list_key},
-                    redis_url=redis_url)
+    r.rpush(
+        names.list_key,
+        *[access(k) for k in keys[1:6]],
+        '{"not": "an event"}',
+        *[access(k) for k in keys[6:]],
+    )
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, d1)],
+        channel=names.channel,
+        mode="stream",
+        pubsub={"list": names.list_key},
+        redis_url=redis_url,
+    )
     listener = ListenerProcess(ini, tmp_path / "listen.log").start()
     listeners.append(listener)
     wait_until(lambda: both([(b, d1)], keys), 30, what="every key from the list")
@@ -350,20 +456,29 @@ def test_minio_list_is_moved_into_the_stream(tmp_path, moto_servers, make_bucket
     assert letter[b"message"] == b'{"not": "an event"}'
 
 
-def test_wrong_redis_password_is_fatal_and_not_logged(tmp_path, moto_servers, make_bucket, names,
-                                                     listeners):
+def test_wrong_redis_password_is_fatal_and_not_logged(
+    tmp_path, moto_servers, make_bucket, names, listeners
+):
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     server = PrivateRedis(tmp_path / "redis", password="right-one").start()
     try:
         url = f"redis://:hunter2-wrong@127.0.0.1:{server.port}/0"
-        ini = write_ini(tmp_path / "s3s3.ini", source=(a, src), dests=[(b, d1)],
-                        channel=names.channel, mode="stream", redis_url=url)
+        ini = write_ini(
+            tmp_path / "s3s3.ini",
+            source=(a, src),
+            dests=[(b, d1)],
+            channel=names.channel,
+            mode="stream",
+            redis_url=url,
+        )
         listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready=None)
         listeners.append(listener)
         assert listener.wait(30) == 2  # retrying cannot fix a password: fatal, and says so
         out = listener.output()
-        assert f"Redis at redis://:***@127.0.0.1:{server.port}/0 refused s3s3: " \
-               "AuthenticationError" in out
+        assert (
+            f"Redis at redis://:***@127.0.0.1:{server.port}/0 refused s3s3: "
+            "AuthenticationError" in out
+        )
         assert "hunter2-wrong" not in out
     finally:
         server.stop()

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from conftest import ROOT, raw_client
-
 from redis_server import PrivateRedis  # noqa: F401  (re-exported for the listener tests)
-from servers._common import free_port, wait_for_port
+
+from servers._common import free_port
 
 PYTHON = sys.executable
 
@@ -69,8 +68,13 @@ class Names:
         self.extra: list[str] = []
 
     def all_keys(self) -> list[str]:
-        return [self.stream, self.dead, self.list_key, "{" + self.list_key + "}:s3s3-processing",
-                *self.extra]
+        return [
+            self.stream,
+            self.dead,
+            self.list_key,
+            "{" + self.list_key + "}:s3s3-processing",
+            *self.extra,
+        ]
 
 
 @pytest.fixture
@@ -88,25 +92,50 @@ def names(redis_url):
 
 
 def endpoint_section(name: str, info: dict, bucket: str, **extra) -> str:
-    lines = [f"[{name}]", f"bucket_name = {bucket}", f"endpoint_url = {info['endpoint_url']}",
-             f"aws_access_key_id = {info['access_key']}",
-             f"aws_secret_access_key = {info['secret_key']}", f"region = {info['region']}"]
+    lines = [
+        f"[{name}]",
+        f"bucket_name = {bucket}",
+        f"endpoint_url = {info['endpoint_url']}",
+        f"aws_access_key_id = {info['access_key']}",
+        f"aws_secret_access_key = {info['secret_key']}",
+        f"region = {info['region']}",
+    ]
     lines += [f"{k} = {v}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
 
 
-def write_ini(path: Path, *, source: tuple[dict, str], dests: list[tuple[dict, str]],
-              channel: str, redis_url: str, mode: str = "pubsub",
-              pubsub: dict | None = None, listen: dict | None = None,
-              dest_extra: dict | None = None) -> Path:
+def write_ini(
+    path: Path,
+    *,
+    source: tuple[dict, str],
+    dests: list[tuple[dict, str]],
+    channel: str,
+    redis_url: str,
+    mode: str = "pubsub",
+    pubsub: dict | None = None,
+    listen: dict | None = None,
+    dest_extra: dict | None = None,
+) -> Path:
     text = endpoint_section("source", *source)
     for i, (info, bucket) in enumerate(dests, 1):
         text += "\n" + endpoint_section(f"dest{i}", info, bucket, **(dest_extra or {}))
-    ps = {"url": redis_url, "channel": channel, "mode": mode, "reclaim_idle": "3",
-          "max_deliveries": "3", **(pubsub or {})}
+    ps = {
+        "url": redis_url,
+        "channel": channel,
+        "mode": mode,
+        "reclaim_idle": "3",
+        "max_deliveries": "3",
+        **(pubsub or {}),
+    }
     text += "\n[pubsub]\n" + "".join(f"{k} = {v}\n" for k, v in ps.items())
-    ls = {"workers": "8", "grace": "10", "summary_interval": "2", "retry_base": "0.05",
-          "retry_max": "0.5", **(listen or {})}
+    ls = {
+        "workers": "8",
+        "grace": "10",
+        "summary_interval": "2",
+        "retry_base": "0.05",
+        "retry_max": "0.5",
+        **(listen or {}),
+    }
     text += "\n[listen]\n" + "".join(f"{k} = {v}\n" for k, v in ls.items())
     path.write_text(text)
     return path
@@ -115,22 +144,32 @@ def write_ini(path: Path, *, source: tuple[dict, str], dests: list[tuple[dict, s
 class ListenerProcess:
     """One ``s3s3listen`` subprocess; its combined output goes to ``log_path``."""
 
-    def __init__(self, ini: Path, log_path: Path, *, args: tuple[str, ...] = (),
-                 module: str = "s3s3.scripts.listen") -> None:
+    def __init__(
+        self,
+        ini: Path,
+        log_path: Path,
+        *,
+        args: tuple[str, ...] = (),
+        module: str = "s3s3.scripts.listen",
+    ) -> None:
         self.ini = ini
         self.log_path = log_path
         self.args = args
         self.module = module
         self.proc: subprocess.Popen | None = None
 
-    def start(self, *, ready: str | None = "listening on") -> "ListenerProcess":
+    def start(self, *, ready: str | None = "listening on") -> ListenerProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [PYTHON, "-m", self.module, "--config", str(self.ini), *self.args],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT),
-                env=env)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(ROOT),
+                env=env,
+            )
         if ready:
             self.wait_for(ready, timeout_s=30)
         return self
@@ -140,21 +179,31 @@ class ListenerProcess:
             data = self.log_path.read_bytes()
         except FileNotFoundError:
             return ""
-        return data[self._offset:].decode("utf-8", "replace") if since_start else \
-            data.decode("utf-8", "replace")
+        return (
+            data[self._offset :].decode("utf-8", "replace")
+            if since_start
+            else data.decode("utf-8", "replace")
+        )
 
     def wait_for(self, text: str, timeout_s: float = 30.0) -> None:
         def seen():
-            if self.proc is not None and self.proc.poll() is not None and text not in \
-                    self.output(since_start=True):
-                raise AssertionError(f"listener exited ({self.proc.returncode}) before "
-                                     f"logging {text!r}:\n{self.output()[-4000:]}")
+            if (
+                self.proc is not None
+                and self.proc.poll() is not None
+                and text not in self.output(since_start=True)
+            ):
+                raise AssertionError(
+                    f"listener exited ({self.proc.returncode}) before "
+                    f"logging {text!r}:\n{self.output()[-4000:]}"
+                )
             return text in self.output(since_start=True)
+
         try:
             wait_until(seen, timeout_s, what=repr(text))
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- listener output ---\n{self.output()[-4000:]}") \
-                from None
+            raise AssertionError(
+                f"{exc}\n--- listener output ---\n{self.output()[-4000:]}"
+            ) from None
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -193,8 +242,9 @@ def listeners():
 class TcpProxy:
     """Forwards 127.0.0.1:port to a target; ``close()`` refuses and cuts, ``open()`` resumes."""
 
-    def __init__(self, target_port: int, *, delay_s: float = 0.0,
-                 upstream_timeout_s: float | None = 5.0) -> None:
+    def __init__(
+        self, target_port: int, *, delay_s: float = 0.0, upstream_timeout_s: float | None = 5.0
+    ) -> None:
         self.target = ("127.0.0.1", target_port)
         self.delay_s = delay_s  # added before forwarding each chunk a client sends: a slow server
         # How long a read from the target may wait; None for a slow client whose request
@@ -209,7 +259,7 @@ class TcpProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def open(self) -> "TcpProxy":
+    def open(self) -> TcpProxy:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))

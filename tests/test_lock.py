@@ -13,12 +13,20 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-
 from redis_server import PrivateRedis
+
 from s3s3.config import BucketConfig, EndpointConfig
 from s3s3.errors import LockHeld, RedisFatal
-from s3s3.lock import (FileLock, LockUnavailable, NoLock, RedisLock, choose_lock, job_lock,
-                       lock_path, redis_key)
+from s3s3.lock import (
+    FileLock,
+    LockUnavailable,
+    NoLock,
+    RedisLock,
+    choose_lock,
+    job_lock,
+    lock_path,
+    redis_key,
+)
 
 
 @pytest.fixture
@@ -36,8 +44,11 @@ def key(client):
 
 
 def source(bucket: str | None = None) -> EndpointConfig:
-    return EndpointConfig(name="source", bucket=bucket or f"b-{uuid.uuid4().hex[:8]}",
-                          endpoint_url="http://127.0.0.1:9")
+    return EndpointConfig(
+        name="source",
+        bucket=bucket or f"b-{uuid.uuid4().hex[:8]}",
+        endpoint_url="http://127.0.0.1:9",
+    )
 
 
 def closed_port_redis() -> redis.Redis:
@@ -45,8 +56,9 @@ def closed_port_redis() -> redis.Redis:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # No retries: redis-py retries a refused connection with backoff by default.
-    return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1,
-                       retry=Retry(NoBackoff(), 0))
+    return redis.Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def quick_client(url: str) -> redis.Redis:
@@ -62,8 +74,10 @@ def test_a_held_redis_lock_refuses_a_second_holder_until_released(client, key):
         with pytest.raises(LockHeld) as caught:
             second.acquire()
         message = str(caught.value)
-        assert message.startswith(f"another s3s3bucket run holds the lock for s3://b on X "
-                                  f"(Redis key {key}, holder {first.token}, expires in ")
+        assert message.startswith(
+            f"another s3s3bucket run holds the lock for s3://b on X "
+            f"(Redis key {key}, holder {first.token}, expires in "
+        )
         assert message.endswith("; not starting")
         assert 0 < client.pttl(key) <= 30_000
     finally:
@@ -111,8 +125,11 @@ def test_a_file_lock_refuses_a_second_holder_until_released(tmp_path):
     first = FileLock(path, what="s3://b on X")
     first.acquire()
     second = FileLock(path, what="s3://b on X")
-    with pytest.raises(LockHeld, match=r"another s3s3bucket run holds the lock for s3://b on "
-                                       rf"X \(file {path}, holder .+:\d+:\w+\); not starting"):
+    with pytest.raises(
+        LockHeld,
+        match=r"another s3s3bucket run holds the lock for s3://b on "
+        rf"X \(file {path}, holder .+:\d+:\w+\); not starting",
+    ):
         second.acquire()
     first.release()
     second.acquire()
@@ -138,15 +155,20 @@ def test_auto_falls_back_to_a_local_lock_when_redis_does_not_answer(tmp_path, ca
 
 
 def test_lock_redis_without_redis_is_an_error(tmp_path):
-    with pytest.raises(LockUnavailable, match=r"lock = redis, but Redis does not answer "
-                                              r"\(ConnectionError: "):
+    with pytest.raises(
+        LockUnavailable,
+        match=r"lock = redis, but Redis does not answer "
+        r"\(ConnectionError: ",
+    ):
         choose_lock(source(), BucketConfig(lock="redis"), closed_port_redis)
 
 
 def test_lock_local_and_none(client, tmp_path):
     src = source()
-    assert isinstance(choose_lock(src, BucketConfig(lock="local", lock_dir=str(tmp_path)),
-                                  lambda: client), FileLock)
+    assert isinstance(
+        choose_lock(src, BucketConfig(lock="local", lock_dir=str(tmp_path)), lambda: client),
+        FileLock,
+    )
     assert isinstance(choose_lock(src, BucketConfig(lock="none"), lambda: client), NoLock)
 
 
@@ -186,10 +208,14 @@ def test_two_runs_on_one_host_never_overlap_when_redis_goes_away(tmp_path, caplo
         with job_lock(src, cfg, lambda: quick_client(server.url)) as first:
             assert isinstance(first, RedisLock)  # Redis answered: run 1 holds its lock
             server.stop()  # ...and Redis goes away while run 1 goes on
-            with pytest.raises(LockHeld, match=(
+            with pytest.raises(
+                LockHeld,
+                match=(
                     rf"another s3s3bucket run holds the lock for s3://{src.bucket} on "
                     rf"http://127.0.0.1:9 \(file {re.escape(str(path))}, holder "
-                    rf"{re.escape(socket.gethostname())}:\d+:\w+\); not starting")):
+                    rf"{re.escape(socket.gethostname())}:\d+:\w+\); not starting"
+                ),
+            ):
                 with job_lock(src, cfg, lambda: quick_client(server.url)):
                     pytest.fail("run 2 ran alongside run 1")
     finally:
@@ -202,8 +228,7 @@ def test_two_runs_on_one_host_never_overlap_when_redis_goes_away(tmp_path, caplo
     assert "does not exclude runs on other hosts" in caplog.text
 
 
-def test_auto_holds_the_local_lock_then_the_redis_lock_and_releases_both(client, tmp_path,
-                                                                        caplog):
+def test_auto_holds_the_local_lock_then_the_redis_lock_and_releases_both(client, tmp_path, caplog):
     src = source()
     cfg = BucketConfig(lock="auto", lock_dir=str(tmp_path))
     path = lock_path(src, str(tmp_path))
@@ -215,8 +240,7 @@ def test_auto_holds_the_local_lock_then_the_redis_lock_and_releases_both(client,
                 with pytest.raises(LockHeld, match=rf"\(file {re.escape(str(path))}, "):
                     FileLock(path).acquire()
         messages = [r.getMessage() for r in caplog.records if r.name == "s3s3.lock"]
-        assert messages == [f"holding local lock {path}",
-                            f"holding Redis lock {redis_key(src)}"]
+        assert messages == [f"holding local lock {path}", f"holding Redis lock {redis_key(src)}"]
         assert client.get(redis_key(src)) is None
         again = FileLock(path)
         again.acquire()  # released as well
@@ -240,15 +264,17 @@ def test_lock_redis_also_holds_the_local_lock(client, tmp_path):
         client.delete(redis_key(src))
 
 
-def test_a_redis_lock_held_elsewhere_refuses_the_run_and_frees_the_local_lock(client,
-                                                                            tmp_path):
+def test_a_redis_lock_held_elsewhere_refuses_the_run_and_frees_the_local_lock(client, tmp_path):
     src = source()
     cfg = BucketConfig(lock="auto", lock_dir=str(tmp_path))
     elsewhere = RedisLock(client, redis_key(src), ttl_s=30)  # a run on another host
     elsewhere.acquire()
     try:
-        with pytest.raises(LockHeld, match=rf"\(Redis key {re.escape(redis_key(src))}, "
-                                           rf"holder {re.escape(elsewhere.token)}, "):
+        with pytest.raises(
+            LockHeld,
+            match=rf"\(Redis key {re.escape(redis_key(src))}, "
+            rf"holder {re.escape(elsewhere.token)}, ",
+        ):
             with job_lock(src, cfg, lambda: client):
                 pytest.fail("ran alongside a run on another host")
     finally:
@@ -261,8 +287,11 @@ def test_a_redis_lock_held_elsewhere_refuses_the_run_and_frees_the_local_lock(cl
 def test_lock_redis_with_redis_down_is_an_error_and_frees_the_local_lock(tmp_path):
     src = source()
     cfg = BucketConfig(lock="redis", lock_dir=str(tmp_path))
-    with pytest.raises(LockUnavailable, match=r"lock = redis, but Redis does not answer "
-                                              r"\(ConnectionError: "):
+    with pytest.raises(
+        LockUnavailable,
+        match=r"lock = redis, but Redis does not answer "
+        r"\(ConnectionError: ",
+    ):
         with job_lock(src, cfg, closed_port_redis):
             pytest.fail("ran without the Redis lock")
     mine = FileLock(lock_path(src, str(tmp_path)))
@@ -277,13 +306,16 @@ def test_lock_redis_with_redis_down_is_an_error_and_frees_the_local_lock(tmp_pat
 def guarded(tmp_path_factory):
     """A password-protected Redis with two ACL users: one that may not PING, one that may
     not touch the lock keys."""
-    server = PrivateRedis(tmp_path_factory.mktemp("redis-acl"), password="right-one",
-                          persistent=False).start()
+    server = PrivateRedis(
+        tmp_path_factory.mktemp("redis-acl"), password="right-one", persistent=False
+    ).start()
     admin = server.client()
-    admin.acl_setuser("noping", enabled=True, passwords=["+noping-pw"], keys=["*"],
-                      commands=["+@all", "-ping"])
-    admin.acl_setuser("nolock", enabled=True, passwords=["+nolock-pw"], keys=["other:*"],
-                      commands=["+@all"])
+    admin.acl_setuser(
+        "noping", enabled=True, passwords=["+noping-pw"], keys=["*"], commands=["+@all", "-ping"]
+    )
+    admin.acl_setuser(
+        "nolock", enabled=True, passwords=["+nolock-pw"], keys=["other:*"], commands=["+@all"]
+    )
     admin.close()
     try:
         yield server
@@ -301,8 +333,7 @@ REFUSALS = {
 
 @pytest.mark.parametrize("mode", ["auto", "redis"])
 @pytest.mark.parametrize("refusal", list(REFUSALS))
-def test_redis_refusing_s3s3_is_fatal_not_a_fallback(guarded, tmp_path, caplog, refusal,
-                                                     mode):
+def test_redis_refusing_s3s3_is_fatal_not_a_fallback(guarded, tmp_path, caplog, refusal, mode):
     userinfo, error = REFUSALS[refusal]
     url = f"redis://{userinfo}127.0.0.1:{guarded.port}/0"
     src = source()
@@ -312,8 +343,9 @@ def test_redis_refusing_s3s3_is_fatal_not_a_fallback(guarded, tmp_path, caplog, 
             with job_lock(src, cfg, lambda: quick_client(url)):
                 pytest.fail("ran although Redis refused s3s3")
     message = str(caught.value)
-    assert message.startswith(f"Redis at redis://127.0.0.1:{guarded.port}/0 refused s3s3: "
-                              f"{error}: ")
+    assert message.startswith(
+        f"Redis at redis://127.0.0.1:{guarded.port}/0 refused s3s3: {error}: "
+    )
     assert "not falling back to a local lock" in message
     for secret in ("hunter2-wrong", "noping-pw", "nolock-pw", "right-one"):
         assert secret not in message and secret not in caplog.text

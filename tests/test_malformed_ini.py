@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, raw_client, unique_bucket
 from redis_server import PrivateRedis
 
@@ -34,15 +33,21 @@ def env_for(**extra: str) -> dict:
     return {**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
 
 
-def run_all(ini: Path, cwd: Path, *, env: dict | None = None, scripts=SCRIPTS,
-            timeout_s: float = 60.0) -> dict[str, subprocess.CompletedProcess]:
+def run_all(
+    ini: Path, cwd: Path, *, env: dict | None = None, scripts=SCRIPTS, timeout_s: float = 60.0
+) -> dict[str, subprocess.CompletedProcess]:
     """Run ``scripts`` over ``ini`` at once, each to its exit."""
     procs = {}
     for name, module, args in scripts:
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", module, "--config", str(ini), *args], cwd=cwd,
-            env=env or env_for(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-m", module, "--config", str(ini), *args],
+            cwd=cwd,
+            env=env or env_for(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     results = {}
     for name, proc in procs.items():
         try:
@@ -50,93 +55,178 @@ def run_all(ini: Path, cwd: Path, *, env: dict | None = None, scripts=SCRIPTS,
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            raise AssertionError(f"{name} did not exit within {timeout_s}s:\n{err[-3000:]}")
+            raise AssertionError(
+                f"{name} did not exit within {timeout_s}s:\n{err[-3000:]}"
+            ) from None
         results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     return results
 
 
-def ini(*, source: str = "", dest: str = "", pubsub: str = "", listen: str = "",
-        bucket: str = "", before: str = "", after: str = "") -> str:
+def ini(
+    *,
+    source: str = "",
+    dest: str = "",
+    pubsub: str = "",
+    listen: str = "",
+    bucket: str = "",
+    before: str = "",
+    after: str = "",
+) -> str:
     """A valid INI, with lines added to its sections."""
-    return (before
-            + "[source]\nbucket_name = src\nendpoint_url = http://127.0.0.1:9\n"
-              f"aws_access_key_id = AKID\naws_secret_access_key = {INI_SECRET}\n" + source
-            + "\n[dest1]\nbucket_name = dst\nendpoint_url = http://127.0.0.1:9\n" + dest
-            + "\n[pubsub]\nurl = redis://127.0.0.1:9/0\n" + pubsub
-            + "\n[listen]\nworkers = 2\n" + listen
-            + "\n[bucket]\nlock = none\n" + bucket
-            + after)
+    return (
+        before + "[source]\nbucket_name = src\nendpoint_url = http://127.0.0.1:9\n"
+        f"aws_access_key_id = AKID\naws_secret_access_key = {INI_SECRET}\n"
+        + source
+        + "\n[dest1]\nbucket_name = dst\nendpoint_url = http://127.0.0.1:9\n"
+        + dest
+        + "\n[pubsub]\nurl = redis://127.0.0.1:9/0\n"
+        + pubsub
+        + "\n[listen]\nworkers = 2\n"
+        + listen
+        + "\n[bucket]\nlock = none\n"
+        + bucket
+        + after
+    )
 
 
 #: (id, INI text or bytes, what the one error line must contain)
 MALFORMED = [
-    ("port-out-of-range", ini(dest="host = h\nport = 99999\n").replace(
-        "endpoint_url = http://127.0.0.1:9\nhost", "host"), ["section 'dest1'", "'port'"]),
-    ("port-not-a-number", ini(dest="port = 80x\n").replace(
-        "dst\nendpoint_url = http://127.0.0.1:9\n", "dst\nhost = h\n"),
-     ["section 'dest1'", "'port'"]),
-    ("endpoint-url-bad-port", ini(dest="").replace(
-        "dst\nendpoint_url = http://127.0.0.1:9", "dst\nendpoint_url = http://127.0.0.1:80x80"),
-     ["section 'dest1'", "'endpoint_url'"]),
-    ("endpoint-url-ipv6-unbalanced", ini().replace(
-        "dst\nendpoint_url = http://127.0.0.1:9", "dst\nendpoint_url = http://[::1"),
-     ["section 'dest1'", "'endpoint_url'"]),
-    ("endpoint-url-empty", ini().replace(
-        "dst\nendpoint_url = http://127.0.0.1:9", "dst\nendpoint_url ="),
-     ["section 'dest1'", "'endpoint_url'"]),
-    ("endpoint-url-not-http", ini().replace(
-        "src\nendpoint_url = http://127.0.0.1:9", "src\nendpoint_url = ftp://h"),
-     ["section 'source'", "'endpoint_url'"]),
+    (
+        "port-out-of-range",
+        ini(dest="host = h\nport = 99999\n").replace(
+            "endpoint_url = http://127.0.0.1:9\nhost", "host"
+        ),
+        ["section 'dest1'", "'port'"],
+    ),
+    (
+        "port-not-a-number",
+        ini(dest="port = 80x\n").replace(
+            "dst\nendpoint_url = http://127.0.0.1:9\n", "dst\nhost = h\n"
+        ),
+        ["section 'dest1'", "'port'"],
+    ),
+    (
+        "endpoint-url-bad-port",
+        ini(dest="").replace(
+            "dst\nendpoint_url = http://127.0.0.1:9", "dst\nendpoint_url = http://127.0.0.1:80x80"
+        ),
+        ["section 'dest1'", "'endpoint_url'"],
+    ),
+    (
+        "endpoint-url-ipv6-unbalanced",
+        ini().replace("dst\nendpoint_url = http://127.0.0.1:9", "dst\nendpoint_url = http://[::1"),
+        ["section 'dest1'", "'endpoint_url'"],
+    ),
+    (
+        "endpoint-url-empty",
+        ini().replace("dst\nendpoint_url = http://127.0.0.1:9", "dst\nendpoint_url ="),
+        ["section 'dest1'", "'endpoint_url'"],
+    ),
+    (
+        "endpoint-url-not-http",
+        ini().replace("src\nendpoint_url = http://127.0.0.1:9", "src\nendpoint_url = ftp://h"),
+        ["section 'source'", "'endpoint_url'"],
+    ),
     ("endpoint-url-and-host", ini(dest="host = h\n"), ["section 'dest1'", "'endpoint_url'"]),
-    ("redis-url-bad-port", ini().replace("redis://127.0.0.1:9/0", "redis://127.0.0.1:99x/0"),
-     ["section 'pubsub'", "'url'"]),
-    ("redis-url-db-not-a-number", ini().replace("127.0.0.1:9/0", "127.0.0.1:9/zero"),
-     ["section 'pubsub'", "'url'"]),
-    ("redis-url-unix-without-path", ini().replace("redis://127.0.0.1:9/0", "unix://"),
-     ["section 'pubsub'", "'url'"]),
-    ("redis-url-unknown-query", ini().replace("127.0.0.1:9/0", "127.0.0.1:9/0?colour=blue"),
-     ["section 'pubsub'", "'url'"]),
-    ("redis-port-key", ini(pubsub="port = 70000\n").replace("url = redis://127.0.0.1:9/0\n",
-                                                            ""),
-     ["section 'pubsub'", "'port'"]),
-    ("redis-db-key", ini(pubsub="db = x\n").replace("url = redis://127.0.0.1:9/0\n", ""),
-     ["section 'pubsub'", "'db'"]),
+    (
+        "redis-url-bad-port",
+        ini().replace("redis://127.0.0.1:9/0", "redis://127.0.0.1:99x/0"),
+        ["section 'pubsub'", "'url'"],
+    ),
+    (
+        "redis-url-db-not-a-number",
+        ini().replace("127.0.0.1:9/0", "127.0.0.1:9/zero"),
+        ["section 'pubsub'", "'url'"],
+    ),
+    (
+        "redis-url-unix-without-path",
+        ini().replace("redis://127.0.0.1:9/0", "unix://"),
+        ["section 'pubsub'", "'url'"],
+    ),
+    (
+        "redis-url-unknown-query",
+        ini().replace("127.0.0.1:9/0", "127.0.0.1:9/0?colour=blue"),
+        ["section 'pubsub'", "'url'"],
+    ),
+    (
+        "redis-port-key",
+        ini(pubsub="port = 70000\n").replace("url = redis://127.0.0.1:9/0\n", ""),
+        ["section 'pubsub'", "'port'"],
+    ),
+    (
+        "redis-db-key",
+        ini(pubsub="db = x\n").replace("url = redis://127.0.0.1:9/0\n", ""),
+        ["section 'pubsub'", "'db'"],
+    ),
     ("bad-boolean", ini(dest="verify_md5 = maybe\n"), ["section 'dest1'", "'verify_md5'"]),
-    ("bad-size", ini(dest="multipart_threshold = lots\n"),
-     ["section 'dest1'", "'multipart_threshold'"]),
-    ("chunksize-out-of-range", ini(dest="multipart_chunksize = 1MiB\n"),
-     ["section 'dest1'", "'multipart_chunksize'"]),
+    (
+        "bad-size",
+        ini(dest="multipart_threshold = lots\n"),
+        ["section 'dest1'", "'multipart_threshold'"],
+    ),
+    (
+        "chunksize-out-of-range",
+        ini(dest="multipart_chunksize = 1MiB\n"),
+        ["section 'dest1'", "'multipart_chunksize'"],
+    ),
     ("unknown-key", ini(dest="verfy_md5 = True\n"), ["section 'dest1'", "'verfy_md5'"]),
     ("unknown-section", ini(after="\n[wat]\nx = 1\n"), ["section 'wat'", "'[wat]'"]),
     ("default-section", ini(before="[DEFAULT]\nregion = eu\n"), ["'[DEFAULT]'"]),
     ("missing-source", "[dest1]\nbucket_name = b\n", ["'[source]'"]),
     ("no-destination", "[source]\nbucket_name = b\n", ["'dest'"]),
-    ("duplicate-section", ini(after="\n[dest1]\nverify_md5 = True\n"),
-     ["section 'dest1'", "duplicate section '[dest1]' at lines 7 and 20"]),
-    ("duplicate-key", ini(source="bucket_name = other\n"),
-     ["section 'source'", "duplicate key 'bucket_name' at lines 2 and 6"]),
-    ("no-equals-under-secret-key", ini(dest="aws_secret_access_key NO-EQUALS-SECRET-77\n"),
-     ["section 'dest1'", "'aws_secret_access_key'", "line 10"]),
-    ("line-before-any-section", ini(before="aws_secret_access_key = BEFORE-SECRET-12\n"),
-     ["'aws_secret_access_key'", "line 1"]),
-    ("bad-utf8", ini(dest="aws_secret_access_key = s\udce9cret\n"),
-     ["section 'dest1'", "'aws_secret_access_key'", "not valid UTF-8"]),
+    (
+        "duplicate-section",
+        ini(after="\n[dest1]\nverify_md5 = True\n"),
+        ["section 'dest1'", "duplicate section '[dest1]' at lines 7 and 20"],
+    ),
+    (
+        "duplicate-key",
+        ini(source="bucket_name = other\n"),
+        ["section 'source'", "duplicate key 'bucket_name' at lines 2 and 6"],
+    ),
+    (
+        "no-equals-under-secret-key",
+        ini(dest="aws_secret_access_key NO-EQUALS-SECRET-77\n"),
+        ["section 'dest1'", "'aws_secret_access_key'", "line 10"],
+    ),
+    (
+        "line-before-any-section",
+        ini(before="aws_secret_access_key = BEFORE-SECRET-12\n"),
+        ["'aws_secret_access_key'", "line 1"],
+    ),
+    (
+        "bad-utf8",
+        ini(dest="aws_secret_access_key = s\udce9cret\n"),
+        ["section 'dest1'", "'aws_secret_access_key'", "not valid UTF-8"],
+    ),
     ("negative-duration", ini(listen="grace = -1\n"), ["section 'listen'", "'grace'"]),
     ("nan-duration", ini(pubsub="reclaim_idle = nan\n"), ["section 'pubsub'", "'reclaim_idle'"]),
     ("inf-timeout", ini(dest="read_timeout = inf\n"), ["section 'dest1'", "'read_timeout'"]),
     ("zero-lock-ttl", ini(bucket="lock_ttl = 0\n"), ["section 'bucket'", "'lock_ttl'"]),
-    ("abort-uploads-after-negative", ini(dest="abort_uploads_after = -1h\n"),
-     ["section 'dest1'", "'abort_uploads_after'"]),
+    (
+        "abort-uploads-after-negative",
+        ini(dest="abort_uploads_after = -1h\n"),
+        ["section 'dest1'", "'abort_uploads_after'"],
+    ),
     ("too-many-workers", ini(bucket="workers = 100000\n"), ["section 'bucket'", "'workers'"]),
-    ("zero-pool", ini(dest="max_pool_connections = 0\n"),
-     ["section 'dest1'", "'max_pool_connections'"]),
-    ("delete-fraction", ini(bucket="max_delete_fraction = 2\n"),
-     ["section 'bucket'", "'max_delete_fraction'"]),
+    (
+        "zero-pool",
+        ini(dest="max_pool_connections = 0\n"),
+        ["section 'dest1'", "'max_pool_connections'"],
+    ),
+    (
+        "delete-fraction",
+        ini(bucket="max_delete_fraction = 2\n"),
+        ["section 'bucket'", "'max_delete_fraction'"],
+    ),
     ("unknown-mode", ini(pubsub="mode = kafka\n"), ["section 'pubsub'", "'mode'"]),
     ("list-needs-stream", ini(pubsub="list = minio\n"), ["section 'pubsub'", "'list'"]),
     ("sns", ini(pubsub="sns = True\n"), ["section 'pubsub'", "'sns'"]),
-    ("missing-ca-bundle", ini(dest="ca_bundle = /nonexistent/ca.pem\n"),
-     ["section 'dest1'", "'ca_bundle'"]),
+    (
+        "missing-ca-bundle",
+        ini(dest="ca_bundle = /nonexistent/ca.pem\n"),
+        ["section 'dest1'", "'ca_bundle'"],
+    ),
 ]
 
 
@@ -145,8 +235,9 @@ def test_there_are_at_least_25_malformed_inis():
     assert len({case_id for case_id, _, _ in MALFORMED}) == len(MALFORMED)
 
 
-@pytest.mark.parametrize("text, needles", [(t, n) for _, t, n in MALFORMED],
-                         ids=[case_id for case_id, _, _ in MALFORMED])
+@pytest.mark.parametrize(
+    "text, needles", [(t, n) for _, t, n in MALFORMED], ids=[case_id for case_id, _, _ in MALFORMED]
+)
 def test_every_script_exits_2_with_one_line_naming_section_and_key(tmp_path, text, needles):
     path = tmp_path / "bad.ini"
     if "\udce9" in text:
@@ -189,9 +280,14 @@ def daemon_output(ini_path: Path, cwd: Path, env: dict, *, expect_running: bool)
     """``s3s3listen -vv``: until it exits, or SIGTERM once it is listening."""
     log_path = cwd / f"listen-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "s3s3.scripts.listen", "--config",
-                                 str(ini_path), "-vv"], cwd=cwd, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3s3.scripts.listen", "--config", str(ini_path), "-vv"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
@@ -217,8 +313,14 @@ def protected_redis(tmp_path):
 
 
 # Where the Redis password comes from, and whether it is the right one.
-REDIS_VARIANTS = ["userinfo-right", "query-right", "env-right", "userinfo-wrong",
-                  "query-wrong", "env-wrong"]
+REDIS_VARIANTS = [
+    "userinfo-right",
+    "query-right",
+    "env-right",
+    "userinfo-wrong",
+    "query-wrong",
+    "env-wrong",
+]
 
 
 def redis_setup(variant: str, port: int) -> tuple[str, dict]:
@@ -232,8 +334,9 @@ def redis_setup(variant: str, port: int) -> tuple[str, dict]:
 
 
 @pytest.mark.parametrize("variant", REDIS_VARIANTS)
-def test_no_secret_reaches_any_output_at_the_most_verbose_level(moto_servers, protected_redis,
-                                                               tmp_path, variant):
+def test_no_secret_reaches_any_output_at_the_most_verbose_level(
+    moto_servers, protected_redis, tmp_path, variant
+):
     """Every script at -vv (botocore and redis-py logging at DEBUG), against moto and a
     password-protected Redis, with the password in the URL's userinfo, in its query, or in
     the environment, right or wrong; S3 secrets in the INI and in the environment."""
@@ -244,24 +347,28 @@ def test_no_secret_reaches_any_output_at_the_most_verbose_level(moto_servers, pr
     raw_client(a).put_object(Bucket=src, Key="some/key", Body=b"hello")
     url, redis_env = redis_setup(variant, protected_redis.port)
     # moto checks no signatures: the secrets only have to be where s3s3 reads them.
-    text = (f"[source]\nbucket_name = {src}\nendpoint_url = {a['endpoint_url']}\n"
-            f"region = {a['region']}\naws_access_key_id = {a['access_key']}\n"
-            f"aws_secret_access_key = {INI_SECRET}\n"
-            f"\n[dest1]\nbucket_name = {dst}\nendpoint_url = {b['endpoint_url']}\n"
-            f"region = {b['region']}\naws_access_key_id = {b['access_key']}\n"
-            f"\n[pubsub]\nurl = {url}\nchannel = c-{unique_bucket('ch')}\n"
-            f"\n[listen]\nworkers = 2\ngrace = 2\nretry_base = 0.05\nretry_max = 0.2\n"
-            f"\n[bucket]\nlock = redis\nlock_dir = {tmp_path}\n")
+    text = (
+        f"[source]\nbucket_name = {src}\nendpoint_url = {a['endpoint_url']}\n"
+        f"region = {a['region']}\naws_access_key_id = {a['access_key']}\n"
+        f"aws_secret_access_key = {INI_SECRET}\n"
+        f"\n[dest1]\nbucket_name = {dst}\nendpoint_url = {b['endpoint_url']}\n"
+        f"region = {b['region']}\naws_access_key_id = {b['access_key']}\n"
+        f"\n[pubsub]\nurl = {url}\nchannel = c-{unique_bucket('ch')}\n"
+        f"\n[listen]\nworkers = 2\ngrace = 2\nretry_base = 0.05\nretry_max = 0.2\n"
+        f"\n[bucket]\nlock = redis\nlock_dir = {tmp_path}\n"
+    )
     path = tmp_path / "s3s3.ini"
     path.write_text(text)
     env = env_for(S3S3_DEST1_AWS_SECRET_ACCESS_KEY=DST_SECRET_ENV, **redis_env)
     # The daemon runs until stopped: it is run on its own below.
     results = run_all(path, tmp_path, env=env, scripts=[s for s in SCRIPTS if s[0] != "s3s3listen"])
     # The environment's secret key wins over the file's, and is not printed either.
-    env_src = env_for(S3S3_SOURCE_AWS_SECRET_ACCESS_KEY=SRC_SECRET_ENV,
-                      S3S3_DEST1_AWS_SECRET_ACCESS_KEY=DST_SECRET_ENV, **redis_env)
-    code, daemon = daemon_output(path, tmp_path, env_src,
-                                 expect_running=variant.endswith("right"))
+    env_src = env_for(
+        S3S3_SOURCE_AWS_SECRET_ACCESS_KEY=SRC_SECRET_ENV,
+        S3S3_DEST1_AWS_SECRET_ACCESS_KEY=DST_SECRET_ENV,
+        **redis_env,
+    )
+    code, daemon = daemon_output(path, tmp_path, env_src, expect_running=variant.endswith("right"))
     outputs = {name: (r.returncode, r.stdout + r.stderr) for name, r in results.items()}
     outputs["s3s3listen (daemon)"] = (code, daemon)
     for name, (code, output) in outputs.items():
@@ -289,19 +396,26 @@ def test_a_wrong_secret_against_a_real_server_is_not_printed(ceph, tmp_path):
     src, dst = unique_bucket("src"), unique_bucket("dst")
     raw_client(ceph).create_bucket(Bucket=src)
     raw_client(ceph).create_bucket(Bucket=dst)
-    text = (f"[source]\nbucket_name = {src}\nendpoint_url = {ceph['endpoint_url']}\n"
-            f"region = {ceph['region']}\naws_access_key_id = {ceph['access_key']}\n"
-            f"aws_secret_access_key = {wrong}\n"
-            f"\n[dest1]\nbucket_name = {dst}\nendpoint_url = {ceph['endpoint_url']}\n"
-            f"region = {ceph['region']}\naws_access_key_id = {ceph['access_key']}\n"
-            f"aws_secret_access_key = {ceph['secret_key']}\n"
-            f"\n[bucket]\nlock = local\nlock_dir = {tmp_path}\n")
+    text = (
+        f"[source]\nbucket_name = {src}\nendpoint_url = {ceph['endpoint_url']}\n"
+        f"region = {ceph['region']}\naws_access_key_id = {ceph['access_key']}\n"
+        f"aws_secret_access_key = {wrong}\n"
+        f"\n[dest1]\nbucket_name = {dst}\nendpoint_url = {ceph['endpoint_url']}\n"
+        f"region = {ceph['region']}\naws_access_key_id = {ceph['access_key']}\n"
+        f"aws_secret_access_key = {ceph['secret_key']}\n"
+        f"\n[bucket]\nlock = local\nlock_dir = {tmp_path}\n"
+    )
     path = tmp_path / "s3s3.ini"
     path.write_text(text)
     for module in ("s3s3.scripts.bucket", "s3s3.scripts.listen"):
-        result = subprocess.run([sys.executable, "-m", module, "--config", str(path), "-vv"],
-                                cwd=tmp_path, env=env_for(), capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--config", str(path), "-vv"],
+            cwd=tmp_path,
+            env=env_for(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         output = result.stdout + result.stderr
         assert result.returncode == 2, output
         assert "SignatureDoesNotMatch" in output or "403" in output, output

@@ -7,13 +7,27 @@ import json
 import pytest
 
 from s3s3.errors import MessageError
-from s3s3.sources.messages import (MAX_JSON_DEPTH, MAX_KEY_BYTES, Parsed, Skipped, WorkItem,
-                                   encode_key_message, looks_like_event, parse_entry,
-                                   parse_message, validate_key)
+from s3s3.sources.messages import (
+    MAX_JSON_DEPTH,
+    MAX_KEY_BYTES,
+    Parsed,
+    Skipped,
+    WorkItem,
+    encode_key_message,
+    looks_like_event,
+    parse_entry,
+    parse_message,
+    validate_key,
+)
 
 
-def record(key: str, *, event: str = "ObjectCreated:Put", bucket: str | None = "src",
-           source: str = "aws:s3") -> dict:
+def record(
+    key: str,
+    *,
+    event: str = "ObjectCreated:Put",
+    bucket: str | None = "src",
+    source: str = "aws:s3",
+) -> dict:
     s3: dict = {"object": {"key": key, "size": 4096}}
     if bucket is not None:
         s3["bucket"] = {"name": bucket}
@@ -44,8 +58,9 @@ def test_plain_key_may_contain_plus_and_percent_unchanged():
     assert parse_message(b"a+b%2Fc").items[0].key == "a+b%2Fc"
 
 
-@pytest.mark.parametrize("key", ["[draft] notes.txt", "{id}/photo.jpg", "[", "{", "{\"a\": 1",
-                                 "[1, 2"])
+@pytest.mark.parametrize(
+    "key", ["[draft] notes.txt", "{id}/photo.jpg", "[", "{", '{"a": 1', "[1, 2"]
+)
 def test_bracketed_key_that_is_not_json_is_a_key(key):
     assert parse_message(key.encode()) == Parsed("key", (WorkItem("copy", key),))
 
@@ -63,8 +78,9 @@ def test_key_of_exactly_1024_bytes_is_accepted():
 def test_key_over_1024_bytes_is_an_error():
     with pytest.raises(MessageError) as err:
         parse_message(b"k" * 1025)
-    assert str(err.value) == ("key of 1,025 bytes is over the 1,024-byte S3 limit (starts "
-                              f"{b'k' * 60!r}... (1025 bytes))")
+    assert str(err.value) == (
+        f"key of 1,025 bytes is over the 1,024-byte S3 limit (starts {b'k' * 60!r}... (1025 bytes))"
+    )
 
 
 def test_multibyte_key_limit_counts_bytes():
@@ -87,8 +103,9 @@ def test_not_utf8():
 def test_one_mib_of_garbage_is_too_long():
     with pytest.raises(MessageError) as err:
         parse_message(b"\x00garbage" * (1024 * 128))
-    assert str(err.value).startswith("message of 1,048,576 bytes is over the 262,144-byte limit "
-                                     "(starts b'\\x00garbage")
+    assert str(err.value).startswith(
+        "message of 1,048,576 bytes is over the 262,144-byte limit (starts b'\\x00garbage"
+    )
 
 
 # --------------------------------------------------------------------------- S3 events
@@ -96,15 +113,19 @@ def test_one_mib_of_garbage_is_too_long():
 
 def test_aws_event_key_is_url_decoded_with_plus_for_space():
     parsed = parse_message(s3_event(record("dir%2Fmy+file%2Bx.txt")), source_bucket="src")
-    assert parsed == Parsed("s3-event", (WorkItem("copy", "dir/my file+x.txt", bucket="src",
-                                                  event="ObjectCreated:Put"),))
+    assert parsed == Parsed(
+        "s3-event",
+        (WorkItem("copy", "dir/my file+x.txt", bucket="src", event="ObjectCreated:Put"),),
+    )
 
 
 def test_minio_event_name_prefix_and_utf8_escapes():
-    parsed = parse_message(s3_event(record("caf%C3%A9.txt", event="s3:ObjectCreated:Put",
-                                           source="minio:s3")))
-    assert parsed.items == (WorkItem("copy", "caf\u00e9.txt", bucket="src",
-                                     event="s3:ObjectCreated:Put"),)
+    parsed = parse_message(
+        s3_event(record("caf%C3%A9.txt", event="s3:ObjectCreated:Put", source="minio:s3"))
+    )
+    assert parsed.items == (
+        WorkItem("copy", "caf\u00e9.txt", bucket="src", event="s3:ObjectCreated:Put"),
+    )
 
 
 def test_ceph_event_keys_are_raw():
@@ -123,81 +144,139 @@ def test_key_encoding_can_be_forced():
         parse_message(aws, key_encoding="latin1")
 
 
-@pytest.mark.parametrize("event, op", [
-    ("ObjectCreated:Put", "copy"), ("ObjectCreated:Copy", "copy"),
-    ("ObjectCreated:CompleteMultipartUpload", "copy"), ("s3:ObjectCreated:Post", "copy"),
-    ("ObjectRemoved:Delete", "delete"), ("s3:ObjectRemoved:DeleteMarkerCreated", "delete"),
-    ("LifecycleExpiration:Delete", "delete"), ("ObjectLifecycle:Expiration:Current", "delete"),
-])
+@pytest.mark.parametrize(
+    "event, op",
+    [
+        ("ObjectCreated:Put", "copy"),
+        ("ObjectCreated:Copy", "copy"),
+        ("ObjectCreated:CompleteMultipartUpload", "copy"),
+        ("s3:ObjectCreated:Post", "copy"),
+        ("ObjectRemoved:Delete", "delete"),
+        ("s3:ObjectRemoved:DeleteMarkerCreated", "delete"),
+        ("LifecycleExpiration:Delete", "delete"),
+        ("ObjectLifecycle:Expiration:Current", "delete"),
+    ],
+)
 def test_event_names_map_to_ops(event, op):
     assert parse_message(s3_event(record("k", event=event))).items[0].op == op
 
 
-@pytest.mark.parametrize("event", ["s3:ObjectAccessed:Get", "ObjectTagging:Put",
-                                   "s3:ObjectRestore:Completed",
-                                   "ObjectLifecycle:Expiration:AbortMultipartUpload"])
+@pytest.mark.parametrize(
+    "event",
+    [
+        "s3:ObjectAccessed:Get",
+        "ObjectTagging:Put",
+        "s3:ObjectRestore:Completed",
+        "ObjectLifecycle:Expiration:AbortMultipartUpload",
+    ],
+)
 def test_events_that_change_no_object_are_skipped(event):
     parsed = parse_message(s3_event(record("k", event=event)))
-    assert parsed == Parsed("s3-event", (), (Skipped(f"event {event} changes no object", key="k",
-                                                     bucket="src", event=event),))
+    assert parsed == Parsed(
+        "s3-event",
+        (),
+        (Skipped(f"event {event} changes no object", key="k", bucket="src", event=event),),
+    )
 
 
 def test_other_bucket_is_skipped_with_reason():
-    parsed = parse_message(s3_event(record("a", bucket="other"), record("b")),
-                           source_bucket="src")
+    parsed = parse_message(s3_event(record("a", bucket="other"), record("b")), source_bucket="src")
     assert parsed.items == (WorkItem("copy", "b", bucket="src", event="ObjectCreated:Put"),)
-    assert parsed.skipped == (Skipped("bucket 'other' is not the source bucket 'src'", key="a",
-                                      bucket="other", event="ObjectCreated:Put"),)
+    assert parsed.skipped == (
+        Skipped(
+            "bucket 'other' is not the source bucket 'src'",
+            key="a",
+            bucket="other",
+            event="ObjectCreated:Put",
+        ),
+    )
 
 
 def test_record_without_bucket_is_accepted():
     assert parse_message(s3_event(record("k", bucket=None)), source_bucket="src").items == (
-        WorkItem("copy", "k", event="ObjectCreated:Put"),)
+        WorkItem("copy", "k", event="ObjectCreated:Put"),
+    )
 
 
 def test_aws_test_event_is_skipped():
-    doc = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2024-01-01T00:00:00Z",
-           "Bucket": "src", "RequestId": "X", "HostId": "Y"}
+    doc = {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2024-01-01T00:00:00Z",
+        "Bucket": "src",
+        "RequestId": "X",
+        "HostId": "Y",
+    }
     parsed = parse_message(json.dumps(doc).encode())
     assert parsed.format == "test-event" and parsed.items == ()
     assert parsed.skipped[0].reason == "s3:TestEvent (sent when notifications are configured)"
 
 
 def test_minio_access_format():
-    parsed = parse_message(minio_access(record("photos%2Fa+b.jpg", event="s3:ObjectCreated:Put",
-                                               source="minio:s3"),
-                                        record("old.jpg", event="s3:ObjectRemoved:Delete",
-                                               source="minio:s3")), source_bucket="src")
-    assert parsed == Parsed("minio-access", (
-        WorkItem("copy", "photos/a b.jpg", bucket="src", event="s3:ObjectCreated:Put"),
-        WorkItem("delete", "old.jpg", bucket="src", event="s3:ObjectRemoved:Delete")))
+    parsed = parse_message(
+        minio_access(
+            record("photos%2Fa+b.jpg", event="s3:ObjectCreated:Put", source="minio:s3"),
+            record("old.jpg", event="s3:ObjectRemoved:Delete", source="minio:s3"),
+        ),
+        source_bucket="src",
+    )
+    assert parsed == Parsed(
+        "minio-access",
+        (
+            WorkItem("copy", "photos/a b.jpg", bucket="src", event="s3:ObjectCreated:Put"),
+            WorkItem("delete", "old.jpg", bucket="src", event="s3:ObjectRemoved:Delete"),
+        ),
+    )
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"hello": "world"}, "JSON of unknown shape: an object with keys 'hello'; expected an S3 "
-                         "event notification {\"Records\": [...]} or a MinIO access list "
-                         "[{\"Event\": [...], \"EventTime\": ...}]"),
-    ({}, "JSON of unknown shape: an object with keys none; expected an S3 event notification "
-         "{\"Records\": [...]} or a MinIO access list [{\"Event\": [...], \"EventTime\": ...}]"),
-    (["a", "b"], "JSON of unknown shape: a list whose first element is str; expected an S3 "
-                 "event notification {\"Records\": [...]} or a MinIO access list "
-                 "[{\"Event\": [...], \"EventTime\": ...}]"),
-    ([], "JSON of unknown shape: an empty list; expected an S3 event notification "
-         "{\"Records\": [...]} or a MinIO access list [{\"Event\": [...], \"EventTime\": ...}]"),
-    ({"Records": "x"}, "JSON of the wrong shape: 'Records' is str, not a list"),
-    ({"Records": []}, "S3 event with an empty 'Records' list"),
-    ({"Records": [5]}, "JSON of the wrong shape: Records[0] is int, not an object"),
-    ({"Records": [{"s3": {"object": {"key": "k"}}}]}, "Records[0]: missing 'eventName'"),
-    ({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}}}]},
-     "Records[0]: missing 's3.object.key'"),
-    ({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": ""}}}]},
-     "Records[0]: 's3.object.key' is empty"),
-    ({"Records": [{"eventName": 7, "s3": {"object": {"key": "k"}}}]},
-     "Records[0]: 'eventName' is int, not a string"),
-    ([{"Event": {}, "EventTime": "t"}], "JSON of the wrong shape: element 0 'Event' is an "
-                                        "object, not a list"),
-    ([{"Event": [], "EventTime": "t"}], "MinIO access entry with no events"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        (
+            {"hello": "world"},
+            "JSON of unknown shape: an object with keys 'hello'; expected an S3 "
+            'event notification {"Records": [...]} or a MinIO access list '
+            '[{"Event": [...], "EventTime": ...}]',
+        ),
+        (
+            {},
+            "JSON of unknown shape: an object with keys none; expected an S3 event notification "
+            '{"Records": [...]} or a MinIO access list [{"Event": [...], "EventTime": ...}]',
+        ),
+        (
+            ["a", "b"],
+            "JSON of unknown shape: a list whose first element is str; expected an S3 "
+            'event notification {"Records": [...]} or a MinIO access list '
+            '[{"Event": [...], "EventTime": ...}]',
+        ),
+        (
+            [],
+            "JSON of unknown shape: an empty list; expected an S3 event notification "
+            '{"Records": [...]} or a MinIO access list [{"Event": [...], "EventTime": ...}]',
+        ),
+        ({"Records": "x"}, "JSON of the wrong shape: 'Records' is str, not a list"),
+        ({"Records": []}, "S3 event with an empty 'Records' list"),
+        ({"Records": [5]}, "JSON of the wrong shape: Records[0] is int, not an object"),
+        ({"Records": [{"s3": {"object": {"key": "k"}}}]}, "Records[0]: missing 'eventName'"),
+        (
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}}}]},
+            "Records[0]: missing 's3.object.key'",
+        ),
+        (
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": ""}}}]},
+            "Records[0]: 's3.object.key' is empty",
+        ),
+        (
+            {"Records": [{"eventName": 7, "s3": {"object": {"key": "k"}}}]},
+            "Records[0]: 'eventName' is int, not a string",
+        ),
+        (
+            [{"Event": {}, "EventTime": "t"}],
+            "JSON of the wrong shape: element 0 'Event' is an object, not a list",
+        ),
+        ([{"Event": [], "EventTime": "t"}], "MinIO access entry with no events"),
+    ],
+)
 def test_json_of_the_wrong_shape_is_an_error(doc, message):
     with pytest.raises(MessageError) as err:
         parse_message(json.dumps(doc).encode())
@@ -219,8 +298,9 @@ def test_event_key_over_the_limit():
 
 
 def test_entry_with_key_is_not_format_detected():
-    assert parse_entry({b"key": b"{}", b"op": b"copy"}) == Parsed("entry",
-                                                                  (WorkItem("copy", "{}"),))
+    assert parse_entry({b"key": b"{}", b"op": b"copy"}) == Parsed(
+        "entry", (WorkItem("copy", "{}"),)
+    )
     assert parse_entry({"key": "k"}).items == (WorkItem("copy", "k"),)
     assert parse_entry({b"key": b"k", b"op": b"delete"}).items == (WorkItem("delete", "k"),)
 
@@ -230,14 +310,17 @@ def test_entry_with_message_is_parsed_as_a_message():
     assert parsed.items == (WorkItem("copy", "a/b", bucket="src", event="ObjectCreated:Put"),)
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({b"op": b"copy"}, "stream entry has neither a 'key' nor a 'message' field (fields: op)"),
-    ({}, "stream entry has neither a 'key' nor a 'message' field (fields: none)"),
-    ({b"key": b"k", b"op": b"move"}, "'op' field is 'move'; expected 'copy' or 'delete'"),
-    ({b"key": b"\xff"}, "'key' field is not UTF-8 (starts b'\\xff')"),
-    ({b"key": b""}, "empty key"),
-    ({b"message": b""}, "empty message"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({b"op": b"copy"}, "stream entry has neither a 'key' nor a 'message' field (fields: op)"),
+        ({}, "stream entry has neither a 'key' nor a 'message' field (fields: none)"),
+        ({b"key": b"k", b"op": b"move"}, "'op' field is 'move'; expected 'copy' or 'delete'"),
+        ({b"key": b"\xff"}, "'key' field is not UTF-8 (starts b'\\xff')"),
+        ({b"key": b""}, "empty key"),
+        ({b"message": b""}, "empty message"),
+    ],
+)
 def test_bad_entries(fields, message):
     with pytest.raises(MessageError) as err:
         parse_entry(fields)
@@ -247,8 +330,10 @@ def test_bad_entries(fields, message):
 # --------------------------------------------------------------------------- encoding keys
 
 
-@pytest.mark.parametrize("key", ["plain/key", "{}", "[1, 2]", '{"a": 1}', "[draft] x",
-                                 "a+b %2F c", " lead", "\u00e9t\u00e9"])
+@pytest.mark.parametrize(
+    "key",
+    ["plain/key", "{}", "[1, 2]", '{"a": 1}', "[draft] x", "a+b %2F c", " lead", "\u00e9t\u00e9"],
+)
 def test_encode_key_message_round_trips(key):
     assert parse_message(encode_key_message(key)).items[0].key == key
     assert parse_message(encode_key_message(key), key_encoding="raw").items[0].key == key
@@ -284,8 +369,9 @@ def one_record(**fields) -> bytes:
     return json.dumps({"Records": [rec]}, separators=(",", ":")).encode()
 
 
-@pytest.mark.parametrize("source, shown", [(["aws:s3"], "a list"), ({"a": 1}, "an object"),
-                                           (7, "int"), (True, "bool")])
+@pytest.mark.parametrize(
+    "source, shown", [(["aws:s3"], "a list"), ({"a": 1}, "an object"), (7, "int"), (True, "bool")]
+)
 def test_event_source_that_is_not_a_string_is_a_bad_message(source, shown):
     # The issue's reproducer: a list here raised TypeError (unhashable) in the intake thread.
     with pytest.raises(MessageError) as err:
@@ -295,11 +381,13 @@ def test_event_source_that_is_not_a_string_is_a_bad_message(source, shown):
 
 def test_null_event_source_is_no_source():
     assert parse_message(one_record(eventSource=None)).items == (
-        WorkItem("copy", "k", event="ObjectCreated:Put"),)
+        WorkItem("copy", "k", event="ObjectCreated:Put"),
+    )
 
 
-@pytest.mark.parametrize("message", [b"[" * 100_000, b'{"a":' * 50_000, b"[{" * 40_000,
-                                     ("[" * 100_000).encode()])
+@pytest.mark.parametrize(
+    "message", [b"[" * 100_000, b'{"a":' * 50_000, b"[{" * 40_000, ("[" * 100_000).encode()]
+)
 def test_deep_nesting_is_a_bad_message_not_a_recursion_error(message):
     with pytest.raises(MessageError) as err:
         parse_message(message)
@@ -334,24 +422,41 @@ def test_nesting_limit_is_part_of_the_detection_rule():
 
 
 def test_brackets_inside_strings_do_not_count():
-    doc = {"Records": [{"eventName": "ObjectCreated:Put",
-                        "s3": {"object": {"key": "%5B" * 40 + "%7B" * 40}},
-                        "note": "[" * 100 + '\\"{' * 100}]}
+    doc = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {"object": {"key": "%5B" * 40 + "%7B" * 40}},
+                "note": "[" * 100 + '\\"{' * 100,
+            }
+        ]
+    }
     assert parse_message(json.dumps(doc).encode()).items[0].key == "[" * 40 + "{" * 40
 
 
-@pytest.mark.parametrize("message, error", [
-    (b'{"Records":[1' + b"0" * 5000 + b"]}", "JSON of the wrong shape: Records[0] is int, "
-                                              "not an object"),
-    (b'{"Records":[' + b"9" * 200_000 + b"]}", "JSON of the wrong shape: Records[0] is int, "
-                                               "not an object"),
-    (b'{"Records":NaN}', "JSON of the wrong shape: 'Records' is float, not a list"),
-    (b'{"Records":[-Infinity]}', "JSON of the wrong shape: Records[0] is float, not an object"),
-    (b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":Infinity}}}]}',
-     "Records[0]: 's3.object.key' is float"),
-    (b'{"Records":[{"eventName":1e999,"s3":{"object":{"key":"k"}}}]}',
-     "Records[0]: 'eventName' is float, not a string"),
-])
+@pytest.mark.parametrize(
+    "message, error",
+    [
+        (
+            b'{"Records":[1' + b"0" * 5000 + b"]}",
+            "JSON of the wrong shape: Records[0] is int, not an object",
+        ),
+        (
+            b'{"Records":[' + b"9" * 200_000 + b"]}",
+            "JSON of the wrong shape: Records[0] is int, not an object",
+        ),
+        (b'{"Records":NaN}', "JSON of the wrong shape: 'Records' is float, not a list"),
+        (b'{"Records":[-Infinity]}', "JSON of the wrong shape: Records[0] is float, not an object"),
+        (
+            b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":Infinity}}}]}',
+            "Records[0]: 's3.object.key' is float",
+        ),
+        (
+            b'{"Records":[{"eventName":1e999,"s3":{"object":{"key":"k"}}}]}',
+            "Records[0]: 'eventName' is float, not a string",
+        ),
+    ],
+)
 def test_numbers_are_never_converted(message, error):
     # Huge integers are neither converted (slow on Python 3.10) nor refused by 3.11's digit
     # limit (which made the document "not JSON", so a key): the parser only names their type.
@@ -360,18 +465,25 @@ def test_numbers_are_never_converted(message, error):
     assert str(err.value) == error
 
 
-@pytest.mark.parametrize("fields, error", [
-    ({"s3": [1]}, "Records[0]: missing 's3.object.key'"),
-    ({"s3": {"object": "k"}}, "Records[0]: missing 's3.object.key'"),
-    ({"s3": {"object": {"key": 5}}}, "Records[0]: 's3.object.key' is int"),
-    ({"s3": {"object": {"key": ["k"]}}}, "Records[0]: 's3.object.key' is a list"),
-    ({"s3": {"object": {"key": None}}}, "Records[0]: 's3.object.key' is null"),
-    ({"s3": {"object": {"key": "k"}, "bucket": ["src"]}},
-     "Records[0]: 's3.bucket' is a list, not an object"),
-    ({"s3": {"object": {"key": "k"}, "bucket": {"name": ["src"]}}},
-     "Records[0]: 's3.bucket.name' is a list, not a string"),
-    ({"eventName": None}, "Records[0]: 'eventName' is null, not a string"),
-])
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ({"s3": [1]}, "Records[0]: missing 's3.object.key'"),
+        ({"s3": {"object": "k"}}, "Records[0]: missing 's3.object.key'"),
+        ({"s3": {"object": {"key": 5}}}, "Records[0]: 's3.object.key' is int"),
+        ({"s3": {"object": {"key": ["k"]}}}, "Records[0]: 's3.object.key' is a list"),
+        ({"s3": {"object": {"key": None}}}, "Records[0]: 's3.object.key' is null"),
+        (
+            {"s3": {"object": {"key": "k"}, "bucket": ["src"]}},
+            "Records[0]: 's3.bucket' is a list, not an object",
+        ),
+        (
+            {"s3": {"object": {"key": "k"}, "bucket": {"name": ["src"]}}},
+            "Records[0]: 's3.bucket.name' is a list, not a string",
+        ),
+        ({"eventName": None}, "Records[0]: 'eventName' is null, not a string"),
+    ],
+)
 def test_fields_of_the_wrong_type(fields, error):
     with pytest.raises(MessageError) as err:
         parse_message(one_record(**fields))
@@ -381,22 +493,29 @@ def test_fields_of_the_wrong_type(fields, error):
 def test_lone_surrogate_in_an_event_key_is_a_bad_message():
     # JSON may spell a lone surrogate (\ud800); no UTF-8 byte string holds it, so no store can
     # either: it used to be retried five times before being dead-lettered.
-    for message in (b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":'
-                    b'"a\\ud800"}}}]}',
-                    b'{"Records":[{"eventName":"ObjectCreated:Put","eventSource":"ceph:s3",'
-                    b'"s3":{"object":{"key":"a\\udfff"}}}]}'):
-        with pytest.raises(MessageError, match=r"^Records\[0\]: key is not UTF-8: a lone "
-                                               r"surrogate at character 1 \(starts b'a\\\\u"):
+    for message in (
+        b'{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":"a\\ud800"}}}]}',
+        b'{"Records":[{"eventName":"ObjectCreated:Put","eventSource":"ceph:s3",'
+        b'"s3":{"object":{"key":"a\\udfff"}}}]}',
+    ):
+        with pytest.raises(
+            MessageError,
+            match=r"^Records\[0\]: key is not UTF-8: a lone "
+            r"surrogate at character 1 \(starts b'a\\\\u",
+        ):
             parse_message(message)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: validate_key("a\ud800b"),
-    lambda: parse_message("a\udcff"),
-    lambda: parse_entry({"key": "\ud800"}),
-    lambda: encode_key_message("x\udcffy"),
-    lambda: encode_key_message("{}\ud800", op="delete"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: validate_key("a\ud800b"),
+        lambda: parse_message("a\udcff"),
+        lambda: parse_entry({"key": "\ud800"}),
+        lambda: encode_key_message("x\udcffy"),
+        lambda: encode_key_message("{}\ud800", op="delete"),
+    ],
+)
 def test_lone_surrogate_keys_are_rejected_everywhere(call):
     with pytest.raises(MessageError, match="^key is not UTF-8: a lone surrogate"):
         call()
@@ -410,13 +529,19 @@ def test_keys_and_messages_of_the_wrong_type(value):
         validate_key(value)
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({b"key": b"k", b"op": b"\xff\xfe"}, "'op' field is not UTF-8 (starts b'\\xff\\xfe')"),
-    ({b"key": b"k", b"op": b"x" * 5000}, "'op' field is 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                         "'... (5,000 characters); expected 'copy' or 'delete'"),
-    ({b"message": 5}, "'message' field must be bytes or str, not int"),
-    ([(b"key", b"k")], "stream entry must be a mapping of fields, not list"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({b"key": b"k", b"op": b"\xff\xfe"}, "'op' field is not UTF-8 (starts b'\\xff\\xfe')"),
+        (
+            {b"key": b"k", b"op": b"x" * 5000},
+            "'op' field is 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            "'... (5,000 characters); expected 'copy' or 'delete'",
+        ),
+        ({b"message": 5}, "'message' field must be bytes or str, not int"),
+        ([(b"key", b"k")], "stream entry must be a mapping of fields, not list"),
+    ],
+)
 def test_hostile_entries(fields, message):
     with pytest.raises(MessageError) as err:
         parse_entry(fields)
@@ -425,10 +550,20 @@ def test_hostile_entries(fields, message):
 
 def test_error_texts_stay_short_whatever_the_input():
     huge = "x" * 200_000
-    for message in (json.dumps({huge: 1}), json.dumps({"Records": [{"eventName": huge,
-                                                                    "s3": {"object": {}}}]}),
-                    json.dumps({"Records": [{"eventName": "ObjectCreated:Put",
-                                             "s3": {"object": {"key": "%FF" + huge[:900]}}}]})):
+    for message in (
+        json.dumps({huge: 1}),
+        json.dumps({"Records": [{"eventName": huge, "s3": {"object": {}}}]}),
+        json.dumps(
+            {
+                "Records": [
+                    {
+                        "eventName": "ObjectCreated:Put",
+                        "s3": {"object": {"key": "%FF" + huge[:900]}},
+                    }
+                ]
+            }
+        ),
+    ):
         with pytest.raises(MessageError) as err:
             parse_message(message.encode())
         assert len(str(err.value)) < 600
@@ -454,5 +589,6 @@ def test_nul_and_control_characters_are_legal_in_keys():
     # S3 keys are any UTF-8; whether a store takes "\x00" is the store's business (moto and
     # AWS do), so the parser passes them on unchanged.
     assert parse_message(b"a\x00b").items == (WorkItem("copy", "a\x00b"),)
-    assert parse_message(one_record(s3={"object": {"key": "a%00b%01"}})).items[0].key == \
-        "a\x00b\x01"
+    assert (
+        parse_message(one_record(s3={"object": {"key": "a%00b%01"}})).items[0].key == "a\x00b\x01"
+    )

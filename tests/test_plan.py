@@ -8,16 +8,33 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from s3s3.endpoint import ObjectInfo
-from s3s3.plan import (Action, KeyFilter, ListingOrderError, Row, Side, Strategy, Verdict,
-                       decide, merge, plan_keys, reason)
+from s3s3.plan import (
+    Action,
+    KeyFilter,
+    ListingOrderError,
+    Row,
+    Side,
+    Strategy,
+    Verdict,
+    decide,
+    merge,
+    plan_keys,
+    reason,
+)
 
 MD5_A = "0cc175b9c0f1b6a831c399e269772661"
 MD5_B = "92eb5ffee6ae2fec3ad71c777531578f"
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def info(key: str, size: int = 1, etag: str = MD5_A, *, md5: str | None = None,
-         at: datetime | None = None) -> ObjectInfo:
+def info(
+    key: str,
+    size: int = 1,
+    etag: str = MD5_A,
+    *,
+    md5: str | None = None,
+    at: datetime | None = None,
+) -> ObjectInfo:
     return ObjectInfo(key=key, size=size, etag=etag, last_modified=at or T0, md5=md5)
 
 
@@ -41,8 +58,12 @@ def utf16_sorted(keys):
 def test_merge_splits_source_only_destination_only_and_both():
     rows = list(merge(infos("a", "b", "d"), [infos("b", "c", "d", "e")]))
     assert [(r.key, r.side()) for r in rows] == [
-        ("a", Side.SOURCE_ONLY), ("b", Side.BOTH), ("c", Side.DESTINATION_ONLY),
-        ("d", Side.BOTH), ("e", Side.DESTINATION_ONLY)]
+        ("a", Side.SOURCE_ONLY),
+        ("b", Side.BOTH),
+        ("c", Side.DESTINATION_ONLY),
+        ("d", Side.BOTH),
+        ("e", Side.DESTINATION_ONLY),
+    ]
     both = rows[1]
     assert both.src.key == "b" and both.dsts[0].key == "b"
 
@@ -57,8 +78,11 @@ def test_merge_with_two_destinations_gives_one_row_per_key_in_order():
     rows = list(merge(infos("b", "d"), [infos("a", "b"), infos("b", "c", "d")]))
     assert [r.key for r in rows] == ["a", "b", "c", "d"]
     assert [(r.side(0), r.side(1)) for r in rows] == [
-        (Side.DESTINATION_ONLY, Side.NEITHER), (Side.BOTH, Side.BOTH),
-        (Side.NEITHER, Side.DESTINATION_ONLY), (Side.SOURCE_ONLY, Side.BOTH)]
+        (Side.DESTINATION_ONLY, Side.NEITHER),
+        (Side.BOTH, Side.BOTH),
+        (Side.NEITHER, Side.DESTINATION_ONLY),
+        (Side.SOURCE_ONLY, Side.BOTH),
+    ]
 
 
 def test_merge_consumes_iterators_lazily():
@@ -78,8 +102,24 @@ def test_merge_consumes_iterators_lazily():
 
 # Keys whose order differs between UTF-8 bytes (S3) and UTF-16 code units, and keys
 # around the punctuation that sorts before '/'.
-TRICKY = ["a", "a-b", "a/b", "a.b", "a\x7f", "a\u00e9", "a\u4e2d", "a\ud7ff", "a\ue000",
-          "a\uffff", "a\U0001f600", "a\U0010ffff", "z", "Z", "\u00e9t\u00e9", "e\u0301"]
+TRICKY = [
+    "a",
+    "a-b",
+    "a/b",
+    "a.b",
+    "a\x7f",
+    "a\u00e9",
+    "a\u4e2d",
+    "a\ud7ff",
+    "a\ue000",
+    "a\uffff",
+    "a\U0001f600",
+    "a\U0010ffff",
+    "z",
+    "Z",
+    "\u00e9t\u00e9",
+    "e\u0301",
+]
 
 
 def test_python_string_order_is_utf8_byte_order():
@@ -118,7 +158,8 @@ def test_a_source_listing_out_of_order_is_refused():
     assert caught.value.side == 0
     assert str(caught.value) == (
         "the source listing is not in UTF-8 byte order: 'b' came after 'c'; a merge of "
-        "unordered listings would copy and delete the wrong keys")
+        "unordered listings would copy and delete the wrong keys"
+    )
 
 
 def test_a_repeated_key_is_refused():
@@ -129,31 +170,42 @@ def test_a_repeated_key_is_refused():
 # --------------------------------------------------------------------------- filters
 
 
-@pytest.mark.parametrize("include, exclude, key, kept", [
-    ((), (), "anything", True),
-    (("*.jpg",), (), "photos/a.jpg", True),
-    (("*.jpg",), (), "photos/a.png", False),
-    (("logs/*",), (), "logs/2024/01/x", True),  # '*' crosses '/'
-    (("logs/*",), (), "other/logs/x", False),
-    (("*.jpg", "*.png"), (), "a.png", True),
-    ((), ("tmp/*",), "tmp/x", False),
-    ((), ("tmp/*",), "data/tmp/x", True),  # patterns match the whole key
-    (("*.jpg",), ("private/*",), "private/a.jpg", False),
-    (("*.JPG",), (), "a.jpg", False),  # case-sensitive, as S3 keys are
-    (("file?.txt",), (), "file1.txt", True),
-    (("file[0-9].txt",), (), "filex.txt", False),
-    (("a\U0001f600*",), (), "a\U0001f600b", True),
-])
+@pytest.mark.parametrize(
+    "include, exclude, key, kept",
+    [
+        ((), (), "anything", True),
+        (("*.jpg",), (), "photos/a.jpg", True),
+        (("*.jpg",), (), "photos/a.png", False),
+        (("logs/*",), (), "logs/2024/01/x", True),  # '*' crosses '/'
+        (("logs/*",), (), "other/logs/x", False),
+        (("*.jpg", "*.png"), (), "a.png", True),
+        ((), ("tmp/*",), "tmp/x", False),
+        ((), ("tmp/*",), "data/tmp/x", True),  # patterns match the whole key
+        (("*.jpg",), ("private/*",), "private/a.jpg", False),
+        (("*.JPG",), (), "a.jpg", False),  # case-sensitive, as S3 keys are
+        (("file?.txt",), (), "file1.txt", True),
+        (("file[0-9].txt",), (), "filex.txt", False),
+        (("a\U0001f600*",), (), "a\U0001f600b", True),
+    ],
+)
 def test_key_filter(include, exclude, key, kept):
     assert KeyFilter(include, exclude)(key) is kept
 
 
 def test_filtered_keys_are_neither_copied_nor_deleted():
-    plans = list(plan_keys(infos("a.jpg", "b.txt"), [infos("c.jpg", "d.txt")],
-                           strategies=[Strategy()], delete=True,
-                           key_filter=KeyFilter(include=["*.jpg"])))
+    plans = list(
+        plan_keys(
+            infos("a.jpg", "b.txt"),
+            [infos("c.jpg", "d.txt")],
+            strategies=[Strategy()],
+            delete=True,
+            key_filter=KeyFilter(include=["*.jpg"]),
+        )
+    )
     assert [(p.key, p.actions) for p in plans] == [
-        ("a.jpg", (Action.COPY,)), ("c.jpg", (Action.DELETE,))]
+        ("a.jpg", (Action.COPY,)),
+        ("c.jpg", (Action.DELETE,)),
+    ]
 
 
 # --------------------------------------------------------------------------- strategies
@@ -171,25 +223,43 @@ def test_decide_truth_table():
         (info("k", 1, MD5_A), info("k", 1, MD5_B), False, False, Verdict.COPY),
         (info("k", 1, multipart), info("k", 1, multipart), False, True, Verdict.SKIP),
         (info("k", 1, multipart), info("k", 1, MD5_A), False, True, Verdict.HASH),
-        (info("k", 1, multipart, at=older), info("k", 1, "x-2", at=newer), False, False,
-         Verdict.SKIP),
-        (info("k", 1, multipart, at=newer), info("k", 1, "x-2", at=older), False, False,
-         Verdict.COPY),
+        (
+            info("k", 1, multipart, at=older),
+            info("k", 1, "x-2", at=newer),
+            False,
+            False,
+            Verdict.SKIP,
+        ),
+        (
+            info("k", 1, multipart, at=newer),
+            info("k", 1, "x-2", at=older),
+            False,
+            False,
+            Verdict.COPY,
+        ),
         # s3s3-md5 metadata counts as the md5 of a multipart object
         (info("k", 1, multipart, md5=MD5_A), info("k", 1, MD5_A), False, True, Verdict.SKIP),
         (info("k", 1, multipart, md5=MD5_B), info("k", 1, MD5_A), False, True, Verdict.COPY),
     ]
     for src, dst, size_only, verify_md5, expected in cases:
-        assert decide(src, dst, size_only=size_only, verify_md5=verify_md5) is expected, \
-            (src, dst, size_only, verify_md5)
+        assert decide(src, dst, size_only=size_only, verify_md5=verify_md5) is expected, (
+            src,
+            dst,
+            size_only,
+            verify_md5,
+        )
 
 
 def test_plan_keys_actions_per_destination():
     src = [info("changed", etag=MD5_B), info("multi", 5, "ab-2"), info("new"), info("same")]
     dst1 = [info("changed"), info("extra"), info("multi", 5, "cd-2"), info("same")]
     dst2 = [info("multi", 5, "cd-2"), info("same")]
-    plans = {p.key: p.actions for p in plan_keys(
-        src, [dst1, dst2], strategies=[Strategy(verify_md5=True), Strategy(size_only=True)])}
+    plans = {
+        p.key: p.actions
+        for p in plan_keys(
+            src, [dst1, dst2], strategies=[Strategy(verify_md5=True), Strategy(size_only=True)]
+        )
+    }
     assert plans == {
         "changed": (Action.COPY, Action.COPY),
         "extra": (Action.KEEP, None),
@@ -214,9 +284,11 @@ def test_reasons_for_the_dry_run():
     assert reason(Action.COPY, info("k", 3), None) == "new, 3 bytes"
     assert reason(Action.COPY, info("k", 3), info("k", 4)) == "size differs src(3) vs dst(4)"
     assert reason(Action.COPY, info("k", 1, MD5_A), info("k", 1, MD5_B)) == (
-        f"md5 differs src({MD5_A}) vs dst({MD5_B})")
+        f"md5 differs src({MD5_A}) vs dst({MD5_B})"
+    )
     assert reason(Action.COPY, info("k", 1, "a-2"), info("k", 1, "b-2")) == (
-        "destination older than source (size + mtime)")
+        "destination older than source (size + mtime)"
+    )
     assert reason(Action.DELETE, None, info("k")) == "not in the source"
 
 

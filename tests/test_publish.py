@@ -9,7 +9,6 @@ import sys
 import threading
 
 import redis
-
 from conftest import ROOT
 from test_listener_support import ListenerProcess, names, wait_until  # noqa: F401
 
@@ -34,9 +33,14 @@ def ini(tmp_path, names, redis_url, mode="stream"):
 
 
 def publish(path, *args, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", "s3s3.scripts.publish", "--config", str(path),
-                           *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "s3s3.scripts.publish", "--config", str(path), *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_stream_mode_keys_from_arguments_and_stdin(tmp_path, names, redis_url):
@@ -47,9 +51,12 @@ def test_stream_mode_keys_from_arguments_and_stdin(tmp_path, names, redis_url):
     assert second.returncode == 0, second.stderr
     r = redis.Redis.from_url(redis_url)
     assert [f for _, f in r.xrange(names.stream)] == [
-        {b"key": b"a/1", b"op": b"copy"}, {b"key": b"{}", b"op": b"copy"},
+        {b"key": b"a/1", b"op": b"copy"},
+        {b"key": b"{}", b"op": b"copy"},
         {b"key": b"with space ", b"op": b"copy"},
-        {b"key": b"b/2", b"op": b"delete"}, {b"key": b"b/3", b"op": b"delete"}]
+        {b"key": b"b/2", b"op": b"delete"},
+        {b"key": b"b/3", b"op": b"delete"},
+    ]
     assert f"announced 3 keys on {names.stream}" in first.stderr
 
 
@@ -84,8 +91,7 @@ def test_pubsub_mode_warns_when_nobody_listens(tmp_path, names, redis_url):
 
 def test_unreachable_redis_is_exit_2(tmp_path, names):
     path = tmp_path / "s3s3.ini"
-    path.write_text(INI.format(url="redis://127.0.0.1:9/0", channel=names.channel,
-                               mode="stream"))
+    path.write_text(INI.format(url="redis://127.0.0.1:9/0", channel=names.channel, mode="stream"))
     result = publish(path, "k")
     assert result.returncode == 2
     assert "Redis at redis://127.0.0.1:9/0: ConnectionError" in result.stderr
@@ -93,17 +99,22 @@ def test_unreachable_redis_is_exit_2(tmp_path, names):
 
 def test_bridge_moves_published_messages_into_the_stream(tmp_path, names, redis_url):
     path = ini(tmp_path, names, redis_url)
-    bridge = ListenerProcess(path, tmp_path / "bridge.log", args=("--bridge",),
-                             module="s3s3.scripts.publish").start(ready="bridging channel")
+    bridge = ListenerProcess(
+        path, tmp_path / "bridge.log", args=("--bridge",), module="s3s3.scripts.publish"
+    ).start(ready="bridging channel")
     try:
         r = redis.Redis.from_url(redis_url)
-        event = json.dumps({"Records": [{"eventName": "ObjectCreated:Put",
-                                         "s3": {"object": {"key": "a+b"}}}]})
+        event = json.dumps(
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "a+b"}}}]}
+        )
         for message in (b"plain/key", event.encode(), b"\xff"):
             assert r.publish(names.channel, message) == 1
         wait_until(lambda: r.xlen(names.stream) == 3, 15, what="three bridged entries")
         assert [f for _, f in r.xrange(names.stream)] == [
-            {b"message": b"plain/key"}, {b"message": event.encode()}, {b"message": b"\xff"}]
+            {b"message": b"plain/key"},
+            {b"message": event.encode()},
+            {b"message": b"\xff"},
+        ]
         bridge.signal(signal.SIGTERM)
         assert bridge.wait() == 0
         assert "bridge stopped: 3 messages added" in bridge.output()
@@ -116,16 +127,22 @@ def test_publish_keys_function_in_both_modes(names, redis_url):
     from s3s3.sources import publish_keys
 
     r = redis.Redis.from_url(redis_url)
-    cfg = RedisConfig(url=redis_url, channel=names.channel, mode="stream", stream=names.stream,
-                      dead_letter_stream=names.dead)
+    cfg = RedisConfig(
+        url=redis_url,
+        channel=names.channel,
+        mode="stream",
+        stream=names.stream,
+        dead_letter_stream=names.dead,
+    )
     assert publish_keys(r, cfg, iter(["x", "y"])) == 2
     assert r.xlen(names.stream) == 2
     received = []
     sub = r.pubsub()
     sub.subscribe(names.channel)
     sub.get_message(timeout=5)
-    thread = threading.Thread(target=lambda: received.extend(
-        sub.get_message(timeout=5)["data"] for _ in range(1)))
+    thread = threading.Thread(
+        target=lambda: received.extend(sub.get_message(timeout=5)["data"] for _ in range(1))
+    )
     thread.start()
     assert publish_keys(r, cfg, ["z"], mode="pubsub") == 1
     thread.join(10)

@@ -24,17 +24,32 @@ from s3s3 import config as s3s3_config
 from s3s3 import rawhttp, signing
 from s3s3.config import EndpointConfig
 from s3s3.endpoint import Endpoint, build_client
-from s3s3.errors import (ConfigError, EndpointError, FatalEndpointError, ResponseError,
-                         SourceKeyMissing, TransientEndpointError)
+from s3s3.errors import (
+    ConfigError,
+    EndpointError,
+    FatalEndpointError,
+    ResponseError,
+    SourceKeyMissing,
+    TransientEndpointError,
+)
 from s3s3.listing import list_objects
 from s3s3.transfer import copy_object
 from tests.conftest import endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
 
 ODD_KEYS = [
-    "plain", "with space", "plus+sign", "per%25cent%", "ünïcödé/日本語/😀", "/leading",
-    "repeated//slashes///x", "trailing/", "?query&amp=1#frag", "tilde~and*star'(paren)",
-    "k" * 1024, ("ü" * 511) + "k",
+    "plain",
+    "with space",
+    "plus+sign",
+    "per%25cent%",
+    "ünïcödé/日本語/😀",
+    "/leading",
+    "repeated//slashes///x",
+    "trailing/",
+    "?query&amp=1#frag",
+    "tilde~and*star'(paren)",
+    "k" * 1024,
+    ("ü" * 511) + "k",
 ]
 
 
@@ -63,19 +78,37 @@ def read_all(resp: dict) -> bytes:
 # ------------------------------------------------------------------ pure parts
 
 
-@pytest.mark.parametrize("value", [
-    "obj%2F000001", "a+b", "a%2Bb+c", "%C3%BC%2F%E6%97%A5", "%E2%82", "x%zz%", "%", "",
-    "plain", "ünï+%20x", "%f0%9f%98%80", "100%25+sure%21",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "obj%2F000001",
+        "a+b",
+        "a%2Bb+c",
+        "%C3%BC%2F%E6%97%A5",
+        "%E2%82",
+        "x%zz%",
+        "%",
+        "",
+        "plain",
+        "ünï+%20x",
+        "%f0%9f%98%80",
+        "100%25+sure%21",
+    ],
+)
 def test_unquote_key_is_unquote_plus(value):
     assert rawhttp.unquote_key(value) == unquote_plus(value)
 
 
-@pytest.mark.parametrize("scheme, host, port, expected", [
-    ("http", "127.0.0.1", 80, "127.0.0.1"), ("http", "127.0.0.1", 8080, "127.0.0.1:8080"),
-    ("https", "S3.Example.COM", 443, "s3.example.com"), ("https", "::1", 8443, "[::1]:8443"),
-    ("https", "h", None, "h"),
-])
+@pytest.mark.parametrize(
+    "scheme, host, port, expected",
+    [
+        ("http", "127.0.0.1", 80, "127.0.0.1"),
+        ("http", "127.0.0.1", 8080, "127.0.0.1:8080"),
+        ("https", "S3.Example.COM", 443, "s3.example.com"),
+        ("https", "::1", 8443, "[::1]:8443"),
+        ("https", "h", None, "h"),
+    ],
+)
 def test_host_header_is_the_one_botocore_signs(scheme, host, port, expected):
     assert rawhttp.host_header(scheme, host, port) == expected
 
@@ -103,8 +136,11 @@ LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 def answering_client(body: bytes):
     """A botocore client that gets ``body`` as the answer to any request, without a server."""
-    client = build_client(EndpointConfig(name="x", bucket="b", endpoint_url="http://x.invalid",
-                                         access_key="a", secret_key="s"))
+    client = build_client(
+        EndpointConfig(
+            name="x", bucket="b", endpoint_url="http://x.invalid", access_key="a", secret_key="s"
+        )
+    )
 
     def answer(request, **_):
         raw = type("Raw", (), {"stream": lambda self, **kw: iter([body])})()
@@ -127,7 +163,7 @@ def test_listing_page_parses_and_decodes_like_botocore():
     for field in ("IsTruncated", "KeyCount", "NextContinuationToken", "Prefix", "Name"):
         assert ours[field] == theirs[field], field
     assert len(ours["Contents"]) == len(theirs["Contents"]) == 2
-    for mine, boto in zip(ours["Contents"], theirs["Contents"]):
+    for mine, boto in zip(ours["Contents"], theirs["Contents"], strict=True):
         for field in ("Key", "Size", "ETag", "LastModified"):
             assert mine[field] == boto[field], field
     assert ours["Contents"][0]["Key"] == "a/b c+ü"
@@ -136,31 +172,37 @@ def test_listing_page_parses_and_decodes_like_botocore():
 def test_listing_without_encoding_type_is_left_as_sent():
     page = LISTING.replace(b"<EncodingType>url</EncodingType>", b"")
     ours = rawhttp.parse_listing(page)
-    assert [c["Key"] for c in ours["Contents"]] == \
-        [c["Key"] for c in botocore_parsed("ListObjects", page)["Contents"]]
+    assert [c["Key"] for c in ours["Contents"]] == [
+        c["Key"] for c in botocore_parsed("ListObjects", page)["Contents"]
+    ]
 
 
 def uploads_page(keys: list[str], *, encoded: bool = False) -> bytes:
     """A ListMultipartUploadsResult listing ``keys``: plain (XML-escaped), as both clients
     ask for it, or url-encoded and saying so, as AWS answers encoding-type=url."""
+
     def text(value: str) -> str:
         value = quote(value.encode("utf-8"), safe="/") if encoded else value
         return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
     uploads = "".join(
         f"<Upload><Key>{text(key)}</Key><UploadId>2~id{i}+/=</UploadId>"
         f"<Initiator><ID>s3s3-user</ID><DisplayName>S3S3 User</DisplayName></Initiator>"
         f"<Owner><ID>owner</ID></Owner><StorageClass>STANDARD</StorageClass>"
         f"<Initiated>2024-01-31T12:00:0{i}.123Z</Initiated></Upload>"
-        for i, key in enumerate(keys))
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-            f"<Bucket>b</Bucket><KeyMarker>{text('k m+é')}</KeyMarker>"
-            f"<UploadIdMarker>2~m</UploadIdMarker><NextKeyMarker>{text(keys[-1])}"
-            f"</NextKeyMarker><NextUploadIdMarker>2~id{len(keys) - 1}+/=</NextUploadIdMarker>"
-            f"<Prefix>{text('p q/')}</Prefix><MaxUploads>2</MaxUploads>"
-            + ("<EncodingType>url</EncodingType>" if encoded else "")
-            + f"<IsTruncated>true</IsTruncated>{uploads}"
-            f"</ListMultipartUploadsResult>").encode("utf-8")
+        for i, key in enumerate(keys)
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Bucket>b</Bucket><KeyMarker>{text('k m+é')}</KeyMarker>"
+        f"<UploadIdMarker>2~m</UploadIdMarker><NextKeyMarker>{text(keys[-1])}"
+        f"</NextKeyMarker><NextUploadIdMarker>2~id{len(keys) - 1}+/=</NextUploadIdMarker>"
+        f"<Prefix>{text('p q/')}</Prefix><MaxUploads>2</MaxUploads>"
+        + ("<EncodingType>url</EncodingType>" if encoded else "")
+        + f"<IsTruncated>true</IsTruncated>{uploads}"
+        f"</ListMultipartUploadsResult>"
+    ).encode("utf-8")
 
 
 def botocore_uploads(body: bytes) -> dict:
@@ -170,8 +212,13 @@ def botocore_uploads(body: bytes) -> dict:
     return out
 
 
-UPLOAD_KEYS = ["p q/with space", "p q/plus+sign", "p q/per%25cent%", "p q/ünï/日本/😀",
-               "p q/a&b<c>d"]
+UPLOAD_KEYS = [
+    "p q/with space",
+    "p q/plus+sign",
+    "p q/per%25cent%",
+    "p q/ünï/日本/😀",
+    "p q/a&b<c>d",
+]
 
 
 def test_upload_listing_parses_like_botocore():
@@ -182,7 +229,8 @@ def test_upload_listing_parses_like_botocore():
     assert ours == botocore_uploads(page)
     assert [u["Key"] for u in ours["Uploads"]] == UPLOAD_KEYS
     assert ours["Uploads"][0]["Initiated"] == datetime.datetime(
-        2024, 1, 31, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+        2024, 1, 31, 12, 0, 0, 123000, tzinfo=datetime.timezone.utc
+    )
     assert ours["Uploads"][0]["Initiator"] == {"ID": "s3s3-user", "DisplayName": "S3S3 User"}
     assert ours["NextKeyMarker"] == UPLOAD_KEYS[-1] and ours["KeyMarker"] == "k m+é"
     assert ours["MaxUploads"] == 2 and ours["IsTruncated"] is True
@@ -191,12 +239,17 @@ def test_upload_listing_parses_like_botocore():
     assert rawhttp.parse_uploads(encoded)["Uploads"][0]["Key"] == "a%2520b%2Bc"
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"<ListMultipartUploadsResult>", b"not xml",
-    b"<ListMultipartUploadsResult><MaxUploads>many</MaxUploads></ListMultipartUploadsResult>",
-    b"<R><Upload><Initiated>yesterday</Initiated></Upload></R>",
-    b'<?xml version="1.0" encoding="nope"?><R/>',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<ListMultipartUploadsResult>",
+        b"not xml",
+        b"<ListMultipartUploadsResult><MaxUploads>many</MaxUploads></ListMultipartUploadsResult>",
+        b"<R><Upload><Initiated>yesterday</Initiated></Upload></R>",
+        b'<?xml version="1.0" encoding="nope"?><R/>',
+    ],
+)
 def test_unreadable_upload_listing_is_a_response_error(body):
     with pytest.raises(ResponseError, match="unreadable upload listing"):
         rawhttp.parse_uploads(body)
@@ -208,8 +261,11 @@ def test_an_unreadable_upload_listing_is_a_transient_xml_parse_error():
     body = b"<ListMultipartUploadsResult><IsTruncated>"
 
     def garbled(n):
-        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)), True
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        ), True
+
     server = ScriptedServer(garbled)
     try:
         ep = scripted_endpoint(server, max_attempts=1)
@@ -225,41 +281,63 @@ def test_an_unreadable_upload_listing_is_a_transient_xml_parse_error():
 def test_upload_listing_is_sent_as_botocore_sends_it_and_signed_alike(monkeypatch, style):
     """SigV4: the URL botocore sends, and, under a frozen clock, the headers botocore's
     signer gives that URL, byte for byte (``uploads`` has no value)."""
-    cfg = EndpointConfig(name="x", bucket="my-bucket", addressing_style=style,
-                         max_attempts=1, endpoint_url="http://s3.example.test:9000",
-                         access_key="AKID", secret_key="se/cr+et")
+    cfg = EndpointConfig(
+        name="x",
+        bucket="my-bucket",
+        addressing_style=style,
+        max_attempts=1,
+        endpoint_url="http://s3.example.test:9000",
+        access_key="AKID",
+        secret_key="se/cr+et",
+    )
     client = build_client(cfg)
     raw = rawhttp.RawClient(cfg, client)
-    params = {"Prefix": "p q/+é%", "MaxUploads": 2, "KeyMarker": "k m+%",
-              "UploadIdMarker": "2~abc/+="}
+    params = {
+        "Prefix": "p q/+é%",
+        "MaxUploads": 2,
+        "KeyMarker": "k m+%",
+        "UploadIdMarker": "2~abc/+=",
+    }
     theirs = signed_requests(client)
     client.list_multipart_uploads(Bucket="my-bucket", **params)
     client.list_multipart_uploads(Bucket="my-bucket", Prefix="", MaxUploads=1000)
     sent = []
-    monkeypatch.setattr(raw._pool, "exchange", lambda method, target, headers, body: (
-        sent.append((method, raw._origin + target, headers)),
-        (_ for _ in ()).throw(ConnectionRefusedError("not sending")))[1])
+    monkeypatch.setattr(
+        raw._pool,
+        "exchange",
+        lambda method, target, headers, body: (
+            sent.append((method, raw._origin + target, headers)),
+            (_ for _ in ()).throw(ConnectionRefusedError("not sending")),
+        )[1],
+    )
     moment = 1795627805.0  # 2026-11-25 17:30:05 UTC
     monkeypatch.setattr(rawhttp.time, "time", lambda: moment)
     for call_params in (params, {"Prefix": "", "MaxUploads": 1000}):
         with pytest.raises(TransientEndpointError):
             raw.call("ListMultipartUploads", **call_params)
     assert len(sent) == len(theirs) == 2
-    for (method, url, headers), (b_method, b_url, _) in zip(sent, theirs):
+    for (method, url, headers), (b_method, b_url, _) in zip(sent, theirs, strict=True):
         assert method == b_method == "GET"
         assert url.split("?")[0] == b_url.split("?")[0]
         query = url.partition("?")[2].split("&")
         assert query[0] == "uploads" and "encoding-type=url" not in query
         assert sorted(query) == sorted(b_url.partition("?")[2].split("&"))
         request = botocore.awsrequest.AWSRequest(
-            method="GET", url=url, headers={"Host": headers["Host"]})
+            method="GET", url=url, headers={"Host": headers["Host"]}
+        )
         request.context["client_config"] = botocore.config.Config(
-            s3={"payload_signing_enabled": False})
-        monkeypatch.setattr(botocore.auth, "get_current_datetime",
-                            lambda *a, **k: datetime.datetime.fromtimestamp(
-                                moment, datetime.timezone.utc).replace(tzinfo=None))
-        botocore.auth.S3SigV4Auth(client._request_signer._credentials.get_frozen_credentials(),
-                                  "s3", raw._region).add_auth(request)
+            s3={"payload_signing_enabled": False}
+        )
+        monkeypatch.setattr(
+            botocore.auth,
+            "get_current_datetime",
+            lambda *a, **k: datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).replace(
+                tzinfo=None
+            ),
+        )
+        botocore.auth.S3SigV4Auth(
+            client._request_signer._credentials.get_frozen_credentials(), "s3", raw._region
+        ).add_auth(request)
         expected = dict(request.headers.items())
         assert {k: v for k, v in headers.items() if k != "User-Agent"} == expected
 
@@ -267,9 +345,14 @@ def test_upload_listing_is_sent_as_botocore_sends_it_and_signed_alike(monkeypatc
 def test_sigv2_upload_listing_is_left_to_botocore():
     """SigV2 signs the uploads sub-resource, s3s3.signing none: botocore sends it, for this
     call only (the endpoint keeps its lean client)."""
-    cfg = EndpointConfig(name="x", bucket="b", signature_version="s3",
-                         endpoint_url="http://s3.example.test:9000", access_key="a",
-                         secret_key="s")
+    cfg = EndpointConfig(
+        name="x",
+        bucket="b",
+        signature_version="s3",
+        endpoint_url="http://s3.example.test:9000",
+        access_key="a",
+        secret_key="s",
+    )
     raw = rawhttp.RawClient(cfg, build_client(cfg))
     with pytest.raises(rawhttp.NeedsBotocore) as err:
         raw.call("ListMultipartUploads", Prefix="", MaxUploads=10)
@@ -287,34 +370,55 @@ def signed_requests(client, monkeypatch=None) -> list:
         client.meta.events.register_last("before-sign.s3", record)
 
         def answer(request, **_):
-            raw = type("Raw", (), {"stream": lambda self, **kw: iter([
-                b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"])})()
+            raw = type(
+                "Raw",
+                (),
+                {
+                    "stream": lambda self, **kw: iter(
+                        [b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"]
+                    )
+                },
+            )()
             return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
+
         client.meta.events.register("before-send.s3", answer)
     else:  # the lean client: what it sends, and the SigV2 resource it signs; nothing is sent
         resources = []
         sign = client._signer.sign
         if isinstance(client._signer, signing.SigV2Signer):
-            monkeypatch.setattr(client._signer, "sign", lambda creds, method, auth_path, *a, **k: (
-                resources.append(auth_path), sign(creds, method, auth_path, *a, **k))[1])
+            monkeypatch.setattr(
+                client._signer,
+                "sign",
+                lambda creds, method, auth_path, *a, **k: (
+                    resources.append(auth_path),
+                    sign(creds, method, auth_path, *a, **k),
+                )[1],
+            )
 
         def exchange(method, target, headers, body):
-            seen.append((method, client._origin + target,
-                         resources.pop() if resources else None))
+            seen.append((method, client._origin + target, resources.pop() if resources else None))
             raise ConnectionRefusedError("not sending")
+
         monkeypatch.setattr(client._pool, "exchange", exchange)
     return seen
 
 
 @pytest.mark.parametrize("style", ["path", "virtual"])
 @pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
-def test_requests_are_addressed_and_signed_over_what_botocore_signs(monkeypatch, style,
-                                                                     signature_version):
+def test_requests_are_addressed_and_signed_over_what_botocore_signs(
+    monkeypatch, style, signature_version
+):
     """Method, URL and SigV2 resource of each call equal those botocore signs."""
-    cfg = EndpointConfig(name="x", bucket="my-bucket", addressing_style=style,
-                         signature_version=signature_version, max_attempts=1,
-                         endpoint_url="http://s3.example.test:9000", access_key="a",
-                         secret_key="s")
+    cfg = EndpointConfig(
+        name="x",
+        bucket="my-bucket",
+        addressing_style=style,
+        signature_version=signature_version,
+        max_attempts=1,
+        endpoint_url="http://s3.example.test:9000",
+        access_key="a",
+        secret_key="s",
+    )
     client = build_client(cfg)
     raw = rawhttp.RawClient(cfg, client)
     theirs = signed_requests(client)
@@ -324,21 +428,27 @@ def test_requests_are_addressed_and_signed_over_what_botocore_signs(monkeypatch,
     client.list_objects_v2(Bucket="my-bucket", Prefix="p q/+", MaxKeys=1000)
     client.list_objects(Bucket="my-bucket", Prefix="p", MaxKeys=10, Marker="m n")
     ours = signed_requests(raw, monkeypatch)
-    for call in (lambda: raw.head_object(key), lambda: raw.put_object(key, Body=b"x"),
-                 lambda: raw.list_objects_v2(Prefix="p q/+"),
-                 lambda: raw.list_objects(Prefix="p", MaxKeys=10, Marker="m n")):
+    for call in (
+        lambda: raw.head_object(key),
+        lambda: raw.put_object(key, Body=b"x"),
+        lambda: raw.list_objects_v2(Prefix="p q/+"),
+        lambda: raw.list_objects(Prefix="p", MaxKeys=10, Marker="m n"),
+    ):
         with pytest.raises(TransientEndpointError):
             call()
     assert len(ours) == len(theirs) == 4
-    for (method, url, auth_path), (b_method, b_url, b_auth_path) in zip(ours, theirs):
+    for (method, url, auth_path), (b_method, b_url, b_auth_path) in zip(ours, theirs, strict=True):
         assert method == b_method
         assert url.split("?")[0] == b_url.split("?")[0]
         query, b_query = url.partition("?")[2], b_url.partition("?")[2]
         assert sorted(query.split("&")) == sorted(b_query.split("&"))
         if signature_version == "s3":
             assert auth_path == b_auth_path
-    assert ours[0][1].startswith("http://my-bucket.s3.example.test:9000/" if style == "virtual"
-                                 else "http://s3.example.test:9000/my-bucket/")
+    assert ours[0][1].startswith(
+        "http://my-bucket.s3.example.test:9000/"
+        if style == "virtual"
+        else "http://s3.example.test:9000/my-bucket/"
+    )
 
 
 def test_data_path_is_read_and_checked(tmp_path):
@@ -350,13 +460,20 @@ def test_data_path_is_read_and_checked(tmp_path):
     ini.write_text("[source]\nbucket_name = a\n\n[dest]\nbucket_name = b\ndata_path = fast\n")
     with pytest.raises(ConfigError) as err:
         s3s3_config.load(ini, search_path=[])
-    assert str(err.value) == ("value 'fast' for 'data_path' is not one of botocore, raw in "
-                              f"section 'dest' (file: '{ini}')")
+    assert str(err.value) == (
+        "value 'fast' for 'data_path' is not one of botocore, raw in "
+        f"section 'dest' (file: '{ini}')"
+    )
 
 
 def test_no_secret_in_reprs():
-    cfg = EndpointConfig(name="x", bucket="b", endpoint_url="http://127.0.0.1:9",
-                         access_key="AKIDVISIBLE", secret_key="very-secret-value")
+    cfg = EndpointConfig(
+        name="x",
+        bucket="b",
+        endpoint_url="http://127.0.0.1:9",
+        access_key="AKIDVISIBLE",
+        secret_key="very-secret-value",
+    )
     raw = Endpoint(cfg).raw
     assert raw is not None
     for text in (repr(raw), repr(raw._pool), repr(Endpoint(cfg))):
@@ -369,15 +486,32 @@ def test_no_secret_in_reprs():
 def test_object_calls_answer_the_fields_botocore_answers(moto_servers, make_bucket):
     ep, boto = both_paths(make_bucket(moto_servers[0]))
     expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
-    boto.call("PutObject", "img", Body=b"\x89PNG", ContentType="image/png",
-              CacheControl="max-age=60", ContentEncoding="gzip",
-              ContentDisposition='attachment; filename="cat.png"', ContentLanguage="en",
-              Expires=expires, Metadata={"owner": "alice", "x-long": "v" * 500})
+    boto.call(
+        "PutObject",
+        "img",
+        Body=b"\x89PNG",
+        ContentType="image/png",
+        CacheControl="max-age=60",
+        ContentEncoding="gzip",
+        ContentDisposition='attachment; filename="cat.png"',
+        ContentLanguage="en",
+        Expires=expires,
+        Metadata={"owner": "alice", "x-long": "v" * 500},
+    )
     fast, slow = ep.fast_call("GetObject", "img"), boto.call("GetObject", "img")
     assert read_all(fast) == read_all(slow) == b"\x89PNG"
-    for field in ("ContentLength", "ETag", "Metadata", "ContentType", "ContentEncoding",
-                  "ContentDisposition", "ContentLanguage", "CacheControl", "ExpiresString",
-                  "LastModified"):
+    for field in (
+        "ContentLength",
+        "ETag",
+        "Metadata",
+        "ContentType",
+        "ContentEncoding",
+        "ContentDisposition",
+        "ContentLanguage",
+        "CacheControl",
+        "ExpiresString",
+        "LastModified",
+    ):
         assert fast[field] == slow[field], field
     head = ep.fast_call("HeadObject", "img")
     assert head["ContentLength"] == 4 and head["Metadata"] == slow["Metadata"]
@@ -388,9 +522,17 @@ def test_put_sends_body_md5_metadata_and_carried_headers(moto_servers, make_buck
     ep, boto = both_paths(make_bucket(moto_servers[0]))
     data = b"payload" * 100
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-    resp = ep.fast_call("PutObject", "k", Body=data, ContentLength=len(data), ContentMD5=md5,
-                        ContentType="text/plain", CacheControl="no-cache",
-                        Expires="Wed, 02 Jan 2030 03:04:05 GMT", Metadata={"owner": "bob"})
+    resp = ep.fast_call(
+        "PutObject",
+        "k",
+        Body=data,
+        ContentLength=len(data),
+        ContentMD5=md5,
+        ContentType="text/plain",
+        CacheControl="no-cache",
+        Expires="Wed, 02 Jan 2030 03:04:05 GMT",
+        Metadata={"owner": "bob"},
+    )
     assert resp["ETag"].strip('"') == hashlib.md5(data).hexdigest()
     head = boto.call("HeadObject", "k")
     assert head["ContentType"] == "text/plain" and head["CacheControl"] == "no-cache"
@@ -402,8 +544,9 @@ def test_put_sends_body_md5_metadata_and_carried_headers(moto_servers, make_buck
 def test_other_calls_go_to_botocore(moto_servers, make_bucket):
     ep = make_bucket(moto_servers[0])
     sent = []
-    ep.client.meta.events.register("before-send.s3", lambda request, **_: sent.append(
-        request.method))
+    ep.client.meta.events.register(
+        "before-send.s3", lambda request, **_: sent.append(request.method)
+    )
     ep.fast_call("PutObject", "k", Body=b"x")
     ep.fast_call("GetObject", "k")["Body"].close()
     assert sent == []
@@ -443,8 +586,11 @@ def test_5xx_is_retried_then_given_up_with_the_last_error(moto_servers, make_buc
     ep = make_bucket(moto_servers[0])
     ep.fast_call("PutObject", "k", Body=b"data")
     with FaultProxy(ep.cfg.endpoint_url) as proxy:
-        flaky = Endpoint(endpoint_config(moto_servers[0], ep.bucket, name="p", max_attempts=3,
-                                         endpoint_url=proxy.url))
+        flaky = Endpoint(
+            endpoint_config(
+                moto_servers[0], ep.bucket, name="p", max_attempts=3, endpoint_url=proxy.url
+            )
+        )
         proxy.fail_next = 2
         assert read_all(flaky.fast_call("GetObject", "k")) == b"data"
         proxy.fail_next = 2
@@ -463,8 +609,15 @@ def test_5xx_is_retried_then_given_up_with_the_last_error(moto_servers, make_buc
 def test_connection_refused_is_transient(moto_servers):
     from servers._common import free_port
 
-    ep = Endpoint(endpoint_config(moto_servers[0], "b", name="dest", max_attempts=2,
-                                  endpoint_url=f"http://127.0.0.1:{free_port()}"))
+    ep = Endpoint(
+        endpoint_config(
+            moto_servers[0],
+            "b",
+            name="dest",
+            max_attempts=2,
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+        )
+    )
     with pytest.raises(TransientEndpointError, match="ConnectionRefusedError") as err:
         ep.head("k")
     assert err.value.code == "connection"
@@ -564,13 +717,22 @@ class ScriptedServer:
 
 
 def ok_head(n):
-    return (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: \"5d41402abc4b2a76b9719d911017c592"
-            b"\"\r\n\r\n"), False  # closes every connection after answering, unannounced
+    return (
+        b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: "5d41402abc4b2a76b9719d911017c592"\r\n\r\n'
+    ), False  # closes every connection after answering, unannounced
 
 
 def scripted_endpoint(server: ScriptedServer, **overrides) -> Endpoint:
-    return Endpoint(EndpointConfig(name="s", bucket="b", endpoint_url=server.url,
-                                   access_key="a", secret_key="s", **overrides))
+    return Endpoint(
+        EndpointConfig(
+            name="s",
+            bucket="b",
+            endpoint_url=server.url,
+            access_key="a",
+            secret_key="s",
+            **overrides,
+        )
+    )
 
 
 def test_a_kept_connection_the_server_closed_is_replaced():
@@ -609,6 +771,7 @@ def test_read_timeout_is_transient():
 def test_short_body_is_transient():
     def short(n):
         return b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", False
+
     server = ScriptedServer(short)
     try:
         ep = scripted_endpoint(server, max_attempts=1)
@@ -626,14 +789,19 @@ def test_short_body_is_transient():
 def test_a_redirect_hands_the_endpoint_to_botocore():
     """An AWS bucket in another region answers 301: botocore's redirect handling takes over
     (here the server answers botocore's retry)."""
-    body = (b"<Error><Code>PermanentRedirect</Code><Message>elsewhere</Message>"
-            b"<Endpoint>b.s3.example</Endpoint></Error>")
+    body = (
+        b"<Error><Code>PermanentRedirect</Code><Message>elsewhere</Message>"
+        b"<Endpoint>b.s3.example</Endpoint></Error>"
+    )
 
     def redirect_once(n):
         if n == 1:
-            return (b"HTTP/1.1 301 Moved Permanently\r\nContent-Type: application/xml\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)), True
+            return (
+                b"HTTP/1.1 301 Moved Permanently\r\nContent-Type: application/xml\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            ), True
         return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", True
+
     server = ScriptedServer(redirect_once)
     try:
         ep = scripted_endpoint(server, max_attempts=1)
@@ -662,8 +830,15 @@ def test_odd_keys_and_metadata_signed_and_read_back_on_ceph(ceph_pair):
     for key in ODD_KEYS:
         data = key.encode() * 3
         md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-        ep.fast_call("PutObject", key, Body=data, ContentMD5=md5, ContentType="image/png",
-                     CacheControl="max-age=60", Metadata={"owner": "alice", "n": "1"})
+        ep.fast_call(
+            "PutObject",
+            key,
+            Body=data,
+            ContentMD5=md5,
+            ContentType="image/png",
+            CacheControl="max-age=60",
+            Metadata={"owner": "alice", "n": "1"},
+        )
         got = ep.fast_call("GetObject", key)
         assert read_all(got) == data, key
         assert got["Metadata"] == {"owner": "alice", "n": "1"}
@@ -677,8 +852,12 @@ def test_odd_keys_and_metadata_signed_and_read_back_on_ceph(ceph_pair):
 def test_wrong_content_md5_is_refused_on_ceph(ceph_pair):
     ep, _ = ceph_pair
     with pytest.raises(EndpointError, match="BadDigest"):
-        ep.fast_call("PutObject", "k", Body=b"x",
-                     ContentMD5=base64.b64encode(hashlib.md5(b"y").digest()).decode())
+        ep.fast_call(
+            "PutObject",
+            "k",
+            Body=b"x",
+            ContentMD5=base64.b64encode(hashlib.md5(b"y").digest()).decode(),
+        )
 
 
 @pytest.mark.interop
@@ -687,8 +866,15 @@ def test_bad_secret_is_fatal_on_ceph(ceph, signature_version):
     bucket = unique_bucket("cred")
     raw_client(ceph).create_bucket(Bucket=bucket)
     raw_client(ceph).put_object(Bucket=bucket, Key="k", Body=b"x")
-    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", secret_key="wrong-secret",
-                                  signature_version=signature_version))
+    ep = Endpoint(
+        endpoint_config(
+            ceph,
+            bucket,
+            name="ceph",
+            secret_key="wrong-secret",
+            signature_version=signature_version,
+        )
+    )
     for op, params in (("GetObject", {}), ("PutObject", {"Body": b"x"})):
         with pytest.raises(FatalEndpointError, match="SignatureDoesNotMatch") as err:
             ep.fast_call(op, "k", **params)
@@ -704,9 +890,16 @@ def test_bad_secret_is_fatal_on_ceph(ceph, signature_version):
 def test_https_with_ca_bundle_on_ceph(ceph, signature_version):
     bucket = unique_bucket("tls")
     raw_client(ceph).create_bucket(Bucket=bucket)
-    ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", endpoint_url=ceph["https_url"],
-                                  ca_bundle=ceph["ca_bundle"],
-                                  signature_version=signature_version))
+    ep = Endpoint(
+        endpoint_config(
+            ceph,
+            bucket,
+            name="ceph",
+            endpoint_url=ceph["https_url"],
+            ca_bundle=ceph["ca_bundle"],
+            signature_version=signature_version,
+        )
+    )
     ep.fast_call("PutObject", "a b+c", Body=b"secure", Metadata={"m": "1"})
     assert read_all(ep.fast_call("GetObject", "a b+c")) == b"secure"
     assert [o.key for o in list_objects(ep)] == ["a b+c"]
@@ -715,8 +908,9 @@ def test_https_with_ca_bundle_on_ceph(ceph, signature_version):
 
 @pytest.mark.interop
 def test_tls_without_the_ca_is_fatal_on_ceph(ceph):
-    ep = Endpoint(endpoint_config(ceph, "b", name="ceph", endpoint_url=ceph["https_url"],
-                                  max_attempts=1))
+    ep = Endpoint(
+        endpoint_config(ceph, "b", name="ceph", endpoint_url=ceph["https_url"], max_attempts=1)
+    )
     with pytest.raises(FatalEndpointError, match="TLS failed"):
         ep.head("k")
 
@@ -724,8 +918,10 @@ def test_tls_without_the_ca_is_fatal_on_ceph(ceph):
 @pytest.mark.interop
 def test_listing_over_1000_odd_keys_matches_botocore_on_ceph(ceph_pair):
     ep, _ = ceph_pair
-    keys = [f"d{i % 3}/{'ü' if i % 5 == 0 else ''}{i:05d}{' +%' if i % 7 == 0 else ''}"
-            for i in range(1100)] + ODD_KEYS
+    keys = [
+        f"d{i % 3}/{'ü' if i % 5 == 0 else ''}{i:05d}{' +%' if i % 7 == 0 else ''}"
+        for i in range(1100)
+    ] + ODD_KEYS
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: ep.fast_call("PutObject", k, Body=b"x"), keys))
     for version in (1, 2):

@@ -12,38 +12,56 @@ from s3s3.redact import RedactingFilter, redact, redact_url, url_secrets
 from s3s3.sources.link import RedisLink, refused
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("redis://user:pw@h:6379/0", "redis://user:***@h:6379/0"),
-    ("redis://:pw@h/0", "redis://:***@h/0"),
-    ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is not a secret
-    ("redis://h:6379/0?password=pw&db=1", "redis://h:6379/0?password=***&db=1"),
-    ("redis://h/0?PASSWORD=pw", "redis://h/0?PASSWORD=***"),
-    ("rediss://u:p%40ss@h/0?ssl_password=kp", "rediss://u:***@h/0?ssl_password=***"),
-    ("https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-     "&X-Amz-Credential=AKID%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
-     "&X-Amz-Signature=abcdef&X-Amz-Security-Token=tok&X-Amz-Expires=60",
-     "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***"
-     "&X-Amz-Signature=***&X-Amz-Security-Token=***&X-Amz-Expires=60"),
-    ("http://h/k?AWSAccessKeyId=AKID&Signature=sig&Expires=1",
-     "http://h/k?AWSAccessKeyId=***&Signature=***&Expires=1"),
-    ("http://h/k?token=t&pass=p&secret=s&auth=a",
-     "http://h/k?token=***&pass=***&secret=***&auth=***"),
-    ("http://[::1", "http://[::1"),  # unparseable: returned, never an exception
-    ("http://u:pw@[::1", "http://u:***@[::1"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("redis://user:pw@h:6379/0", "redis://user:***@h:6379/0"),
+        ("redis://:pw@h/0", "redis://:***@h/0"),
+        ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is not a secret
+        ("redis://h:6379/0?password=pw&db=1", "redis://h:6379/0?password=***&db=1"),
+        ("redis://h/0?PASSWORD=pw", "redis://h/0?PASSWORD=***"),
+        ("rediss://u:p%40ss@h/0?ssl_password=kp", "rediss://u:***@h/0?ssl_password=***"),
+        (
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            "&X-Amz-Credential=AKID%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+            "&X-Amz-Signature=abcdef&X-Amz-Security-Token=tok&X-Amz-Expires=60",
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***"
+            "&X-Amz-Signature=***&X-Amz-Security-Token=***&X-Amz-Expires=60",
+        ),
+        (
+            "http://h/k?AWSAccessKeyId=AKID&Signature=sig&Expires=1",
+            "http://h/k?AWSAccessKeyId=***&Signature=***&Expires=1",
+        ),
+        (
+            "http://h/k?token=t&pass=p&secret=s&auth=a",
+            "http://h/k?token=***&pass=***&secret=***&auth=***",
+        ),
+        ("http://[::1", "http://[::1"),  # unparseable: returned, never an exception
+        ("http://u:pw@[::1", "http://u:***@[::1"),
+    ],
+)
 def test_redact_url(url, expected):
     assert redact_url(url) == expected
 
 
 def test_redact_masks_urls_pairs_headers_and_known_secrets_in_text():
-    text = ("connect to redis://:userinfo-pw@h:1/0 and redis://h:2/0?password=query-pw failed; "
-            "headers={'Authorization': b'AWS4-HMAC-SHA256 Credential=AKID/x, "
-            "SignedHeaders=host, Signature=0123abcd', 'X-Amz-Security-Token': b'tok123'}; "
-            "key was the-secret-key (also the%2Dsecret%2Dkey)\n"
-            "Signature:\n" + "a" * 64)
+    text = (
+        "connect to redis://:userinfo-pw@h:1/0 and redis://h:2/0?password=query-pw failed; "
+        "headers={'Authorization': b'AWS4-HMAC-SHA256 Credential=AKID/x, "
+        "SignedHeaders=host, Signature=0123abcd', 'X-Amz-Security-Token': b'tok123'}; "
+        "key was the-secret-key (also the%2Dsecret%2Dkey)\n"
+        "Signature:\n" + "a" * 64
+    )
     out = redact(text, ["the-secret-key", None, ""])
-    for secret in ("userinfo-pw", "query-pw", "AKID", "0123abcd", "tok123",
-                   "the-secret-key", "a" * 64):
+    for secret in (
+        "userinfo-pw",
+        "query-pw",
+        "AKID",
+        "0123abcd",
+        "tok123",
+        "the-secret-key",
+        "a" * 64,
+    ):
         assert secret not in out
     assert "redis://:***@h:1/0" in out and "redis://h:2/0?password=***" in out
     assert "'Authorization': b'***'" in out and "failed; headers=" in out
@@ -72,16 +90,20 @@ def test_refused_masks_a_query_password():
     """The 'refused' error quoted the query password (redis-py honours ``?password=``)."""
     cfg = RedisConfig(url="redis://127.0.0.1:6379/0?password=query-pw")
     exc = refused(cfg.url, redis.exceptions.AuthenticationError("invalid password"))
-    assert str(exc) == ("Redis at redis://127.0.0.1:6379/0?password=*** refused s3s3: "
-                        "AuthenticationError: invalid password")
+    assert str(exc) == (
+        "Redis at redis://127.0.0.1:6379/0?password=*** refused s3s3: "
+        "AuthenticationError: invalid password"
+    )
 
 
 def test_redis_link_log_lines_mask_the_url(caplog):
-    link = RedisLink("redis://127.0.0.1:1/0?password=query-pw", retry_base_s=0.001,
-                     retry_max_s=0.001)
+    link = RedisLink(
+        "redis://127.0.0.1:1/0?password=query-pw", retry_base_s=0.001, retry_max_s=0.001
+    )
     with caplog.at_level(logging.INFO, logger="s3s3.listen"):
-        link.down(redis.exceptions.ConnectionError(
-            "Error connecting to redis://:inner-pw@127.0.0.1:1/0"))
+        link.down(
+            redis.exceptions.ConnectionError("Error connecting to redis://:inner-pw@127.0.0.1:1/0")
+        )
         link.up()
     text = caplog.text
     assert "query-pw" not in text and "inner-pw" not in text
@@ -104,8 +126,7 @@ def test_filter_redacts_message_args_and_traceback():
     logger.propagate = False
     try:
         flt.add(["ini-secret", None])
-        logger.warning("using %s and %s at %s", "env-secret", "ini-secret",
-                       "redis://:url-pw@h/0")
+        logger.warning("using %s and %s at %s", "env-secret", "ini-secret", "redis://:url-pw@h/0")
         try:
             raise ValueError("boom with ini-secret inside")
         except ValueError:

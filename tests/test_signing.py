@@ -11,7 +11,6 @@ import botocore.config
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-
 from botocore.utils import percent_encode
 
 from s3s3 import signing
@@ -19,25 +18,41 @@ from s3s3 import signing
 PLAIN = ReadOnlyCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
 TEMPORARY = ReadOnlyCredentials("ASIAEXAMPLE", "secret/with+odd=chars", "FQoGZXIvYXdzE+/token==")
 
-KEYS = ["plain.txt", "dir/sub dir/file name.txt", "unicodé/ключ/键", "a+b%20c&d=e?f#g",
-        "//leading/and//double", "~tilde_-.*'()!$,;:@", "x" * 1024, " trailing space "]
+KEYS = [
+    "plain.txt",
+    "dir/sub dir/file name.txt",
+    "unicodé/ключ/键",
+    "a+b%20c&d=e?f#g",
+    "//leading/and//double",
+    "~tilde_-.*'()!$,;:@",
+    "x" * 1024,
+    " trailing space ",
+]
 
 QUERIES = [
     "",
     "list-type=2&encoding-type=url&max-keys=1000&prefix=",
     "list-type=2&encoding-type=url&max-keys=1000&prefix="
-    + percent_encode("p q/+é") + "&continuation-token=" + percent_encode("1/AbC+=="),
+    + percent_encode("p q/+é")
+    + "&continuation-token="
+    + percent_encode("1/AbC+=="),
     "encoding-type=url&max-keys=10&prefix=p&marker=" + percent_encode("m n%"),
 ]
 
 HEADER_SETS = [
     {},
     {"Content-Length": "4096", "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="},
-    {"Content-Length": "0", "Content-Type": "image/png", "Cache-Control": "max-age=60",
-     "x-amz-meta-Owner": "alice", "x-amz-meta-spaced": "  two   spaces  here ",
-     "x-amz-meta-s3s3-md5": "0cc175b9c0f1b6a831c399e269772661",
-     "Expires": "Thu, 01 Dec 1994 16:00:00 GMT", "User-Agent": "not signed",
-     "Expect": "100-continue"},
+    {
+        "Content-Length": "0",
+        "Content-Type": "image/png",
+        "Cache-Control": "max-age=60",
+        "x-amz-meta-Owner": "alice",
+        "x-amz-meta-spaced": "  two   spaces  here ",
+        "x-amz-meta-s3s3-md5": "0cc175b9c0f1b6a831c399e269772661",
+        "Expires": "Thu, 01 Dec 1994 16:00:00 GMT",
+        "User-Agent": "not signed",
+        "Expect": "100-continue",
+    },
 ]
 
 MOMENTS = [
@@ -54,8 +69,7 @@ def _epoch(moment: datetime.datetime) -> float:
 def botocore_v4(monkeypatch, creds, region, method, url, headers, moment) -> dict:
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: moment)
     request = AWSRequest(method=method, url=url, headers=dict(headers))
-    request.context["client_config"] = botocore.config.Config(
-        s3={"payload_signing_enabled": False})
+    request.context["client_config"] = botocore.config.Config(s3={"payload_signing_enabled": False})
     botocore.auth.S3SigV4Auth(creds, "s3", region).add_auth(request)
     return dict(request.headers.items())
 
@@ -79,13 +93,18 @@ def test_sigv4_equals_botocore(monkeypatch, creds, region, style):
     compared = 0
     for moment in MOMENTS:
         for key in KEYS:
-            for method, headers in (("GET", HEADER_SETS[0]), ("HEAD", HEADER_SETS[0]),
-                                    ("PUT", HEADER_SETS[1]), ("PUT", HEADER_SETS[2])):
+            for method, headers in (
+                ("GET", HEADER_SETS[0]),
+                ("HEAD", HEADER_SETS[0]),
+                ("PUT", HEADER_SETS[1]),
+                ("PUT", HEADER_SETS[2]),
+            ):
                 path = prefix + quote(key.encode("utf-8"), safe="/~")
                 sent = {**headers, "Host": host}
                 ours = signer.sign(creds, method, path, "", sent, now=_epoch(moment))
-                theirs = botocore_v4(monkeypatch, creds, region, method,
-                                     f"http://{host}{path}", sent, moment)
+                theirs = botocore_v4(
+                    monkeypatch, creds, region, method, f"http://{host}{path}", sent, moment
+                )
                 assert ours == theirs, (method, key)
                 compared += 1
         for query in QUERIES:
@@ -101,8 +120,12 @@ def test_sigv4_equals_botocore(monkeypatch, creds, region, style):
 #: ListMultipartUploads queries as the lean client sends them: ``uploads`` bare, first.
 UPLOADS_QUERIES = [
     "uploads&prefix=&max-uploads=1000",
-    "uploads&prefix=" + percent_encode("p q/+é%") + "&max-uploads=2"
-    + "&key-marker=" + percent_encode("k m+%/ü") + "&upload-id-marker="
+    "uploads&prefix="
+    + percent_encode("p q/+é%")
+    + "&max-uploads=2"
+    + "&key-marker="
+    + percent_encode("k m+%/ü")
+    + "&upload-id-marker="
     + percent_encode("2~abc/+=="),
     "uploads",
 ]
@@ -120,11 +143,17 @@ def test_sigv4_of_an_upload_listing_equals_botocore(monkeypatch, creds, style):
         for query in UPLOADS_QUERIES:
             sent = {"Host": host}
             ours = signer.sign(creds, "GET", path, query, sent, now=_epoch(moment))
-            theirs = botocore_v4(monkeypatch, creds, "eu-central-1", "GET",
-                                 f"http://{host}{path}?{query}", sent, moment)
+            theirs = botocore_v4(
+                monkeypatch,
+                creds,
+                "eu-central-1",
+                "GET",
+                f"http://{host}{path}?{query}",
+                sent,
+                moment,
+            )
             assert ours == theirs, query
-    assert signing._canonical_query(UPLOADS_QUERIES[0]) == \
-        "max-uploads=1000&prefix=&uploads="
+    assert signing._canonical_query(UPLOADS_QUERIES[0]) == "max-uploads=1000&prefix=&uploads="
 
 
 @pytest.mark.parametrize("creds", [PLAIN, TEMPORARY], ids=["keys", "session-token"])
@@ -133,22 +162,27 @@ def test_sigv2_equals_botocore(monkeypatch, creds):
     for moment in MOMENTS:
         for key in KEYS:
             quoted = quote(key.encode("utf-8"), safe="/~")
-            for style, host, path in (("path", "127.0.0.1:8080", "/my-bucket/" + quoted),
-                                      ("virtual", "my-bucket.s3.example.test", "/" + quoted)):
-                for method, headers in (("GET", HEADER_SETS[0]), ("PUT", HEADER_SETS[1]),
-                                        ("PUT", HEADER_SETS[2])):
+            for style, host, path in (
+                ("path", "127.0.0.1:8080", "/my-bucket/" + quoted),
+                ("virtual", "my-bucket.s3.example.test", "/" + quoted),
+            ):
+                for method, headers in (
+                    ("GET", HEADER_SETS[0]),
+                    ("PUT", HEADER_SETS[1]),
+                    ("PUT", HEADER_SETS[2]),
+                ):
                     auth_path = "/my-bucket/" + quoted
                     sent = {**headers, "Host": host}
                     ours = signer.sign(creds, method, auth_path, sent, now=_epoch(moment))
-                    theirs = botocore_v2(monkeypatch, creds, method, f"http://{host}{path}",
-                                         auth_path, sent, moment)
+                    theirs = botocore_v2(
+                        monkeypatch, creds, method, f"http://{host}{path}", auth_path, sent, moment
+                    )
                     assert ours == theirs, (style, method, key)
         for query in QUERIES:  # listings: none of these parameters is a signed sub-resource
             sent = {"Host": "127.0.0.1:8080"}
             ours = signer.sign(creds, "GET", "/my-bucket", sent, now=_epoch(moment))
             url = "http://127.0.0.1:8080/my-bucket" + (f"?{query}" if query else "")
-            assert ours == botocore_v2(monkeypatch, creds, "GET", url, "/my-bucket", sent,
-                                       moment)
+            assert ours == botocore_v2(monkeypatch, creds, "GET", url, "/my-bucket", sent, moment)
 
 
 def test_a_retry_replaces_the_previous_signature():
@@ -159,8 +193,9 @@ def test_a_retry_replaces_the_previous_signature():
     assert again == fresh and again["Authorization"] != first["Authorization"]
     v2 = signing.SigV2Signer()
     first = v2.sign(TEMPORARY, "GET", "/b/k", {"Host": "h"}, now=_epoch(MOMENTS[0]))
-    assert v2.sign(TEMPORARY, "GET", "/b/k", first, now=_epoch(MOMENTS[2])) == \
-        v2.sign(TEMPORARY, "GET", "/b/k", {"Host": "h"}, now=_epoch(MOMENTS[2]))
+    assert v2.sign(TEMPORARY, "GET", "/b/k", first, now=_epoch(MOMENTS[2])) == v2.sign(
+        TEMPORARY, "GET", "/b/k", {"Host": "h"}, now=_epoch(MOMENTS[2])
+    )
 
 
 def test_credentials_changing_between_requests_are_used(monkeypatch):
@@ -169,12 +204,12 @@ def test_credentials_changing_between_requests_are_used(monkeypatch):
     moment = MOMENTS[0]
     for creds in (PLAIN, TEMPORARY, PLAIN):
         ours = signer.sign(creds, "GET", "/b/k", "", {"Host": "h"}, now=_epoch(moment))
-        assert ours == botocore_v4(monkeypatch, creds, "us-east-1", "GET", "http://h/b/k",
-                                   {"Host": "h"}, moment)
+        assert ours == botocore_v4(
+            monkeypatch, creds, "us-east-1", "GET", "http://h/b/k", {"Host": "h"}, moment
+        )
 
 
 def test_no_secret_in_reprs():
     signer = signing.SigV4Signer("us-east-1")
     signer.sign(PLAIN, "GET", "/b/k", "", {"Host": "h"})
     assert "wJalr" not in repr(signer) and "AKID" not in repr(signer)
-

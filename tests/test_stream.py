@@ -6,15 +6,22 @@ import time
 
 import pytest
 import redis
-
 from test_listener_support import names  # noqa: F401
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull
-from s3s3.sources.stream import (DeadLetter, add_entries, dead_letter_fields,
-                                 ensure_group, list_dead_letters, purge_dead_letters,
-                                 remove_idle_consumers, requeue_dead_letters, safe_trim_id,
-                                 trim_acknowledged)
+from s3s3.sources.stream import (
+    DeadLetter,
+    add_entries,
+    dead_letter_fields,
+    ensure_group,
+    list_dead_letters,
+    purge_dead_letters,
+    remove_idle_consumers,
+    requeue_dead_letters,
+    safe_trim_id,
+    trim_acknowledged,
+)
 
 
 @pytest.fixture
@@ -25,8 +32,15 @@ def r(redis_url):
 
 
 def cfg_for(names, url: str, **kw) -> RedisConfig:
-    return RedisConfig(url=url, channel=names.channel, mode="stream", stream=names.stream,
-                       dead_letter_stream=names.dead, consumer="me", **kw)
+    return RedisConfig(
+        url=url,
+        channel=names.channel,
+        mode="stream",
+        stream=names.stream,
+        dead_letter_stream=names.dead,
+        consumer="me",
+        **kw,
+    )
 
 
 def test_add_entries_pipelines_batches(r, names, redis_url):
@@ -34,8 +48,10 @@ def test_add_entries_pipelines_batches(r, names, redis_url):
     entries = ({"key": f"k{i}", "op": "copy"} for i in range(1234))
     assert add_entries(r, cfg, entries, batch_size=500) == 1234
     rows = r.xrange(names.stream, count=2)
-    assert [f for _, f in rows] == [{b"key": b"k0", b"op": b"copy"},
-                                    {b"key": b"k1", b"op": b"copy"}]
+    assert [f for _, f in rows] == [
+        {b"key": b"k0", b"op": b"copy"},
+        {b"key": b"k1", b"op": b"copy"},
+    ]
     assert r.xlen(names.stream) == 1234
     assert add_entries(r, cfg, []) == 0
 
@@ -49,9 +65,11 @@ def test_add_entries_waits_for_room_then_gives_up(r, names, redis_url):
     assert time.monotonic() - started >= 0.3
     assert err.value.added == 2  # filled up to maxlen, never beyond
     assert r.xlen(names.stream) == 5
-    assert str(err.value) == (f"stream {names.stream} still holds 5 entries, at its maxlen of 5, "
-                              "after 0.3s: are the listeners running? (raise 'maxlen' in "
-                              "[pubsub] if the backlog is expected)")
+    assert str(err.value) == (
+        f"stream {names.stream} still holds 5 entries, at its maxlen of 5, "
+        "after 0.3s: are the listeners running? (raise 'maxlen' in "
+        "[pubsub] if the backlog is expected)"
+    )
 
 
 def test_trim_removes_only_what_every_group_acknowledged(r, names, redis_url):
@@ -68,7 +86,7 @@ def test_trim_removes_only_what_every_group_acknowledged(r, names, redis_url):
     remaining = [i for i, _ in r.xrange(names.stream)]
     # The oldest entry group s3s3 still has pending, and everything after it, must remain;
     # approximate trimming removes whole stream nodes below it.
-    assert [i for i, _ in mine[200:]] == remaining[len(remaining) - 100:len(remaining) - 50]
+    assert [i for i, _ in mine[200:]] == remaining[len(remaining) - 100 : len(remaining) - 50]
     assert 0 < removed <= 200 and removed == 300 - len(remaining)
 
 
@@ -85,13 +103,18 @@ def test_dead_letters_list_requeue_purge(r, names, redis_url):
     cfg = cfg_for(names, redis_url)
     ids = []
     for i in range(3):
-        fields = dead_letter_fields({b"key": f"k{i}".encode(), b"op": b"copy", b"attempts": b"2"},
-                                    entry_id=f"1-{i}", reason="failed 3 times",
-                                    error="AccessDenied", consumer="me")
+        fields = dead_letter_fields(
+            {b"key": f"k{i}".encode(), b"op": b"copy", b"attempts": b"2"},
+            entry_id=f"1-{i}",
+            reason="failed 3 times",
+            error="AccessDenied",
+            consumer="me",
+        )
         ids.append(r.xadd(names.dead, fields).decode())
     letters = list_dead_letters(r, cfg)
     assert [letter.fields for letter in letters] == [
-        {"key": f"k{i}", "op": "copy"} for i in range(3)]
+        {"key": f"k{i}", "op": "copy"} for i in range(3)
+    ]
     assert letters[0].original_id == "1-0" and letters[0].reason == "failed 3 times"
     assert "key='k0' op=copy reason='failed 3 times' error='AccessDenied'" in letters[0].describe()
     assert len(list_dead_letters(r, cfg, count=2)) == 2

@@ -20,14 +20,22 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import redis
-
 from conftest import endpoint_config, raw_client
+
 from s3s3.config import BucketConfig, RedisConfig
 from s3s3.endpoint import Endpoint
 from s3s3.errors import FatalEndpointError
 from s3s3.listing import prefetch
-from s3s3.sync import (DestinationSummary, JobSummary, Progress, SyncOptions, make_options,
-                       printable, render_progress, sync_buckets)
+from s3s3.sync import (
+    DestinationSummary,
+    JobSummary,
+    Progress,
+    SyncOptions,
+    make_options,
+    printable,
+    render_progress,
+    sync_buckets,
+)
 
 MiB = 1024 * 1024
 
@@ -69,8 +77,9 @@ class CountingProxy:
 
             def _forward(self):
                 parts = urlsplit(self.path)
-                seen = Seen(self.command, unquote(parts.path),
-                            parse_qs(parts.query, keep_blank_values=True))
+                seen = Seen(
+                    self.command, unquote(parts.path), parse_qs(parts.query, keep_blank_values=True)
+                )
                 with proxy._lock:
                     proxy.seen.append(seen)
                 length = int(self.headers.get("Content-Length") or 0)
@@ -85,11 +94,15 @@ class CountingProxy:
                     self.end_headers()
                     self.wfile.write(data)
                     return
-                conn = http.client.HTTPConnection(proxy.upstream.hostname,
-                                                  proxy.upstream.port, timeout=60)
+                conn = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=60
+                )
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in ("connection", "transfer-encoding")}
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in ("connection", "transfer-encoding")
+                    }
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
@@ -97,8 +110,13 @@ class CountingProxy:
                     conn.close()
                 self.send_response(resp.status)
                 for key, value in resp.getheaders():
-                    if key.lower() not in ("connection", "transfer-encoding", "content-length",
-                                           "server", "date"):
+                    if key.lower() not in (
+                        "connection",
+                        "transfer-encoding",
+                        "content-length",
+                        "server",
+                        "date",
+                    ):
                         self.send_header(key, value)
                 if self.command == "HEAD":
                     self.send_header("Content-Length", resp.getheader("Content-Length") or "0")
@@ -135,8 +153,15 @@ class CountingProxy:
                 else:
                     names.append(f"{s.method.title()}Bucket")
             else:
-                names.append({"GET": "GetObject", "HEAD": "HeadObject", "PUT": "PutObject",
-                              "DELETE": "DeleteObject", "POST": "PostObject"}[s.method])
+                names.append(
+                    {
+                        "GET": "GetObject",
+                        "HEAD": "HeadObject",
+                        "PUT": "PutObject",
+                        "DELETE": "DeleteObject",
+                        "POST": "PostObject",
+                    }[s.method]
+                )
         return names
 
 
@@ -155,8 +180,11 @@ def proxy_to():
 
 def put_many(client, bucket: str, items: dict[str, bytes], *, threads: int = 16) -> None:
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]),
-                      items.items()))
+        list(
+            pool.map(
+                lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), items.items()
+            )
+        )
 
 
 def contents(endpoint: Endpoint, info: dict) -> dict[str, bytes]:
@@ -164,24 +192,29 @@ def contents(endpoint: Endpoint, info: dict) -> dict[str, bytes]:
     out = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=endpoint.bucket):
         for item in page.get("Contents", []):
-            out[item["Key"]] = client.get_object(Bucket=endpoint.bucket,
-                                                 Key=item["Key"])["Body"].read()
+            out[item["Key"]] = client.get_object(Bucket=endpoint.bucket, Key=item["Key"])[
+                "Body"
+            ].read()
     return out
 
 
 def md5s_of(endpoint: Endpoint, info: dict) -> dict[str, str]:
     """Key -> ETag from a listing: the md5 of each (single-part) object's bytes."""
     client = raw_client(info)
-    return {item["Key"]: item["ETag"].strip('"')
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=endpoint.bucket)
-            for item in page.get("Contents", [])}
+    return {
+        item["Key"]: item["ETag"].strip('"')
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=endpoint.bucket)
+        for item in page.get("Contents", [])
+    }
 
 
 def keys_of(endpoint: Endpoint, info: dict) -> list[str]:
     client = raw_client(info)
-    return [item["Key"]
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=endpoint.bucket)
-            for item in page.get("Contents", [])]
+    return [
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=endpoint.bucket)
+        for item in page.get("Contents", [])
+    ]
 
 
 def via(endpoint: Endpoint, proxy: CountingProxy, **overrides) -> Endpoint:
@@ -199,8 +232,7 @@ def run(src, dsts, **options):
 
 
 @pytest.mark.slow
-def test_a_large_bucket_is_duplicated_and_a_rerun_reads_nothing(moto_servers, src_dst,
-                                                                  proxy_to):
+def test_a_large_bucket_is_duplicated_and_a_rerun_reads_nothing(moto_servers, src_dst, proxy_to):
     """More than 2,500 keys (the 2015 job stopped at 1,000); then a no-op re-run that
     costs only listings: no HEAD, no GET, no PUT."""
     a, b = moto_servers
@@ -241,7 +273,8 @@ def test_a_changed_object_of_the_same_size_is_updated(moto_servers, src_dst, pro
     assert contents(dst, b) == {"same": b"aaaa", "changed": b"cccc"}
     # Only the changed key was read; the listing settled the other one.
     assert [(s.method, s.path) for s in src_proxy.object_requests()] == [
-        ("GET", f"/{src.bucket}/changed")]
+        ("GET", f"/{src.bucket}/changed")
+    ]
 
 
 def test_destination_only_keys_are_kept_unless_deletion_is_asked(moto_servers, src_dst):
@@ -272,8 +305,10 @@ def test_deletion_above_max_delete_fraction_is_refused(moto_servers, src_dst):
     (d,) = summary.destinations
     assert not summary.ok and d.delete_refused
     assert d.deleted == 0
-    assert d.error.startswith("refusing to delete 2 of the 3 keys in scope (more than "
-                              "max_delete_fraction = 0.5); nothing was deleted")
+    assert d.error.startswith(
+        "refusing to delete 2 of the 3 keys in scope (more than "
+        "max_delete_fraction = 0.5); nothing was deleted"
+    )
     assert sorted(keys_of(dst, b)) == ["k1", "old1", "old2"]
 
     summary, _ = run(src, [dst], delete=True, max_delete_fraction=0.7)
@@ -297,8 +332,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(moto_servers, src_dst, prox
     put_many(raw_client(b), dst.bucket, {"same": b"s", "extra": b"e"})
     dst_proxy = proxy_to(b)
 
-    summary, plan = run(src, [via(dst, dst_proxy)], dry_run=True, delete=True,
-                        max_delete_fraction=1.0)
+    summary, plan = run(
+        src, [via(dst, dst_proxy)], dry_run=True, delete=True, max_delete_fraction=1.0
+    )
     (d,) = summary.destinations
     assert sorted(plan) == [
         "copy [dest] new (new, 5 bytes)",
@@ -333,15 +369,18 @@ def test_two_destinations_are_reconciled_at_once(moto_servers, make_bucket):
     assert contents(dst1, b) == items and contents(dst2, a) == items
 
 
-def test_failures_are_counted_with_key_and_cause_and_the_run_goes_on(moto_servers, src_dst,
-                                                                      proxy_to):
+def test_failures_are_counted_with_key_and_cause_and_the_run_goes_on(
+    moto_servers, src_dst, proxy_to
+):
     a, b = moto_servers
     src, dst = src_dst
     put_many(raw_client(a), src.bucket, {f"k{i}": b"x" for i in range(5)})
     dst_proxy = proxy_to(b)
-    dst_proxy.answer = lambda s: ((403, "<Error><Code>AccessDenied</Code><Message>no"
-                                   "</Message></Error>")
-                                  if s.method == "PUT" and s.path.endswith("/k2") else None)
+    dst_proxy.answer = lambda s: (
+        (403, "<Error><Code>AccessDenied</Code><Message>no</Message></Error>")
+        if s.method == "PUT" and s.path.endswith("/k2")
+        else None
+    )
 
     summary, _ = run(src, [via(dst, dst_proxy)])
     (d,) = summary.destinations
@@ -366,11 +405,18 @@ def test_a_missing_bucket_is_fatal_before_any_work(moto_servers, src_dst):
 def test_include_and_exclude_patterns(moto_servers, src_dst):
     a, b = moto_servers
     src, dst = src_dst
-    put_many(raw_client(a), src.bucket, {"a.jpg": b"1", "b.png": b"2", "tmp/c.jpg": b"3",
-                                         "d.txt": b"4"})
+    put_many(
+        raw_client(a), src.bucket, {"a.jpg": b"1", "b.png": b"2", "tmp/c.jpg": b"3", "d.txt": b"4"}
+    )
     put_many(raw_client(b), dst.bucket, {"old.jpg": b"o", "old.txt": b"o"})
-    summary, _ = run(src, [dst], include=("*.jpg", "*.png"), exclude=("tmp/*",), delete=True,
-                     max_delete_fraction=1.0)
+    summary, _ = run(
+        src,
+        [dst],
+        include=("*.jpg", "*.png"),
+        exclude=("tmp/*",),
+        delete=True,
+        max_delete_fraction=1.0,
+    )
     (d,) = summary.destinations
     assert (d.listed, d.copied, d.deleted) == (2, 2, 1)
     assert sorted(keys_of(dst, b)) == ["a.jpg", "b.png", "old.txt"]
@@ -392,24 +438,28 @@ def test_unicode_keys_in_byte_order_are_reconciled(moto_servers, src_dst):
     src, dst = src_dst
     keys = ["a\ufffd", "a\U0001f600", "a-b", "a/b", "\u00e9t\u00e9", "z"]
     put_many(raw_client(a), src.bucket, {k: k.encode() for k in keys})
-    put_many(raw_client(b), dst.bucket, {"a\U0001f600": "a\U0001f600".encode(),
-                                         "a\U0001f601": b"extra"})
+    put_many(
+        raw_client(b), dst.bucket, {"a\U0001f600": "a\U0001f600".encode(), "a\U0001f601": b"extra"}
+    )
     summary, _ = run(src, [dst], delete=True, max_delete_fraction=1.0)
     (d,) = summary.destinations
     assert (d.copied, d.skipped, d.deleted) == (5, 1, 1)
     assert contents(dst, b) == {k: k.encode() for k in keys}
 
 
-def test_delete_objects_not_implemented_falls_back_to_single_deletes(moto_servers, src_dst,
-                                                                     proxy_to):
+def test_delete_objects_not_implemented_falls_back_to_single_deletes(
+    moto_servers, src_dst, proxy_to
+):
     a, b = moto_servers
     src, dst = src_dst
     put_many(raw_client(a), src.bucket, {f"k{i}": b"x" for i in range(4)})
     put_many(raw_client(b), dst.bucket, {f"k{i}": b"x" for i in range(6)})
     dst_proxy = proxy_to(b)
-    dst_proxy.answer = lambda s: ((501, "<Error><Code>NotImplemented</Code><Message>no"
-                                   "</Message></Error>")
-                                  if s.method == "POST" and "delete" in s.query else None)
+    dst_proxy.answer = lambda s: (
+        (501, "<Error><Code>NotImplemented</Code><Message>no</Message></Error>")
+        if s.method == "POST" and "delete" in s.query
+        else None
+    )
     summary, _ = run(src, [via(dst, dst_proxy, max_attempts=1)], delete=True)
     (d,) = summary.destinations
     assert summary.ok and d.deleted == 2
@@ -418,8 +468,7 @@ def test_delete_objects_not_implemented_falls_back_to_single_deletes(moto_server
     assert sorted(keys_of(dst, b)) == [f"k{i}" for i in range(4)]
 
 
-def test_verify_md5_reads_multipart_objects_and_fixes_them(moto_servers, make_bucket,
-                                                          proxy_to):
+def test_verify_md5_reads_multipart_objects_and_fixes_them(moto_servers, make_bucket, proxy_to):
     """Multipart ETags are not md5s: with verify_md5 the bytes are read and compared; the
     copy keeps the source's part layout, so the next run settles it from the listings."""
     a, b = moto_servers
@@ -453,8 +502,9 @@ def test_verify_md5_reads_multipart_objects_and_fixes_them(moto_servers, make_bu
     assert (d.copied, d.skipped) == (0, 2)
     # "big" now has the source's layout and ETag; "twin" is identical but laid out
     # differently, so only it is read again, on both sides.
-    assert [s.path.rsplit("/", 1)[1] for s in dst_proxy.object_requests()
-            if s.method == "GET"] == ["twin"]
+    assert [s.path.rsplit("/", 1)[1] for s in dst_proxy.object_requests() if s.method == "GET"] == [
+        "twin"
+    ]
     assert all(s.path.endswith("/twin") for s in src_proxy.object_requests())
 
 
@@ -462,26 +512,35 @@ def upload(client, bucket: str, key: str, data: bytes, *, part_bytes: int) -> No
     upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     parts = []
     for number, offset in enumerate(range(0, len(data), part_bytes), start=1):
-        resp = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                  PartNumber=number, Body=data[offset:offset + part_bytes])
+        resp = client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data[offset : offset + part_bytes],
+        )
         parts.append({"PartNumber": number, "ETag": resp["ETag"]})
-    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                     MultipartUpload={"Parts": parts})
+    client.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
 
 
-def test_enqueue_adds_the_keys_to_copy_to_the_stream(moto_servers, src_dst, proxy_to,
-                                                     redis_url):
+def test_enqueue_adds_the_keys_to_copy_to_the_stream(moto_servers, src_dst, proxy_to, redis_url):
     a, b = moto_servers
     src, dst = src_dst
     put_many(raw_client(a), src.bucket, {"same": b"s", "new1": b"1", "n\u00e9w2": b"2"})
     put_many(raw_client(b), dst.bucket, {"same": b"s"})
-    cfg = RedisConfig(url=redis_url, stream=f"s3s3:{{test-{uuid.uuid4().hex}}}:stream",
-                      maxlen=1000)
+    cfg = RedisConfig(url=redis_url, stream=f"s3s3:{{test-{uuid.uuid4().hex}}}:stream", maxlen=1000)
     client = redis.Redis.from_url(redis_url)
     src_proxy = proxy_to(a)
     try:
-        summary = sync_buckets(via(src, src_proxy), [dst], SyncOptions(enqueue=True),
-                               redis_client=client, redis_cfg=cfg)
+        summary = sync_buckets(
+            via(src, src_proxy),
+            [dst],
+            SyncOptions(enqueue=True),
+            redis_client=client,
+            redis_cfg=cfg,
+        )
         entries = client.xrange(cfg.stream)
     finally:
         client.delete(cfg.stream)
@@ -494,14 +553,33 @@ def test_enqueue_adds_the_keys_to_copy_to_the_stream(moto_servers, src_dst, prox
 
 
 def test_make_options_overrides_the_ini_only_where_given():
-    cfg = BucketConfig(workers=8, prefix="p/", include=("*.a",), delete=True, size_only=True,
-                       max_delete_fraction=0.25)
-    assert make_options(cfg) == SyncOptions(prefix="p/", include=("*.a",), delete=True,
-                                            size_only=True, max_delete_fraction=0.25,
-                                            workers=8)
-    assert make_options(cfg, delete=False, prefix="", include=[], workers=2, dry_run=True) == \
-        SyncOptions(prefix="", include=(), delete=False, size_only=True,
-                    max_delete_fraction=0.25, workers=2, dry_run=True)
+    cfg = BucketConfig(
+        workers=8,
+        prefix="p/",
+        include=("*.a",),
+        delete=True,
+        size_only=True,
+        max_delete_fraction=0.25,
+    )
+    assert make_options(cfg) == SyncOptions(
+        prefix="p/",
+        include=("*.a",),
+        delete=True,
+        size_only=True,
+        max_delete_fraction=0.25,
+        workers=8,
+    )
+    assert make_options(
+        cfg, delete=False, prefix="", include=[], workers=2, dry_run=True
+    ) == SyncOptions(
+        prefix="",
+        include=(),
+        delete=False,
+        size_only=True,
+        max_delete_fraction=0.25,
+        workers=2,
+        dry_run=True,
+    )
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         SyncOptions(workers=0)
 
@@ -524,11 +602,18 @@ class FakeTerminal(io.StringIO):
 
 
 def test_progress_redraws_one_line_on_a_terminal_and_logs_otherwise(caplog):
-    summary = JobSummary("source", "b", [DestinationSummary("dest", "c", listed=10, copied=4,
-                                                            skipped=5, failed=1,
-                                                            bytes_copied=2_000_000)])
+    summary = JobSummary(
+        "source",
+        "b",
+        [
+            DestinationSummary(
+                "dest", "c", listed=10, copied=4, skipped=5, failed=1, bytes_copied=2_000_000
+            )
+        ],
+    )
     assert render_progress(summary, 2.0) == (
-        "listed 10 | copied 4 (2.0 MB) | skipped 5 | failed 1 | 5 keys/s | 2 s")
+        "listed 10 | copied 4 (2.0 MB) | skipped 5 | failed 1 | 5 keys/s | 2 s"
+    )
 
     terminal = FakeTerminal()
     progress = Progress.for_stream(terminal, interval_s=30)

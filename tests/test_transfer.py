@@ -22,8 +22,16 @@ from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
 
 ODD_KEYS = [
-    "plain", "with space", "plus+sign", "per%25cent%", "ünïcödé/日本語/😀", "/leading",
-    "repeated//slashes///x", "trailing/", "?query&amp=1#frag", "k" * 1024,
+    "plain",
+    "with space",
+    "plus+sign",
+    "per%25cent%",
+    "ünïcödé/日本語/😀",
+    "/leading",
+    "repeated//slashes///x",
+    "trailing/",
+    "?query&amp=1#frag",
+    "k" * 1024,
     ("ü" * 511) + "k",  # 1,023 bytes of UTF-8 plus one
 ]
 
@@ -52,10 +60,18 @@ def test_zero_byte_object(src_dst):
 def test_metadata_carries_over(src_dst):
     src, dst = src_dst
     expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
-    src.call("PutObject", "img", Body=b"\x89PNG", ContentType="image/png",
-             CacheControl="max-age=60", ContentEncoding="identity",
-             ContentDisposition='attachment; filename="cat.png"', ContentLanguage="en",
-             Expires=expires, Metadata={"owner": "alice", "x-long": "v" * 500})
+    src.call(
+        "PutObject",
+        "img",
+        Body=b"\x89PNG",
+        ContentType="image/png",
+        CacheControl="max-age=60",
+        ContentEncoding="identity",
+        ContentDisposition='attachment; filename="cat.png"',
+        ContentLanguage="en",
+        Expires=expires,
+        Metadata={"owner": "alice", "x-long": "v" * 500},
+    )
     copy_object(src, dst, "img")
     head = dst.call("HeadObject", "img")
     assert head["ContentType"] == "image/png"
@@ -104,18 +120,24 @@ def test_single_put_over_the_limit_is_a_clear_error(moto_servers, src_dst, monke
     src.call("PutObject", "big", Body=b"q" * (2 * MiB))
     monkeypatch.setattr(transfer, "MAX_SINGLE_PUT_BYTES", 1 * MiB)
     dst = multipart_dst(moto_servers, dst, multipart_threshold_bytes=0)
-    with pytest.raises(ObjectTooLarge, match=r"over the 5 GiB single-PUT limit and multipart "
-                                             r"is off for \[dest\] \(multipart_threshold = 0\)"):
+    with pytest.raises(
+        ObjectTooLarge,
+        match=r"over the 5 GiB single-PUT limit and multipart "
+        r"is off for \[dest\] \(multipart_threshold = 0\)",
+    ):
         copy_object(src, dst, "big")
     assert dst.head("big") is None
 
 
-@pytest.mark.parametrize("size, configured, expected", [
-    (100 * MiB, 64 * MiB, 64 * MiB),
-    (6 * GiB, 5 * MiB, 5 * MiB),
-    (1024 * GiB, 64 * MiB, 105 * MiB),  # 16,384 parts of 64 MiB is too many
-    (5 * 1024 * GiB, 8 * MiB, 525 * MiB),
-])
+@pytest.mark.parametrize(
+    "size, configured, expected",
+    [
+        (100 * MiB, 64 * MiB, 64 * MiB),
+        (6 * GiB, 5 * MiB, 5 * MiB),
+        (1024 * GiB, 64 * MiB, 105 * MiB),  # 16,384 parts of 64 MiB is too many
+        (5 * 1024 * GiB, 8 * MiB, 525 * MiB),
+    ],
+)
 def test_part_size_is_scaled_to_stay_within_10000_parts(size, configured, expected):
     part = part_size_for(size, configured)
     assert part == expected
@@ -148,8 +170,11 @@ def test_destination_5xx_for_a_while_is_retried(moto_servers, src_dst):
     src, dst = src_dst
     src.call("PutObject", "k", Body=b"x" * (2 * MiB))
     with FaultProxy(dst.cfg.endpoint_url) as proxy:
-        flaky = Endpoint(endpoint_config(moto_servers[1], dst.bucket, name="dest",
-                                         endpoint_url=proxy.url, max_attempts=2))
+        flaky = Endpoint(
+            endpoint_config(
+                moto_servers[1], dst.bucket, name="dest", endpoint_url=proxy.url, max_attempts=2
+            )
+        )
         # A streamed body cannot be replayed by botocore, so each 503 costs one whole
         # attempt (a new GET); the third attempt goes through.
         proxy.fail_next = 2
@@ -177,8 +202,9 @@ def test_corrupted_source_read_is_caught_and_not_left(moto_servers, src_dst, siz
     src.call("PutObject", "k", Body=b"s" * size)
     with FaultProxy(src.cfg.endpoint_url) as proxy:
         proxy.corrupt_get_body = True
-        bad_src = Endpoint(endpoint_config(moto_servers[0], src.bucket, name="source",
-                                           endpoint_url=proxy.url))
+        bad_src = Endpoint(
+            endpoint_config(moto_servers[0], src.bucket, name="source", endpoint_url=proxy.url)
+        )
         with pytest.raises(CorruptedOnTransfer, match=r"md5 differs src\([0-9a-f]{32}\) vs "):
             copy_object(bad_src, multipart_dst(moto_servers, dst), "k", attempts=1)
     assert dst.head("k") is None
@@ -194,13 +220,16 @@ def test_memory_stays_bounded_for_a_large_object(moto_servers, src_dst, threshol
     upload = src.call("CreateMultipartUpload", "large")["UploadId"]
     parts = []
     for n in range(1, 5):
-        etag = src.call("UploadPart", "large", UploadId=upload, PartNumber=n,
-                        Body=chunk * 100)["ETag"]
+        etag = src.call("UploadPart", "large", UploadId=upload, PartNumber=n, Body=chunk * 100)[
+            "ETag"
+        ]
         parts.append({"PartNumber": n, "ETag": etag})
-    src.call("CompleteMultipartUpload", "large", UploadId=upload,
-             MultipartUpload={"Parts": parts})
-    spec = {"src": [moto_servers[0], src.bucket], "dst": [moto_servers[1], dst.bucket],
-            "threshold": threshold}
+    src.call("CompleteMultipartUpload", "large", UploadId=upload, MultipartUpload={"Parts": parts})
+    spec = {
+        "src": [moto_servers[0], src.bucket],
+        "dst": [moto_servers[1], dst.bucket],
+        "threshold": threshold,
+    }
     script = textwrap.dedent("""
         import json, sys
         sys.path.insert(0, sys.argv[2])
@@ -218,8 +247,12 @@ def test_memory_stays_bounded_for_a_large_object(moto_servers, src_dst, threshol
         peak_kib = int(status.split("VmHWM:")[1].split()[0])
         print(json.dumps({"size": r.size, "parts": r.parts, "peak_mib": peak_kib / 1024}))
     """)
-    out = subprocess.run([sys.executable, "-c", script, json.dumps(spec), str(ROOT)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(spec), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["size"] == size
@@ -240,9 +273,13 @@ def test_streamed_copy_of_a_known_md5_is_checked_by_the_destination(src_dst, mon
         if op == "PutObject":
             sent.update(params)
         return original(op, key, **params)
+
     monkeypatch.setattr(dst, "call", record)
-    monkeypatch.setattr(transfer, "hashlib", types.SimpleNamespace(
-        md5=lambda *a: pytest.fail("the bytes were hashed by s3s3")))
+    monkeypatch.setattr(
+        transfer,
+        "hashlib",
+        types.SimpleNamespace(md5=lambda *a: pytest.fail("the bytes were hashed by s3s3")),
+    )
     result = copy_object(src, dst, "k")
     assert result.outcome == "copied" and result.md5 == hashlib.md5(data).hexdigest()
     assert base64.b64decode(sent["ContentMD5"]) == hashlib.md5(data).digest()
@@ -263,10 +300,12 @@ def test_corrupted_stream_is_refused_by_the_real_destination(request, server):
     src.call("PutObject", "k", Body=data)
     with FaultProxy(info["endpoint_url"]) as proxy:
         proxy.corrupt_get_body = True
-        bad_src = Endpoint(endpoint_config(info, buckets[0], name="source",
-                                           endpoint_url=proxy.url))
-        with pytest.raises(CorruptedOnTransfer, match=r"md5 differs src\([0-9a-f]{32}\) vs "
-                                                      r"the bytes \[dest\] received \(BadDigest\)"):
+        bad_src = Endpoint(endpoint_config(info, buckets[0], name="source", endpoint_url=proxy.url))
+        with pytest.raises(
+            CorruptedOnTransfer,
+            match=r"md5 differs src\([0-9a-f]{32}\) vs "
+            r"the bytes \[dest\] received \(BadDigest\)",
+        ):
             copy_object(bad_src, dst, "k", attempts=1)
     assert dst.head("k") is None
     result = copy_object(src, dst, "k")
@@ -277,9 +316,15 @@ def test_corrupted_stream_is_refused_by_the_real_destination(request, server):
 
 
 def _slow_multipart_dst(moto_servers, bucket: str, proxy) -> Endpoint:
-    return Endpoint(endpoint_config({**moto_servers[1], "endpoint_url": proxy.url}, bucket,
-                                    name="dest", multipart_threshold_bytes=5 * MiB,
-                                    multipart_chunksize_bytes=5 * MiB))
+    return Endpoint(
+        endpoint_config(
+            {**moto_servers[1], "endpoint_url": proxy.url},
+            bucket,
+            name="dest",
+            multipart_threshold_bytes=5 * MiB,
+            multipart_chunksize_bytes=5 * MiB,
+        )
+    )
 
 
 def test_a_cancelled_multipart_copy_aborts_its_upload(moto_servers, src_dst):
@@ -297,16 +342,24 @@ def test_a_cancelled_multipart_copy_aborts_its_upload(moto_servers, src_dst):
     cancel = threading.Event()
 
     def cancel_once_in_flight() -> None:
-        wait_until(lambda: inspect.list_multipart_uploads(Bucket=dst.bucket).get("Uploads"),
-                   30, what="the upload to start")
+        wait_until(
+            lambda: inspect.list_multipart_uploads(Bucket=dst.bucket).get("Uploads"),
+            30,
+            what="the upload to start",
+        )
         cancel.set()
 
     canceller = threading.Thread(target=cancel_once_in_flight)
     canceller.start()
     try:
         with pytest.raises(CopyCancelled, match=r"copy 'big' from \[source\] to \[dest\]"):
-            copy_object(src, _slow_multipart_dst(moto_servers, dst.bucket, slow), "big",
-                        force=True, cancel=cancel)
+            copy_object(
+                src,
+                _slow_multipart_dst(moto_servers, dst.bucket, slow),
+                "big",
+                force=True,
+                cancel=cancel,
+            )
     finally:
         canceller.join()
         slow.close()

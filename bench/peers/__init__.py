@@ -12,9 +12,9 @@ environment, working directory). The harness times it with :mod:`bench.measure`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..context import Context
 from ..measure import tool_env
@@ -49,11 +49,23 @@ class Copier:
 
 def _plain_boto3(ctx: Context, job: CopyJob) -> Invocation:
     site_src, site_dst = ctx.server.src, ctx.server.dst
-    argv = [ctx.python, str(Path(__file__).with_name("plain_boto3.py")),
-            "--src-url", site_src.url, "--src-bucket", job.src_bucket,
-            "--dst-url", site_dst.url, "--dst-bucket", job.dst_bucket, "--threads", "32"]
-    env = tool_env({"AWS_ACCESS_KEY_ID": site_src.access_key,
-                    "AWS_SECRET_ACCESS_KEY": site_src.secret_key})
+    argv = [
+        ctx.python,
+        str(Path(__file__).with_name("plain_boto3.py")),
+        "--src-url",
+        site_src.url,
+        "--src-bucket",
+        job.src_bucket,
+        "--dst-url",
+        site_dst.url,
+        "--dst-bucket",
+        job.dst_bucket,
+        "--threads",
+        "32",
+    ]
+    env = tool_env(
+        {"AWS_ACCESS_KEY_ID": site_src.access_key, "AWS_SECRET_ACCESS_KEY": site_src.secret_key}
+    )
     return Invocation(argv, env, job.work_dir)
 
 
@@ -61,22 +73,42 @@ def _with_invocation(builder):
     def build(ctx: Context, job: CopyJob) -> Invocation:
         argv, env, cwd = builder(ctx, job.src_bucket, job.dst_bucket, job.work_dir)
         return Invocation(argv, env, cwd)
+
     return build
 
 
-S3S3 = Copier("s3s3", "s3s3", _with_invocation(s3s3.bucket_invocation),
-              available=s3s3.bucket_unavailable)
-RCLONE = Copier("rclone (defaults)", "rclone", _with_invocation(rclone.copy_default),
-                available=rclone.unavailable)
-RCLONE_64 = Copier("rclone --transfers 64 --checkers 64", "rclone",
-                   _with_invocation(rclone.copy_tuned), available=rclone.unavailable)
-RCLONE_CHECKSUM = Copier("rclone copy --checksum", "rclone",
-                         _with_invocation(rclone.copy_checksum), available=rclone.unavailable)
-RCLONE_CHECK = Copier("rclone check", "rclone", _with_invocation(rclone.check),
-                      available=rclone.unavailable)
+S3S3 = Copier(
+    "s3s3", "s3s3", _with_invocation(s3s3.bucket_invocation), available=s3s3.bucket_unavailable
+)
+RCLONE = Copier(
+    "rclone (defaults)",
+    "rclone",
+    _with_invocation(rclone.copy_default),
+    available=rclone.unavailable,
+)
+RCLONE_64 = Copier(
+    "rclone --transfers 64 --checkers 64",
+    "rclone",
+    _with_invocation(rclone.copy_tuned),
+    available=rclone.unavailable,
+)
+RCLONE_CHECKSUM = Copier(
+    "rclone copy --checksum",
+    "rclone",
+    _with_invocation(rclone.copy_checksum),
+    available=rclone.unavailable,
+)
+RCLONE_CHECK = Copier(
+    "rclone check", "rclone", _with_invocation(rclone.check), available=rclone.unavailable
+)
 PLAIN_BOTO3 = Copier("plain boto3 (32 threads)", "plain-boto3", _plain_boto3)
-S3S3_2015 = Copier("s3s3 0.1.10 (2015)", "s3s3-2015", _with_invocation(s3s3_2015.bucket_invocation),
-                   max_keys=1000, available=s3s3_2015.unavailable)
+S3S3_2015 = Copier(
+    "s3s3 0.1.10 (2015)",
+    "s3s3-2015",
+    _with_invocation(s3s3_2015.bucket_invocation),
+    max_keys=1000,
+    available=s3s3_2015.unavailable,
+)
 
 #: Into an empty destination (W1, W2, W3, W5).
 COPIERS = (S3S3, RCLONE, RCLONE_64, PLAIN_BOTO3, S3S3_2015)

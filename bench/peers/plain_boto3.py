@@ -26,11 +26,16 @@ from botocore.config import Config
 
 def make_client(url: str, *, pool: int):
     return boto3.client(
-        "s3", endpoint_url=url, region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path", "payload_signing_enabled": False},
-                      request_checksum_calculation="when_required",
-                      response_checksum_validation="when_required",
-                      max_pool_connections=pool))
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            max_pool_connections=pool,
+        ),
+    )
 
 
 def list_bucket(client, bucket: str) -> dict[str, tuple[int, str]]:
@@ -45,9 +50,14 @@ def list_bucket(client, bucket: str) -> dict[str, tuple[int, str]]:
 def copy_one(src, dst, src_bucket: str, dst_bucket: str, key: str) -> int:
     obj = src.get_object(Bucket=src_bucket, Key=key)
     extra = {"ContentType": obj["ContentType"]} if obj.get("ContentType") else {}
-    dst.put_object(Bucket=dst_bucket, Key=key, Body=obj["Body"],
-                   ContentLength=obj["ContentLength"], Metadata=obj.get("Metadata", {}),
-                   **extra)
+    dst.put_object(
+        Bucket=dst_bucket,
+        Key=key,
+        Body=obj["Body"],
+        ContentLength=obj["ContentLength"],
+        Metadata=obj.get("Metadata", {}),
+        **extra,
+    )
     return obj["ContentLength"]
 
 
@@ -63,13 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     src = make_client(args.src_url, pool=args.threads)
     dst = make_client(args.dst_url, pool=args.threads)
     with ThreadPoolExecutor(2) as pool:  # both listings at once
-        src_listing, dst_listing = pool.map(list_bucket, (src, dst),
-                                            (args.src_bucket, args.dst_bucket))
+        src_listing, dst_listing = pool.map(
+            list_bucket, (src, dst), (args.src_bucket, args.dst_bucket)
+        )
     todo = [k for k, v in src_listing.items() if dst_listing.get(k) != v]
     copied = failed = nbytes = 0
     with ThreadPoolExecutor(args.threads) as pool:
-        futures = {pool.submit(copy_one, src, dst, args.src_bucket, args.dst_bucket, k): k
-                   for k in todo}
+        futures = {
+            pool.submit(copy_one, src, dst, args.src_bucket, args.dst_bucket, k): k for k in todo
+        }
         for future in as_completed(futures):
             try:
                 nbytes += future.result()
@@ -77,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # counted and reported; the others go on
                 failed += 1
                 print(f"failed {futures[future]!r}: {exc}", file=sys.stderr)
-    print(f"listed {len(src_listing)} copied {copied} skipped {len(src_listing) - len(todo)} "
-          f"failed {failed} bytes {nbytes} in {time.monotonic() - began:.2f} s")
+    print(
+        f"listed {len(src_listing)} copied {copied} skipped {len(src_listing) - len(todo)} "
+        f"failed {failed} bytes {nbytes} in {time.monotonic() - began:.2f} s"
+    )
     return 1 if failed else 0
 
 

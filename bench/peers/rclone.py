@@ -36,7 +36,8 @@ def write_conf(ctx: Context) -> Path:
         sections.append(
             f"[{name}]\ntype = s3\nprovider = {'Ceph' if ctx.server.kind == 'ceph' else 'Other'}\n"
             f"access_key_id = {site.access_key}\nsecret_access_key = {site.secret_key}\n"
-            f"endpoint = {site.url}\nregion = {site.region}\n")
+            f"endpoint = {site.url}\nregion = {site.region}\n"
+        )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("\n".join(sections))
@@ -56,8 +57,11 @@ def copy_default(ctx: Context, src: str, dst: str, work_dir: Path):
 
 
 def copy_tuned(ctx: Context, src: str, dst: str, work_dir: Path):
-    return (_argv(ctx, "copy", "--transfers", "64", "--checkers", "64", f"src:{src}", f"dst:{dst}"),
-            tool_env(), work_dir)
+    return (
+        _argv(ctx, "copy", "--transfers", "64", "--checkers", "64", f"src:{src}", f"dst:{dst}"),
+        tool_env(),
+        work_dir,
+    )
 
 
 def copy_checksum(ctx: Context, src: str, dst: str, work_dir: Path):

@@ -22,26 +22,50 @@ from ..measure import tool_env
 from ..paths import REPO_ROOT, WORK_DIR
 
 
-def write_ini(ctx: Context, path: Path, *, src_bucket: str, dst_buckets: list[str],
-              mode: str = "pubsub", extra: str = "") -> Path:
+def write_ini(
+    ctx: Context,
+    path: Path,
+    *,
+    src_bucket: str,
+    dst_buckets: list[str],
+    mode: str = "pubsub",
+    extra: str = "",
+) -> Path:
     """An INI for one run (owner-only: it holds the keys)."""
     server = ctx.server
     lines = []
 
     def endpoint(section: str, site, bucket: str) -> None:
-        lines.extend([f"[{section}]", f"aws_access_key_id = {site.access_key}",
-                      f"aws_secret_access_key = {site.secret_key}",
-                      f"bucket_name = {bucket}", f"endpoint_url = {site.url}",
-                      f"region = {site.region}", ""])
+        lines.extend(
+            [
+                f"[{section}]",
+                f"aws_access_key_id = {site.access_key}",
+                f"aws_secret_access_key = {site.secret_key}",
+                f"bucket_name = {bucket}",
+                f"endpoint_url = {site.url}",
+                f"region = {site.region}",
+                "",
+            ]
+        )
 
     endpoint("source", server.src, src_bucket)
     for i, bucket in enumerate(dst_buckets):
         endpoint("destination" if i == 0 else f"destination{i + 1}", server.dst, bucket)
     lock_dir = WORK_DIR / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    lines += ["[pubsub]", "redis = True", "sns = False", f"url = {ctx.redis_url}",
-              f"channel = {ctx.tag}", f"mode = {mode}", "",
-              "[bucket]", "lock = local", f"lock_dir = {lock_dir}", ""]
+    lines += [
+        "[pubsub]",
+        "redis = True",
+        "sns = False",
+        f"url = {ctx.redis_url}",
+        f"channel = {ctx.tag}",
+        f"mode = {mode}",
+        "",
+        "[bucket]",
+        "lock = local",
+        f"lock_dir = {lock_dir}",
+        "",
+    ]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("\n".join(lines) + extra)
@@ -50,7 +74,9 @@ def write_ini(ctx: Context, path: Path, *, src_bucket: str, dst_buckets: list[st
 
 def _env() -> dict[str, str]:
     pythonpath = os.environ.get("PYTHONPATH")
-    return tool_env({"PYTHONPATH": str(REPO_ROOT) + (os.pathsep + pythonpath if pythonpath else "")})
+    return tool_env(
+        {"PYTHONPATH": str(REPO_ROOT) + (os.pathsep + pythonpath if pythonpath else "")}
+    )
 
 
 def _command(ctx: Context, template: str | None, module: str, config: Path) -> list[str]:
@@ -70,8 +96,11 @@ def listen_invocation(ctx: Context, src: str, dst: str, work_dir: Path, *, mode:
 
 
 def _works(ctx: Context, template: str | None, module: str) -> str | None:
-    argv = (shlex.split(template.format(python=ctx.python, config="/dev/null")) + ["--help"]
-            if template else [ctx.python, "-m", module, "--help"])
+    argv = (
+        shlex.split(template.format(python=ctx.python, config="/dev/null")) + ["--help"]
+        if template
+        else [ctx.python, "-m", module, "--help"]
+    )
     result = subprocess.run(argv, capture_output=True, text=True, env=_env(), cwd=WORK_DIR)
     if result.returncode != 0:
         return f"{' '.join(argv)} fails: {(result.stderr or result.stdout).strip()[-300:]}"
@@ -97,8 +126,17 @@ def _cached(ctx: Context, what: str, check) -> str | None:
 
 
 def version(ctx: Context) -> str:
-    result = subprocess.run([ctx.python, "-c", "import s3s3, boto3, botocore; "
-                             "print(getattr(s3s3, '__version__', '?'), boto3.__version__, "
-                             "botocore.__version__)"],
-                            capture_output=True, text=True, env=_env(), cwd=WORK_DIR)
+    result = subprocess.run(
+        [
+            ctx.python,
+            "-c",
+            "import s3s3, boto3, botocore; "
+            "print(getattr(s3s3, '__version__', '?'), boto3.__version__, "
+            "botocore.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=WORK_DIR,
+    )
     return result.stdout.strip()

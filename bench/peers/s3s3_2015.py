@@ -36,9 +36,10 @@ def find_python() -> str | None:
     roots = [os.environ.get("PYENV_ROOT") or "", os.path.expanduser("~/.pyenv")]
     for minor in ("3.7", "3.6"):
         for root in filter(None, roots):
-            found = sorted(glob.glob(f"{root}/versions/{minor}.*/bin/python"),
-                           key=lambda p: [int(x) for x in p.split("/")[-3].split(".")
-                                          if x.isdigit()])
+            found = sorted(
+                glob.glob(f"{root}/versions/{minor}.*/bin/python"),
+                key=lambda p: [int(x) for x in p.split("/")[-3].split(".") if x.isdigit()],
+            )
             if found:
                 return found[-1]
     return None
@@ -54,9 +55,15 @@ def ensure(ctx: Context) -> None:
     except InstallError as exc:
         ctx.note(f"the 2015 s3s3 could not be installed: {exc}")
         return
-    out = subprocess.run([str(ctx.legacy_bin / "python"), "-c",
-                          "import sys, boto; print(sys.version.split()[0], boto.__version__)"],
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [
+            str(ctx.legacy_bin / "python"),
+            "-c",
+            "import sys, boto; print(sys.version.split()[0], boto.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     if len(out) == 2:
         ctx.versions["s3s3 0.1.10"] = f"Python {out[0]}, boto {out[1]}"
 
@@ -73,13 +80,16 @@ def write_workdir(ctx: Context, work_dir: Path, src: str, dst: str) -> Path:
     """``work_dir/s3s3.ini`` without a port: it must sit in the working directory."""
     host = ctx.server.legacy_host
     sections = []
-    for name, site, bucket in (("source", ctx.server.src, src),
-                               ("destination", ctx.server.dst, dst)):
+    for name, site, bucket in (
+        ("source", ctx.server.src, src),
+        ("destination", ctx.server.dst, dst),
+    ):
         sections.append(
             f"[{name}]\naws_access_key_id = {site.access_key}\n"
             f"aws_secret_access_key = {site.secret_key}\nbucket_name = {bucket}\n"
             f"host = {host}\nis_secure = False\ncalling_format = OrdinaryCallingFormat\n"
-            f"verify_md5 = False\n")
+            f"verify_md5 = False\n"
+        )
     sections.append("[pubsub]\nredis = True\nsns = False\n")
     path = work_dir / "s3s3.ini"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -107,5 +117,5 @@ def delete_markers(redis_client, key_prefix: str) -> int:
     """Delete the ``backup=>KEY`` markers it set for keys under ``key_prefix`` (ours only)."""
     names = list(redis_client.scan_iter(match=f"{CHANNEL}=>{key_prefix}*", count=1000))
     for i in range(0, len(names), 500):
-        redis_client.delete(*names[i:i + 500])
+        redis_client.delete(*names[i : i + 500])
     return len(names)

@@ -14,8 +14,13 @@ from ..measure import tool_env
 
 
 def _base(ctx: Context, site) -> tuple[list[str], dict[str, str]]:
-    env = tool_env({"AWS_ACCESS_KEY_ID": site.access_key,
-                    "AWS_SECRET_ACCESS_KEY": site.secret_key, "AWS_REGION": site.region})
+    env = tool_env(
+        {
+            "AWS_ACCESS_KEY_ID": site.access_key,
+            "AWS_SECRET_ACCESS_KEY": site.secret_key,
+            "AWS_REGION": site.region,
+        }
+    )
     return [ctx.s5cmd, "--endpoint-url", site.url], env
 
 

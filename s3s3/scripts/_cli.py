@@ -31,20 +31,25 @@ redactor: RedactingFilter | None = None
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--config", metavar="FILE",
-                   help="INI file, read after the default search path "
-                        "(/usr/local/etc/s3s3.ini, then s3s3.ini beside the package, its "
-                        "parent folder and the current folder); its keys win")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more logging (-vv also logs botocore)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="INI file, read after the default search path "
+        "(/usr/local/etc/s3s3.ini, then s3s3.ini beside the package, its "
+        "parent folder and the current folder); its keys win",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv also logs botocore)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
 
 
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.verbose < 2:
         for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -32,29 +32,61 @@ log = logging.getLogger("s3s3.bucket")
 
 def build_parser() -> argparse.ArgumentParser:
     p = _cli.parser("s3s3bucket", "Make every destination bucket hold what the source holds.")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan, one line per action, and change nothing")
-    p.add_argument("--delete", action=argparse.BooleanOptionalAction, default=None,
-                   help="delete destination keys that are not in the source (within "
-                        "max_delete_fraction); overrides 'delete' in [bucket]")
-    p.add_argument("--size-only", action=argparse.BooleanOptionalAction, default=None,
-                   help="compare sizes only; overrides 'size_only' in [bucket]")
-    p.add_argument("--verify-md5", action="store_true",
-                   help="where no md5 is known for a side, read the object to compute it "
-                        "(as verify_md5 = True on every endpoint)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan, one line per action, and change nothing",
+    )
+    p.add_argument(
+        "--delete",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="delete destination keys that are not in the source (within "
+        "max_delete_fraction); overrides 'delete' in [bucket]",
+    )
+    p.add_argument(
+        "--size-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compare sizes only; overrides 'size_only' in [bucket]",
+    )
+    p.add_argument(
+        "--verify-md5",
+        action="store_true",
+        help="where no md5 is known for a side, read the object to compute it "
+        "(as verify_md5 = True on every endpoint)",
+    )
     p.add_argument("--prefix", help="only keys starting with PREFIX; overrides [bucket]")
-    p.add_argument("--include", action="append", metavar="GLOB",
-                   help="only keys matching GLOB (fnmatch; '*' also matches '/'); "
-                        "repeatable; replaces 'include' in [bucket]")
-    p.add_argument("--exclude", action="append", metavar="GLOB",
-                   help="skip keys matching GLOB; repeatable; replaces 'exclude' in [bucket]")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="concurrent copies; overrides 'workers' in [bucket]")
-    p.add_argument("--enqueue", action="store_true",
-                   help="add the keys to copy to the listener's Redis Stream instead of "
-                        "copying them, for s3s3listen workers to copy")
-    p.add_argument("--supervisord", action="store_true",
-                   help="run as a supervisord event listener: one run per TICK event")
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="only keys matching GLOB (fnmatch; '*' also matches '/'); "
+        "repeatable; replaces 'include' in [bucket]",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="skip keys matching GLOB; repeatable; replaces 'exclude' in [bucket]",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="concurrent copies; overrides 'workers' in [bucket]",
+    )
+    p.add_argument(
+        "--enqueue",
+        action="store_true",
+        help="add the keys to copy to the listener's Redis Stream instead of "
+        "copying them, for s3s3listen workers to copy",
+    )
+    p.add_argument(
+        "--supervisord",
+        action="store_true",
+        help="run as a supervisord event listener: one run per TICK event",
+    )
     return p
 
 
@@ -74,19 +106,29 @@ def exit_status(summary: JobSummary) -> int:
     return EXIT_OK if summary.ok else EXIT_FAILURES
 
 
-def run_once(args: argparse.Namespace, *, stop: threading.Event,
-             on_plan=None) -> JobSummary:
+def run_once(args: argparse.Namespace, *, stop: threading.Event, on_plan=None) -> JobSummary:
     """One run with the flags of ``args``; raises what keeps it from happening."""
     settings = _cli.load_settings(args)
-    progress = (Progress(interval_s=settings.bucket.progress_interval_s)
-                if args.quiet or args.supervisord
-                else Progress.for_stream(sys.stderr,
-                                         interval_s=settings.bucket.progress_interval_s))
+    progress = (
+        Progress(interval_s=settings.bucket.progress_interval_s)
+        if args.quiet or args.supervisord
+        else Progress.for_stream(sys.stderr, interval_s=settings.bucket.progress_interval_s)
+    )
     return run_bucket_job(
-        settings, dry_run=args.dry_run, enqueue=args.enqueue, delete=args.delete,
-        size_only=args.size_only, prefix=args.prefix, include=args.include,
-        exclude=args.exclude, workers=args.workers, verify_md5=args.verify_md5,
-        progress=progress, stop=stop, on_plan=on_plan)
+        settings,
+        dry_run=args.dry_run,
+        enqueue=args.enqueue,
+        delete=args.delete,
+        size_only=args.size_only,
+        prefix=args.prefix,
+        include=args.include,
+        exclude=args.exclude,
+        workers=args.workers,
+        verify_md5=args.verify_md5,
+        progress=progress,
+        stop=stop,
+        on_plan=on_plan,
+    )
 
 
 def reconcile(args: argparse.Namespace, *, stop: threading.Event) -> int:
@@ -144,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve_supervisord(args: argparse.Namespace, stdin, stdout, *, life: Lifecycle) -> int:
     """Speak supervisord's event listener protocol on binary ``stdin``/``stdout``."""
+
     def on_plan(line: str) -> None:
         sys.stderr.write(line + "\n")
 
@@ -180,6 +223,7 @@ def _tick(args: argparse.Namespace, *, stop: threading.Event, on_plan) -> bool:
     A run that happened is acknowledged whatever its outcome (failed keys, a refused
     deletion): it is logged, and a re-sent tick would only repeat it at once.
     """
+
     def body(a: argparse.Namespace) -> int:
         try:
             summary = run_once(a, stop=stop, on_plan=on_plan)

@@ -14,8 +14,9 @@ def _data(name: str) -> str:
 
 
 def ini_template(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="echo_s3s3_ini_template",
-                            description="Print the s3s3.ini template.").parse_args(argv)
+    argparse.ArgumentParser(
+        prog="echo_s3s3_ini_template", description="Print the s3s3.ini template."
+    ).parse_args(argv)
     sys.stdout.write(_data("s3s3.ini.dist"))
     return 0
 
@@ -24,16 +25,20 @@ def supervisord_conf(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="echo_s3s3_supervisord_conf",
         description="Print a supervisord configuration for s3s3listen and an hourly "
-                    "s3s3bucket, pointing at the scripts of this installation.")
+        "s3s3bucket, pointing at the scripts of this installation.",
+    )
     p.add_argument("--config", default="/usr/local/etc/s3s3.ini", help="the INI path to use")
     p.add_argument("--logdir", default="/var/log/s3s3", help="where supervisord writes logs")
-    p.add_argument("--bindir", default=None,
-                   help="where s3s3listen and s3s3bucket are (default: this installation's "
-                        "scripts folder)")
+    p.add_argument(
+        "--bindir",
+        default=None,
+        help="where s3s3listen and s3s3bucket are (default: this installation's scripts folder)",
+    )
     args = p.parse_args(argv)
     bindir = args.bindir or _scripts_dir()
-    sys.stdout.write(_data("supervisord.conf").format(bindir=bindir, config=args.config,
-                                                      logdir=args.logdir))
+    sys.stdout.write(
+        _data("supervisord.conf").format(bindir=bindir, config=args.config, logdir=args.logdir)
+    )
     return 0
 
 

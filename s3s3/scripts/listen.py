@@ -34,24 +34,46 @@ log = _cli.log
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _cli.parser("s3s3listen", "Replicate keys announced through Redis (pub/sub or a "
-                                       "stream) from the source to every destination.")
-    parser.add_argument("--mode", choices=("pubsub", "stream"),
-                        help="override [pubsub] mode: pubsub (compatible, loses what is "
-                             "published while no listener runs) or stream (reliable)")
+    parser = _cli.parser(
+        "s3s3listen",
+        "Replicate keys announced through Redis (pub/sub or a "
+        "stream) from the source to every destination.",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("pubsub", "stream"),
+        help="override [pubsub] mode: pubsub (compatible, loses what is "
+        "published while no listener runs) or stream (reliable)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     dead = commands.add_parser(
-        "dead-letters", help="list, requeue or purge the dead-letter stream (stream mode)",
+        "dead-letters",
+        help="list, requeue or purge the dead-letter stream (stream mode)",
         description="Entries that failed max_deliveries times wait in the dead-letter stream "
-                    "with the reason and the error. Fix the cause, then requeue them.")
+        "with the reason and the error. Fix the cause, then requeue them.",
+    )
     # Also accepted after the sub-command: ``s3s3listen dead-letters list --config FILE``.
-    dead.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                      help="INI file (as before the sub-command)")
+    dead.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="INI file (as before the sub-command)",
+    )
     dead.add_argument("action", choices=("list", "requeue", "purge"))
-    dead.add_argument("--count", type=int, metavar="N",
-                      help="list: at most N (default 100); requeue: the oldest N (default all)")
-    dead.add_argument("--id", dest="ids", action="append", metavar="ID", default=[],
-                      help="a dead letter's id (repeatable); requeue or purge only these")
+    dead.add_argument(
+        "--count",
+        type=int,
+        metavar="N",
+        help="list: at most N (default 100); requeue: the oldest N (default all)",
+    )
+    dead.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        metavar="ID",
+        default=[],
+        help="a dead letter's id (repeatable); requeue or purge only these",
+    )
     dead.add_argument("--all", action="store_true", help="purge: delete every dead letter")
     return parser
 
@@ -61,10 +83,12 @@ def effective_settings(args: argparse.Namespace) -> config.Settings:
     settings = _cli.load_settings(args)
     if args.mode and args.mode != settings.redis.mode:
         if args.mode != "stream" and settings.redis.list_key:
-            raise ConfigError("--mode pubsub cannot be used with [pubsub] list, which needs "
-                              "the stream")
+            raise ConfigError(
+                "--mode pubsub cannot be used with [pubsub] list, which needs the stream"
+            )
         settings = dataclasses.replace(
-            settings, redis=dataclasses.replace(settings.redis, mode=args.mode))
+            settings, redis=dataclasses.replace(settings.redis, mode=args.mode)
+        )
     return settings
 
 
@@ -85,8 +109,9 @@ def _dead_letters(args: argparse.Namespace) -> int:
             for letter in letters:
                 print(letter.describe())
             total = client.xlen(cfg.dead_letter_stream)
-            log.info("%d dead letters in %s (%d shown)", total, cfg.dead_letter_stream,
-                     len(letters))
+            log.info(
+                "%d dead letters in %s (%d shown)", total, cfg.dead_letter_stream, len(letters)
+            )
         elif args.action == "requeue":
             n = requeue_dead_letters(client, cfg, ids=args.ids or None, count=args.count)
             print(f"requeued {n} dead letters into {cfg.stream}")

@@ -34,17 +34,28 @@ log = _cli.log
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _cli.parser("s3s3publish", "Announce source keys to s3s3listen in the configured "
-                                        "mode, or bridge pub/sub messages into the stream.")
-    parser.add_argument("keys", nargs="*", metavar="KEY",
-                        help="keys to announce; none (or '-') reads them from stdin, one per line")
+    parser = _cli.parser(
+        "s3s3publish",
+        "Announce source keys to s3s3listen in the configured "
+        "mode, or bridge pub/sub messages into the stream.",
+    )
+    parser.add_argument(
+        "keys",
+        nargs="*",
+        metavar="KEY",
+        help="keys to announce; none (or '-') reads them from stdin, one per line",
+    )
     parser.add_argument("--mode", choices=("pubsub", "stream"), help="override [pubsub] mode")
-    parser.add_argument("--delete", action="store_true",
-                        help="announce deletions (listeners apply them only with "
-                             "[listen] delete = true)")
-    parser.add_argument("--bridge", action="store_true",
-                        help="subscribe to the channel and add every message to the stream, "
-                             "until SIGTERM/SIGINT")
+    parser.add_argument(
+        "--delete",
+        action="store_true",
+        help="announce deletions (listeners apply them only with [listen] delete = true)",
+    )
+    parser.add_argument(
+        "--bridge",
+        action="store_true",
+        help="subscribe to the channel and add every message to the stream, until SIGTERM/SIGINT",
+    )
     return parser
 
 
@@ -85,9 +96,9 @@ def _argument_key(key: str) -> str | bytes:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from ..errors import BacklogFull
     from ..sources import publish_keys
     from ..sources.messages import preview, validate_key
-    from ..errors import BacklogFull
 
     settings = effective_settings(args)
     cfg = settings.redis
@@ -113,14 +124,13 @@ def _publish(args: argparse.Namespace) -> int:
     finally:
         client.close()
     where = cfg.stream if cfg.mode == "stream" else f"channel {cfg.channel!r}"
-    log.info("announced %d keys on %s%s", n, where,
-             f" ({rejected} rejected)" if rejected else "")
+    log.info("announced %d keys on %s%s", n, where, f" ({rejected} rejected)" if rejected else "")
     return _cli.EXIT_FAILURES if rejected else _cli.EXIT_OK
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from ..sources.bridge import run_bridge
     from ..errors import RedisFatal
+    from ..sources.bridge import run_bridge
     from ..sources.link import RedisLink, daemon_client
 
     cfg = effective_settings(args).redis
@@ -132,16 +142,19 @@ def _bridge(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     counts: dict = {}
     try:
-        run_bridge(daemon_client(cfg), cfg, stop=stop, link=RedisLink(cfg.safe_url),
-                   counts=counts)
+        run_bridge(daemon_client(cfg), cfg, stop=stop, link=RedisLink(cfg.safe_url), counts=counts)
     except RedisFatal as exc:
         log.error("%s", exc)
         return _cli.EXIT_FATAL
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-    log.info("bridge stopped: %d messages added to %s, %d dropped", counts.get("bridged", 0),
-             cfg.stream, counts.get("dropped", 0))
+    log.info(
+        "bridge stopped: %d messages added to %s, %d dropped",
+        counts.get("bridged", 0),
+        cfg.stream,
+        counts.get("dropped", 0),
+    )
     return _cli.EXIT_OK
 
 

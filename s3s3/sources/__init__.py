@@ -17,22 +17,35 @@ replicator work items with an opaque ticket each, and is told when a ticket's wo
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 import redis
 
-from ..errors import BacklogFull
 from ..config import RedisConfig
+from ..errors import BacklogFull
 from .messages import COPY, DELETE, MessageError, WorkItem, encode_key_message, validate_key
 from .pubsub import publish_messages
 from .stream import add_entries
 
-__all__ = ["COPY", "DELETE", "BacklogFull", "MessageError", "WorkItem", "add_entries",
-           "publish_keys"]
+__all__ = [
+    "COPY",
+    "DELETE",
+    "BacklogFull",
+    "MessageError",
+    "WorkItem",
+    "add_entries",
+    "publish_keys",
+]
 
 
-def publish_keys(redis_client: redis.Redis, cfg: RedisConfig, keys: Iterable[str], *,
-                 op: str = COPY, mode: str | None = None) -> int:
+def publish_keys(
+    redis_client: redis.Redis,
+    cfg: RedisConfig,
+    keys: Iterable[str],
+    *,
+    op: str = COPY,
+    mode: str | None = None,
+) -> int:
     """Announce ``keys`` in the configured mode; return how many were announced.
 
     ``pubsub``: PUBLISH each key on ``cfg.channel`` (plain key name, as in 2015; a delete,
@@ -51,9 +64,13 @@ def publish_keys(redis_client: redis.Redis, cfg: RedisConfig, keys: Iterable[str
     if mode != "pubsub":
         raise ValueError(f"mode must be 'pubsub' or 'stream', not {mode!r}")
     published, received = publish_messages(
-        redis_client, cfg, (encode_key_message(k, op=op) for k in keys))
+        redis_client, cfg, (encode_key_message(k, op=op) for k in keys)
+    )
     if published and not received:
         logging.getLogger("s3s3.publish").warning(
             "no listener is subscribed to channel %r: the %d keys just published are lost "
-            "(pub/sub keeps nothing; the stream mode does)", cfg.channel, published)
+            "(pub/sub keeps nothing; the stream mode does)",
+            cfg.channel,
+            published,
+        )
     return published

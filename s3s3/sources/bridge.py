@@ -16,9 +16,9 @@ import threading
 
 import redis
 
-from ..errors import BacklogFull
 from ..config import RedisConfig
-from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink
+from ..errors import BacklogFull
+from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, refused
 from .messages import MAX_MESSAGE_BYTES, preview
 from .stream import add_entries
 
@@ -27,8 +27,14 @@ log = logging.getLogger("s3s3.bridge")
 BRIDGE_BATCH = 500
 
 
-def run_bridge(redis_client: redis.Redis, cfg: RedisConfig, *, stop: threading.Event,
-               link: RedisLink | None = None, counts: dict | None = None) -> None:
+def run_bridge(
+    redis_client: redis.Redis,
+    cfg: RedisConfig,
+    *,
+    stop: threading.Event,
+    link: RedisLink | None = None,
+    counts: dict | None = None,
+) -> None:
     """Bridge ``cfg.channel`` into ``cfg.stream`` until ``stop`` is set.
 
     Reconnects forever (each outage logged once); raises :class:`RedisFatal` on bad
@@ -59,8 +65,12 @@ def run_bridge(redis_client: redis.Redis, cfg: RedisConfig, *, stop: threading.E
                     data = message["data"]
                     if len(data) > MAX_MESSAGE_BYTES:
                         counts["dropped"] += 1
-                        log.warning("dropped a message of %d bytes (over %d): %s", len(data),
-                                    MAX_MESSAGE_BYTES, preview(data))
+                        log.warning(
+                            "dropped a message of %d bytes (over %d): %s",
+                            len(data),
+                            MAX_MESSAGE_BYTES,
+                            preview(data),
+                        )
                         continue
                     pending.append(data)
                     if len(pending) >= BRIDGE_BATCH:
@@ -79,17 +89,22 @@ def run_bridge(redis_client: redis.Redis, cfg: RedisConfig, *, stop: threading.E
                 pass
 
 
-def _flush(client: redis.Redis, cfg: RedisConfig, pending: list[bytes], counts: dict,
-           stop: threading.Event) -> None:
+def _flush(
+    client: redis.Redis, cfg: RedisConfig, pending: list[bytes], counts: dict, stop: threading.Event
+) -> None:
     while True:
         try:
-            counts["bridged"] += add_entries(client, cfg, ({"message": m} for m in pending),
-                                             wait_s=5.0)
+            counts["bridged"] += add_entries(
+                client, cfg, ({"message": m} for m in pending), wait_s=5.0
+            )
             pending.clear()
             return
         except BacklogFull as exc:
-            del pending[:exc.added]
-            log.warning("%s; holding %d messages (pub/sub keeps nothing, so the bridge must)",
-                        exc, len(pending))
+            del pending[: exc.added]
+            log.warning(
+                "%s; holding %d messages (pub/sub keeps nothing, so the bridge must)",
+                exc,
+                len(pending),
+            )
             if stop.is_set():
                 return

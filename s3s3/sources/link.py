@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 import redis.exceptions
@@ -48,8 +48,9 @@ def refused(safe_url: str, exc: BaseException) -> RedisFatal:
 
     The URL and redis-py's message are redacted: a URL given with ``?password=`` keeps it
     in the query, which a plain userinfo mask leaves alone."""
-    return RedisFatal(f"Redis at {redact_url(safe_url)} refused s3s3: {type(exc).__name__}: "
-                      f"{redact(str(exc))}")
+    return RedisFatal(
+        f"Redis at {redact_url(safe_url)} refused s3s3: {type(exc).__name__}: {redact(str(exc))}"
+    )
 
 
 class RedisLoop:
@@ -92,8 +93,14 @@ class RedisLink:
     ``up()`` logs the recovery once. A thousand failed retries make two log lines.
     """
 
-    def __init__(self, safe_url: str, *, retry_base_s: float = 0.5, retry_max_s: float = 30.0,
-                 what: str = "Redis") -> None:
+    def __init__(
+        self,
+        safe_url: str,
+        *,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        what: str = "Redis",
+    ) -> None:
         self.safe_url = safe_url
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
@@ -115,8 +122,12 @@ class RedisLink:
             self._failures = 0
             self._down_since = None
         if was_down is not None:
-            log.warning("%s at %s is reachable again after %.1fs", self.what,
-                        redact_url(self.safe_url), time.monotonic() - was_down)
+            log.warning(
+                "%s at %s is reachable again after %.1fs",
+                self.what,
+                redact_url(self.safe_url),
+                time.monotonic() - was_down,
+            )
         elif first:
             log.info("connected to %s at %s", self.what, redact_url(self.safe_url))
 
@@ -130,9 +141,15 @@ class RedisLink:
                 self._down_since = time.monotonic()
         if first:
             verb = "lost" if self._ever_up else "cannot reach"
-            log.warning("%s %s at %s (%s: %s); retrying with backoff up to %gs, quietly until "
-                        "it answers", verb, self.what, redact_url(self.safe_url),
-                        type(exc).__name__, redact(str(exc)), self.retry_max_s)
+            log.warning(
+                "%s %s at %s (%s: %s); retrying with backoff up to %gs, quietly until it answers",
+                verb,
+                self.what,
+                redact_url(self.safe_url),
+                type(exc).__name__,
+                redact(str(exc)),
+                self.retry_max_s,
+            )
         delay = backoff_s(failures, base_s=self.retry_base_s, max_s=self.retry_max_s)
         if stop is None:
             time.sleep(delay)
@@ -150,8 +167,13 @@ class Writer:
     replay may cause (a dead letter written twice) are harmless, losses are not.
     """
 
-    def __init__(self, client: redis.Redis, link: RedisLink, *,
-                 ack: Callable[[object, list], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        link: RedisLink,
+        *,
+        ack: Callable[[object, list], None] | None = None,
+    ) -> None:
         self._client = client
         self._link = link
         self._ack_fn = ack
@@ -184,8 +206,13 @@ class Writer:
             if self.on_crash is not None:
                 self.on_crash(threading.current_thread().name, exc)
             else:
-                log.error("thread %s crashed: %s: %s", threading.current_thread().name,
-                          type(exc).__name__, redact(str(exc)), exc_info=exc)
+                log.error(
+                    "thread %s crashed: %s: %s",
+                    threading.current_thread().name,
+                    type(exc).__name__,
+                    redact(str(exc)),
+                    exc_info=exc,
+                )
 
     def ack(self, entry_id) -> None:
         with self._cond:
@@ -208,8 +235,12 @@ class Writer:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            while (self._acks or self._tx or self._plain or self._busy) and \
-                    time.monotonic() < deadline and self._thread and self._thread.is_alive():
+            while (
+                (self._acks or self._tx or self._plain or self._busy)
+                and time.monotonic() < deadline
+                and self._thread
+                and self._thread.is_alive()
+            ):
                 self._cond.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             left = len(self._acks) + len(self._tx) + len(self._plain) + self._busy
         self._stop.set()
@@ -229,9 +260,12 @@ class Writer:
         try:
             self._write(acks, tx, plain)
         except Exception as exc:
-            log.error("%d Redis writes left after the writer crashed could not be made "
-                      "either (%s: %s)", len(acks) + len(tx) + len(plain),
-                      type(exc).__name__, redact(str(exc)))
+            log.error(
+                "%d Redis writes left after the writer crashed could not be made either (%s: %s)",
+                len(acks) + len(tx) + len(plain),
+                type(exc).__name__,
+                redact(str(exc)),
+            )
             return len(acks) + len(tx) + len(plain)
         return 0
 
@@ -248,8 +282,12 @@ class Writer:
                 self._write(acks, tx, plain)
             except FATAL_ERRORS as exc:
                 self.fatal = exc
-                log.error("Redis refused a write (%s: %s); %d writes dropped",
-                          type(exc).__name__, redact(str(exc)), self._busy)
+                log.error(
+                    "Redis refused a write (%s: %s); %d writes dropped",
+                    type(exc).__name__,
+                    redact(str(exc)),
+                    self._busy,
+                )
                 continue
             except TRANSIENT_ERRORS as exc:
                 with self._cond:

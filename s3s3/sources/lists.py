@@ -19,9 +19,9 @@ import threading
 import redis
 import redis.exceptions
 
-from ..errors import BacklogFull, RedisFatal
 from ..config import RedisConfig
-from .link import refused, FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop
+from ..errors import BacklogFull, RedisFatal
+from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, refused
 from .stream import add_entries, processing_key
 
 log = logging.getLogger("s3s3.listen")
@@ -32,8 +32,15 @@ MOVE_BATCH = 100
 class ListMover(RedisLoop):
     """Drains ``cfg.list_key`` into ``cfg.stream``; run it in a thread of its own."""
 
-    def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink,
-                 batch: int = MOVE_BATCH, block_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        cfg: RedisConfig,
+        *,
+        link: RedisLink,
+        batch: int = MOVE_BATCH,
+        block_s: float = 0.5,
+    ) -> None:
         if not cfg.list_key:
             raise ValueError("ListMover needs a list key ([pubsub] list)")
         super().__init__(client, cfg, link=link)
@@ -50,8 +57,7 @@ class ListMover(RedisLoop):
                 if not recovered:
                     self._recover(stop)
                     recovered = True
-                    log.info("moving entries from list %r into %s", self.list_key,
-                             self.cfg.stream)
+                    log.info("moving entries from list %r into %s", self.list_key, self.cfg.stream)
                 self.link.up()
                 while not stop.is_set():
                     self._move_some(stop)
@@ -62,16 +68,20 @@ class ListMover(RedisLoop):
             except redis.exceptions.ResponseError as exc:
                 # WRONGTYPE (the list key holds something else), a command the server lacks:
                 # retrying cannot fix it. It used to end this thread and nothing else.
-                self._fail(RedisFatal(f"Redis rejected a command on list {self.list_key!r}: "
-                                      f"{exc}"), stop)
+                self._fail(
+                    RedisFatal(f"Redis rejected a command on list {self.list_key!r}: {exc}"), stop
+                )
 
     def _recover(self, stop: threading.Event) -> None:
         """Add to the stream what a mover that died left on the processing list."""
         left = self.client.lrange(self.processing, 0, -1)
         if left:
-            log.warning("found %d entries on %s left by a mover that stopped mid-way; adding "
-                        "them to the stream (some may be duplicates)", len(left),
-                        self.processing)
+            log.warning(
+                "found %d entries on %s left by a mover that stopped mid-way; adding "
+                "them to the stream (some may be duplicates)",
+                len(left),
+                self.processing,
+            )
             self._add_then_remove(left, stop)
 
     def _move_some(self, stop: threading.Event) -> None:
@@ -94,7 +104,7 @@ class ListMover(RedisLoop):
                 add_entries(self.client, self.cfg, ({"message": i} for i in todo), wait_s=5.0)
                 break
             except BacklogFull as exc:
-                del todo[:exc.added]
+                del todo[: exc.added]
                 # The entries wait on the processing list; MinIO's list holds the rest.
                 if not warned:
                     log.warning("%s; list entries wait in Redis meanwhile", exc)

@@ -52,8 +52,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 from ..errors import MessageError
@@ -130,11 +131,14 @@ def validate_key(key: str) -> str:
     try:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise MessageError(f"key is not UTF-8: a lone surrogate at character {exc.start} "
-                           f"(starts {preview(key)})") from None
+        raise MessageError(
+            f"key is not UTF-8: a lone surrogate at character {exc.start} (starts {preview(key)})"
+        ) from None
     if size > MAX_KEY_BYTES:
-        raise MessageError(f"key of {size:,} bytes is over the {MAX_KEY_BYTES:,}-byte S3 limit "
-                           f"(starts {preview(key)})")
+        raise MessageError(
+            f"key of {size:,} bytes is over the {MAX_KEY_BYTES:,}-byte S3 limit "
+            f"(starts {preview(key)})"
+        )
     return key
 
 
@@ -147,8 +151,10 @@ def unparsable(exc: BaseException, data: bytes | str) -> str:
     text = str(exc)
     if len(text) > 200:
         text = text[:200] + "..."
-    return (f"cannot be parsed ({type(exc).__name__}: {text}; a parser bug, please report it) "
-            f"(starts {preview(data)})")
+    return (
+        f"cannot be parsed ({type(exc).__name__}: {text}; a parser bug, please report it) "
+        f"(starts {preview(data)})"
+    )
 
 
 def nests_deeper_than(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -201,8 +207,9 @@ def encode_key_message(key: str, *, op: str = COPY) -> bytes:
     return json.dumps({"Records": [record]}, separators=(",", ":")).encode("utf-8")
 
 
-def parse_message(data: bytes | str, *, source_bucket: str | None = None,
-                  key_encoding: str = "auto") -> Parsed:
+def parse_message(
+    data: bytes | str, *, source_bucket: str | None = None, key_encoding: str = "auto"
+) -> Parsed:
     """Parse one message; raise :class:`MessageError` naming what is wrong with it.
 
     ``source_bucket``, when given, turns records for any other bucket into ``skipped``.
@@ -221,32 +228,38 @@ def parse_message(data: bytes | str, *, source_bucket: str | None = None,
     if size == 0:
         raise MessageError("empty message")
     if size > MAX_MESSAGE_BYTES:
-        raise MessageError(f"message of {size:,} bytes is over the {MAX_MESSAGE_BYTES:,}-byte "
-                           f"limit (starts {preview(data)})")
+        raise MessageError(
+            f"message of {size:,} bytes is over the {MAX_MESSAGE_BYTES:,}-byte "
+            f"limit (starts {preview(data)})"
+        )
     if text is None:
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise MessageError(f"message is not UTF-8 (byte {exc.start}: "
-                               f"{bytes(data)[exc.start:exc.start + 1]!r}; "
-                               f"starts {preview(data)})") from None
+            raise MessageError(
+                f"message is not UTF-8 (byte {exc.start}: "
+                f"{bytes(data)[exc.start : exc.start + 1]!r}; "
+                f"starts {preview(data)})"
+            ) from None
     if text[0] in "{[":
         if nests_deeper_than(text):
             if size > MAX_KEY_BYTES:
-                raise MessageError(f"message nests brackets deeper than {MAX_JSON_DEPTH} "
-                                   f"levels, so it is no event, and at {size:,} bytes it is "
-                                   f"over the {MAX_KEY_BYTES:,}-byte limit of a key (starts "
-                                   f"{preview(text)})")
+                raise MessageError(
+                    f"message nests brackets deeper than {MAX_JSON_DEPTH} "
+                    f"levels, so it is no event, and at {size:,} bytes it is "
+                    f"over the {MAX_KEY_BYTES:,}-byte limit of a key (starts "
+                    f"{preview(text)})"
+                )
         else:
             doc = _decode_json(text)  # None: a key that happens to start with a bracket
             if isinstance(doc, (dict, list)):
-                return _parse_document(doc, source_bucket=source_bucket,
-                                       key_encoding=key_encoding)
+                return _parse_document(doc, source_bucket=source_bucket, key_encoding=key_encoding)
     return Parsed("key", (WorkItem(COPY, validate_key(text)),))
 
 
-def parse_entry(fields: Mapping[Any, Any], *, source_bucket: str | None = None,
-                key_encoding: str = "auto") -> Parsed:
+def parse_entry(
+    fields: Mapping[Any, Any], *, source_bucket: str | None = None, key_encoding: str = "auto"
+) -> Parsed:
     """Parse the fields of one stream entry.
 
     ``key`` (+ optional ``op``) is a key announced by :func:`~s3s3.sources.stream.add_entries`
@@ -254,8 +267,7 @@ def parse_entry(fields: Mapping[Any, Any], *, source_bucket: str | None = None,
     MinIO list) and is parsed with :func:`parse_message`.
     """
     if not isinstance(fields, Mapping):
-        raise MessageError(f"stream entry must be a mapping of fields, not "
-                           f"{type(fields).__name__}")
+        raise MessageError(f"stream entry must be a mapping of fields, not {type(fields).__name__}")
     key = _field(fields, "key")
     if key is not None:
         text = _field_text(key, "key")
@@ -267,12 +279,16 @@ def parse_entry(fields: Mapping[Any, Any], *, source_bucket: str | None = None,
     message = _field(fields, "message")
     if message is not None:
         if not isinstance(message, (bytes, bytearray, memoryview, str)):
-            raise MessageError(f"'message' field must be bytes or str, not "
-                               f"{type(message).__name__}")
+            raise MessageError(
+                f"'message' field must be bytes or str, not {type(message).__name__}"
+            )
         return parse_message(message, source_bucket=source_bucket, key_encoding=key_encoding)
     names = sorted(_text(k) for k in fields)
-    raise MessageError("stream entry has neither a 'key' nor a 'message' field (fields: "
-                       + (", ".join(names) if names else "none") + ")")
+    raise MessageError(
+        "stream entry has neither a 'key' nor a 'message' field (fields: "
+        + (", ".join(names) if names else "none")
+        + ")"
+    )
 
 
 # --------------------------------------------------------------------------- internals
@@ -301,8 +317,12 @@ def _decode_json(text: str) -> Any:
     Call it only on text that :func:`nests_deeper_than` passed.
     """
     try:
-        return json.loads(text, parse_int=lambda _s: _INT, parse_float=lambda _s: _FLOAT,
-                          parse_constant=lambda _s: _FLOAT)
+        return json.loads(
+            text,
+            parse_int=lambda _s: _INT,
+            parse_float=lambda _s: _FLOAT,
+            parse_constant=lambda _s: _FLOAT,
+        )
     except (ValueError, RecursionError):
         # RecursionError cannot happen below the depth limit; kept so that a decoder
         # change can only make a message "not JSON", never crash the caller.
@@ -314,7 +334,7 @@ def _short(value: Any) -> str:
     if isinstance(value, str) and len(value) > _SHORT_CHARS:
         return f"{value[:_SHORT_CHARS]!r}... ({len(value):,} characters)"
     shown = repr(value)
-    return shown if len(shown) <= 2 * _SHORT_CHARS else shown[:2 * _SHORT_CHARS] + "..."
+    return shown if len(shown) <= 2 * _SHORT_CHARS else shown[: 2 * _SHORT_CHARS] + "..."
 
 
 def _field(fields: Mapping[Any, Any], name: str):
@@ -327,8 +347,7 @@ def _field_text(value: Any, name: str) -> str:
         try:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            raise MessageError(f"'{name}' field is not UTF-8 (starts {preview(value)})") \
-                from None
+            raise MessageError(f"'{name}' field is not UTF-8 (starts {preview(value)})") from None
     if isinstance(value, str):
         return value
     raise MessageError(f"'{name}' field must be bytes or str, not {type(value).__name__}")
@@ -359,8 +378,10 @@ def _describe_value(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-_SHAPES = ("expected an S3 event notification {\"Records\": [...]} or a MinIO access list "
-           "[{\"Event\": [...], \"EventTime\": ...}]")
+_SHAPES = (
+    'expected an S3 event notification {"Records": [...]} or a MinIO access list '
+    '[{"Event": [...], "EventTime": ...}]'
+)
 
 
 def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -> Parsed:
@@ -368,26 +389,36 @@ def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -
         if "Records" in doc:
             records = doc["Records"]
             if not isinstance(records, list):
-                raise MessageError(f"JSON of the wrong shape: 'Records' is "
-                                   f"{_describe_value(records)}, not a list")
+                raise MessageError(
+                    f"JSON of the wrong shape: 'Records' is {_describe_value(records)}, not a list"
+                )
             if not records:
                 raise MessageError("S3 event with an empty 'Records' list")
             return _parse_records(records, "s3-event", "Records", source_bucket, key_encoding)
         event = doc.get("Event")
         if isinstance(event, str) and event.endswith("TestEvent"):
             bucket = doc.get("Bucket")
-            return Parsed("test-event", (), (Skipped(f"{event[:80]} (sent when notifications "
-                                                     "are configured)",
-                                                     bucket=bucket if isinstance(bucket, str)
-                                                     else None, event=event),))
+            return Parsed(
+                "test-event",
+                (),
+                (
+                    Skipped(
+                        f"{event[:80]} (sent when notifications are configured)",
+                        bucket=bucket if isinstance(bucket, str) else None,
+                        event=event,
+                    ),
+                ),
+            )
         raise MessageError(f"JSON of unknown shape: {_describe(doc)}; {_SHAPES}")
     if isinstance(doc, list) and doc and all(isinstance(e, dict) and "Event" in e for e in doc):
         records: list = []
         for i, element in enumerate(doc):
             events = element["Event"]
             if not isinstance(events, list):
-                raise MessageError(f"JSON of the wrong shape: element {i} 'Event' is "
-                                   f"{_describe_value(events)}, not a list")
+                raise MessageError(
+                    f"JSON of the wrong shape: element {i} 'Event' is "
+                    f"{_describe_value(events)}, not a list"
+                )
             records.extend(events)
         if not records:
             raise MessageError("MinIO access entry with no events")
@@ -395,8 +426,9 @@ def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -
     raise MessageError(f"JSON of unknown shape: {_describe(doc)}; {_SHAPES}")
 
 
-def _parse_records(records: list, fmt: str, where: str, source_bucket: str | None,
-                   key_encoding: str) -> Parsed:
+def _parse_records(
+    records: list, fmt: str, where: str, source_bucket: str | None, key_encoding: str
+) -> Parsed:
     items: list[WorkItem] = []
     skipped: list[Skipped] = []
     for i, record in enumerate(records):
@@ -425,18 +457,21 @@ def _op_for(event: str) -> str | None:
     return None
 
 
-def _parse_record(record: Any, what: str, source_bucket: str | None,
-                  key_encoding: str) -> WorkItem | Skipped:
+def _parse_record(
+    record: Any, what: str, source_bucket: str | None, key_encoding: str
+) -> WorkItem | Skipped:
     if not isinstance(record, dict):
-        raise MessageError(f"JSON of the wrong shape: {what} is {_describe_value(record)}, "
-                           "not an object")
+        raise MessageError(
+            f"JSON of the wrong shape: {what} is {_describe_value(record)}, not an object"
+        )
     event = _get(record, "eventName", what)
     if not isinstance(event, str):
         raise MessageError(f"{what}: 'eventName' is {_describe_value(event)}, not a string")
     raw_key = _get(record, "s3.object.key", what)
     if not isinstance(raw_key, str) or not raw_key:
-        raise MessageError(f"{what}: 's3.object.key' is "
-                           f"{'empty' if raw_key == '' else _describe_value(raw_key)}")
+        raise MessageError(
+            f"{what}: 's3.object.key' is {'empty' if raw_key == '' else _describe_value(raw_key)}"
+        )
     bucket = record["s3"].get("bucket")  # _get checked that "s3" is an object
     if bucket is not None and not isinstance(bucket, dict):
         raise MessageError(f"{what}: 's3.bucket' is {_describe_value(bucket)}, not an object")
@@ -447,25 +482,30 @@ def _parse_record(record: Any, what: str, source_bucket: str | None,
     if source is not None and not isinstance(source, str):
         raise MessageError(f"{what}: 'eventSource' is {_describe_value(source)}, not a string")
     # s3s3's own wrapped keys (encode_key_message) are always URL-encoded.
-    raw = source != "s3s3" and (key_encoding == "raw"
-                                or (key_encoding == "auto" and source in RAW_KEY_SOURCES))
+    raw = source != "s3s3" and (
+        key_encoding == "raw" or (key_encoding == "auto" and source in RAW_KEY_SOURCES)
+    )
     if raw:
         key = raw_key
     else:
         try:
             key = unquote_plus(raw_key, errors="strict")
         except UnicodeDecodeError:
-            raise MessageError(f"{what}: 's3.object.key' {_short(raw_key)} does not decode "
-                               "to UTF-8") from None
+            raise MessageError(
+                f"{what}: 's3.object.key' {_short(raw_key)} does not decode to UTF-8"
+            ) from None
     try:
         validate_key(key)
     except MessageError as exc:
         raise MessageError(f"{what}: {exc}") from None
     op = _op_for(event)
     if op is None:
-        return Skipped(f"event {event[:80]} changes no object", key=key, bucket=bucket,
-                       event=event)
+        return Skipped(f"event {event[:80]} changes no object", key=key, bucket=bucket, event=event)
     if source_bucket is not None and bucket is not None and bucket != source_bucket:
-        return Skipped(f"bucket {_short(bucket)} is not the source bucket {source_bucket!r}",
-                       key=key, bucket=bucket, event=event)
+        return Skipped(
+            f"bucket {_short(bucket)} is not the source bucket {source_bucket!r}",
+            key=key,
+            bucket=bucket,
+            event=event,
+        )
     return WorkItem(op, key, bucket=bucket, event=event)

@@ -17,15 +17,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import redis
 import redis.exceptions
 
 from ..config import RedisConfig
 from ..errors import MessageError
-from .link import (FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, Writer, queue_marker,
-                   refused)
+from .link import (
+    FATAL_ERRORS,
+    TRANSIENT_ERRORS,
+    RedisLink,
+    RedisLoop,
+    Writer,
+    queue_marker,
+    refused,
+)
 from .messages import WorkItem, parse_message, preview, unparsable
 
 log = logging.getLogger("s3s3.listen")
@@ -34,8 +41,9 @@ MAX_HELD = 100_000
 PUBLISH_BATCH = 500
 
 
-def publish_messages(redis_client: redis.Redis, cfg: RedisConfig,
-                     messages: Iterable[bytes]) -> tuple[int, int]:
+def publish_messages(
+    redis_client: redis.Redis, cfg: RedisConfig, messages: Iterable[bytes]
+) -> tuple[int, int]:
     """PUBLISH ``messages`` on ``cfg.channel`` in pipelined batches.
 
     Returns ``(published, received)``: ``received`` sums the subscribers each message
@@ -67,9 +75,17 @@ class PubSubSource(RedisLoop):
 
     mode = "pubsub"
 
-    def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink, counters,
-                 source_bucket: str | None = None, key_encoding: str = "auto",
-                 max_held: int = MAX_HELD) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        cfg: RedisConfig,
+        *,
+        link: RedisLink,
+        counters,
+        source_bucket: str | None = None,
+        key_encoding: str = "auto",
+        max_held: int = MAX_HELD,
+    ) -> None:
         super().__init__(client, cfg, link=link)
         self.counters = counters
         self.source_bucket = source_bucket
@@ -95,8 +111,11 @@ class PubSubSource(RedisLoop):
                 self.link.up()
                 if not self._listening:
                     self._listening = True
-                    log.info("listening on pub/sub channel %r (at-most-once: what is published "
-                             "while no listener is subscribed is lost)", self.cfg.channel)
+                    log.info(
+                        "listening on pub/sub channel %r (at-most-once: what is published "
+                        "while no listener is subscribed is lost)",
+                        self.cfg.channel,
+                    )
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None and message.get("type") == "message":
@@ -122,30 +141,37 @@ class PubSubSource(RedisLoop):
     def handle(self, data: bytes, replicator) -> None:
         """Parse one message and submit its work items."""
         try:
-            parsed = parse_message(data, source_bucket=self.source_bucket,
-                                   key_encoding=self.key_encoding)
+            parsed = parse_message(
+                data, source_bucket=self.source_bucket, key_encoding=self.key_encoding
+            )
         except MessageError as exc:
             self.counters.add(bad_messages=1)
             log.warning("bad message on channel %r: %s", self.cfg.channel, exc)
             return
         except Exception as exc:  # a parser bug: this message is bad, the intake goes on
             self.counters.add(bad_messages=1)
-            log.warning("bad message on channel %r: %s", self.cfg.channel,
-                        unparsable(exc, data), exc_info=log.isEnabledFor(logging.DEBUG))
+            log.warning(
+                "bad message on channel %r: %s",
+                self.cfg.channel,
+                unparsable(exc, data),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             return
         for skipped in parsed.skipped:
             self.counters.add(ignored_events=1)
-            log.info("skipped %s record for key %r: %s", parsed.format, skipped.key,
-                     skipped.reason)
+            log.info("skipped %s record for key %r: %s", parsed.format, skipped.key, skipped.reason)
         for item in parsed.items:
             if replicator.held() >= self.max_held:
                 self.counters.add(dropped=1)
                 if not self._dropping:
                     self._dropping = True
-                    log.error("more than %d keys waiting (a destination down?): dropping new "
-                              "messages, starting with %s; the bucket job will catch up. The "
-                              "stream mode holds a backlog in Redis instead",
-                              self.max_held, preview(data))
+                    log.error(
+                        "more than %d keys waiting (a destination down?): dropping new "
+                        "messages, starting with %s; the bucket job will catch up. The "
+                        "stream mode holds a backlog in Redis instead",
+                        self.max_held,
+                        preview(data),
+                    )
                 continue
             self._dropping = False
             replicator.submit(item, item)
@@ -160,8 +186,12 @@ class PubSubSource(RedisLoop):
         if keys:
             self.counters.add(dropped=len(keys))
             shown = ", ".join(repr(k) for k in keys[:10]) + (" ..." if len(keys) > 10 else "")
-            log.error("%d announced keys were not replicated before shutdown and are lost to "
-                      "pub/sub (the bucket job will copy them): %s", len(keys), shown)
+            log.error(
+                "%d announced keys were not replicated before shutdown and are lost to "
+                "pub/sub (the bucket job will copy them): %s",
+                len(keys),
+                shown,
+            )
         return len(keys)
 
     def close(self, timeout_s: float) -> None:

@@ -39,17 +39,24 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Mapping, Sequence
 
 import redis
 import redis.exceptions
 
 from ..config import RedisConfig
 from ..errors import BacklogFull, MessageError, RedisFatal
-from .link import (FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, Writer, queue_marker,
-                   refused)
+from .link import (
+    FATAL_ERRORS,
+    TRANSIENT_ERRORS,
+    RedisLink,
+    RedisLoop,
+    Writer,
+    queue_marker,
+    refused,
+)
 from .messages import Parsed, parse_entry, preview, unparsable
 
 log = logging.getLogger("s3s3.listen")
@@ -105,9 +112,14 @@ def parse_id(entry_id) -> tuple[int, int]:
 # --------------------------------------------------------------------------- publishing
 
 
-def add_entries(redis_client: redis.Redis, cfg: RedisConfig,
-                entries: Iterable[Mapping[str, str | bytes]], *, batch_size: int = ADD_BATCH,
-                wait_s: float = 60.0) -> int:
+def add_entries(
+    redis_client: redis.Redis,
+    cfg: RedisConfig,
+    entries: Iterable[Mapping[str, str | bytes]],
+    *,
+    batch_size: int = ADD_BATCH,
+    wait_s: float = 60.0,
+) -> int:
     """XADD ``entries`` to ``cfg.stream`` in pipelined batches; return how many were added.
 
     Each entry is a mapping of fields: ``key`` and ``op`` (``copy`` or ``delete``) for a key,
@@ -143,14 +155,21 @@ def _wait_for_room(client: redis.Redis, cfg: RedisConfig, length: int, wait_s: f
     if length < cfg.maxlen:
         return cfg.maxlen - length
     deadline = time.monotonic() + wait_s
-    log.warning("stream %s holds %d entries (maxlen %d): waiting up to %gs for listeners to "
-                "catch up", cfg.stream, length, cfg.maxlen, wait_s)
+    log.warning(
+        "stream %s holds %d entries (maxlen %d): waiting up to %gs for listeners to catch up",
+        cfg.stream,
+        length,
+        cfg.maxlen,
+        wait_s,
+    )
     delay = 0.05
     while True:
         if time.monotonic() >= deadline:
-            raise BacklogFull(f"stream {cfg.stream} still holds {length} entries, at its maxlen "
-                              f"of {cfg.maxlen}, after {wait_s:g}s: are the listeners running? "
-                              "(raise 'maxlen' in [pubsub] if the backlog is expected)")
+            raise BacklogFull(
+                f"stream {cfg.stream} still holds {length} entries, at its maxlen "
+                f"of {cfg.maxlen}, after {wait_s:g}s: are the listeners running? "
+                "(raise 'maxlen' in [pubsub] if the backlog is expected)"
+            )
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 1.0)
         length = client.xlen(cfg.stream)
@@ -234,16 +253,20 @@ return removed
 """
 
 
-def remove_idle_consumers(client: redis.Redis, cfg: RedisConfig, *,
-                          min_idle_s: float = CONSUMER_MAX_IDLE_S) -> int:
+def remove_idle_consumers(
+    client: redis.Redis, cfg: RedisConfig, *, min_idle_s: float = CONSUMER_MAX_IDLE_S
+) -> int:
     """Forget consumers (other than ours) that hold nothing and were silent ``min_idle_s``.
 
     Each restart of a listener with the default consumer name (host-pid) leaves one behind.
     The check and the removal run in one script: XGROUP DELCONSUMER would otherwise destroy
     the pending entries of a consumer that woke up in between.
     """
-    return int(client.eval(_CLEANUP_CONSUMERS, 1, cfg.stream, cfg.group,
-                           int(min_idle_s * 1000), cfg.consumer))
+    return int(
+        client.eval(
+            _CLEANUP_CONSUMERS, 1, cfg.stream, cfg.group, int(min_idle_s * 1000), cfg.consumer
+        )
+    )
 
 
 # --------------------------------------------------------------------------- dead letters
@@ -262,35 +285,53 @@ class DeadLetter:
     fields: dict[str, str] = field(default_factory=dict)  # the original entry's fields
 
     @classmethod
-    def from_entry(cls, entry_id, fields: Mapping) -> "DeadLetter":
+    def from_entry(cls, entry_id, fields: Mapping) -> DeadLetter:
         text = {_text(k): _text(v) for k, v in fields.items()}
-        return cls(id=_text(entry_id), original_id=text.get("original_id", ""),
-                   reason=text.get("reason", ""), error=text.get("error", ""),
-                   consumer=text.get("consumer", ""), failed_at=text.get("failed_at", ""),
-                   fields={k: v for k, v in text.items()
-                           if k not in DEAD_FIELDS and k != ATTEMPTS_FIELD})
+        return cls(
+            id=_text(entry_id),
+            original_id=text.get("original_id", ""),
+            reason=text.get("reason", ""),
+            error=text.get("error", ""),
+            consumer=text.get("consumer", ""),
+            failed_at=text.get("failed_at", ""),
+            fields={k: v for k, v in text.items() if k not in DEAD_FIELDS and k != ATTEMPTS_FIELD},
+        )
 
     def describe(self) -> str:
-        what = (f"key={self.fields['key']!r}" if "key" in self.fields
-                else f"message={preview(self.fields.get('message', ''))}")
+        what = (
+            f"key={self.fields['key']!r}"
+            if "key" in self.fields
+            else f"message={preview(self.fields.get('message', ''))}"
+        )
         op = self.fields.get("op")
-        return (f"{self.id} (was {self.original_id}) {what}" + (f" op={op}" if op else "")
-                + f" reason={self.reason!r} error={self.error!r} at {self.failed_at}"
-                + (f" by {self.consumer}" if self.consumer else ""))
+        return (
+            f"{self.id} (was {self.original_id}) {what}"
+            + (f" op={op}" if op else "")
+            + f" reason={self.reason!r} error={self.error!r} at {self.failed_at}"
+            + (f" by {self.consumer}" if self.consumer else "")
+        )
 
 
-def dead_letter_fields(fields: Mapping, *, entry_id, reason: str, error: str,
-                       consumer: str) -> dict:
+def dead_letter_fields(
+    fields: Mapping, *, entry_id, reason: str, error: str, consumer: str
+) -> dict:
     """The dead letter for an entry: its own fields, plus why and where it failed."""
     out = {k: v for k, v in fields.items() if _text(k) not in DEAD_FIELDS}
-    out.update({"reason": reason, "error": error[:4000], "original_id": _text(entry_id),
-                "consumer": consumer,
-                "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    out.update(
+        {
+            "reason": reason,
+            "error": error[:4000],
+            "original_id": _text(entry_id),
+            "consumer": consumer,
+            "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
     return out
 
 
-def list_dead_letters(client: redis.Redis, cfg: RedisConfig, *,
-                      count: int | None = 100) -> list[DeadLetter]:
+def list_dead_letters(
+    client: redis.Redis, cfg: RedisConfig, *, count: int | None = 100
+) -> list[DeadLetter]:
     """The oldest ``count`` dead letters (all of them with ``count=None``)."""
     out: list[DeadLetter] = []
     start = "-"
@@ -305,9 +346,14 @@ def list_dead_letters(client: redis.Redis, cfg: RedisConfig, *,
     return out
 
 
-def requeue_dead_letters(client: redis.Redis, cfg: RedisConfig, *,
-                         ids: Sequence[str] | None = None, count: int | None = None,
-                         wait_s: float = 60.0) -> int:
+def requeue_dead_letters(
+    client: redis.Redis,
+    cfg: RedisConfig,
+    *,
+    ids: Sequence[str] | None = None,
+    count: int | None = None,
+    wait_s: float = 60.0,
+) -> int:
     """Put dead letters back into the stream, oldest first; return how many were requeued.
 
     ``ids`` picks dead letters by their id in the dead-letter stream (unknown ids are
@@ -321,12 +367,12 @@ def requeue_dead_letters(client: redis.Redis, cfg: RedisConfig, *,
         for entry_id in ids:
             pipe.xrange(cfg.dead_letter_stream, min=entry_id, max=entry_id, count=1)
         rows = []
-        for entry_id, found in zip(ids, pipe.execute()):
+        for entry_id, found in zip(ids, pipe.execute(), strict=True):
             if found:
                 rows.append(found[0])
             else:
                 log.warning("no dead letter with id %s in %s", entry_id, cfg.dead_letter_stream)
-        batches: Iterable[list] = [rows[i:i + ADD_BATCH] for i in range(0, len(rows), ADD_BATCH)]
+        batches: Iterable[list] = [rows[i : i + ADD_BATCH] for i in range(0, len(rows), ADD_BATCH)]
     else:
         batches = _dead_letter_batches(client, cfg, count)
     for batch in batches:
@@ -335,15 +381,19 @@ def requeue_dead_letters(client: redis.Redis, cfg: RedisConfig, *,
         _wait_for_room(client, cfg, client.xlen(cfg.stream), wait_s)
         pipe = client.pipeline(transaction=True)
         for entry_id, fields in batch:
-            original = {k: v for k, v in fields.items()
-                        if _text(k) not in DEAD_FIELDS and _text(k) != ATTEMPTS_FIELD}
+            original = {
+                k: v
+                for k, v in fields.items()
+                if _text(k) not in DEAD_FIELDS and _text(k) != ATTEMPTS_FIELD
+            }
             pipe.xadd(cfg.stream, original)
             pipe.xdel(cfg.dead_letter_stream, entry_id)
         pipe.execute()
         requeued += len(batch)
     if requeued:
-        log.info("requeued %d dead letters from %s into %s", requeued, cfg.dead_letter_stream,
-                 cfg.stream)
+        log.info(
+            "requeued %d dead letters from %s into %s", requeued, cfg.dead_letter_stream, cfg.stream
+        )
     return requeued
 
 
@@ -360,8 +410,9 @@ def _dead_letter_batches(client: redis.Redis, cfg: RedisConfig, count: int | Non
             left -= len(rows)
 
 
-def purge_dead_letters(client: redis.Redis, cfg: RedisConfig, *,
-                       ids: Sequence[str] | None = None) -> int:
+def purge_dead_letters(
+    client: redis.Redis, cfg: RedisConfig, *, ids: Sequence[str] | None = None
+) -> int:
     """Delete dead letters (the given ids, or all of them); return how many were deleted."""
     if ids:
         return int(client.xdel(cfg.dead_letter_stream, *ids))
@@ -401,9 +452,18 @@ class StreamSource(RedisLoop):
 
     mode = "stream"
 
-    def __init__(self, client: redis.Redis, cfg: RedisConfig, *, link: RedisLink, counters,
-                 source_bucket: str | None = None, key_encoding: str = "auto",
-                 batch: int = 256, block_ms: int = 500) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        cfg: RedisConfig,
+        *,
+        link: RedisLink,
+        counters,
+        source_bucket: str | None = None,
+        key_encoding: str = "auto",
+        batch: int = 256,
+        block_ms: int = 500,
+    ) -> None:
         super().__init__(client, cfg, link=link)
         self.counters = counters
         self.source_bucket = source_bucket
@@ -426,8 +486,10 @@ class StreamSource(RedisLoop):
         self._next_cleanup = now
 
     def describe(self) -> str:
-        return (f"stream {self.cfg.stream} (group {self.cfg.group!r}, consumer "
-                f"{self.cfg.consumer!r}, dead letters {self.cfg.dead_letter_stream})")
+        return (
+            f"stream {self.cfg.stream} (group {self.cfg.group!r}, consumer "
+            f"{self.cfg.consumer!r}, dead letters {self.cfg.dead_letter_stream})"
+        )
 
     def start(self) -> None:
         self.writer.start()
@@ -443,8 +505,12 @@ class StreamSource(RedisLoop):
                 if self._read_own_pending:
                     self._claim_own_pending()
                     self._read_own_pending = False
-                    log.info("listening on stream %s as consumer %r of group %r",
-                             self.cfg.stream, self.cfg.consumer, self.cfg.group)
+                    log.info(
+                        "listening on stream %s as consumer %r of group %r",
+                        self.cfg.stream,
+                        self.cfg.consumer,
+                        self.cfg.group,
+                    )
                 self.link.up()
                 self._read_loop(replicator, stop)
             except FATAL_ERRORS as exc:
@@ -453,12 +519,16 @@ class StreamSource(RedisLoop):
                 self.link.down(exc, stop)
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" in str(exc):
-                    log.warning("stream %s or its group %r vanished (Redis restarted without "
-                                "persistence, or someone deleted it); recreating it",
-                                self.cfg.stream, self.cfg.group)
+                    log.warning(
+                        "stream %s or its group %r vanished (Redis restarted without "
+                        "persistence, or someone deleted it); recreating it",
+                        self.cfg.stream,
+                        self.cfg.group,
+                    )
                     continue
-                self._fail(RedisFatal(f"Redis rejected a command on {self.cfg.stream}: {exc}"),
-                           stop)
+                self._fail(
+                    RedisFatal(f"Redis rejected a command on {self.cfg.stream}: {exc}"), stop
+                )
 
     def _read_loop(self, replicator, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -468,8 +538,12 @@ class StreamSource(RedisLoop):
                 replicator.wait_for_room(0.5)
                 continue
             response = self.client.xreadgroup(
-                self.cfg.group, self.cfg.consumer, {self.cfg.stream: ">"},
-                count=min(room, self.batch), block=self.block_ms)
+                self.cfg.group,
+                self.cfg.consumer,
+                {self.cfg.stream: ">"},
+                count=min(room, self.batch),
+                block=self.block_ms,
+            )
             for _stream, entries in response or ():
                 self._accept(entries, {})
 
@@ -478,8 +552,9 @@ class StreamSource(RedisLoop):
         last = "0"
         total = 0
         while True:
-            response = self.client.xreadgroup(self.cfg.group, self.cfg.consumer,
-                                              {self.cfg.stream: last}, count=self.batch)
+            response = self.client.xreadgroup(
+                self.cfg.group, self.cfg.consumer, {self.cfg.stream: last}, count=self.batch
+            )
             entries = response[0][1] if response else []
             if not entries:
                 break
@@ -487,8 +562,11 @@ class StreamSource(RedisLoop):
             self._accept(entries, self._delivery_counts([e[0] for e in entries]))
             last = _text(entries[-1][0])
         if total:
-            log.info("resuming %d entries this consumer (%s) held when it stopped",
-                     total, self.cfg.consumer)
+            log.info(
+                "resuming %d entries this consumer (%s) held when it stopped",
+                total,
+                self.cfg.consumer,
+            )
 
     def _accept(self, entries, counts: Mapping[bytes, int]) -> None:
         replicator = self._replicator
@@ -497,22 +575,29 @@ class StreamSource(RedisLoop):
                 if entry_id in self._held:
                     continue
             if not fields:
-                log.warning("entry %s was trimmed from %s before it was processed",
-                            _text(entry_id), self.cfg.stream)
+                log.warning(
+                    "entry %s was trimmed from %s before it was processed",
+                    _text(entry_id),
+                    self.cfg.stream,
+                )
                 self.writer.ack(entry_id)
                 continue
             delivered = counts.get(entry_id, 1)
             prior = _prior_attempts(fields) + delivered - 1
             if delivered > self.cfg.max_deliveries:
-                self._dead_letter(entry_id, fields,
-                                  reason=f"delivered {delivered} times (max_deliveries = "
-                                         f"{self.cfg.max_deliveries})",
-                                  error="handed out repeatedly without being acknowledged; "
-                                        "did a listener crash while working on it?")
+                self._dead_letter(
+                    entry_id,
+                    fields,
+                    reason=f"delivered {delivered} times (max_deliveries = "
+                    f"{self.cfg.max_deliveries})",
+                    error="handed out repeatedly without being acknowledged; "
+                    "did a listener crash while working on it?",
+                )
                 continue
             try:
-                parsed: Parsed = parse_entry(fields, source_bucket=self.source_bucket,
-                                             key_encoding=self.key_encoding)
+                parsed: Parsed = parse_entry(
+                    fields, source_bucket=self.source_bucket, key_encoding=self.key_encoding
+                )
             except MessageError as exc:
                 self.counters.add(bad_messages=1)
                 log.warning("bad message in entry %s: %s", _text(entry_id), exc)
@@ -521,14 +606,23 @@ class StreamSource(RedisLoop):
             except Exception as exc:  # a parser bug: this entry is bad, the intake goes on
                 self.counters.add(bad_messages=1)
                 error = unparsable(exc, fields.get(b"message", fields.get(b"key", repr(fields))))
-                log.warning("bad message in entry %s: %s", _text(entry_id), error,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                log.warning(
+                    "bad message in entry %s: %s",
+                    _text(entry_id),
+                    error,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
                 self._dead_letter(entry_id, fields, reason="bad message", error=error)
                 continue
             for skipped in parsed.skipped:
                 self.counters.add(ignored_events=1)
-                log.info("skipped %s record for key %r in entry %s: %s", parsed.format,
-                         skipped.key, _text(entry_id), skipped.reason)
+                log.info(
+                    "skipped %s record for key %r in entry %s: %s",
+                    parsed.format,
+                    skipped.key,
+                    _text(entry_id),
+                    skipped.reason,
+                )
             if not parsed.items:
                 self.writer.ack(entry_id)
                 continue
@@ -545,9 +639,13 @@ class StreamSource(RedisLoop):
         with self._lock:
             extra = len(self._held)
         rows = self.client.xpending_range(
-            self.cfg.stream, self.cfg.group, min=f"{parsed[0][0]}-{parsed[0][1]}",
-            max=f"{parsed[-1][0]}-{parsed[-1][1]}", count=len(ids) + extra + 16,
-            consumername=self.cfg.consumer)
+            self.cfg.stream,
+            self.cfg.group,
+            min=f"{parsed[0][0]}-{parsed[0][1]}",
+            max=f"{parsed[-1][0]}-{parsed[-1][1]}",
+            count=len(ids) + extra + 16,
+            consumername=self.cfg.consumer,
+        )
         return {row["message_id"]: int(row["times_delivered"]) for row in rows}
 
     # ------------------------------------------------------------------ upkeep
@@ -568,18 +666,26 @@ class StreamSource(RedisLoop):
         if now >= self._next_cleanup:
             self._next_cleanup = now + CONSUMER_CLEANUP_INTERVAL_S
             try:
-                removed = remove_idle_consumers(self.client, self.cfg,
-                                                min_idle_s=max(CONSUMER_MAX_IDLE_S,
-                                                               10 * self.cfg.reclaim_idle_s))
+                removed = remove_idle_consumers(
+                    self.client,
+                    self.cfg,
+                    min_idle_s=max(CONSUMER_MAX_IDLE_S, 10 * self.cfg.reclaim_idle_s),
+                )
             except redis.exceptions.ResponseError as exc:
                 # Housekeeping only: a managed Redis that forbids EVAL must not stop the daemon.
-                log.warning("cannot remove idle consumers from group %r (%s); skipping that "
-                            "housekeeping", self.cfg.group, exc)
+                log.warning(
+                    "cannot remove idle consumers from group %r (%s); skipping that housekeeping",
+                    self.cfg.group,
+                    exc,
+                )
                 self._next_cleanup = float("inf")
                 removed = 0
             if removed:
-                log.info("removed %d idle consumers with nothing pending from group %r",
-                         removed, self.cfg.group)
+                log.info(
+                    "removed %d idle consumers with nothing pending from group %r",
+                    removed,
+                    self.cfg.group,
+                )
 
     def _reclaim(self, replicator) -> None:
         """Take over entries other consumers (dead ones, presumably) left idle too long.
@@ -595,21 +701,36 @@ class StreamSource(RedisLoop):
             room = replicator.room()
             if room <= 0:
                 break
-            rows = self.client.xpending_range(self.cfg.stream, self.cfg.group, min=start,
-                                              max="+", count=100, idle=self._reclaim_ms)
+            rows = self.client.xpending_range(
+                self.cfg.stream,
+                self.cfg.group,
+                min=start,
+                max="+",
+                count=100,
+                idle=self._reclaim_ms,
+            )
             if not rows:
                 break
             theirs = [row for row in rows if row["consumer"] != me][:room]
             if theirs:
                 counts = {row["message_id"]: int(row["times_delivered"]) + 1 for row in theirs}
-                claimed = self.client.xclaim(self.cfg.stream, self.cfg.group, self.cfg.consumer,
-                                             self._reclaim_ms, list(counts))
+                claimed = self.client.xclaim(
+                    self.cfg.stream,
+                    self.cfg.group,
+                    self.cfg.consumer,
+                    self._reclaim_ms,
+                    list(counts),
+                )
                 with self._lock:
                     fresh = [e for e in claimed if e[0] is not None and e[0] not in self._held]
                 lost = len(theirs) - len(claimed)
                 if lost > 0:
-                    log.warning("%d pending entries of %s had been trimmed, or were taken by "
-                                "another consumer first", lost, self.cfg.stream)
+                    log.warning(
+                        "%d pending entries of %s had been trimmed, or were taken by "
+                        "another consumer first",
+                        lost,
+                        self.cfg.stream,
+                    )
                 if fresh:
                     claimed_total += len(fresh)
                     self._accept(fresh, counts)
@@ -618,16 +739,25 @@ class StreamSource(RedisLoop):
             ms, seq = parse_id(rows[-1]["message_id"])
             start = f"{ms}-{seq + 1}"
         if claimed_total:
-            log.info("reclaimed %d entries idle for over %gs from other consumers",
-                     claimed_total, self.cfg.reclaim_idle_s)
+            log.info(
+                "reclaimed %d entries idle for over %gs from other consumers",
+                claimed_total,
+                self.cfg.reclaim_idle_s,
+            )
 
     def _renew(self) -> None:
         """Reset the idle time of held entries so that no other consumer reclaims them."""
         with self._lock:
             ids = list(self._held)
         for i in range(0, len(ids), RENEW_CHUNK):
-            self.client.xclaim(self.cfg.stream, self.cfg.group, self.cfg.consumer, 0,
-                               ids[i:i + RENEW_CHUNK], justid=True)
+            self.client.xclaim(
+                self.cfg.stream,
+                self.cfg.group,
+                self.cfg.consumer,
+                0,
+                ids[i : i + RENEW_CHUNK],
+                justid=True,
+            )
 
     # ------------------------------------------------------------------ outcomes
 
@@ -647,16 +777,18 @@ class StreamSource(RedisLoop):
                     finished.append(entry)
         for entry in finished:
             if entry.error is not None:
-                self._dead_letter(entry.id, entry.fields, reason=entry.reason or "failed",
-                                  error=entry.error)
+                self._dead_letter(
+                    entry.id, entry.fields, reason=entry.reason or "failed", error=entry.error
+                )
             else:
                 self.writer.ack(entry.id)
         if self.cfg.marker_keys:
             queue_marker(self.writer, self.cfg, outcome)
 
     def _dead_letter(self, entry_id, fields, *, reason: str, error: str) -> None:
-        letter = dead_letter_fields(fields, entry_id=entry_id, reason=reason, error=error,
-                                    consumer=self.cfg.consumer)
+        letter = dead_letter_fields(
+            fields, entry_id=entry_id, reason=reason, error=error, consumer=self.cfg.consumer
+        )
         cfg = self.cfg
 
         def write(pipe) -> None:
@@ -687,13 +819,18 @@ class StreamSource(RedisLoop):
             self.writer.add(write, transaction=True)
         if entries:
             self.counters.add(handed_back=len(entries))
-            log.warning("handed back %d unfinished entries to %s for other listeners",
-                        len(entries), cfg.stream)
+            log.warning(
+                "handed back %d unfinished entries to %s for other listeners",
+                len(entries),
+                cfg.stream,
+            )
         return len(entries)
 
     def close(self, timeout_s: float) -> None:
         left = self.writer.close(timeout_s)
         if left:
-            log.warning("%d acknowledgements could not be written to Redis; those entries stay "
-                        "pending and will be replicated again", left)
-
+            log.warning(
+                "%d acknowledgements could not be written to Redis; those entries stay "
+                "pending and will be replicated again",
+                left,
+            )
