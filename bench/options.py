@@ -6,9 +6,9 @@ measured in one process, on the same RGW and objects, interleaved (A B C D A B C
 - plain boto3: ``get_object`` then ``put_object`` (payload signing off, checksums when
   required), what a script would do;
 - s3s3 with ``data_path = botocore``: the copy engine on boto3 clients;
-- s3s3's lean path (``s3s3.rawhttp``) signed by botocore's own ``S3SigV4Auth`` on an
+- s3s3's lean path (``s3s3.store.lean``) signed by botocore's own ``S3SigV4Auth`` on an
   ``AWSRequest``, as the lean path first was;
-- s3s3's lean path signed by ``s3s3.signing``, the default.
+- s3s3's lean path signed by ``s3s3.store.signing``, the default.
 
 Each copies the same objects (``--objects``, default 3,000) with 32 threads into a new
 bucket; CPU is ``getrusage`` (user + system) around the copy loop only, so start-up and
@@ -30,12 +30,12 @@ THREADS = 32
 
 
 def _lean_with_botocore_signers():
-    """``RawClient._sign`` as it was before s3s3.signing: botocore's signers."""
+    """``RawClient._sign`` as it was before s3s3.store.signing: botocore's signers."""
     import botocore.auth
     import botocore.config
     from botocore.awsrequest import AWSRequest
 
-    from s3s3 import rawhttp
+    from s3s3.store import lean as rawhttp
 
     unsigned = botocore.config.Config(s3={"payload_signing_enabled": False})
 
@@ -79,10 +79,10 @@ def _plain_boto3(site, src_bucket: str, dst_bucket: str):
 
 
 def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dict:
-    from s3s3 import rawhttp
     from s3s3.config import EndpointConfig
-    from s3s3.endpoint import Endpoint
     from s3s3.listing import list_objects
+    from s3s3.store import lean as rawhttp
+    from s3s3.store.endpoint import Endpoint
     from s3s3.transfer import copy_object
 
     base = EndpointConfig(
@@ -112,7 +112,7 @@ def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dic
         "plain boto3 (get_object + put_object)": lambda dst: _plain_boto3(site, src_bucket, dst),
         "s3s3, data_path = botocore": s3s3_copier("botocore", s3s3_sign),
         "s3s3 lean path, botocore's S3SigV4Auth": s3s3_copier("raw", botocore_sign),
-        "s3s3 lean path, s3s3.signing (default)": s3s3_copier("raw", s3s3_sign),
+        "s3s3 lean path, s3s3.store.signing (default)": s3s3_copier("raw", s3s3_sign),
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in options}
     try:

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from s3s3 import plan
-    from s3s3.endpoint import ObjectInfo
+    from s3s3.model import ObjectInfo
 
     try:
         from s3s3.listing import prefetch

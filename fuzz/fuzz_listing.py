@@ -1,7 +1,7 @@
 """Fuzz the listing parsers (rawhttp.parse_listing, parse_uploads): only ResponseError may escape.
 
 Each input is parsed as a ListObjects (V1) and a ListObjectsV2 answer (each decodes its own
-fields), as a ListMultipartUploads answer (s3s3.rawhttp.parse_uploads), and as an S3 error
+fields), as a ListMultipartUploads answer (s3s3.store.lean.parse_uploads), and as an S3 error
 body, whose reader must never raise at all: it runs while an error is being reported.
 
     python fuzz/fuzz_listing.py [libFuzzer flags] [corpus dirs]
@@ -18,8 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import atheris  # noqa: E402
 from _harness import expect, main  # noqa: E402
 
-with atheris.instrument_imports(include=["s3s3.rawhttp", "s3s3.errors"]):
-    from s3s3 import errors, rawhttp
+with atheris.instrument_imports(include=["s3s3.store.lean", "s3s3.errors"]):
+    from s3s3 import errors
+    from s3s3.store import lean as rawhttp
 
 ALLOWED = (getattr(errors, "ResponseError", errors.S3S3Error),)
 V1_FIELDS = ("Delimiter", "Marker", "NextMarker")

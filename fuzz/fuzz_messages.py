@@ -1,4 +1,4 @@
-"""Fuzz the work-message parser (s3s3.sources.messages): only MessageError may escape.
+"""Fuzz the work-message parser (s3s3.queue.messages): only MessageError may escape.
 
 Each input is used as a raw pub/sub message (bytes, and as text with its undecodable bytes
 as lone surrogates, which is what a str message can hold), as the fields of a stream entry
@@ -30,7 +30,7 @@ from _harness import expect, main  # noqa: E402
 
 with atheris.instrument_imports(include=["s3s3"]):
     from s3s3.errors import MessageError
-    from s3s3.sources import messages
+    from s3s3.queue import messages
 
 ALLOWED = (MessageError,)
 ENCODINGS = messages.KEY_ENCODINGS

@@ -19,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 
-from .config import EndpointConfig, endpoint_from_dict
-from .endpoint import Endpoint, ObjectInfo, build_client
-from .errors import ConfigError
-from .listing import list_objects
-from .transfer import CopyResult, copy_object
+from s3s3.config import EndpointConfig, endpoint_from_dict
+from s3s3.errors import ConfigError
+from s3s3.listing import list_objects
+from s3s3.model import CopyResult, ObjectInfo
+from s3s3.store.endpoint import Endpoint, build_client
+from s3s3.transfer import copy_object
 
 __all__ = ["Bucket", "Connection", "Key", "create_connection", "duplicate_bucket", "upload"]
 
@@ -156,9 +157,9 @@ def duplicate_bucket(source_bucket: Bucket, dest_bucket: Bucket, verify_md5: boo
 
     Copies what is missing or different; deletes nothing. Returns True when every object
     is in step, False when some failed (they are logged with key and cause). For counts and
-    more options use :func:`s3s3.sync.sync_buckets`.
+    more options use :func:`s3s3.bucketjob.runner.sync_buckets`.
     """
-    from . import sync
+    from s3s3 import sync
 
     src = source_bucket.endpoint
     dst = dest_bucket.endpoint

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
-from . import config as _config
-from .api import Connection
-from .transfer import CopyResult, copy_object
+from s3s3 import config as _config
+from s3s3.api import Connection
+from s3s3.model import CopyResult
+from s3s3.transfer import copy_object
 
 __all__ = ["BucketClient", "ListenClient", "on_notify", "publish"]
 
@@ -33,7 +34,7 @@ class ListenClient:
 
     def listen(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
-        from .replicator import run_listener
+        from s3s3.listener.replicator import run_listener
 
         return run_listener(self.settings)
 
@@ -52,10 +53,10 @@ class BucketClient:
     def duplicate(self, **options) -> bool:
         """One reconciliation run; True when everything is in step.
 
-        ``options`` are those of :func:`s3s3.sync.run_bucket_job` (``dry_run``, ``delete``,
+        ``options`` are those of :func:`s3s3.bucketjob.runner.run_bucket_job` (``dry_run``, ``delete``,
         ``size_only``, ``prefix``…).
         """
-        from .sync import run_bucket_job
+        from s3s3.bucketjob.runner import run_bucket_job
 
         return run_bucket_job(self.settings, **options).ok
 
@@ -83,8 +84,8 @@ def publish(
     Pub/sub mode PUBLISHes each key on the channel (as 2015 producers did); stream mode
     XADDs them to the stream, where they wait for a listener.
     """
-    from .redis_client import connect
-    from .sources import publish_keys
+    from s3s3.queue import publish_keys
+    from s3s3.queue.redis_client import connect
 
     cfg = _settings(config_file, settings).redis
     client = connect(cfg)

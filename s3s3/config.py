@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from .errors import ConfigError
-from .redact import redact_url, url_secrets
+from s3s3.errors import ConfigError
+from s3s3.redact import redact_url, url_secrets
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -68,8 +68,11 @@ class EndpointConfig:
     verify_md5: bool = False
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    # Tries of one operation toward this endpoint (a key's copy, a listing page, a delete
+    # batch), the first included, within retry_deadline_s of the first (s3s3.retry).
     max_attempts: int = 5
-    # "raw": per-object calls go through s3s3.rawhttp (http.client, s3s3.signing);
+    retry_deadline_s: float = 300.0
+    # "raw": per-object calls go through s3s3.store.lean (http.client, s3s3.store.signing);
     # "botocore": every call goes through boto3, the opt-out should a server need it.
     data_path: str = "raw"
     # Multipart uploads of s3s3's own older than this are aborted when a listener starts
@@ -704,6 +707,7 @@ _ENDPOINT_KEYS = {
     "connect_timeout",
     "read_timeout",
     "max_attempts",
+    "retry_deadline",
     "data_path",
     "abort_uploads_after",
 }
@@ -835,6 +839,7 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         connect_timeout_s=r.duration("connect_timeout", 10.0),
         read_timeout_s=r.duration("read_timeout", 60.0),
         max_attempts=r.count("max_attempts", 5, maximum=MAX_ATTEMPTS),
+        retry_deadline_s=r.duration("retry_deadline", 300.0),
         data_path=r.choice("data_path", {"raw": "raw", "botocore": "botocore"}, "raw"),
         abort_uploads_after_s=r.duration("abort_uploads_after", 86400.0, allow_zero=True),
     )

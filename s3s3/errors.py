@@ -1,32 +1,55 @@
 """The exceptions s3s3 raises, in one tree.
 
-    S3S3Error
+    S3S3Error                  every error says .retryable and .scope (KEY, ENDPOINT, PROCESS)
     ├── ConfigError            bad or missing configuration; names file, section, key, value
     ├── EndpointError          an S3 call failed; carries op, endpoint, bucket, key
     │   ├── FatalEndpointError     retrying cannot help: bad credentials, missing bucket, denied
-    │   ├── TransientEndpointError throttling, 5xx, timeouts, connection resets (retried)
+    │   ├── TransientEndpointError throttling, 5xx, timeouts, connection resets (retryable)
     │   └── SourceKeyMissing       the source key does not exist (deleted since it was announced)
+    ├── ResponseError          a server's answer could not be read (malformed listing XML)
+    ├── ListingOrderError      a listing is not in ascending UTF-8 byte order of keys
     ├── TransferError          a copy could not be completed
     │   ├── CorruptedOnTransfer    the bytes written differ from the bytes read; the bad copy
-    │   │                          was deleted
+    │   │                          was deleted (retryable: the next copy reads again)
     │   ├── ObjectTooLarge         the object cannot be written with the destination's settings
     │   └── CopyCancelled          the copy was abandoned (shutdown past its grace); its
     │                              multipart upload, if any, was aborted
+    ├── ShortRead              the source's body ended before its length (retryable)
     ├── LockHeld               another run holds the bucket-job lock
+    ├── LockUnavailable        ``lock = redis`` was configured and Redis cannot be reached
     ├── MessageError           a work message could not be understood
-    ├── ResponseError          a server's answer could not be read (malformed listing XML)
     ├── RedisFatal             Redis refused s3s3 for a reason retrying cannot fix
     └── BacklogFull            the stream is full and did not drain within the wait
 
-Library exceptions (botocore, redis) are mapped at one boundary per module with
-``raise X(...) from exc``; anything not recognised is re-raised unchanged.
+``retryable`` says whether the same operation may succeed later without anyone changing
+anything; ``scope`` says what the failure concerns: one ``KEY`` (count it, go on), one
+``ENDPOINT`` (every key through it is affected: the listener's breaker holds them), or the
+``PROCESS`` (stop). Both are class defaults that an instance may override where the same
+class covers both cases (an S3 error code known only at run time).
+
+Library exceptions (botocore, redis, OSError) are mapped at one boundary per module with
+``raise X(...) from exc``; anything not recognised is re-raised unchanged, and counts as not
+retryable: an unknown failure is a bug to see, not to retry.
 """
 
 from __future__ import annotations
 
+import enum
+
+
+class Scope(enum.Enum):
+    """What a failure concerns, from the smallest to the largest."""
+
+    KEY = "key"
+    ENDPOINT = "endpoint"
+    PROCESS = "process"
+
 
 class S3S3Error(Exception):
     """Base of every error s3s3 raises on purpose."""
+
+    retryable: bool = False
+    scope: Scope = Scope.PROCESS
 
 
 class ConfigError(S3S3Error):
@@ -64,6 +87,8 @@ class EndpointError(S3S3Error):
     endpoint, ``code`` the S3 error code or a short cause such as ``timeout``.
     """
 
+    scope = Scope.ENDPOINT
+
     def __init__(
         self,
         message: str,
@@ -74,7 +99,10 @@ class EndpointError(S3S3Error):
         key: str | None = None,
         code: str | None = None,
         status: int | None = None,
+        scope: Scope | None = None,
     ) -> None:
+        if scope is not None:
+            self.scope = scope
         self.op = op
         self.endpoint = endpoint
         self.bucket = bucket
@@ -92,13 +120,19 @@ class FatalEndpointError(EndpointError):
 class TransientEndpointError(EndpointError):
     """The endpoint may answer later: throttled, 5xx, timed out or reset."""
 
+    retryable = True
+
 
 class SourceKeyMissing(EndpointError):
     """The source key does not exist (any more)."""
 
+    scope = Scope.KEY
+
 
 class TransferError(S3S3Error):
     """A copy of one key could not be completed."""
+
+    scope = Scope.KEY
 
     def __init__(self, message: str, *, key: str, src: str, dst: str) -> None:
         self.key = key
@@ -109,6 +143,15 @@ class TransferError(S3S3Error):
 
 class CorruptedOnTransfer(TransferError):
     """The destination does not hold the bytes that were read; the bad copy was deleted."""
+
+    retryable = True
+
+
+class ShortRead(S3S3Error):
+    """The source's body ended before the length it announced (a connection cut short)."""
+
+    retryable = True
+    scope = Scope.ENDPOINT
 
 
 class ObjectTooLarge(TransferError):
@@ -122,13 +165,49 @@ class CopyCancelled(TransferError):
     attempted and logged), and a streamed PUT was broken off before the server committed it.
     """
 
+    retryable = True
+    scope = Scope.PROCESS
+
 
 class LockHeld(S3S3Error):
     """Another run holds the lock for this job."""
 
+    retryable = True
+
+
+class LockUnavailable(S3S3Error):
+    """``lock = redis`` was configured and Redis cannot be reached."""
+
+    retryable = True
+
+
+class ListingOrderError(S3S3Error):
+    """A listing is not in strictly ascending UTF-8 byte order of keys.
+
+    ``side`` is 0 for the source and ``i + 1`` for destination ``i``.
+    """
+
+    scope = Scope.ENDPOINT
+
+    def __init__(self, side: int, previous: str, key: str) -> None:
+        self.side = side
+        self.previous = previous
+        self.key = key
+        what = "the source listing" if side == 0 else f"destination listing {side - 1}"
+        problem = (
+            f"repeats {key!r}"
+            if key == previous
+            else f"is not in UTF-8 byte order: {key!r} came after {previous!r}"
+        )
+        super().__init__(
+            f"{what} {problem}; a merge of unordered listings would copy and delete the wrong keys"
+        )
+
 
 class MessageError(S3S3Error):
     """A work message that cannot be understood; the text says what was wrong."""
+
+    scope = Scope.KEY
 
 
 class ResponseError(S3S3Error):
@@ -136,6 +215,8 @@ class ResponseError(S3S3Error):
 
     Raised by pure parsers that know no endpoint; the caller maps it to an EndpointError.
     """
+
+    scope = Scope.ENDPOINT
 
 
 class RedisFatal(S3S3Error):
@@ -148,6 +229,18 @@ class BacklogFull(S3S3Error):
     ``added`` is how many entries the call had added before it gave up.
     """
 
+    retryable = True
+
     def __init__(self, message: str, *, added: int = 0) -> None:
         super().__init__(message)
         self.added = added
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` (an s3s3 error) may succeed if tried again; anything else may not."""
+    return isinstance(exc, S3S3Error) and exc.retryable
+
+
+def scope_of(exc: BaseException) -> Scope:
+    """What ``exc`` concerns; an exception s3s3 does not know stops the process."""
+    return exc.scope if isinstance(exc, S3S3Error) else Scope.PROCESS

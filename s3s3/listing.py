@@ -8,7 +8,7 @@ with the bucket. ListObjectsV2 by default; ListObjects (V1) for endpoints config
 the previous ones: the bucket job lists the source and every destination at once, and plans
 while the next pages are on the wire.
 
-Pages are fetched with :meth:`Endpoint.fast_call`: through :mod:`s3s3.rawhttp`, which parses
+Pages are fetched with :meth:`Endpoint.fast_call`: through :mod:`s3s3.store.lean`, which parses
 them with ElementTree at a fifth of botocore's CPU, unless the endpoint says
 ``data_path = botocore``.
 """
@@ -19,8 +19,9 @@ import queue
 import threading
 from collections.abc import Iterator
 
-from .endpoint import Endpoint, ObjectInfo, clean_etag
-from .errors import EndpointError
+from s3s3.errors import EndpointError
+from s3s3.model import ObjectInfo, clean_etag
+from s3s3.store.endpoint import Endpoint
 
 #: How many fetched pages a background listing may hold before it waits for its reader.
 PREFETCH_PAGES = 2

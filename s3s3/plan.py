@@ -47,7 +47,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .endpoint import ObjectInfo, etag_is_md5
+from s3s3.errors import ListingOrderError
+from s3s3.model import ObjectInfo, etag_is_md5
 
 
 class Verdict(enum.Enum):
@@ -79,27 +80,6 @@ def decide(
 
 
 # --------------------------------------------------------------------------- merge
-
-
-class ListingOrderError(ValueError):
-    """A listing is not in strictly ascending UTF-8 byte order of keys.
-
-    ``side`` is 0 for the source and ``i + 1`` for destination ``i``.
-    """
-
-    def __init__(self, side: int, previous: str, key: str) -> None:
-        self.side = side
-        self.previous = previous
-        self.key = key
-        what = "the source listing" if side == 0 else f"destination listing {side - 1}"
-        problem = (
-            f"repeats {key!r}"
-            if key == previous
-            else f"is not in UTF-8 byte order: {key!r} came after {previous!r}"
-        )
-        super().__init__(
-            f"{what} {problem}; a merge of unordered listings would copy and delete the wrong keys"
-        )
 
 
 class Side(enum.Enum):

@@ -8,7 +8,7 @@ objects (up to ``SMALL_OBJECT_BYTES``) are read into memory instead, so the PUT 
 a Content-MD5 that the server itself checks, at no extra request.
 
 The GET, the small-object PUT and the HEADs go through :meth:`Endpoint.fast_call` (the lean
-client of :mod:`s3s3.rawhttp`); streamed PUTs and multipart uploads stay on botocore.
+client of :mod:`s3s3.store.lean`); streamed PUTs and multipart uploads stay on botocore.
 
 A copy is accepted only when the destination's ETag agrees with the source's md5 where it is
 known, and otherwise with the md5 computed while streaming (the part md5s, for multipart).
@@ -34,21 +34,30 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from .config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB
-from .endpoint import MD5_META, Endpoint, ObjectInfo, UploadInfo, clean_etag, etag_is_md5
-from .errors import (
+from s3s3.config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB
+from s3s3.errors import (
     CopyCancelled,
     CorruptedOnTransfer,
     EndpointError,
     ObjectTooLarge,
+    ShortRead,
     SourceKeyMissing,
     TransferError,
     TransientEndpointError,
 )
-from .plan import Verdict, decide
+from s3s3.model import (
+    MD5_META,
+    CopyResult,
+    ObjectInfo,
+    Outcome,
+    UploadInfo,
+    clean_etag,
+    etag_is_md5,
+)
+from s3s3.plan import Verdict, decide
+from s3s3.store.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +77,6 @@ CARRIED_HEADERS = (
 )
 #: The key of the upload that asks a server which principal it lists as s3s3's Initiator.
 PROBE_KEY_PREFIX = ".s3s3-initiator-probe-"
-
-
-@dataclass(frozen=True)
-class CopyResult:
-    """What happened to one key at one destination."""
-
-    key: str
-    destination: str
-    outcome: str  # "copied" | "skipped" | "missing" (no such key at the source)
-    size: int = 0
-    md5: str | None = None
-    parts: int = 0
-    duration_s: float = 0.0
-    bytes_read: int = 0
 
 
 class HashingReader:
@@ -136,10 +131,6 @@ class HashingReader:
 
     def __len__(self) -> int:  # lets botocore size the request without seeking
         return self._left
-
-
-class ShortRead(IOError):
-    """The source stream ended before the length it announced."""
 
 
 class ReadCancelled(Exception):
@@ -223,7 +214,7 @@ def copy_object(
             if src_info is None:
                 src_info = src.head(key)
                 if src_info is None:
-                    return CopyResult(key, dst.name, "missing")
+                    return CopyResult(key, dst.name, Outcome.MISSING)
             if is_identical(
                 src,
                 dst,
@@ -246,7 +237,7 @@ def copy_object(
         try:
             result = _copy_once(src, dst, key, dest_key, cancel=cancel)
         except SourceKeyMissing:
-            return CopyResult(key, dst.name, "missing")
+            return CopyResult(key, dst.name, Outcome.MISSING)
         except CopyCancelled:
             raise
         except Exception as exc:
@@ -387,7 +378,9 @@ def _copy_single(
         )
     if not etag_is_md5(put_etag):
         _verify_by_head(dst, dest_key, key, src, size, expected_etag=got_md5)
-    return CopyResult(key, dst.name, "copied", size=size, md5=got_md5, parts=0, bytes_read=size)
+    return CopyResult(
+        key, dst.name, Outcome.COPIED, size=size, md5=got_md5, parts=0, bytes_read=size
+    )
 
 
 def _put(dst: Endpoint, dest_key: str, key: str, src: Endpoint, **params) -> dict:

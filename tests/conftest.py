@@ -12,7 +12,7 @@ import botocore.config
 import pytest
 
 from s3s3.config import EndpointConfig
-from s3s3.endpoint import Endpoint
+from s3s3.store.endpoint import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()

@@ -36,8 +36,9 @@ from test_listener_support import (  # noqa: F401  (fixtures)
 )
 
 from s3s3.config import MiB, RedisConfig
-from s3s3.endpoint import Endpoint, UploadInfo
-from s3s3.sources.stream import add_entries
+from s3s3.model import UploadInfo
+from s3s3.queue.stream import add_entries
+from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import PROBE_KEY_PREFIX, abort_stale_uploads, is_stale
 
 BIG = 40 * MiB

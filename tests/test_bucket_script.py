@@ -18,9 +18,9 @@ import redis
 from conftest import ROOT, raw_client, unique_bucket
 from redis_server import PrivateRedis
 
+from s3s3.bucketjob.lock import FileLock, RedisLock, job_lock, lock_path, redis_key
 from s3s3.config import BucketConfig, EndpointConfig, RedisConfig
-from s3s3.lock import FileLock, RedisLock, job_lock, lock_path, redis_key
-from s3s3.redis_client import connect
+from s3s3.queue.redis_client import connect
 from s3s3.scripts.bucket import Lifecycle, parse_header, serve_supervisord
 
 

@@ -13,8 +13,8 @@ import botocore.session
 import pytest
 from conftest import endpoint_config, raw_client, unique_bucket
 
-from s3s3.endpoint import Endpoint, tls_verify
 from s3s3.errors import ConfigError, FatalEndpointError
+from s3s3.store.endpoint import Endpoint, tls_verify
 from s3s3.transfer import copy_object
 
 ENV = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "AWS_CONFIG_FILE", "AWS_PROFILE")

@@ -8,8 +8,9 @@ import hashlib
 import pytest
 
 from s3s3.config import EndpointConfig
-from s3s3.endpoint import Endpoint, build_client, client_config, etag_is_md5
 from s3s3.errors import FatalEndpointError, TransientEndpointError
+from s3s3.model import etag_is_md5
+from s3s3.store.endpoint import Endpoint, build_client, client_config
 from tests.conftest import endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
 
@@ -124,7 +125,7 @@ def test_sigv2_bucket_call_fails_on_ceph_without_the_path_fix(ceph):
 
 
 def _find_trim_handler():
-    from s3s3 import endpoint
+    from s3s3.store import endpoint
 
     return endpoint._sigv2_trim_auth_path
 
@@ -186,7 +187,7 @@ def test_tls_without_the_ca_is_fatal(ceph):
     ],
 )
 def test_error_table(code, status, kind):
-    from s3s3.endpoint import classify_error
+    from s3s3.store.endpoint import classify_error
 
     cfg = EndpointConfig(name="dest", bucket="b")
     err = classify_error(code, status, "m", op="PutObject", cfg=cfg, key="k")

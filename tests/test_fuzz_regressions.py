@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from s3s3 import config, errors, rawhttp
+from s3s3 import config, errors
 from s3s3.errors import ConfigError, MessageError
-from s3s3.sources import messages
+from s3s3.queue import messages
+from s3s3.store import lean as rawhttp
 
 DATA = Path(__file__).parent / "data" / "fuzz"
 # The seeds are real answers (fuzz/capture_listings.py).

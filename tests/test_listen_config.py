@@ -9,7 +9,7 @@ from redis.cluster import key_slot
 
 from s3s3.config import load
 from s3s3.errors import ConfigError
-from s3s3.sources.stream import daemon_keys
+from s3s3.queue.stream import daemon_keys
 
 BASE = """\
 [source]

@@ -28,9 +28,9 @@ from test_listener_support import (  # noqa: F401  (fixtures)
 )
 
 from s3s3.config import load
-from s3s3.endpoint import Endpoint
-from s3s3.replicator import EXIT_CRASH, Counters, Listener, Replicator
-from s3s3.sources.messages import WorkItem
+from s3s3.listener.replicator import EXIT_CRASH, Counters, Listener, Replicator
+from s3s3.model import WorkItem
+from s3s3.store.endpoint import Endpoint
 from servers._common import free_port
 
 
@@ -321,9 +321,9 @@ def test_any_exception_from_parsing_makes_a_bad_message_not_a_dead_intake(names,
     # the ValueError it documents for a key_encoding it does not know, standing in for a
     # parser bug) still costs only that message, in both intakes.
     from s3s3.config import RedisConfig
-    from s3s3.sources.link import RedisLink
-    from s3s3.sources.pubsub import PubSubSource
-    from s3s3.sources.stream import StreamSource, ensure_group
+    from s3s3.queue.link import RedisLink
+    from s3s3.queue.pubsub import PubSubSource
+    from s3s3.queue.stream import StreamSource, ensure_group
 
     cfg = RedisConfig(
         url=redis_url,

@@ -13,11 +13,10 @@ from collections import Counter
 import pytest
 from test_listener_support import wait_until
 
-import s3s3.replicator as replicator_module
+import s3s3.listener.replicator as replicator_module
 from s3s3.errors import FatalEndpointError, TransferError, TransientEndpointError
-from s3s3.replicator import Counters, Replicator, is_transient
-from s3s3.sources.messages import WorkItem
-from s3s3.transfer import CopyResult
+from s3s3.listener.replicator import Counters, Replicator, is_transient
+from s3s3.model import CopyResult, WorkItem
 
 
 class FakeEndpoint:

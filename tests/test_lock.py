@@ -15,9 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_server import PrivateRedis
 
-from s3s3.config import BucketConfig, EndpointConfig
-from s3s3.errors import LockHeld, RedisFatal
-from s3s3.lock import (
+from s3s3.bucketjob.lock import (
     FileLock,
     LockUnavailable,
     NoLock,
@@ -27,6 +25,8 @@ from s3s3.lock import (
     lock_path,
     redis_key,
 )
+from s3s3.config import BucketConfig, EndpointConfig
+from s3s3.errors import LockHeld, RedisFatal
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_auto_uses_redis_when_it_answers(client, tmp_path):
 def test_auto_falls_back_to_a_local_lock_when_redis_does_not_answer(tmp_path, caplog):
     src = source()
     cfg = BucketConfig(lock="auto", lock_dir=str(tmp_path))
-    with caplog.at_level(logging.INFO, logger="s3s3.lock"):
+    with caplog.at_level(logging.INFO, logger="s3s3.bucketjob.lock"):
         with job_lock(src, cfg, closed_port_redis) as lock:
             assert isinstance(lock, FileLock)
             assert lock.path == lock_path(src, str(tmp_path))
@@ -176,7 +176,7 @@ def test_job_lock_is_per_source_bucket_and_released_after_the_block(client, tmp_
     cfg = BucketConfig(lock="auto", lock_dir=str(tmp_path))
     a, b = source(), source()
     try:
-        with caplog.at_level(logging.INFO, logger="s3s3.lock"):
+        with caplog.at_level(logging.INFO, logger="s3s3.bucketjob.lock"):
             with job_lock(a, cfg, lambda: client):
                 with job_lock(b, cfg, lambda: client):  # another bucket: no conflict
                     pass
@@ -221,7 +221,7 @@ def test_two_runs_on_one_host_never_overlap_when_redis_goes_away(tmp_path, caplo
     finally:
         server.stop()
     # Run 1 is over: with Redis still down, the next run goes ahead on the local lock.
-    with caplog.at_level(logging.INFO, logger="s3s3.lock"):
+    with caplog.at_level(logging.INFO, logger="s3s3.bucketjob.lock"):
         with job_lock(src, cfg, lambda: quick_client(server.url)) as third:
             assert isinstance(third, FileLock) and third.path == path
     assert "Redis does not answer (ConnectionError: " in caplog.text
@@ -233,13 +233,13 @@ def test_auto_holds_the_local_lock_then_the_redis_lock_and_releases_both(client,
     cfg = BucketConfig(lock="auto", lock_dir=str(tmp_path))
     path = lock_path(src, str(tmp_path))
     try:
-        with caplog.at_level(logging.INFO, logger="s3s3.lock"):
+        with caplog.at_level(logging.INFO, logger="s3s3.bucketjob.lock"):
             with job_lock(src, cfg, lambda: client) as held:
                 assert isinstance(held, RedisLock)
                 assert client.get(redis_key(src)) == held.token.encode()
                 with pytest.raises(LockHeld, match=rf"\(file {re.escape(str(path))}, "):
                     FileLock(path).acquire()
-        messages = [r.getMessage() for r in caplog.records if r.name == "s3s3.lock"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "s3s3.bucketjob.lock"]
         assert messages == [f"holding local lock {path}", f"holding Redis lock {redis_key(src)}"]
         assert client.get(redis_key(src)) is None
         again = FileLock(path)

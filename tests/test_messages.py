@@ -1,4 +1,4 @@
-"""Message parsing (s3s3.sources.messages): pure, exact expectations, exact error texts."""
+"""Message parsing (s3s3.queue.messages): pure, exact expectations, exact error texts."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import pytest
 
 from s3s3.errors import MessageError
-from s3s3.sources.messages import (
+from s3s3.model import WorkItem
+from s3s3.queue.messages import (
     MAX_JSON_DEPTH,
     MAX_KEY_BYTES,
     Parsed,
     Skipped,
-    WorkItem,
     encode_key_message,
     looks_like_event,
     parse_entry,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from s3s3.endpoint import ObjectInfo
+from s3s3.model import ObjectInfo
 from s3s3.plan import (
     Action,
     KeyFilter,

@@ -1,4 +1,4 @@
-"""The lean data path (s3s3.rawhttp): same requests, answers and errors as botocore's.
+"""The lean data path (s3s3.store.lean): same requests, answers and errors as botocore's.
 
 moto checks no signatures, so every signature claim is proven against a real Ceph RGW
 (``ceph`` fixture), with SigV4 and SigV2, over HTTP and HTTPS.
@@ -21,9 +21,7 @@ import botocore.config
 import pytest
 
 from s3s3 import config as s3s3_config
-from s3s3 import rawhttp, signing
 from s3s3.config import EndpointConfig
-from s3s3.endpoint import Endpoint, build_client
 from s3s3.errors import (
     ConfigError,
     EndpointError,
@@ -33,6 +31,9 @@ from s3s3.errors import (
     TransientEndpointError,
 )
 from s3s3.listing import list_objects
+from s3s3.store import lean as rawhttp
+from s3s3.store import signing
+from s3s3.store.endpoint import Endpoint, build_client
 from s3s3.transfer import copy_object
 from tests.conftest import endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
@@ -343,7 +344,7 @@ def test_upload_listing_is_sent_as_botocore_sends_it_and_signed_alike(monkeypatc
 
 
 def test_sigv2_upload_listing_is_left_to_botocore():
-    """SigV2 signs the uploads sub-resource, s3s3.signing none: botocore sends it, for this
+    """SigV2 signs the uploads sub-resource, s3s3.store.signing none: botocore sends it, for this
     call only (the endpoint keeps its lean client)."""
     cfg = EndpointConfig(
         name="x",

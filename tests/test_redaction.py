@@ -8,8 +8,8 @@ import pytest
 import redis.exceptions
 
 from s3s3.config import RedisConfig
+from s3s3.queue.link import RedisLink, refused
 from s3s3.redact import RedactingFilter, redact, redact_url, url_secrets
-from s3s3.sources.link import RedisLink, refused
 
 
 @pytest.mark.parametrize(

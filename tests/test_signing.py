@@ -1,4 +1,4 @@
-"""s3s3.signing produces, header for header and byte for byte, what botocore's signers produce."""
+"""s3s3.store.signing produces, header for header and byte for byte, what botocore's signers produce."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.utils import percent_encode
 
-from s3s3 import signing
+from s3s3.store import signing
 
 PLAIN = ReadOnlyCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
 TEMPORARY = ReadOnlyCredentials("ASIAEXAMPLE", "secret/with+odd=chars", "FQoGZXIvYXdzE+/token==")

@@ -1,4 +1,4 @@
-"""s3s3.sources.stream against the real Redis: add_entries, bounding, dead letters."""
+"""s3s3.queue.stream against the real Redis: add_entries, bounding, dead letters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from test_listener_support import names  # noqa: F401
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull
-from s3s3.sources.stream import (
+from s3s3.queue.stream import (
     DeadLetter,
     add_entries,
     dead_letter_fields,

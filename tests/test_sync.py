@@ -1,4 +1,4 @@
-"""The bucket engine (s3s3.sync) against two moto server processes.
+"""The bucket engine (s3s3.bucketjob.runner) against two moto server processes.
 
 Requests are counted, and failures injected, by a small HTTP proxy in front of a server.
 """
@@ -22,11 +22,7 @@ import pytest
 import redis
 from conftest import endpoint_config, raw_client
 
-from s3s3.config import BucketConfig, RedisConfig
-from s3s3.endpoint import Endpoint
-from s3s3.errors import FatalEndpointError
-from s3s3.listing import prefetch
-from s3s3.sync import (
+from s3s3.bucketjob.runner import (
     DestinationSummary,
     JobSummary,
     Progress,
@@ -36,6 +32,10 @@ from s3s3.sync import (
     render_progress,
     sync_buckets,
 )
+from s3s3.config import BucketConfig, RedisConfig
+from s3s3.errors import FatalEndpointError
+from s3s3.listing import prefetch
+from s3s3.store.endpoint import Endpoint
 
 MiB = 1024 * 1024
 
@@ -628,7 +628,7 @@ def test_progress_redraws_one_line_on_a_terminal_and_logs_otherwise(caplog):
 
     progress = Progress.for_stream(io.StringIO(), interval_s=0.01)
     assert progress.stream is None
-    with caplog.at_level(logging.INFO, logger="s3s3.sync"):
+    with caplog.at_level(logging.INFO, logger="s3s3.bucketjob.runner"):
         progress.start(summary, time.monotonic())
         time.sleep(0.1)
         progress.stop()

@@ -15,8 +15,9 @@ import pytest
 
 from s3s3 import transfer
 from s3s3.config import GiB, MiB
-from s3s3.endpoint import MD5_META, Endpoint
 from s3s3.errors import CorruptedOnTransfer, ObjectTooLarge
+from s3s3.model import MD5_META
+from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object, multipart_etag, part_size_for
 from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
@@ -233,7 +234,7 @@ def test_memory_stays_bounded_for_a_large_object(moto_servers, src_dst, threshol
     script = textwrap.dedent("""
         import json, sys
         sys.path.insert(0, sys.argv[2])
-        from s3s3.endpoint import Endpoint
+        from s3s3.store.endpoint import Endpoint
         from s3s3.transfer import copy_object
         from tests.conftest import endpoint_config
         spec = json.loads(sys.argv[1])

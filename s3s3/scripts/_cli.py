@@ -15,9 +15,9 @@ import logging
 import os
 import sys
 
-from .. import config
-from ..errors import ConfigError, FatalEndpointError, LockHeld
-from ..redact import RedactingFilter, redact
+from s3s3 import config
+from s3s3.errors import ConfigError, FatalEndpointError, LockHeld
+from s3s3.redact import RedactingFilter, redact
 
 EXIT_OK = 0
 EXIT_FAILURES = 1

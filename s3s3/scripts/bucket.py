@@ -22,10 +22,10 @@ import signal
 import sys
 import threading
 
-from ..errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
-from ..sync import JobSummary, Progress, run_bucket_job
-from . import _cli
-from ._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
+from s3s3.bucketjob.runner import JobSummary, Progress, run_bucket_job
+from s3s3.errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
+from s3s3.scripts import _cli
+from s3s3.scripts._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
 
 log = logging.getLogger("s3s3.bucket")
 

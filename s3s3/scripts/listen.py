@@ -25,10 +25,10 @@ import sys
 
 import redis
 
-from .. import config
-from ..errors import ConfigError
-from ..redis_client import connect
-from . import _cli
+from s3s3 import config
+from s3s3.errors import ConfigError
+from s3s3.queue.redis_client import connect
+from s3s3.scripts import _cli
 
 log = _cli.log
 
@@ -93,13 +93,13 @@ def effective_settings(args: argparse.Namespace) -> config.Settings:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from ..replicator import run_listener  # the engine is imported only when it runs
+    from s3s3.listener.replicator import run_listener  # the engine is imported only when it runs
 
     return run_listener(effective_settings(args))
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from ..sources.stream import list_dead_letters, purge_dead_letters, requeue_dead_letters
+    from s3s3.queue.stream import list_dead_letters, purge_dead_letters, requeue_dead_letters
 
     cfg = _cli.load_settings(args).redis
     client = connect(cfg)

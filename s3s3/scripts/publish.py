@@ -25,10 +25,10 @@ import threading
 
 import redis
 
-from ..errors import MessageError
-from ..redis_client import connect
-from . import _cli
-from .listen import effective_settings
+from s3s3.errors import MessageError
+from s3s3.queue.redis_client import connect
+from s3s3.scripts import _cli
+from s3s3.scripts.listen import effective_settings
 
 log = _cli.log
 
@@ -96,9 +96,9 @@ def _argument_key(key: str) -> str | bytes:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from ..errors import BacklogFull
-    from ..sources import publish_keys
-    from ..sources.messages import preview, validate_key
+    from s3s3.errors import BacklogFull
+    from s3s3.queue import publish_keys
+    from s3s3.queue.messages import preview, validate_key
 
     settings = effective_settings(args)
     cfg = settings.redis
@@ -129,9 +129,9 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from ..errors import RedisFatal
-    from ..sources.bridge import run_bridge
-    from ..sources.link import RedisLink, daemon_client
+    from s3s3.errors import RedisFatal
+    from s3s3.queue.bridge import run_bridge
+    from s3s3.queue.link import RedisLink, daemon_client
 
     cfg = effective_settings(args).redis
     stop = threading.Event()

@@ -29,7 +29,7 @@ multipart uploads under the prefix (older than its ``abort_uploads_after``) are 
 in a pool task beside the listing: :func:`transfer.abort_stale_uploads`.
 
 With ``enqueue``, the keys to copy are added to the listener's Redis Stream instead
-(:func:`sources.stream.add_entries`, which waits while the stream is full), for a fleet of
+(:func:`queue.stream.add_entries`, which waits while the stream is full), for a fleet of
 ``s3s3listen`` workers to copy; deletions are still made here, under the same limit.
 
 With ``dry_run``, the plan is printed, one line per action, and nothing is written (objects
@@ -50,13 +50,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .config import BucketConfig, RedisConfig, Settings
-from .endpoint import Endpoint, ObjectInfo
-from .errors import EndpointError, FatalEndpointError, S3S3Error, SourceKeyMissing
-from .listing import list_objects_ahead
-from .lock import job_lock
-from .plan import Action, KeyFilter, KeyPlan, ListingOrderError, Strategy, plan_keys, reason
-from .transfer import abort_stale_uploads, copy_object, is_identical, md5_of_object
+from s3s3.bucketjob.lock import job_lock
+from s3s3.config import BucketConfig, RedisConfig, Settings
+from s3s3.errors import (
+    EndpointError,
+    FatalEndpointError,
+    ListingOrderError,
+    S3S3Error,
+    SourceKeyMissing,
+)
+from s3s3.listing import list_objects_ahead
+from s3s3.model import ObjectInfo
+from s3s3.plan import Action, KeyFilter, KeyPlan, Strategy, plan_keys, reason
+from s3s3.store.endpoint import Endpoint
+from s3s3.transfer import abort_stale_uploads, copy_object, is_identical, md5_of_object
 
 if TYPE_CHECKING:
     import redis
@@ -339,7 +346,7 @@ def run_bucket_job(
 
     def redis_factory() -> redis.Redis:
         if not clients:
-            from .redis_client import connect
+            from s3s3.queue.redis_client import connect
 
             clients.append(connect(settings.redis, socket_timeout=10))
         return clients[0]
@@ -805,7 +812,7 @@ class _Run:
             return
         from redis import RedisError
 
-        from .sources.stream import add_entries
+        from s3s3.queue.stream import add_entries
 
         try:
             add_entries(self.redis, self.redis_cfg, self.entries)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from .config import RedisConfig, redis_url_problem
-from .errors import ConfigError
-from .redact import redact
+from s3s3.config import RedisConfig, redis_url_problem
+from s3s3.errors import ConfigError
+from s3s3.redact import redact
 
 
 def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:

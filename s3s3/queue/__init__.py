@@ -21,11 +21,12 @@ from collections.abc import Iterable
 
 import redis
 
-from ..config import RedisConfig
-from ..errors import BacklogFull
-from .messages import COPY, DELETE, MessageError, WorkItem, encode_key_message, validate_key
-from .pubsub import publish_messages
-from .stream import add_entries
+from s3s3.config import RedisConfig
+from s3s3.errors import BacklogFull
+from s3s3.model import COPY, DELETE, WorkItem
+from s3s3.queue.messages import MessageError, encode_key_message, validate_key
+from s3s3.queue.pubsub import publish_messages
+from s3s3.queue.stream import add_entries
 
 __all__ = [
     "COPY",

@@ -16,7 +16,7 @@ table):
 
 The calls made once per object (GetObject, PutObject of a bytes body, HeadObject, listing
 pages) go through :meth:`Endpoint.fast_call`, which sends them with the lean client of
-:mod:`s3s3.rawhttp` (same signing, addressing and error table, a fraction of botocore's
+:mod:`s3s3.store.lean` (same signing, addressing and error table, a fraction of botocore's
 CPU) unless the endpoint says ``data_path = botocore``.
 
 TLS trust is decided once, in :func:`tls_verify`, for both data paths and as botocore
@@ -32,8 +32,6 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,20 +40,20 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from . import rawhttp
-from .config import EndpointConfig
-from .errors import (
+from s3s3.config import EndpointConfig
+from s3s3.errors import (
     ConfigError,
     EndpointError,
     FatalEndpointError,
     SourceKeyMissing,
     TransientEndpointError,
 )
+from s3s3.model import MD5_META, ObjectInfo, UploadInfo, clean_etag, etag_is_md5
+from s3s3.store import lean as rawhttp
 
 log = logging.getLogger(__name__)
 
 #: Metadata key s3s3 writes where the ETag is not the md5 (multipart uploads).
-MD5_META = "s3s3-md5"
 
 #: Error codes retrying cannot help with.
 FATAL_CODES = frozenset(
@@ -95,54 +93,6 @@ THROTTLE_CODES = frozenset(
         "TooManyRequests",
     }
 )
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What a listing or a HEAD says about one object."""
-
-    key: str
-    size: int
-    etag: str = ""
-    last_modified: datetime | None = None
-    md5: str | None = field(default=None)  # s3s3-md5 metadata, when a HEAD has read it
-
-    @property
-    def etag_md5(self) -> str | None:
-        """The ETag when it is an md5 of the bytes, else None."""
-        return self.etag if etag_is_md5(self.etag) else None
-
-    @property
-    def known_md5(self) -> str | None:
-        return self.etag_md5 or self.md5
-
-
-@dataclass(frozen=True)
-class UploadInfo:
-    """One multipart upload in progress, as ListMultipartUploads lists it."""
-
-    key: str
-    upload_id: str
-    initiator: str = ""  # the Initiator's ID (Ceph 16.2 lists the requester's, see transfer)
-    initiated: datetime | None = None
-
-
-def etag_is_md5(etag: str | None) -> bool:
-    """An ETag is an md5 only when it is 32 hex digits (no ``-N`` multipart suffix).
-
-    SSE-KMS and SSE-C objects also have non-md5 ETags of this form; s3s3 copies neither.
-    """
-    if not etag or len(etag) != 32:
-        return False
-    try:
-        int(etag, 16)
-    except ValueError:
-        return False
-    return True
-
-
-def clean_etag(etag: str | None) -> str:
-    return (etag or "").strip().strip('"').lower()
 
 
 # --------------------------------------------------------------------------- handlers
@@ -387,7 +337,7 @@ class Endpoint:
 
     @property
     def raw(self):
-        """The lean client (:class:`s3s3.rawhttp.RawClient`), or None where botocore is used."""
+        """The lean client (:class:`s3s3.store.lean.RawClient`), or None where botocore is used."""
         if self._raw is None and self._raw_usable:
             with self._raw_lock:
                 if self._raw is None and self._raw_usable:

@@ -46,9 +46,9 @@ from datetime import datetime, timezone
 import redis
 import redis.exceptions
 
-from ..config import RedisConfig
-from ..errors import BacklogFull, MessageError, RedisFatal
-from .link import (
+from s3s3.config import RedisConfig
+from s3s3.errors import BacklogFull, MessageError, RedisFatal
+from s3s3.queue.link import (
     FATAL_ERRORS,
     TRANSIENT_ERRORS,
     RedisLink,
@@ -57,7 +57,7 @@ from .link import (
     queue_marker,
     refused,
 )
-from .messages import Parsed, parse_entry, preview, unparsable
+from s3s3.queue.messages import Parsed, parse_entry, preview, unparsable
 
 log = logging.getLogger("s3s3.listen")
 

@@ -22,9 +22,10 @@ from collections.abc import Iterable, Sequence
 import redis
 import redis.exceptions
 
-from ..config import RedisConfig
-from ..errors import MessageError
-from .link import (
+from s3s3.config import RedisConfig
+from s3s3.errors import MessageError
+from s3s3.model import WorkItem
+from s3s3.queue.link import (
     FATAL_ERRORS,
     TRANSIENT_ERRORS,
     RedisLink,
@@ -33,7 +34,7 @@ from .link import (
     queue_marker,
     refused,
 )
-from .messages import WorkItem, parse_message, preview, unparsable
+from s3s3.queue.messages import parse_message, preview, unparsable
 
 log = logging.getLogger("s3s3.listen")
 

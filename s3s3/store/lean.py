@@ -8,10 +8,10 @@ objects is won on client CPU per object, so the hot calls are sent here instead:
 - the transport is the standard library's ``http.client``, the layer under urllib3 and
   botocore, with keep-alive connections kept in a small pool per endpoint
   (:class:`ConnectionPool`), the endpoint's connect and read timeouts, TLS verification
-  and the CA bundle botocore would use (:func:`s3s3.endpoint.tls_verify`: the INI's
+  and the CA bundle botocore would use (:func:`s3s3.store.endpoint.tls_verify`: the INI's
   ``ca_bundle``, then ``AWS_CA_BUNDLE``, the AWS profile, ``REQUESTS_CA_BUNDLE``). urllib3's pool and response wrappers cost ~0.3 ms of CPU per request on
   the benchmark machine, more than everything else here together;
-- requests are signed by :mod:`s3s3.signing`, which produces byte for byte what botocore's
+- requests are signed by :mod:`s3s3.store.signing`, which produces byte for byte what botocore's
   ``S3SigV4Auth`` (with ``UNSIGNED-PAYLOAD``, as the botocore clients are configured) and
   ``HmacV1Auth`` (SigV2, over the resource ``/bucket/key`` as botocore signs it) produce,
   which took a 4 KiB copy from 0.86 to 0.68 ms of client CPU (``python -m bench
@@ -25,7 +25,7 @@ objects is won on client CPU per object, so the hot calls are sent here instead:
 - responses come back as dicts in botocore's shape, holding the fields s3s3 reads, so the
   callers cannot tell the data paths apart;
 - errors go through the table botocore's errors go through
-  (:func:`s3s3.endpoint.classify_error`); throttling, 5xx, connection errors and timeouts
+  (:func:`s3s3.store.endpoint.classify_error`); throttling, 5xx, connection errors and timeouts
   are retried (every call here is idempotent: GET, HEAD, listing, PUT of a bytes body)
   with capped exponential backoff and full jitter, up to the endpoint's ``max_attempts``.
 
@@ -33,7 +33,7 @@ ListMultipartUploads pages are sent here too (the start-up sweep of stale upload
 one per destination per run, and botocore's first call of an operation costs ~28 ms of CPU),
 plain, without ``encoding-type=url``, which Ceph and Swift answer in ways that cannot be
 decoded safely; except with SigV2, which signs the ``uploads`` sub-resource and
-:mod:`s3s3.signing` signs none. Everything else stays on botocore: the other multipart calls, streamed PUTs (botocore sends
+:mod:`s3s3.store.signing` signs none. Everything else stays on botocore: the other multipart calls, streamed PUTs (botocore sends
 ``Expect: 100-continue``, and a consumed stream cannot be replayed), DeleteObjects, bucket
 calls, endpoints behind an HTTP proxy. When a server answers with a redirect (an AWS bucket
 in another region), the call raises :class:`NeedsBotocore` before anything was consumed and
@@ -62,9 +62,10 @@ from botocore.credentials import Credentials
 
 # endpoint imports this module: the module, not its names, is imported here, so that
 # either can be imported first.
-from . import __version__, endpoint, signing
-from .config import EndpointConfig
-from .errors import FatalEndpointError, ResponseError, TransientEndpointError
+from s3s3 import __version__
+from s3s3.config import EndpointConfig
+from s3s3.errors import FatalEndpointError, ResponseError, TransientEndpointError
+from s3s3.store import endpoint, signing
 
 log = logging.getLogger(__name__)
 

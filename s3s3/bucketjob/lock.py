@@ -42,9 +42,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import BucketConfig, EndpointConfig
-from .errors import LockHeld, RedisFatal, S3S3Error
-from .redact import redact
+from s3s3.config import BucketConfig, EndpointConfig
+from s3s3.errors import LockHeld, LockUnavailable, RedisFatal
+from s3s3.redact import redact
 
 if TYPE_CHECKING:
     import redis
@@ -64,10 +64,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-class LockUnavailable(S3S3Error):
-    """``lock = redis`` was configured and Redis cannot be reached."""
 
 
 def lock_name(source: EndpointConfig) -> str:
@@ -333,7 +329,7 @@ def _no_redis(cfg: BucketConfig, problem: str) -> None:
 def _raise_if_refused(exc: Exception, client: redis.Redis, redis_url: str | None) -> None:
     """A wrong password or an ACL refusal is a mistake to fix, not an outage to ride out:
     falling back to the local lock would let runs on other hosts overlap for good."""
-    from .sources.link import FATAL_ERRORS, refused
+    from s3s3.queue.link import FATAL_ERRORS, refused
 
     if isinstance(exc, FATAL_ERRORS):
         reason = str(refused(redis_url or _client_url(client), exc)).rstrip(". ")

@@ -49,22 +49,23 @@ from dataclasses import dataclass
 
 import redis
 
-from .config import Settings
-from .endpoint import Endpoint
-from .errors import (
+from s3s3.config import Settings
+from s3s3.errors import (
     CopyCancelled,
     EndpointError,
     FatalEndpointError,
     ObjectTooLarge,
+    ShortRead,
     TransferError,
     TransientEndpointError,
 )
-from .sources.link import RedisLink, daemon_client
-from .sources.lists import ListMover
-from .sources.messages import COPY, DELETE, WorkItem
-from .sources.pubsub import PubSubSource
-from .sources.stream import StreamSource
-from .transfer import CopyResult, ShortRead, copy_object, sweep_uploads
+from s3s3.model import COPY, DELETE, CopyResult, WorkItem
+from s3s3.queue.link import RedisLink, daemon_client
+from s3s3.queue.minio_list import ListMover
+from s3s3.queue.pubsub import PubSubSource
+from s3s3.queue.stream import StreamSource
+from s3s3.store.endpoint import Endpoint
+from s3s3.transfer import copy_object, sweep_uploads
 
 log = logging.getLogger("s3s3.listen")
 

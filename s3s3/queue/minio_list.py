@@ -19,10 +19,10 @@ import threading
 import redis
 import redis.exceptions
 
-from ..config import RedisConfig
-from ..errors import BacklogFull, RedisFatal
-from .link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, refused
-from .stream import add_entries, processing_key
+from s3s3.config import RedisConfig
+from s3s3.errors import BacklogFull, RedisFatal
+from s3s3.queue.link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, refused
+from s3s3.queue.stream import add_entries, processing_key
 
 log = logging.getLogger("s3s3.listen")
 

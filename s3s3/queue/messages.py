@@ -57,11 +57,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-from ..errors import MessageError
-
-COPY = "copy"
-DELETE = "delete"
-OPS = (COPY, DELETE)
+from s3s3.errors import MessageError
+from s3s3.model import COPY, DELETE, OPS, WorkItem
 
 #: S3 limits a key to 1,024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
@@ -79,16 +76,6 @@ RAW_KEY_SOURCES = frozenset({"ceph:s3"})
 
 _PREVIEW_BYTES = 60
 _SHORT_CHARS = 40
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One thing to do: bring ``key`` at the destinations in line with the source."""
-
-    op: str  # COPY | DELETE
-    key: str
-    bucket: str | None = None  # the bucket an event named, when it named one
-    event: str | None = None  # the event name, for logs
 
 
 @dataclass(frozen=True)
@@ -262,7 +249,7 @@ def parse_entry(
 ) -> Parsed:
     """Parse the fields of one stream entry.
 
-    ``key`` (+ optional ``op``) is a key announced by :func:`~s3s3.sources.stream.add_entries`
+    ``key`` (+ optional ``op``) is a key announced by :func:`~s3s3.queue.stream.add_entries`
     and is never format-detected; ``message`` holds a raw message (from the bridge or the
     MinIO list) and is parsed with :func:`parse_message`.
     """

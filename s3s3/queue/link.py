@@ -20,10 +20,10 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..config import RedisConfig
-from ..errors import RedisFatal
-from ..redact import redact, redact_url
-from ..redis_client import connect
+from s3s3.config import RedisConfig
+from s3s3.errors import RedisFatal
+from s3s3.queue.redis_client import connect
+from s3s3.redact import redact, redact_url
 
 log = logging.getLogger("s3s3.listen")
 

@@ -1,0 +1,106 @@
+"""Plain data that every room passes around: what an object is, what to do with a key, and
+what became of it. No I/O here, and no import of boto3, botocore or redis.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: The user metadata (``x-amz-meta-s3s3-md5``) where s3s3 keeps the md5 of a copy whose ETag
+#: is not one (multipart).
+MD5_META = "s3s3-md5"
+
+COPY = "copy"
+DELETE = "delete"
+OPS = (COPY, DELETE)
+
+
+class Outcome(str, enum.Enum):
+    """What became of one key (at one destination, or of one job over all of them).
+
+    A ``str`` so that it reads as its value in logs, JSON and Redis markers.
+    """
+
+    COPIED = "copied"
+    SKIPPED = "skipped"  # the destination already held the same bytes
+    MISSING = "missing"  # no such key at the source (deleted since it was announced)
+    DELETED = "deleted"
+    IGNORED = "ignored"  # a delete that the configuration does not apply
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing or a HEAD says about one object."""
+
+    key: str
+    size: int
+    etag: str = ""
+    last_modified: datetime | None = None
+    md5: str | None = field(default=None)  # s3s3-md5 metadata, when a HEAD has read it
+
+    @property
+    def etag_md5(self) -> str | None:
+        """The ETag when it is an md5 of the bytes, else None."""
+        return self.etag if etag_is_md5(self.etag) else None
+
+    @property
+    def known_md5(self) -> str | None:
+        return self.etag_md5 or self.md5
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """One multipart upload in progress, as ListMultipartUploads lists it."""
+
+    key: str
+    upload_id: str
+    initiator: str = ""  # the Initiator's ID (Ceph 16.2 lists the requester's, see transfer)
+    initiated: datetime | None = None
+
+
+def etag_is_md5(etag: str | None) -> bool:
+    """An ETag is an md5 only when it is 32 hex digits (no ``-N`` multipart suffix).
+
+    SSE-KMS and SSE-C objects also have non-md5 ETags of this form; s3s3 copies neither.
+    """
+    if not etag or len(etag) != 32:
+        return False
+    try:
+        int(etag, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def clean_etag(etag: str | None) -> str:
+    return (etag or "").strip().strip('"').lower()
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What happened to one key at one destination."""
+
+    key: str
+    destination: str
+    outcome: Outcome  # COPIED, SKIPPED or MISSING (no such key at the source)
+    size: int = 0
+    md5: str | None = None
+    parts: int = 0
+    duration_s: float = 0.0
+    bytes_read: int = 0
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One thing to do: bring ``key`` at the destinations in line with the source."""
+
+    op: str  # COPY | DELETE
+    key: str
+    bucket: str | None = None  # the bucket an event named, when it named one
+    event: str | None = None  # the event name, for logs
