@@ -173,7 +173,7 @@ def test_redis_url_password_is_masked(tmp_path):
             "aws_access_key_id, aws_secret_access_key, bucket_name, ca_bundle, calling_format, "
             "connect_timeout, data_path, endpoint_url, host, is_secure, list_version, max_attempts, "
             "max_pool_connections, multipart_chunksize, multipart_threshold, port, read_timeout, "
-            "region, signature_version, verify_md5, verify_tls) in section 'dest' (file: '{path}')",
+            "region, retry_deadline, signature_version, verify_md5, verify_tls) in section 'dest' (file: '{path}')",
         ),
         (
             "[dest]\nca_bundle = /nonexistent/ca.pem\n",
@@ -242,7 +242,7 @@ def test_nothing_is_read_at_import(tmp_path):
     started where an s3s3.ini would be found, so a read would show)."""
     (tmp_path / "s3s3.ini").write_text("this is not an INI file")
     code = (
-        "import s3s3.config, s3s3.api, s3s3.client, s3s3.sync, s3s3.replicator, "
+        "import s3s3.config, s3s3.api, s3s3.client, s3s3.bucketjob.runner, s3s3.listener.replicator, "
         "s3s3.scripts.bucket, s3s3.scripts.listen;"
         "c = s3s3.config; assert c.settings is None and c.source == {} "
         "and c.destinations == [], 'read at import'"

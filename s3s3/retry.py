@@ -1,0 +1,109 @@
+"""The one retry policy: how often, how long apart and for how long s3s3 tries again.
+
+Exactly one layer retries any operation. The stores (``store/``) and ``transfer`` try once
+and raise; the caller that owns the operation (the bucket job for a key, a listing page or a
+delete batch; the listener for a job; the Redis link for a connection) retries it through a
+:class:`Policy`, either blocking in :func:`call` or on its own timer with
+:meth:`Policy.next_delay_s`. So one key sends at most ``attempts`` requests of each kind to a
+destination that keeps failing, and is reported failed within ``deadline_s`` of its first try.
+
+What may be retried is the error's own business (``retryable`` on every s3s3 error, see
+``errors``); an exception s3s3 did not map is never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from s3s3.errors import is_retryable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Capped exponential backoff with jitter, a number of attempts and a deadline.
+
+    ``attempts`` counts every try, the first included (``None``: no limit, for loops that
+    must outlast any outage, such as the Redis link). ``deadline_s`` bounds the time from the
+    first try to the moment a failure is final (``None``: attempts alone decide).
+    """
+
+    attempts: int | None = 5
+    base_s: float = 0.5
+    max_s: float = 20.0
+    deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.attempts is not None and self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {self.attempts}")
+        if self.base_s < 0 or self.max_s < self.base_s:
+            raise ValueError(f"need 0 <= base_s <= max_s, not {self.base_s} and {self.max_s}")
+
+    def delay_s(self, failures: int) -> float:
+        """The wait after ``failures`` consecutive failures (1-based): about base, 2x base,
+        4x base... up to ``max_s``, each drawn from [50%, 100%] so that many clients that
+        failed together do not come back together."""
+        window = min(self.max_s, self.base_s * 2 ** max(0, failures - 1))
+        return window * random.uniform(0.5, 1.0)
+
+    def next_delay_s(self, attempt: int, elapsed_s: float) -> float | None:
+        """The wait before attempt ``attempt + 1`` after attempt ``attempt`` failed
+        ``elapsed_s`` after the first began, or None when the failure is final."""
+        if self.attempts is not None and attempt >= self.attempts:
+            return None
+        delay = self.delay_s(attempt)
+        if self.deadline_s is not None and elapsed_s + delay > self.deadline_s:
+            return None
+        return delay
+
+
+#: A single try: for callers whose own caller retries (and for tests).
+ONCE = Policy(attempts=1)
+
+
+def call(
+    fn: Callable[[], T],
+    *,
+    policy: Policy,
+    what: str,
+    retryable: Callable[[BaseException], bool] = is_retryable,
+    cancel: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """``fn()``, tried again after a retryable failure while ``policy`` allows.
+
+    The last failure is raised as it is, so the caller still sees its ``retryable`` and
+    ``scope``. A set ``cancel`` ends the wait and raises that failure at once. ``what``
+    names the operation in the log line of each retry (never a secret: a key and an
+    endpoint's section name).
+    """
+    started = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn()
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            delay = policy.next_delay_s(attempt, clock() - started)
+            if delay is None:
+                raise
+            total = "" if policy.attempts is None else f" of {policy.attempts}"
+            log.warning(
+                "%s failed (attempt %d%s), retrying in %.1fs: %s", what, attempt, total, delay, exc
+            )
+            if cancel is not None:
+                if cancel.wait(delay):
+                    raise
+            else:
+                time.sleep(delay)
