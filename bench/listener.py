@@ -94,7 +94,7 @@ class Publisher:
             self.cfg = s3s3_config.load(config, search_path=[]).redis
             self.method = "raw PUBLISH/XADD"
             try:
-                from s3s3.queue import publish_keys
+                from s3s3.queue.producer import publish_keys
 
                 self._publish_keys = publish_keys
                 self.method = "s3s3.queue.publish_keys"

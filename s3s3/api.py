@@ -17,8 +17,10 @@ an object in a bucket. Nothing is fetched until asked for.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 
+from s3s3 import retry
 from s3s3.config import EndpointConfig, endpoint_from_dict
 from s3s3.errors import ConfigError
 from s3s3.listing import list_objects
@@ -139,14 +141,19 @@ def upload(
         dest_keys = [dest_keys]
     src = source_key.bucket.endpoint
     return [
-        copy_object(
-            src,
-            dest.bucket.endpoint,
-            source_key.name,
-            dest_key=dest.name,
-            force=force,
-            verify_md5=verify_md5,
-            src_info=source_key.info,
+        retry.call(
+            functools.partial(
+                copy_object,
+                src,
+                dest.bucket.endpoint,
+                source_key.name,
+                dest_key=dest.name,
+                force=force,
+                verify_md5=verify_md5,
+                src_info=source_key.info,
+            ),
+            policy=retry.Policy.for_endpoint(dest.bucket.endpoint.cfg),
+            what=f"copy {source_key.name!r} to [{dest.bucket.endpoint.name}]",
         )
         for dest in dest_keys
     ]

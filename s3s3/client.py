@@ -84,7 +84,7 @@ def publish(
     Pub/sub mode PUBLISHes each key on the channel (as 2015 producers did); stream mode
     XADDs them to the stream, where they wait for a listener.
     """
-    from s3s3.queue import publish_keys
+    from s3s3.queue.producer import publish_keys
     from s3s3.queue.redis_client import connect
 
     cfg = _settings(config_file, settings).redis

@@ -19,9 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from s3s3.errors import is_retryable
+
+if TYPE_CHECKING:
+    from s3s3.config import EndpointConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,12 @@ class Policy:
         if self.deadline_s is not None and elapsed_s + delay > self.deadline_s:
             return None
         return delay
+
+    @classmethod
+    def for_endpoint(cls, cfg: EndpointConfig) -> Policy:
+        """The policy of operations toward one endpoint: its ``max_attempts`` and
+        ``retry_deadline``."""
+        return cls(attempts=cfg.max_attempts, deadline_s=cfg.retry_deadline_s)
 
 
 #: A single try: for callers whose own caller retries (and for tests).

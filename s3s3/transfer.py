@@ -29,7 +29,6 @@ import base64
 import hashlib
 import logging
 import math
-import random
 import threading
 import time
 import uuid
@@ -44,8 +43,6 @@ from s3s3.errors import (
     ObjectTooLarge,
     ShortRead,
     SourceKeyMissing,
-    TransferError,
-    TransientEndpointError,
 )
 from s3s3.model import (
     MD5_META,
@@ -193,14 +190,13 @@ def copy_object(
     force: bool = False,
     verify_md5: bool = False,
     src_info: ObjectInfo | None = None,
-    attempts: int = 3,
     cancel: threading.Event | None = None,
 ) -> CopyResult:
     """Copy ``key`` from ``src`` to ``dst`` (as ``dest_key``) unless it is already there.
 
     ``force`` copies without looking at the destination. ``src_info``, when the caller has
-    it from a listing, saves a HEAD. Transient failures are retried ``attempts`` times in
-    all, with capped, jittered backoff. Returns outcome ``missing`` when the source key
+    it from a listing, saves a HEAD. One try: a failure is raised for the caller to retry
+    through :mod:`s3s3.retry` (its ``retryable`` says whether to). Returns ``MISSING`` when the source key
     does not exist. Once ``cancel`` is set the copy stops at the next chunk or part,
     aborts its multipart upload and raises :class:`CopyCancelled` (at once, if it is set
     before the copy starts).
@@ -232,49 +228,25 @@ def copy_object(
                     md5=src_info.known_md5,
                     duration_s=time.monotonic() - started,
                 )
-    for attempt in range(1, attempts + 1):
-        _check_cancel(cancel, src, dst, key)
-        try:
-            result = _copy_once(src, dst, key, dest_key, cancel=cancel)
-        except SourceKeyMissing:
-            return CopyResult(key, dst.name, Outcome.MISSING)
-        except CopyCancelled:
-            raise
-        except Exception as exc:
-            if cancel is not None and cancel.is_set():
-                # Whatever the cancellation looked like on the way out (botocore wraps the
-                # reader's exception in a client error, or fails to rewind the body).
-                raise CopyCancelled(
-                    "cancelled while copying; nothing was written",
-                    key=key,
-                    src=src.name,
-                    dst=dst.name,
-                ) from exc
-            if not isinstance(
-                exc, (TransientEndpointError, ShortRead, ConnectionError, TimeoutError)
-            ):
-                raise
-            if attempt == attempts:
-                raise TransferError(
-                    f"gave up after {attempts} attempts: {exc}", key=key, src=src.name, dst=dst.name
-                ) from exc
-            delay = min(0.5 * 2**attempt, 10.0) * random.uniform(0.5, 1.0)
-            log.warning(
-                "copy %r to [%s] failed (attempt %d of %d), retrying in %.1fs: %s",
-                key,
-                dst.name,
-                attempt,
-                attempts,
-                delay,
-                exc,
-            )
-            if cancel is not None:
-                cancel.wait(delay)
-            else:
-                time.sleep(delay)
-            continue
-        return CopyResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
-    raise AssertionError("unreachable")
+    _check_cancel(cancel, src, dst, key)
+    try:
+        result = _copy_once(src, dst, key, dest_key, cancel=cancel)
+    except SourceKeyMissing:
+        return CopyResult(key, dst.name, Outcome.MISSING)
+    except CopyCancelled:
+        raise
+    except Exception as exc:
+        if cancel is not None and cancel.is_set():
+            # Whatever the cancellation looked like on the way out (botocore wraps the
+            # reader's exception in a client error, or fails to rewind the body).
+            raise CopyCancelled(
+                "cancelled while copying; nothing was written",
+                key=key,
+                src=src.name,
+                dst=dst.name,
+            ) from exc
+        raise
+    return CopyResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
 
 
 def _check_cancel(cancel: threading.Event | None, src: Endpoint, dst: Endpoint, key: str) -> None:

@@ -37,7 +37,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
 
 from s3s3.config import MiB, RedisConfig
 from s3s3.model import UploadInfo
-from s3s3.queue.stream import add_entries
+from s3s3.queue.producer import add_entries
 from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import PROBE_KEY_PREFIX, abort_stale_uploads, is_stale
 

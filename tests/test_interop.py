@@ -26,7 +26,7 @@ import redis
 
 from s3s3.bucketjob.runner import SyncOptions, sync_buckets
 from s3s3.config import MiB, RedisConfig
-from s3s3.queue import publish_keys
+from s3s3.queue.producer import publish_keys
 from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object
 from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket

@@ -27,7 +27,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
 )
 
 from s3s3.config import RedisConfig
-from s3s3.queue.stream import add_entries
+from s3s3.queue.producer import add_entries
 
 
 def cfg_for(names, url: str, **kw) -> RedisConfig:

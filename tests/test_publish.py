@@ -124,7 +124,7 @@ def test_bridge_moves_published_messages_into_the_stream(tmp_path, names, redis_
 
 def test_publish_keys_function_in_both_modes(names, redis_url):
     from s3s3.config import RedisConfig
-    from s3s3.queue import publish_keys
+    from s3s3.queue.producer import publish_keys
 
     r = redis.Redis.from_url(redis_url)
     cfg = RedisConfig(

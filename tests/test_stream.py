@@ -10,9 +10,9 @@ from test_listener_support import names  # noqa: F401
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull
+from s3s3.queue.producer import add_entries
 from s3s3.queue.stream import (
     DeadLetter,
-    add_entries,
     dead_letter_fields,
     ensure_group,
     list_dead_letters,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import json
 import subprocess
@@ -13,10 +14,10 @@ import types
 
 import pytest
 
-from s3s3 import transfer
+from s3s3 import retry, transfer
 from s3s3.config import GiB, MiB
-from s3s3.errors import CorruptedOnTransfer, ObjectTooLarge
-from s3s3.model import MD5_META
+from s3s3.errors import CorruptedOnTransfer, ObjectTooLarge, TransientEndpointError
+from s3s3.model import MD5_META, Outcome
 from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object, multipart_etag, part_size_for
 from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket
@@ -176,11 +177,20 @@ def test_destination_5xx_for_a_while_is_retried(moto_servers, src_dst):
                 moto_servers[1], dst.bucket, name="dest", endpoint_url=proxy.url, max_attempts=2
             )
         )
-        # A streamed body cannot be replayed by botocore, so each 503 costs one whole
-        # attempt (a new GET); the third attempt goes through.
+        # The transfer tries once; its caller retries the whole copy through s3s3.retry (a
+        # streamed body cannot be replayed, so each 503 costs one whole attempt: a new GET).
+        proxy.fail_next = 1
+        with pytest.raises(TransientEndpointError):
+            copy_object(src, flaky, "k", force=True)
+        assert proxy.counts["PUT"] == 1
         proxy.fail_next = 2
-        assert copy_object(src, flaky, "k", force=True).outcome == "copied"
-        assert proxy.counts["PUT"] == 3
+        result = retry.call(
+            functools.partial(copy_object, src, flaky, "k", force=True),
+            policy=retry.Policy(attempts=3, base_s=0.01, max_s=0.01),
+            what="copy k",
+        )
+        assert result.outcome is Outcome.COPIED
+        assert proxy.counts["PUT"] == 1 + 3
     assert dst.head("k").size == 2 * MiB
 
 
@@ -207,7 +217,7 @@ def test_corrupted_source_read_is_caught_and_not_left(moto_servers, src_dst, siz
             endpoint_config(moto_servers[0], src.bucket, name="source", endpoint_url=proxy.url)
         )
         with pytest.raises(CorruptedOnTransfer, match=r"md5 differs src\([0-9a-f]{32}\) vs "):
-            copy_object(bad_src, multipart_dst(moto_servers, dst), "k", attempts=1)
+            copy_object(bad_src, multipart_dst(moto_servers, dst), "k")
     assert dst.head("k") is None
 
 
@@ -307,7 +317,7 @@ def test_corrupted_stream_is_refused_by_the_real_destination(request, server):
             match=r"md5 differs src\([0-9a-f]{32}\) vs "
             r"the bytes \[dest\] received \(BadDigest\)",
         ):
-            copy_object(bad_src, dst, "k", attempts=1)
+            copy_object(bad_src, dst, "k")
     assert dst.head("k") is None
     result = copy_object(src, dst, "k")
     assert result.outcome == "copied" and dst.head("k").etag == hashlib.md5(data).hexdigest()

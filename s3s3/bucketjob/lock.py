@@ -329,7 +329,8 @@ def _no_redis(cfg: BucketConfig, problem: str) -> None:
 def _raise_if_refused(exc: Exception, client: redis.Redis, redis_url: str | None) -> None:
     """A wrong password or an ACL refusal is a mistake to fix, not an outage to ride out:
     falling back to the local lock would let runs on other hosts overlap for good."""
-    from s3s3.queue.link import FATAL_ERRORS, refused
+    from s3s3.queue.link import refused
+    from s3s3.queue.redis_client import FATAL_ERRORS
 
     if isinstance(exc, FATAL_ERRORS):
         reason = str(refused(redis_url or _client_url(client), exc)).rstrip(". ")

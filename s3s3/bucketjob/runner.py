@@ -29,7 +29,7 @@ multipart uploads under the prefix (older than its ``abort_uploads_after``) are 
 in a pool task beside the listing: :func:`transfer.abort_stale_uploads`.
 
 With ``enqueue``, the keys to copy are added to the listener's Redis Stream instead
-(:func:`queue.stream.add_entries`, which waits while the stream is full), for a fleet of
+(:func:`queue.producer.add_entries`, which waits while the stream is full), for a fleet of
 ``s3s3listen`` workers to copy; deletions are still made here, under the same limit.
 
 With ``dry_run``, the plan is printed, one line per action, and nothing is written (objects
@@ -39,6 +39,7 @@ may be read to settle ``verify_md5`` comparisons).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -50,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from s3s3 import retry
 from s3s3.bucketjob.lock import job_lock
 from s3s3.config import BucketConfig, RedisConfig, Settings
 from s3s3.errors import (
@@ -722,13 +724,27 @@ class _Run:
     def _copy(self, key: str, src: ObjectInfo, i: int) -> None:
         """Worker thread: copy one key to destination ``i``."""
         try:
-            result = copy_object(
-                self.src, self.dsts[i], key, force=True, src_info=src, cancel=self.abandon
+            result = self._retried(
+                i,
+                key,
+                lambda: copy_object(
+                    self.src, self.dsts[i], key, force=True, src_info=src, cancel=self.abandon
+                ),
             )
         except Exception as exc:
             self._fail_or_stop([i], key, "copy", exc)
         else:
             self._copied(i, key, result.outcome, result.size)
+
+    def _retried(self, i: int, key: str, fn):
+        """``fn()``, one key's operation toward destination ``i``, under its retry policy."""
+        dst = self.dsts[i]
+        return retry.call(
+            fn,
+            policy=retry.Policy.for_endpoint(dst.cfg),
+            what=f"copy {key!r} to [{dst.name}]",
+            cancel=self.abandon,
+        )
 
     def _copied(self, i: int, key: str, outcome: str, size: int) -> None:
         dest = self.summary.destinations[i]
@@ -766,8 +782,18 @@ class _Run:
                 elif self.options.dry_run:
                     self._would_copy(i, key, src_now, "md5 differs, found by reading")
                 else:
-                    result = copy_object(
-                        self.src, dst, key, force=True, src_info=src_now, cancel=self.abandon
+                    result = self._retried(
+                        i,
+                        key,
+                        functools.partial(
+                            copy_object,
+                            self.src,
+                            dst,
+                            key,
+                            force=True,
+                            src_info=src_now,
+                            cancel=self.abandon,
+                        ),
                     )
                     self._copied(i, key, result.outcome, result.size)
             except Exception as exc:
@@ -812,7 +838,7 @@ class _Run:
             return
         from redis import RedisError
 
-        from s3s3.queue.stream import add_entries
+        from s3s3.queue.producer import add_entries
 
         try:
             add_entries(self.redis, self.redis_cfg, self.entries)

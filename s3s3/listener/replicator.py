@@ -604,9 +604,7 @@ class Replicator:
         with self._cond:
             self._copying += 1
         try:
-            return copy_object(
-                self.source, dst, job.key, force=job.force, attempts=1, cancel=self._abandon
-            )
+            return copy_object(self.source, dst, job.key, force=job.force, cancel=self._abandon)
         finally:
             with self._cond:
                 self._copying -= 1

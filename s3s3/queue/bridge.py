@@ -4,7 +4,7 @@
 into the stream as a ``message`` field; listeners in stream mode parse it like any other
 message. The bridge is the only at-most-once hop left: what is published while the bridge
 itself is not subscribed is lost, so run it under a supervisor, and prefer producers that
-XADD (``s3s3publish`` in stream mode, or :func:`~s3s3.queue.stream.add_entries`).
+XADD (``s3s3publish`` in stream mode, or :func:`~s3s3.queue.producer.add_entries`).
 Two bridges on one channel add every message twice: harmless (the second copy finds the
 destination identical) but wasteful.
 """
@@ -18,9 +18,10 @@ import redis
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull
-from s3s3.queue.link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, refused
+from s3s3.queue.link import RedisLink, refused
 from s3s3.queue.messages import MAX_MESSAGE_BYTES, preview
-from s3s3.queue.stream import add_entries
+from s3s3.queue.producer import add_entries
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
 
 log = logging.getLogger("s3s3.bridge")
 

@@ -22,25 +22,10 @@ from redis.retry import Retry
 
 from s3s3.config import RedisConfig
 from s3s3.errors import RedisFatal
-from s3s3.queue.redis_client import connect
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, connect
 from s3s3.redact import redact, redact_url
 
 log = logging.getLogger("s3s3.listen")
-
-#: Retrying cannot fix these.
-FATAL_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.AuthenticationError,
-    redis.exceptions.AuthenticationWrongNumberOfArgsError,
-    redis.exceptions.NoPermissionError,
-)
-#: The server may answer later: lost connection, timeout, loading, failover, cluster change.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.ClusterError,
-    OSError,
-)
 
 
 def refused(safe_url: str, exc: BaseException) -> RedisFatal:

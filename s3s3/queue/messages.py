@@ -249,7 +249,7 @@ def parse_entry(
 ) -> Parsed:
     """Parse the fields of one stream entry.
 
-    ``key`` (+ optional ``op``) is a key announced by :func:`~s3s3.queue.stream.add_entries`
+    ``key`` (+ optional ``op``) is a key announced by :func:`~s3s3.queue.producer.add_entries`
     and is never format-detected; ``message`` holds a raw message (from the bridge or the
     MinIO list) and is parsed with :func:`parse_message`.
     """

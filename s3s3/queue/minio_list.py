@@ -21,8 +21,10 @@ import redis.exceptions
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull, RedisFatal
-from s3s3.queue.link import FATAL_ERRORS, TRANSIENT_ERRORS, RedisLink, RedisLoop, refused
-from s3s3.queue.stream import add_entries, processing_key
+from s3s3.queue.link import RedisLink, RedisLoop, refused
+from s3s3.queue.producer import add_entries
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
+from s3s3.queue.stream import processing_key
 
 log = logging.getLogger("s3s3.listen")
 

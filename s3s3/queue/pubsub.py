@@ -25,16 +25,9 @@ import redis.exceptions
 from s3s3.config import RedisConfig
 from s3s3.errors import MessageError
 from s3s3.model import WorkItem
-from s3s3.queue.link import (
-    FATAL_ERRORS,
-    TRANSIENT_ERRORS,
-    RedisLink,
-    RedisLoop,
-    Writer,
-    queue_marker,
-    refused,
-)
+from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker, refused
 from s3s3.queue.messages import parse_message, preview, unparsable
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
 
 log = logging.getLogger("s3s3.listen")
 

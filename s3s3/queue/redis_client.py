@@ -1,12 +1,29 @@
-"""Making a Redis connection from ``[pubsub]`` settings (URL, password, TLS)."""
+"""Making a Redis connection from ``[pubsub]`` settings (URL, password, TLS), and the one
+table of which Redis errors retrying can fix and which it cannot."""
 
 from __future__ import annotations
 
 import redis
+import redis.exceptions
 
 from s3s3.config import RedisConfig, redis_url_problem
 from s3s3.errors import ConfigError
 from s3s3.redact import redact
+
+#: Retrying cannot fix these.
+FATAL_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+    redis.exceptions.NoPermissionError,
+)
+#: The server may answer later: lost connection, timeout, loading, failover, cluster change.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterError,
+    OSError,
+)
 
 
 def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:

@@ -35,7 +35,6 @@ the MULTI/EXEC batches are legal there.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -47,17 +46,11 @@ import redis
 import redis.exceptions
 
 from s3s3.config import RedisConfig
-from s3s3.errors import BacklogFull, MessageError, RedisFatal
-from s3s3.queue.link import (
-    FATAL_ERRORS,
-    TRANSIENT_ERRORS,
-    RedisLink,
-    RedisLoop,
-    Writer,
-    queue_marker,
-    refused,
-)
+from s3s3.errors import MessageError, RedisFatal
+from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker, refused
 from s3s3.queue.messages import Parsed, parse_entry, preview, unparsable
+from s3s3.queue.producer import ADD_BATCH, wait_for_room
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
 
 log = logging.getLogger("s3s3.listen")
 
@@ -66,7 +59,6 @@ DEAD_FIELDS = ("reason", "error", "original_id", "consumer", "failed_at")
 #: Attempts already spent on an entry that was handed back or requeued with its history.
 ATTEMPTS_FIELD = "attempts"
 
-ADD_BATCH = 500
 RENEW_CHUNK = 1000
 TRIM_INTERVAL_S = 5.0
 CONSUMER_CLEANUP_INTERVAL_S = 3600.0
@@ -110,74 +102,6 @@ def parse_id(entry_id) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- publishing
-
-
-def add_entries(
-    redis_client: redis.Redis,
-    cfg: RedisConfig,
-    entries: Iterable[Mapping[str, str | bytes]],
-    *,
-    batch_size: int = ADD_BATCH,
-    wait_s: float = 60.0,
-) -> int:
-    """XADD ``entries`` to ``cfg.stream`` in pipelined batches; return how many were added.
-
-    Each entry is a mapping of fields: ``key`` and ``op`` (``copy`` or ``delete``) for a key,
-    or ``message`` for a raw message. One round trip per batch: the batch's XADDs and an
-    XLEN. Back-pressure keeps the stream at most ``cfg.maxlen`` long: when it is full this
-    waits for listeners to trim acknowledged entries, and raises :class:`BacklogFull` after
-    ``wait_s`` seconds without room. Redis errors (``redis.RedisError``) propagate.
-    """
-    if batch_size <= 0:
-        raise ValueError("batch_size must be greater than zero")
-    iterator = iter(entries)
-    added = 0
-    length = redis_client.xlen(cfg.stream)
-    while True:
-        try:
-            room = _wait_for_room(redis_client, cfg, length, wait_s)
-        except BacklogFull as exc:
-            exc.added = added
-            raise
-        batch = list(itertools.islice(iterator, min(batch_size, room)))
-        if not batch:
-            return added
-        pipe = redis_client.pipeline(transaction=False)
-        for entry in batch:
-            pipe.xadd(cfg.stream, dict(entry))
-        pipe.xlen(cfg.stream)
-        length = pipe.execute()[-1]
-        added += len(batch)
-
-
-def _wait_for_room(client: redis.Redis, cfg: RedisConfig, length: int, wait_s: float) -> int:
-    """Entries that may be added now; waits while the stream is full."""
-    if length < cfg.maxlen:
-        return cfg.maxlen - length
-    deadline = time.monotonic() + wait_s
-    log.warning(
-        "stream %s holds %d entries (maxlen %d): waiting up to %gs for listeners to catch up",
-        cfg.stream,
-        length,
-        cfg.maxlen,
-        wait_s,
-    )
-    delay = 0.05
-    while True:
-        if time.monotonic() >= deadline:
-            raise BacklogFull(
-                f"stream {cfg.stream} still holds {length} entries, at its maxlen "
-                f"of {cfg.maxlen}, after {wait_s:g}s: are the listeners running? "
-                "(raise 'maxlen' in [pubsub] if the backlog is expected)"
-            )
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 1.0)
-        length = client.xlen(cfg.stream)
-        if length < cfg.maxlen:
-            return cfg.maxlen - length
-
-
-# --------------------------------------------------------------------------- group upkeep
 
 
 def ensure_group(client: redis.Redis, cfg: RedisConfig) -> bool:
@@ -378,7 +302,7 @@ def requeue_dead_letters(
     for batch in batches:
         if not batch:
             continue
-        _wait_for_room(client, cfg, client.xlen(cfg.stream), wait_s)
+        wait_for_room(client, cfg, client.xlen(cfg.stream), wait_s)
         pipe = client.pipeline(transaction=True)
         for entry_id, fields in batch:
             original = {

@@ -97,8 +97,8 @@ def _argument_key(key: str) -> str | bytes:
 
 def _publish(args: argparse.Namespace) -> int:
     from s3s3.errors import BacklogFull
-    from s3s3.queue import publish_keys
     from s3s3.queue.messages import preview, validate_key
+    from s3s3.queue.producer import publish_keys
 
     settings = effective_settings(args)
     cfg = settings.redis
