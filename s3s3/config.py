@@ -17,7 +17,8 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -473,7 +474,7 @@ def _known_word(line: str) -> str | None:
 
 
 def _line_error(
-    lines: list[str], lineno: int, what: str, path: str, more: list[int] = ()
+    lines: list[str], lineno: int, what: str, path: str, more: Sequence[int] = ()
 ) -> ConfigError:
     """An error about one line that never quotes the line: it may hold a secret."""
     line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
@@ -507,7 +508,7 @@ def _parse_file(path: Path) -> configparser.ConfigParser | None:
     try:
         parser.read_string(text, source=str(path))
     except configparser.DuplicateOptionError as exc:
-        first = _first_line(lines, exc.lineno, exc.section, exc.option)
+        first = _first_line(lines, exc.lineno or 0, exc.section, exc.option)
         at = f"at lines {first} and {exc.lineno}" if first else f"again at line {exc.lineno}"
         raise ConfigError(
             f"duplicate key '{exc.option}' {at}",
@@ -516,7 +517,7 @@ def _parse_file(path: Path) -> configparser.ConfigParser | None:
             key=exc.option,
         ) from None
     except configparser.DuplicateSectionError as exc:
-        first = _first_line(lines, exc.lineno, exc.section)
+        first = _first_line(lines, exc.lineno or 0, exc.section)
         at = f"at lines {first} and {exc.lineno}" if first else f"again at line {exc.lineno}"
         raise ConfigError(
             f"duplicate section '[{exc.section}]' {at} (merge them into one)",
@@ -537,8 +538,8 @@ def _parse_file(path: Path) -> configparser.ConfigParser | None:
             more=numbers[1:],
         ) from None
     except configparser.Error as exc:
-        lineno = getattr(exc, "lineno", None)
-        where = f" at line {lineno}" if lineno else ""
+        error_line: int | None = getattr(exc, "lineno", None)
+        where = f" at line {error_line}" if error_line else ""
         raise ConfigError(
             f"cannot parse configuration{where} ({type(exc).__name__})", path=str(path)
         ) from None
@@ -568,7 +569,7 @@ class _Reader:
         self,
         section: _Section,
         known: set[str],
-        secrets: set[str] = frozenset(),
+        secrets: AbstractSet[str] = frozenset(),
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.section = section

@@ -363,6 +363,7 @@ SOURCE_ONLY = "[source]\nbucket_name = src\nendpoint_url = http://127.0.0.1:9000
             "24h, 7d)",
         ),
         ("read_timeout = -5\n", "value '-5' for 'read_timeout' must be greater than zero"),
+        ("retry_deadline = 0\n", "value '0' for 'retry_deadline' must be greater than zero"),
         (
             "abort_uploads_after = -1d\n",
             "value '-1d' for 'abort_uploads_after' must be zero or more",
@@ -381,6 +382,13 @@ SOURCE_ONLY = "[source]\nbucket_name = src\nendpoint_url = http://127.0.0.1:9000
 def test_endpoint_values_are_checked_at_load(tmp_path, dest, expected):
     message, path = load_error(tmp_path, SOURCE_ONLY + "[dest]\nbucket_name = b\n" + dest)
     assert message == f"{expected} in section 'dest' (file: '{path}')"
+
+
+def test_retry_deadline_is_a_duration_with_a_default(tmp_path):
+    path = write(tmp_path, SOURCE_ONLY + "[dest]\nbucket_name = b\nretry_deadline = 2m\n")
+    settings = load(path, search_path=[], env={})
+    assert settings.destinations[0].retry_deadline_s == 120.0
+    assert settings.source.retry_deadline_s == 300.0
 
 
 @pytest.mark.parametrize(
