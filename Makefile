@@ -9,7 +9,7 @@ export PYENV_VERSION ?= 3.13.0:3.10.13:3.11.7
 # `make fuzz FUZZ_SECONDS=600`.
 FUZZ_SECONDS ?= 20
 
-.PHONY: setup demo test test-fast fuzz redis servers bench
+.PHONY: setup demo test test-fast lint fuzz redis servers bench
 
 servers:
 	bash servers/install-debian.sh
@@ -23,7 +23,7 @@ redis:
 $(VENV)/bin/python: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,fuzz]' tox
+	$(VENV)/bin/pip install -q -e '.[test,fuzz,lint]' tox
 	touch $@
 
 setup: $(VENV)/bin/python servers redis
@@ -33,8 +33,16 @@ demo: setup
 
 # The suite starts its own redis-server on a free port: no Redis on 6379 needed.
 test: $(VENV)/bin/python servers
+	$(MAKE) lint
 	$(VENV)/bin/tox
 	$(MAKE) fuzz
+
+# ruff (lint and format) over the tree, mypy over the package; configured in pyproject.toml.
+LINTED = s3s3 tests bench fuzz servers examples setup.py
+lint: $(VENV)/bin/python
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 # Coverage-guided fuzzing of the message parser, the INI loader and the listing parser
 # (fuzz/run.py): fails on any input that makes one raise an undocumented error.
