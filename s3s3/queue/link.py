@@ -1,16 +1,17 @@
 """The daemon's side of Redis: reconnecting forever, logging each state change once, and
 applying acknowledgements and other small writes in batches from one thread.
 
-Redis errors are sorted here, once: lost connections and timeouts are retried with capped,
-jittered backoff for as long as it takes; bad credentials and missing permissions are fatal
-(:class:`RedisFatal`), because retrying cannot fix them.
+Redis errors are sorted by the one table in :mod:`s3s3.queue.redis_client`: lost
+connections and timeouts are retried after the backoff of :mod:`s3s3.retry` (no limit on
+attempts) for as long as it takes; bad credentials and missing permissions are fatal
+(:class:`RedisFatal`), because retrying cannot fix them. Here is how Redis is reached, not
+what is read from it: nothing in this module parses a message or copies an object.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -18,12 +19,16 @@ from collections.abc import Callable
 import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
+from redis.client import Pipeline
 from redis.retry import Retry
 
 from s3s3.config import RedisConfig
 from s3s3.errors import RedisFatal
+from s3s3.model import Outcome
+from s3s3.queue.contract import Finished
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, connect
 from s3s3.redact import redact, redact_url
+from s3s3.retry import Policy
 
 log = logging.getLogger("s3s3.listen")
 
@@ -56,11 +61,6 @@ class RedisLoop:
         stop.set()
 
 
-def backoff_s(failures: int, *, base_s: float, max_s: float) -> float:
-    """Capped exponential backoff with jitter: about base, 2x base, 4x base... up to max_s."""
-    return min(max_s, base_s * 2 ** max(0, failures - 1)) * random.uniform(0.5, 1.0)
-
-
 def daemon_client(cfg: RedisConfig, *, socket_timeout_s: float = 15.0) -> redis.Redis:
     """A client for long-running loops: short socket timeouts, one quiet retry.
 
@@ -74,8 +74,9 @@ def daemon_client(cfg: RedisConfig, *, socket_timeout_s: float = 15.0) -> redis.
 class RedisLink:
     """The state of one Redis server as seen by all the threads of one process.
 
-    ``down()`` logs the first failure after a success and then waits (capped backoff);
-    ``up()`` logs the recovery once. A thousand failed retries make two log lines.
+    ``down()`` logs the first failure after a success and then waits (``policy``'s
+    backoff, never giving up); ``up()`` logs the recovery once. A thousand failed retries
+    make two log lines.
     """
 
     def __init__(
@@ -87,8 +88,7 @@ class RedisLink:
         what: str = "Redis",
     ) -> None:
         self.safe_url = safe_url
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = retry_max_s
+        self.policy = Policy(attempts=None, base_s=retry_base_s, max_s=retry_max_s)
         self.what = what
         self._lock = threading.Lock()
         self._failures = 0
@@ -133,9 +133,9 @@ class RedisLink:
                 redact_url(self.safe_url),
                 type(exc).__name__,
                 redact(str(exc)),
-                self.retry_max_s,
+                self.policy.max_s,
             )
-        delay = backoff_s(failures, base_s=self.retry_base_s, max_s=self.retry_max_s)
+        delay = self.policy.delay_s(failures)
         if stop is None:
             time.sleep(delay)
         else:
@@ -157,7 +157,7 @@ class Writer:
         client: redis.Redis,
         link: RedisLink,
         *,
-        ack: Callable[[object, list], None] | None = None,
+        ack: Callable[[Pipeline, list], None] | None = None,
     ) -> None:
         self._client = client
         self._link = link
@@ -204,7 +204,7 @@ class Writer:
             self._acks.append(entry_id)
             self._cond.notify()
 
-    def add(self, fn: Callable[[object], None], *, transaction: bool) -> None:
+    def add(self, fn: Callable[[Pipeline], object], *, transaction: bool) -> None:
         """Queue ``fn(pipeline)``; with ``transaction`` it joins the MULTI/EXEC batch."""
         with self._cond:
             (self._tx if transaction else self._plain).append(fn)
@@ -321,10 +321,10 @@ class Writer:
                 log.error("Redis rejected a write: %s: %s", type(result).__name__, result)
 
 
-def queue_marker(writer: Writer, cfg: RedisConfig, outcome) -> None:
+def queue_marker(writer: Writer, cfg: RedisConfig, result: Finished) -> None:
     """The 2015 marker key ``CHANNEL=>KEY``: set after a copy, removed after a delete."""
-    marker = f"{cfg.channel}=>{outcome.key}"
-    if outcome.outcome in ("copied", "skipped"):
+    marker = f"{cfg.channel}=>{result.key}"
+    if result.outcome in (Outcome.COPIED, Outcome.SKIPPED):
         writer.add(lambda pipe: pipe.set(marker, "True"), transaction=False)
-    elif outcome.outcome == "deleted":
+    elif result.outcome == Outcome.DELETED:
         writer.add(lambda pipe: pipe.delete(marker), transaction=False)

@@ -1,7 +1,8 @@
 """Announcing work: XADD entries to the stream with back-pressure, or PUBLISH keys.
 
 The one way in for every producer (``s3s3publish``, the bucket job's ``--enqueue``, the MinIO
-list mover, the bridge). It writes to Redis and never reads work back.
+list mover, the bridge, the dead-letter requeue). It writes to Redis and never reads work
+back, and it copies no object.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import redis
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull, MessageError
-from s3s3.model import COPY, DELETE
+from s3s3.model import COPY, OPS
+from s3s3.queue.contract import Mode
 from s3s3.queue.messages import encode_key_message, validate_key
 from s3s3.queue.pubsub import publish_messages
 
@@ -56,7 +58,8 @@ def add_entries(
             return added
         pipe = redis_client.pipeline(transaction=False)
         for entry in batch:
-            pipe.xadd(cfg.stream, dict(entry))
+            # redis-py's field dict is invariant in its key type; str keys are field names.
+            pipe.xadd(cfg.stream, dict(entry))  # type: ignore[arg-type]
         pipe.xlen(cfg.stream)
         length = pipe.execute()[-1]
         added += len(batch)
@@ -89,34 +92,33 @@ def wait_for_room(client: redis.Redis, cfg: RedisConfig, length: int, wait_s: fl
             return cfg.maxlen - length
 
 
-# --------------------------------------------------------------------------- group upkeep
-
-
 def publish_keys(
     redis_client: redis.Redis,
     cfg: RedisConfig,
     keys: Iterable[str],
     *,
     op: str = COPY,
-    mode: str | None = None,
+    mode: Mode | str | None = None,
 ) -> int:
     """Announce ``keys`` in the configured mode; return how many were announced.
 
     ``pubsub``: PUBLISH each key on ``cfg.channel`` (plain key name, as in 2015; a delete,
     or a key that would read as JSON, goes as a one-record S3 event). A warning is logged
     when no listener was subscribed, since pub/sub keeps nothing. ``stream``: XADD entries
-    ``{key, op}`` with :func:`~.stream.add_entries` (back-pressure included). ``mode``
+    ``{key, op}`` with :func:`add_entries` (back-pressure included). ``mode``
     overrides ``cfg.mode``. An empty or over-long key raises :class:`MessageError`; keys of
     earlier batches have been sent by then. Redis errors (``redis.RedisError``) and
     :class:`BacklogFull` propagate.
     """
-    mode = mode or cfg.mode
-    if op not in (COPY, DELETE):
+    wanted = mode or cfg.mode
+    if op not in OPS:
         raise MessageError(f"unknown op {op!r} (expected copy or delete)")
-    if mode == "stream":
+    try:
+        how = Mode(wanted)
+    except ValueError:
+        raise ValueError(f"mode must be 'pubsub' or 'stream', not {wanted!r}") from None
+    if how is Mode.STREAM:
         return add_entries(redis_client, cfg, ({"key": validate_key(k), "op": op} for k in keys))
-    if mode != "pubsub":
-        raise ValueError(f"mode must be 'pubsub' or 'stream', not {mode!r}")
     published, received = publish_messages(
         redis_client, cfg, (encode_key_message(k, op=op) for k in keys)
     )

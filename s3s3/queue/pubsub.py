@@ -11,6 +11,9 @@ Intake cannot pause here (Redis buffers for a slow subscriber only up to its
 ``client-output-buffer-limit`` and then disconnects it), so messages are always read; work
 beyond ``max_held`` distinct items is dropped with an error rather than letting memory grow
 without bound while a destination is down.
+
+This module also PUBLISHes (:func:`publish_messages`, for the producer). It parses messages
+with :mod:`s3s3.queue.messages` and never copies objects: the replicator does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import redis.exceptions
 from s3s3.config import RedisConfig
 from s3s3.errors import MessageError
 from s3s3.model import WorkItem
+from s3s3.queue.contract import Counters, Feed, Finished, Mode
 from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker, refused
 from s3s3.queue.messages import parse_message, preview, unparsable
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
@@ -67,7 +71,7 @@ def publish_messages(
 class PubSubSource(RedisLoop):
     """Compatible intake: one subscription to the channel; nothing to acknowledge."""
 
-    mode = "pubsub"
+    mode = Mode.PUBSUB
 
     def __init__(
         self,
@@ -75,7 +79,7 @@ class PubSubSource(RedisLoop):
         cfg: RedisConfig,
         *,
         link: RedisLink,
-        counters,
+        counters: Counters,
         source_bucket: str | None = None,
         key_encoding: str = "auto",
         max_held: int = MAX_HELD,
@@ -95,7 +99,7 @@ class PubSubSource(RedisLoop):
     def start(self) -> None:
         self.writer.start()
 
-    def run(self, replicator, stop: threading.Event) -> None:
+    def run(self, replicator: Feed, stop: threading.Event) -> None:
         """Subscribe and hand every message to ``replicator`` until ``stop`` is set."""
         while not stop.is_set():
             pubsub = self.client.pubsub()
@@ -125,14 +129,14 @@ class PubSubSource(RedisLoop):
                     pass
 
     @staticmethod
-    def _confirm(pubsub, stop: threading.Event) -> None:
+    def _confirm(pubsub: redis.client.PubSub, stop: threading.Event) -> None:
         """Wait for Redis to confirm the subscription, so "subscribed" in the log is true."""
         while not stop.is_set():
             message = pubsub.get_message(timeout=1.0)
             if message is not None and message.get("type") == "subscribe":
                 return
 
-    def handle(self, data: bytes, replicator) -> None:
+    def handle(self, data: bytes, replicator: Feed) -> None:
         """Parse one message and submit its work items."""
         try:
             parsed = parse_message(
@@ -170,9 +174,10 @@ class PubSubSource(RedisLoop):
             self._dropping = False
             replicator.submit(item, item)
 
-    def complete(self, tickets: Sequence[WorkItem], outcome) -> None:
+    def complete(self, tickets: Sequence[WorkItem], result: Finished) -> None:
+        """Called by a worker when a job is finished: nothing to acknowledge, only markers."""
         if self.cfg.marker_keys:
-            queue_marker(self.writer, self.cfg, outcome)
+            queue_marker(self.writer, self.cfg, result)
 
     def hand_back(self, tickets: Sequence[WorkItem]) -> int:
         """Pub/sub cannot take work back: say which keys were announced and not replicated."""

@@ -13,6 +13,10 @@ Exit codes: 0 all announced; 1 some keys were rejected (empty, over 1,024 bytes,
 UTF-8), each named in a one-line error, the others announced; 2 configuration error, Redis
 unreachable, or the stream full (``maxlen``) for too long. No key, whatever its bytes,
 makes a traceback: keys are read from stdin as bytes and checked one by one.
+
+This script reads arguments, installs the bridge's signal handlers and maps failures to
+exit codes; announcing is :mod:`s3s3.queue.producer`'s work and bridging
+:mod:`s3s3.queue.bridge`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import threading
 import redis
 
 from s3s3.errors import MessageError
+from s3s3.model import COPY, DELETE
+from s3s3.queue.contract import Mode
 from s3s3.queue.redis_client import connect
 from s3s3.scripts import _cli
 from s3s3.scripts.listen import effective_settings
@@ -45,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="keys to announce; none (or '-') reads them from stdin, one per line",
     )
-    parser.add_argument("--mode", choices=("pubsub", "stream"), help="override [pubsub] mode")
+    parser.add_argument("--mode", choices=[m.value for m in Mode], help="override [pubsub] mode")
     parser.add_argument(
         "--delete",
         action="store_true",
@@ -114,7 +120,7 @@ def _publish(args: argparse.Namespace) -> int:
             log.error("not announced: %s", exc)
     client = connect(cfg)
     try:
-        n = publish_keys(client, cfg, keys, op="delete" if args.delete else "copy")
+        n = publish_keys(client, cfg, keys, op=DELETE if args.delete else COPY)
     except BacklogFull as exc:
         log.error("%s", exc)
         return _cli.EXIT_FATAL
@@ -123,7 +129,7 @@ def _publish(args: argparse.Namespace) -> int:
         return _cli.EXIT_FATAL
     finally:
         client.close()
-    where = cfg.stream if cfg.mode == "stream" else f"channel {cfg.channel!r}"
+    where = cfg.stream if Mode(cfg.mode) is Mode.STREAM else f"channel {cfg.channel!r}"
     log.info("announced %d keys on %s%s", n, where, f" ({rejected} rejected)" if rejected else "")
     return _cli.EXIT_FAILURES if rejected else _cli.EXIT_OK
 
