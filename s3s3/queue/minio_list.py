@@ -8,13 +8,15 @@ stream first. The worst case is an entry added twice, which the listener tolerat
 second copy finds the destination already identical, or copies again).
 
 Entries are moved raw; the listener parses them like any other message, so a malformed
-entry is reported and dead-lettered there, with its text intact.
+entry is reported and dead-lettered there, with its text intact. The mover parses nothing
+and copies no object.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import redis
 import redis.exceptions
@@ -24,11 +26,17 @@ from s3s3.errors import BacklogFull, RedisFatal
 from s3s3.queue.link import RedisLink, RedisLoop, refused
 from s3s3.queue.producer import add_entries
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
-from s3s3.queue.stream import processing_key
 
 log = logging.getLogger("s3s3.listen")
 
 MOVE_BATCH = 100
+
+
+def processing_key(list_key: str) -> str:
+    """The list that holds MinIO entries between BLMOVE and XADD, in the list's hash slot."""
+    if "{" in list_key and "}" in list_key.split("{", 1)[1]:
+        return f"{list_key}:s3s3-processing"
+    return "{" + list_key + "}:s3s3-processing"
 
 
 class ListMover(RedisLoop):
@@ -87,7 +95,13 @@ class ListMover(RedisLoop):
             self._add_then_remove(left, stop)
 
     def _move_some(self, stop: threading.Event) -> None:
-        first = self.client.blmove(self.list_key, self.processing, self.block_s, "LEFT", "RIGHT")
+        first = self.client.blmove(
+            self.list_key,
+            self.processing,
+            self.block_s,  # type: ignore[arg-type]  # BLMOVE takes a decimal timeout (Redis 6)
+            "LEFT",
+            "RIGHT",
+        )
         if first is None:
             return
         items = [first]
@@ -98,7 +112,9 @@ class ListMover(RedisLoop):
             items.extend(i for i in pipe.execute() if i is not None)
         self._add_then_remove(items, stop)
 
-    def _add_then_remove(self, items: list[bytes], stop: threading.Event) -> None:
+    def _add_then_remove(self, items: list[Any], stop: threading.Event) -> None:
+        """XADD ``items`` (list entries, as redis-py returns them), then LREM them from the
+        processing list."""
         warned = False
         todo = list(items)
         while True:
