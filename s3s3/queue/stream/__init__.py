@@ -43,8 +43,6 @@ use ``s3s3.queue.stream.requeue_dead_letters``); each lives in the module named 
 stream never copies objects.
 """
 
-from s3s3.config import RedisConfig
-from s3s3.queue.minio_list import processing_key
 from s3s3.queue.stream.consumer import StreamSource
 from s3s3.queue.stream.dead_letters import (
     DEAD_FIELDS,
@@ -78,11 +76,3 @@ __all__ = [
     "safe_trim_id",
     "trim_acknowledged",
 ]
-
-
-def daemon_keys(cfg: RedisConfig) -> tuple[str, ...]:
-    """Every Redis key the listener writes in stream mode (marker keys aside)."""
-    keys = [cfg.stream, cfg.dead_letter_stream]
-    if cfg.list_key:
-        keys.append(processing_key(cfg.list_key))
-    return tuple(keys)
