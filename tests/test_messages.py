@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
 
 from s3s3.errors import MessageError
 from s3s3.model import WorkItem
@@ -592,3 +595,55 @@ def test_nul_and_control_characters_are_legal_in_keys():
     assert (
         parse_message(one_record(s3={"object": {"key": "a%00b%01"}})).items[0].key == "a\x00b\x01"
     )
+
+
+#: Run in a fresh interpreter: any import of redis fails, as if it were not installed.
+_WITHOUT_REDIS = r"""
+import importlib.abc
+import sys
+
+
+class NoRedis(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "redis" or name.startswith("redis."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoRedis())
+for name in [n for n in sys.modules if n == "redis" or n.startswith("redis.")]:
+    del sys.modules[name]
+
+from s3s3.model import COPY, WorkItem
+from s3s3.queue.contract import Mode
+from s3s3.queue.messages import parse_entry, parse_message
+
+assert parse_message(b"photos/cat.jpg").items == (WorkItem(COPY, "photos/cat.jpg"),)
+event = b'{"Records": [{"eventName": "ObjectRemoved:Delete", "s3": {"object": {"key": "a+b"}}}]}'
+assert [(i.op, i.key) for i in parse_message(event).items] == [("delete", "a b")]
+assert parse_entry({b"key": b"k", b"op": b"copy"}).items == (WorkItem(COPY, "k"),)
+assert Mode("stream") is Mode.STREAM
+try:
+    import redis  # noqa: F401
+except ModuleNotFoundError:
+    pass
+else:
+    raise AssertionError("the blocker let redis in")
+loaded = sorted(n for n in sys.modules if n == "redis" or n.startswith("redis."))
+assert not loaded, loaded
+print("parsed without redis")
+"""
+
+
+def test_the_parser_imports_and_parses_without_redis():
+    # The message parser is pure: s3s3.queue.messages, and everything it imports (the
+    # s3s3.queue package included), must work where redis is not installed.
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_REDIS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "parsed without redis"

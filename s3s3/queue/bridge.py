@@ -6,7 +6,8 @@ message. The bridge is the only at-most-once hop left: what is published while t
 itself is not subscribed is lost, so run it under a supervisor, and prefer producers that
 XADD (``s3s3publish`` in stream mode, or :func:`~s3s3.queue.producer.add_entries`).
 Two bridges on one channel add every message twice: harmless (the second copy finds the
-destination identical) but wasteful.
+destination identical) but wasteful. The bridge parses nothing (it only drops a message over
+the size limit, which the listener would reject) and copies no object.
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ KEY_ENCODINGS = ("auto", "url", "raw")
 #: Event sources that put the key in a record unencoded.
 RAW_KEY_SOURCES = frozenset({"ceph:s3"})
 
+#: What a message may be: the data of a pub/sub message or a list entry, or a stream field.
+Message = bytes | bytearray | memoryview | str
+
 _PREVIEW_BYTES = 60
 _SHORT_CHARS = 40
 
@@ -97,7 +100,7 @@ class Parsed:
     skipped: tuple[Skipped, ...] = ()
 
 
-def preview(data: bytes | str) -> str:
+def preview(data: object) -> str:
     """A short, printable rendering of a message for log lines."""
     if isinstance(data, str):
         raw = data.encode("utf-8", "backslashreplace")
@@ -129,7 +132,7 @@ def validate_key(key: str) -> str:
     return key
 
 
-def unparsable(exc: BaseException, data: bytes | str) -> str:
+def unparsable(exc: BaseException, data: object) -> str:
     """The log text for a message whose parsing raised ``exc``, which is not a MessageError.
 
     The contract above says this cannot happen; the intakes still treat it as a bad message
@@ -165,7 +168,7 @@ def nests_deeper_than(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def looks_like_event(data: bytes | str) -> bool:
+def looks_like_event(data: object) -> bool:
     """True when the detection rule reads ``data`` as an event document, not as a key."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         text = bytes(data).decode("utf-8", "replace")
@@ -195,7 +198,7 @@ def encode_key_message(key: str, *, op: str = COPY) -> bytes:
 
 
 def parse_message(
-    data: bytes | str, *, source_bucket: str | None = None, key_encoding: str = "auto"
+    data: Message, *, source_bucket: str | None = None, key_encoding: str = "auto"
 ) -> Parsed:
     """Parse one message; raise :class:`MessageError` naming what is wrong with it.
 
@@ -203,13 +206,14 @@ def parse_message(
     """
     if key_encoding not in KEY_ENCODINGS:
         raise ValueError(f"key_encoding must be one of {KEY_ENCODINGS}, not {key_encoding!r}")
+    raw: bytes | None = None  # the bytes of a message that is not a str yet
     if isinstance(data, str):
         text = data
         size = len(data.encode("utf-8", "surrogatepass"))
     elif isinstance(data, (bytes, bytearray, memoryview)):
-        data = bytes(data)
-        size = len(data)
-        text = None
+        raw = bytes(data)
+        size = len(raw)
+        text = ""
     else:
         raise MessageError(f"a message must be bytes or str, not {type(data).__name__}")
     if size == 0:
@@ -219,14 +223,14 @@ def parse_message(
             f"message of {size:,} bytes is over the {MAX_MESSAGE_BYTES:,}-byte "
             f"limit (starts {preview(data)})"
         )
-    if text is None:
+    if raw is not None:
         try:
-            text = bytes(data).decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MessageError(
                 f"message is not UTF-8 (byte {exc.start}: "
-                f"{bytes(data)[exc.start : exc.start + 1]!r}; "
-                f"starts {preview(data)})"
+                f"{raw[exc.start : exc.start + 1]!r}; "
+                f"starts {preview(raw)})"
             ) from None
     if text[0] in "{[":
         if nests_deeper_than(text):
@@ -398,7 +402,7 @@ def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -
             )
         raise MessageError(f"JSON of unknown shape: {_describe(doc)}; {_SHAPES}")
     if isinstance(doc, list) and doc and all(isinstance(e, dict) and "Event" in e for e in doc):
-        records: list = []
+        flat: list = []
         for i, element in enumerate(doc):
             events = element["Event"]
             if not isinstance(events, list):
@@ -406,10 +410,10 @@ def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -
                     f"JSON of the wrong shape: element {i} 'Event' is "
                     f"{_describe_value(events)}, not a list"
                 )
-            records.extend(events)
-        if not records:
+            flat.extend(events)
+        if not flat:
             raise MessageError("MinIO access entry with no events")
-        return _parse_records(records, "minio-access", "Event", source_bucket, key_encoding)
+        return _parse_records(flat, "minio-access", "Event", source_bucket, key_encoding)
     raise MessageError(f"JSON of unknown shape: {_describe(doc)}; {_SHAPES}")
 
 
@@ -420,7 +424,10 @@ def _parse_records(
     skipped: list[Skipped] = []
     for i, record in enumerate(records):
         result = _parse_record(record, f"{where}[{i}]", source_bucket, key_encoding)
-        (items if isinstance(result, WorkItem) else skipped).append(result)
+        if isinstance(result, WorkItem):
+            items.append(result)
+        else:
+            skipped.append(result)
     return Parsed(fmt, tuple(items), tuple(skipped))
 
 

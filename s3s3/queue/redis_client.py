@@ -1,5 +1,11 @@
 """Making a Redis connection from ``[pubsub]`` settings (URL, password, TLS), and the one
-table of which Redis errors retrying can fix and which it cannot."""
+table of which Redis errors retrying can fix and which it cannot.
+
+Every module that sorts Redis errors (the link, the intakes, the bucket job's lock) uses
+:data:`FATAL_ERRORS` and :data:`TRANSIENT_ERRORS` from here; none keeps a list of its own.
+This module makes clients and never sends a command: no connection is made until a
+caller's first one.
+"""
 
 from __future__ import annotations
 
