@@ -95,10 +95,6 @@ class RedisLink:
         self._down_since: float | None = None
         self._ever_up = False
 
-    @property
-    def is_up(self) -> bool:
-        return self._down_since is None and self._ever_up
-
     def up(self) -> None:
         with self._lock:
             was_down = self._down_since
@@ -209,10 +205,6 @@ class Writer:
         with self._cond:
             (self._tx if transaction else self._plain).append(fn)
             self._cond.notify()
-
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._acks) + len(self._tx) + len(self._plain) + self._busy
 
     def close(self, timeout_s: float) -> int:
         """Write what is queued within ``timeout_s``; return how many writes were left."""

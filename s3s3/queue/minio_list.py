@@ -58,7 +58,6 @@ class ListMover(RedisLoop):
         self.block_s = block_s
         self.list_key = cfg.list_key
         self.processing = processing_key(cfg.list_key)
-        self.moved = 0
 
     def run(self, stop: threading.Event) -> None:
         recovered = False
@@ -133,4 +132,3 @@ class ListMover(RedisLoop):
         for item in items:
             pipe.lrem(self.processing, 1, item)
         pipe.execute()
-        self.moved += len(items)
