@@ -1,0 +1,131 @@
+"""Per-key ordering: at most one job per key runs at a time, and events for one key coalesce.
+
+A :class:`Job` is the work for one key: the latest work item, the tickets of every event it
+serves, and what has been done so far. :class:`KeyOrder` holds, for each key, the job that
+runs (or will run) first and the one job that waits for it:
+
+- an event for a key whose job has not started yet (queued, held for a destination, waiting
+  to retry) joins that job: the job reads the source when it runs, so one copy serves both
+  events (*coalesced*);
+- an event arriving while the key's job runs waits for it, in the key's *next* job (where
+  later events coalesce in turn): the running copy may have read the source before the
+  change the event announces. The later state wins.
+
+Plain state without a lock or a thread: the replicator calls it with its own lock held. It
+knows nothing of endpoints, copies, or where work comes from.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from s3s3.model import CopyResult, WorkItem
+
+if TYPE_CHECKING:
+    from s3s3.listener.health import Health
+
+
+class Job:
+    """The work for one key, possibly serving several events."""
+
+    __slots__ = (
+        "key",
+        "item",
+        "tickets",
+        "attempts",
+        "force",
+        "done",
+        "results",
+        "started",
+        "running",
+        "finished",
+        "abandoned",
+        "reporting",
+        "probing",
+        "resolved_op",
+        "last_error",
+    )
+
+    def __init__(self, item: WorkItem, ticket: object, prior_attempts: int, *, force: bool) -> None:
+        self.key = item.key
+        self.item = item
+        self.tickets = [ticket]
+        self.attempts = prior_attempts
+        # A first delivery copies without comparing; a redelivery (prior attempts) compares.
+        self.force = force and prior_attempts == 0
+        self.done: set[str] = set()  # destinations finished for the current item
+        self.results: dict[str, CopyResult] = {}
+        self.started: float | None = None
+        self.running = False
+        self.finished = False
+        self.abandoned = False  # given up by drain(): its tickets went back to the intake
+        self.reporting = False  # its result is being delivered: drain() waits for it
+        self.probing: list[Health] = []  # endpoints this job is probing (see health)
+        self.resolved_op: str | None = None  # a delete turns into a copy if the key is back
+        self.last_error = ""
+
+    def merge(self, item: WorkItem, ticket: object, prior_attempts: int) -> None:
+        """Fold a newer event for the same key into this job, which has not started yet."""
+        if item.op != self.item.op or self.done:
+            # What was done so far answered an older state; check every destination again.
+            self.done.clear()
+            self.results.clear()
+            self.force = False
+            self.resolved_op = None
+        self.item = item
+        self.tickets.append(ticket)
+        self.attempts = max(self.attempts, prior_attempts)
+
+
+class KeyOrder:
+    """The current and the next job of every key with work; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, Job] = {}  # key -> the job that runs (or will run) first
+        self._next: dict[str, Job] = {}  # key -> the job waiting for the running one
+
+    def add(
+        self, item: WorkItem, ticket: object, prior_attempts: int = 0
+    ) -> tuple[Job | None, bool]:
+        """Place one event; return ``(job, coalesced)``.
+
+        ``job`` is a new job to queue now (the key had none), else None; ``coalesced`` says
+        the event joined a job that was already there.
+        """
+        job = self._current.get(item.key)
+        if job is None:
+            job = Job(item, ticket, prior_attempts, force=True)
+            self._current[item.key] = job
+            return job, False
+        if not job.running:
+            job.merge(item, ticket, prior_attempts)
+            return None, True
+        waiting = self._next.get(item.key)
+        if waiting is None:
+            self._next[item.key] = Job(item, ticket, prior_attempts, force=False)
+            return None, False
+        waiting.merge(item, ticket, prior_attempts)
+        return None, True
+
+    def release(self, job: Job) -> Job | None:
+        """``job`` has finished: its key's next job, if any, becomes the current one and is
+        returned, to be queued."""
+        if self._current.get(job.key) is not job:
+            return None
+        waiting = self._next.pop(job.key, None)
+        if waiting is not None:
+            self._current[job.key] = waiting
+        else:
+            del self._current[job.key]
+        return waiting
+
+    def take_all(self) -> list[Job]:
+        """Every job, current ones first, and forget them all (shutdown)."""
+        jobs = [*self._current.values(), *self._next.values()]
+        self._current.clear()
+        self._next.clear()
+        return jobs
+
+    def __len__(self) -> int:
+        """Jobs known: running, queued, held, waiting to retry, or waiting for their key."""
+        return len(self._current) + len(self._next)
