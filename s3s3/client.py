@@ -33,8 +33,9 @@ class ListenClient:
         self.settings = _settings(config_file, settings)
 
     def listen(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit code."""
-        from s3s3.listener.replicator import run_listener
+        """Run until SIGTERM/SIGINT; returns the exit code (that of ``s3s3listen``)."""
+        # s3s3listen's own body: signal handlers and exit codes are the scripts' business.
+        from s3s3.scripts.listen import run_listener
 
         return run_listener(self.settings)
 

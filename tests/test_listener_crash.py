@@ -10,6 +10,7 @@ key of the wrong type is shown as a subprocess.
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 
@@ -28,8 +29,12 @@ from test_listener_support import (  # noqa: F401  (fixtures)
 )
 
 from s3s3.config import load
-from s3s3.listener.replicator import EXIT_CRASH, Counters, Listener, Replicator
+from s3s3.listener.counters import Counters
+from s3s3.listener.daemon import Listener
+from s3s3.listener.replicator import Replicator
 from s3s3.model import WorkItem
+from s3s3.queue.intake import open_intake
+from s3s3.scripts.listen import EXIT_CRASH, exit_code
 from s3s3.store.endpoint import Endpoint
 from servers._common import free_port
 
@@ -232,12 +237,11 @@ def test_list_mover_on_a_key_of_the_wrong_type_is_fatal(
 
 
 def run_in_thread(listener: Listener) -> tuple[threading.Thread, threading.Event, list]:
-    """Start ``listener.run`` in a thread; its exit code is appended to the list."""
+    """Start ``listener.run`` in a thread; the exit code s3s3listen maps its end to is
+    appended to the list."""
     stop = threading.Event()
     result: list = []
-    thread = threading.Thread(
-        target=lambda: result.append(listener.run(stop=stop, install_signals=False))
-    )
+    thread = threading.Thread(target=lambda: result.append(exit_code(listener.run(stop=stop))))
     thread.start()
     return thread, stop, result
 
@@ -295,7 +299,7 @@ def test_listener_with_a_crashed_worker_stops_with_exit_3(
     )
     # The destination is checked at start-up: give it a bucket, then take it away.
     raw_client(b).create_bucket(Bucket=dst)
-    listener = Listener(load(str(ini)), counters=ExplodingCounters())
+    listener = Listener(load(str(ini)), open_intake=open_intake, counters=ExplodingCounters())
     thread, stop, result = run_in_thread(listener)
     r = redis.Redis.from_url(redis_url)
     try:
@@ -385,7 +389,7 @@ def test_a_crashed_redis_writer_stops_the_listener_with_exit_3(
         listen={"grace": "1"},
     )
     client = ExplodingPipelineRedis.from_url(redis_url)
-    listener = Listener(load(str(ini)), redis_client=client)
+    listener = Listener(load(str(ini)), open_intake=functools.partial(open_intake, client=client))
     thread, stop, result = run_in_thread(listener)
     r = redis.Redis.from_url(redis_url)
     try:

@@ -15,22 +15,41 @@ restarting it (``autorestart=true``) loses nothing more than a restart would. No
 Python itself exits 1 on an uncaught exception in the main thread, and a crash s3s3
 caught and wound down cleanly should be told apart from one it did not. A bad message is
 never a crash: it is logged, counted and (stream mode) dead-lettered.
+
+SIGTERM or SIGINT stops intake and gives work in flight ``[listen] grace``; a second signal
+stops waiting. The handlers are installed here (:func:`run_listener`), never by the daemon,
+which is told through events and answers with how it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis
 
 from s3s3 import config
 from s3s3.errors import ConfigError
+from s3s3.queue.contract import Mode
 from s3s3.queue.redis_client import connect
 from s3s3.scripts import _cli
 
+if TYPE_CHECKING:
+    from s3s3.listener.daemon import Stopped
+
 log = _cli.log
+daemon_log = logging.getLogger("s3s3.listen")
+
+#: A thread of the daemon died of an unexpected exception (a bug): it stopped, after handing
+#: back what it held, so that its supervisor restarts it rather than it living on without
+#: intake or workers.
+EXIT_CRASH = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +101,7 @@ def effective_settings(args: argparse.Namespace) -> config.Settings:
     """The INI settings with command-line overrides applied (and checked)."""
     settings = _cli.load_settings(args)
     if args.mode and args.mode != settings.redis.mode:
-        if args.mode != "stream" and settings.redis.list_key:
+        if Mode(args.mode) is not Mode.STREAM and settings.redis.list_key:
             raise ConfigError(
                 "--mode pubsub cannot be used with [pubsub] list, which needs the stream"
             )
@@ -92,9 +111,72 @@ def effective_settings(args: argparse.Namespace) -> config.Settings:
     return settings
 
 
-def _listen(args: argparse.Namespace) -> int:
-    from s3s3.listener.replicator import run_listener  # the engine is imported only when it runs
+def install_signals(
+    stop: threading.Event, hurry: threading.Event, received: list[str]
+) -> Callable[[], None]:
+    """SIGTERM/SIGINT: the first sets ``stop``, a second ``hurry`` too; each signal's name
+    is appended to ``received``. Returns what restores the previous handlers."""
 
+    def handler(signum: int, _frame: object) -> None:
+        # Only set events here: logging from a signal handler can deadlock on its own lock.
+        received.append(signal.Signals(signum).name)
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
+def exit_code(stopped: Stopped) -> int:
+    """The exit code for how the daemon stopped, after the log line that says so."""
+    from s3s3.listener.daemon import Status
+
+    if stopped.status is Status.CRASHED:
+        daemon_log.error(
+            "s3s3listen stopped after thread %s crashed (exit code %d)", stopped.thread, EXIT_CRASH
+        )
+        return EXIT_CRASH
+    if stopped.status is Status.REFUSED:
+        return _cli.EXIT_FATAL  # the daemon has said why ("fatal: ...")
+    if stopped.status is Status.FATAL:
+        daemon_log.info("s3s3listen stopped after a fatal error: %s", stopped.error)
+        return _cli.EXIT_FATAL
+    daemon_log.info("s3s3listen stopped")
+    return _cli.EXIT_OK
+
+
+def run_listener(settings: config.Settings, *, stop: threading.Event | None = None) -> int:
+    """Run ``s3s3listen`` with ``settings`` until ``stop`` is set or a signal arrives.
+
+    Returns the exit code (0 clean stop, 2 fatal, 3 a thread crashed). Signal handlers are
+    installed only when called from the main thread, and restored on return.
+    """
+    # The engine is imported only when it runs, not for the dead-letter commands.
+    from s3s3.listener.daemon import Listener
+    from s3s3.queue.intake import open_intake
+
+    stop = stop or threading.Event()
+    hurry = threading.Event()
+    received: list[str] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    restore = install_signals(stop, hurry, received) if in_main else None
+    try:
+        stopped = Listener(settings, open_intake=open_intake).run(
+            stop=stop, hurry=hurry, reasons=received
+        )
+    finally:
+        if restore is not None:
+            restore()
+    return exit_code(stopped)
+
+
+def _listen(args: argparse.Namespace) -> int:
     return run_listener(effective_settings(args))
 
 

@@ -1,0 +1,236 @@
+"""The listener's lifecycle: an intake, a :class:`~.replicator.Replicator`, and how they start
+and stop (``s3s3listen`` without its console edge).
+
+:class:`Listener` checks the endpoints, starts the sweep of stale multipart uploads, opens
+the intake through the factory it is given, runs the intake and the replicator until told
+to stop (or until a thread crashes or the intake meets a fatal error), lets work in flight
+finish within the grace period, hands the rest back to the intake, and returns how it
+stopped (a :class:`Stopped`). It never imports redis nor parses messages: the intake (see
+:class:`Intake`, made by ``s3s3.queue.intake.open_intake``) does both. It installs no signal
+handler and chooses no exit code: the console script does both, from the events it sets and
+the status returned.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from s3s3.config import Settings
+from s3s3.errors import EndpointError, FatalEndpointError
+from s3s3.listener.counters import Counters
+from s3s3.listener.replicator import Copier, JobResult, Replicator
+from s3s3.listener.threads import guarded, log_crash
+from s3s3.retry import Policy
+from s3s3.store.endpoint import Endpoint
+from s3s3.transfer import copy_object, sweep_uploads
+
+log = logging.getLogger("s3s3.listen")
+
+
+class Intake(Protocol):
+    """Where the daemon's work comes from, and where its acknowledgements go.
+
+    ``start`` readies what ``complete`` and ``hand_back`` need (the acknowledgement
+    writer), reporting a thread of its own that dies to ``on_crash``; ``run`` reads work and
+    submits it to the replicator until ``stop`` is set (it sets ``stop`` itself on a fatal
+    error, kept in ``fatal``); ``complete`` is told of each finished job, ``hand_back`` of
+    the tickets left unfinished at shutdown; ``close`` writes what is queued.
+    """
+
+    @property
+    def fatal(self) -> BaseException | None: ...
+
+    def describe(self) -> str: ...
+
+    def start(self, *, on_crash: Callable[[str, BaseException], None]) -> None: ...
+
+    def run(self, replicator: Replicator, stop: threading.Event) -> None: ...
+
+    def complete(self, tickets: list, result: JobResult) -> None: ...
+
+    def hand_back(self, tickets: list) -> int: ...
+
+    def close(self, timeout_s: float) -> None: ...
+
+
+#: Makes the intake, when the daemon runs: ``open_intake(settings, counters=...)``.
+IntakeFactory = Callable[..., Intake]
+
+
+class Status(enum.Enum):
+    """How the daemon stopped; the console script maps each to its exit code."""
+
+    STOPPED = "stopped"  # asked to stop, and did so cleanly
+    REFUSED = "refused"  # did not start: bad credentials or a missing bucket (logged)
+    FATAL = "fatal"  # the intake met an error retrying cannot fix (Redis refused s3s3)
+    CRASHED = "crashed"  # a thread died of an unexpected exception: restart the process
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What :meth:`Listener.run` returns."""
+
+    status: Status
+    thread: str | None = None  # CRASHED: the first thread that died
+    error: BaseException | None = None  # FATAL: the intake's fatal error
+
+
+class Listener:
+    """``s3s3listen`` as an object: an intake, a :class:`Replicator`, and their lifecycle.
+
+    Embed it with ``Listener(settings, open_intake=open_intake).run(stop=event)``; set the
+    event to stop. Nothing happens in the constructor: endpoints are checked, the intake
+    opened and threads started by :meth:`run`. ``copier`` copies one key (tests give
+    another); ``source`` and ``destinations`` replace the endpoints of ``settings``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        open_intake: IntakeFactory,
+        counters: Counters | None = None,
+        copier: Copier = copy_object,
+        source: Endpoint | None = None,
+        destinations: Sequence[Endpoint] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.open_intake = open_intake
+        self.counters = counters or Counters()
+        self.copier = copier
+        self._source = source
+        self._destinations = destinations
+
+    def run(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        hurry: threading.Event | None = None,
+        reasons: Sequence[str] = (),
+    ) -> Stopped:
+        """Replicate until ``stop`` is set, a thread crashes or the intake meets a fatal error.
+
+        Then intake stops, work in flight gets ``[listen] grace``, and the rest is handed
+        back (stream mode: re-added for any listener; pub/sub: logged as lost), so that a
+        restart loses nothing in stream mode. ``hurry`` set stops waiting for work in flight
+        (a second signal). ``reasons`` (a signal's name, appended by whoever sets ``stop``)
+        names the cause in the log.
+        """
+        stop = stop or threading.Event()
+        hurry = hurry or threading.Event()
+        settings = self.settings
+        lcfg = settings.listen
+        source_ep = self._source or Endpoint(settings.source)
+        dest_eps = list(self._destinations or [Endpoint(d) for d in settings.destinations])
+        if not _check_endpoints([source_ep, *dest_eps]):
+            return Stopped(Status.REFUSED)
+        # Uploads an earlier run left open (kill -9, a copy stuck past the grace); in the
+        # background, so that replication starts at once.
+        threading.Thread(
+            target=_sweep_uploads, args=(dest_eps,), name="s3s3-upload-sweep", daemon=True
+        ).start()
+        intake = self.open_intake(settings, counters=self.counters)
+        replicator = Replicator(
+            source_ep,
+            dest_eps,
+            on_complete=intake.complete,
+            copier=self.copier,
+            workers=lcfg.workers,
+            delete=lcfg.delete,
+            retry=Policy(
+                attempts=settings.redis.max_deliveries,
+                base_s=lcfg.retry_base_s,
+                max_s=lcfg.retry_max_s,
+            ),
+            counters=self.counters,
+        )
+        intake_stop = threading.Event()
+        crashes: list[str] = []
+
+        def crashed(name: str, exc: BaseException, *, logged: bool = False) -> None:
+            # A thread is gone: stop the rest, hand back, and exit for a restart.
+            if not logged:
+                log_crash(name, exc)
+            crashes.append(name)
+            intake_stop.set()
+
+        replicator.on_crash = lambda name, exc: crashed(name, exc, logged=True)
+        # A dead acknowledgement writer would leave every copy unacknowledged: a crash too.
+        intake.start(on_crash=crashed)
+        replicator.start()
+        reader = threading.Thread(
+            target=guarded(intake.run, crashed),
+            args=(replicator, intake_stop),
+            name="s3s3-intake",
+            daemon=True,
+        )
+        reader.start()
+        log.info(
+            "s3s3listen started: %s; source %s; destinations %s; %d workers; delete propagation %s",
+            intake.describe(),
+            settings.source.describe(),
+            ", ".join(d.describe() for d in settings.destinations),
+            lcfg.workers,
+            "on" if lcfg.delete else "off",
+        )
+        next_summary = time.monotonic() + lcfg.summary_interval_s
+        while not stop.is_set() and not intake_stop.is_set():
+            stop.wait(max(0.0, min(1.0, next_summary - time.monotonic())))
+            if time.monotonic() >= next_summary:
+                next_summary = time.monotonic() + lcfg.summary_interval_s
+                log.info("%s", replicator.summary_line())
+        if reasons:
+            log.info(
+                "%s received: stopping intake, finishing in-flight work within %gs",
+                reasons[0],
+                lcfg.grace_s,
+            )
+        intake_stop.set()
+        reader.join(timeout=10.0)
+        unfinished = replicator.drain(lcfg.grace_s, cancel=hurry)
+        if unfinished:
+            intake.hand_back(unfinished)
+        intake.close(timeout_s=5.0)
+        log.info("%s", replicator.summary_line())
+        if crashes:
+            return Stopped(Status.CRASHED, thread=crashes[0])
+        fatal = intake.fatal
+        if fatal is not None:
+            return Stopped(Status.FATAL, error=fatal)
+        return Stopped(Status.STOPPED)
+
+
+def _sweep_uploads(destinations: Sequence[Endpoint]) -> None:
+    """Thread: abort s3s3's stale multipart uploads at every destination (errors are
+    logged: a sweep that fails must not stop replication)."""
+    try:
+        sweep_uploads(destinations)
+    except Exception:
+        log.exception("aborting stale multipart uploads failed")
+
+
+def _check_endpoints(endpoints: Sequence[Endpoint]) -> bool:
+    """Refuse to start on bad credentials or a missing bucket; tolerate an endpoint that is
+    down (its work is held until it answers)."""
+    for endpoint in endpoints:
+        try:
+            endpoint.check_bucket()
+        except FatalEndpointError as exc:
+            log.error("fatal: %s", exc)
+            return False
+        except EndpointError as exc:
+            log.warning(
+                "%s does not answer yet (%s); its work will be held until it does",
+                endpoint.cfg.describe(),
+                exc,
+            )
+    return True
+
+
+__all__ = ["Intake", "IntakeFactory", "Listener", "Status", "Stopped"]
