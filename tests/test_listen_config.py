@@ -9,7 +9,7 @@ from redis.cluster import key_slot
 
 from s3s3.config import load
 from s3s3.errors import ConfigError
-from s3s3.queue.stream import daemon_keys
+from s3s3.queue.minio_list import processing_key
 
 BASE = """\
 [source]
@@ -18,6 +18,14 @@ endpoint_url = http://127.0.0.1:9000
 [dest]
 bucket_name = dst
 """
+
+
+def daemon_keys(cfg) -> tuple[str, ...]:
+    """Every Redis key the listener writes in stream mode (marker keys aside)."""
+    keys = [cfg.stream, cfg.dead_letter_stream]
+    if cfg.list_key:
+        keys.append(processing_key(cfg.list_key))
+    return tuple(keys)
 
 
 def load_text(tmp_path, text: str):
