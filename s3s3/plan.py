@@ -43,7 +43,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -82,27 +82,12 @@ def decide(
 # --------------------------------------------------------------------------- merge
 
 
-class Side(enum.Enum):
-    """Where one key of a merged row exists, seen from one destination."""
-
-    SOURCE_ONLY = "source only"
-    DESTINATION_ONLY = "destination only"
-    BOTH = "both"
-    NEITHER = "neither"  # only in another destination
-
-
 class Row(NamedTuple):
     """One key of the merged listings: its entry in the source and in each destination."""
 
     key: str
     src: ObjectInfo | None
     dsts: tuple[ObjectInfo | None, ...]
-
-    def side(self, dest: int = 0) -> Side:
-        dst = self.dsts[dest]
-        if self.src is None:
-            return Side.NEITHER if dst is None else Side.DESTINATION_ONLY
-        return Side.SOURCE_ONLY if dst is None else Side.BOTH
 
 
 _END = None  # an exhausted listing's head
@@ -161,7 +146,7 @@ def _merge_many(its: list[Iterator[ObjectInfo]]) -> Iterator[Row]:
         if not live:
             return
         key = min(live)
-        entries = []
+        entries: list[ObjectInfo | None] = []
         for side in sides:
             head = heads[side]
             if head is not _END and head.key == key:
@@ -259,8 +244,12 @@ def plan_keys(
     strategies: Sequence[Strategy],
     delete: bool = False,
     key_filter: KeyFilter | None = None,
-) -> Iterator[KeyPlan]:
-    """Merge the listings, drop filtered keys, and decide each key at each destination."""
+) -> Generator[KeyPlan, None, None]:
+    """Merge the listings, drop filtered keys, and decide each key at each destination.
+
+    A generator, so that a caller that stops early can close it, and with it the listings
+    it was reading (the bucket job does: their read-ahead threads stop).
+    """
     if len(strategies) != len(destinations):
         raise ValueError(f"{len(destinations)} destinations but {len(strategies)} strategies")
     if key_filter:
