@@ -17,6 +17,7 @@ from redis_server import PrivateRedis
 
 from s3s3.bucketjob.lock import (
     FileLock,
+    LockMode,
     LockUnavailable,
     NoLock,
     RedisLock,
@@ -187,6 +188,12 @@ def test_job_lock_is_per_source_bucket_and_released_after_the_block(client, tmp_
         assert client.get(redis_key(a)) is None
     finally:
         client.delete(redis_key(a), redis_key(b))
+
+
+def test_lock_modes_are_the_ini_values_and_say_whether_redis_is_asked():
+    assert [m.value for m in LockMode] == ["auto", "redis", "local", "none"]
+    assert LockMode("auto") is LockMode.AUTO and str(LockMode.REDIS) == "redis"
+    assert [m for m in LockMode if m.wants_redis] == [LockMode.AUTO, LockMode.REDIS]
 
 
 def test_the_redis_key_carries_one_hash_tag():

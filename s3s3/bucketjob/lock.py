@@ -26,11 +26,15 @@ The local lock is taken first, then the Redis lock; they are released in reverse
 password or an ACL refusal (NOAUTH, WRONGPASS, NOPERM) is not an outage: the run stops with
 :class:`~s3s3.errors.RedisFatal` instead of falling back. Which locks are held is logged
 at INFO.
+
+The locks decide nothing about the run itself: a lock found lost sets the event the run
+stops on. Redis errors are sorted by the one table in :mod:`s3s3.queue.redis_client`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
 import hashlib
 import logging
@@ -50,6 +54,26 @@ if TYPE_CHECKING:
     import redis
 
 log = logging.getLogger(__name__)
+
+
+class LockMode(str, enum.Enum):
+    """``[bucket] lock``: which locks a run holds (see the module doc).
+
+    A ``str``, so that the INI's value converts as it is: ``LockMode(cfg.lock)``.
+    """
+
+    AUTO = "auto"  # the local lock, and the Redis lock when Redis answers
+    REDIS = "redis"  # the local lock and the Redis lock, or no run
+    LOCAL = "local"  # the local lock only
+    NONE = "none"  # no lock
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def wants_redis(self) -> bool:
+        return self is LockMode.AUTO or self is LockMode.REDIS
+
 
 # KEYS[1] = lock key, ARGV[1] = our token (, ARGV[2] = new TTL in ms)
 _RELEASE = """
@@ -88,8 +112,6 @@ def _token() -> str:
 class RedisLock:
     """A Redis lock held under a random token, renewed in a thread until released."""
 
-    kind = "redis"
-
     def __init__(
         self,
         client: redis.Redis,
@@ -116,7 +138,9 @@ class RedisLock:
         if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
             holder = self.client.get(self.key)
             ttl_ms = self.client.pttl(self.key)
-            holder_text = holder.decode("utf-8", "replace") if holder else "?"
+            if isinstance(holder, bytes):
+                holder = holder.decode("utf-8", "replace")
+            holder_text = holder or "?"
             raise LockHeld(
                 f"another s3s3bucket run holds the lock for {self.what} "
                 f"(Redis key {self.key}, holder {holder_text}, expires in "
@@ -159,8 +183,6 @@ class RedisLock:
 class FileLock:
     """``fcntl.flock`` on a file; released by the kernel when the process ends."""
 
-    kind = "local"
-
     def __init__(self, path: Path, *, what: str = "") -> None:
         self.path = Path(path)
         self.what = what or str(path)
@@ -199,7 +221,7 @@ class FileLock:
 
 
 class NoLock:
-    kind = "none"
+    """``lock = none``: nothing is held."""
 
     def describe(self) -> str:
         return "no lock (lock = none)"
@@ -219,7 +241,7 @@ def job_lock(
     *,
     lost: threading.Event | None = None,
     redis_url: str | None = None,
-) -> Iterator[object]:
+) -> Iterator[RedisLock | FileLock | NoLock]:
     """Hold the locks ``cfg.lock`` asks for over the ``with`` block.
 
     The local lock is taken first (``auto``, ``redis``, ``local``), then the Redis lock
@@ -234,7 +256,8 @@ def job_lock(
     :class:`RedisFatal` when Redis refuses s3s3 (password, ACL), and
     :class:`LockUnavailable` when ``lock = redis`` and Redis does not answer.
     """
-    if cfg.lock == "none":
+    mode = LockMode(cfg.lock)
+    if mode is LockMode.NONE:
         log.info("holding %s", NoLock().describe())
         yield NoLock()
         return
@@ -243,8 +266,8 @@ def job_lock(
         local.acquire()
         held.callback(local.release)
         log.info("holding %s", local.describe())
-        widest: object = local
-        if cfg.lock in ("auto", "redis"):
+        widest: RedisLock | FileLock = local
+        if mode.wants_redis:
             shared = _redis_lock(source, cfg, redis_factory, lost=lost, redis_url=redis_url)
             if shared is not None and _acquire_redis_lock(shared, cfg, redis_url):
                 held.callback(shared.release)
@@ -260,13 +283,14 @@ def choose_lock(
     *,
     lost: threading.Event | None = None,
     redis_url: str | None = None,
-):
+) -> RedisLock | FileLock | NoLock:
     """The lock that reaches furthest of those ``cfg.lock`` asks for, not yet taken: the
     Redis lock when Redis answers (``auto``, ``redis``), else the local lock, or
     :class:`NoLock`. (:func:`job_lock` holds the local lock as well.)"""
-    if cfg.lock == "none":
+    mode = LockMode(cfg.lock)
+    if mode is LockMode.NONE:
         return NoLock()
-    if cfg.lock in ("auto", "redis"):
+    if mode.wants_redis:
         shared = _redis_lock(source, cfg, redis_factory, lost=lost, redis_url=redis_url)
         if shared is not None:
             return shared
@@ -288,7 +312,8 @@ def _redis_lock(
     """The Redis lock, not yet taken, when Redis answers a PING; None (``auto``) when it
     does not."""
     if redis_factory is None:
-        return _no_redis(cfg, "no Redis configured")
+        _no_redis(cfg, "no Redis configured")
+        return None
     from redis import RedisError  # imported here: a local lock never needs redis-py
 
     client = redis_factory()
@@ -296,7 +321,8 @@ def _redis_lock(
         client.ping()
     except RedisError as exc:
         _raise_if_refused(exc, client, redis_url)
-        return _no_redis(cfg, _problem(exc, client))
+        _no_redis(cfg, _problem(exc, client))
+        return None
     return RedisLock(client, redis_key(source), ttl_s=cfg.lock_ttl_s, what=_what(source), lost=lost)
 
 
@@ -315,7 +341,7 @@ def _acquire_redis_lock(lock: RedisLock, cfg: BucketConfig, redis_url: str | Non
 
 def _no_redis(cfg: BucketConfig, problem: str) -> None:
     """``lock = redis``: an error; ``auto``: a warning, and the local lock alone."""
-    if cfg.lock == "redis":
+    if LockMode(cfg.lock) is LockMode.REDIS:
         raise LockUnavailable(f"lock = redis, but Redis does not answer ({problem})")
     log.warning(
         "Redis does not answer (%s); holding the local lock only, which does not "
@@ -323,7 +349,6 @@ def _no_redis(cfg: BucketConfig, problem: str) -> None:
         "overlap)",
         problem,
     )
-    return None
 
 
 def _raise_if_refused(exc: Exception, client: redis.Redis, redis_url: str | None) -> None:
