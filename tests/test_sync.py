@@ -1,4 +1,4 @@
-"""The bucket engine (s3s3.bucketjob.runner) against two moto server processes.
+"""The bucket job (s3s3.bucketjob) against two moto server processes.
 
 Requests are counted, and failures injected, by a small HTTP proxy in front of a server.
 """
@@ -22,19 +22,14 @@ import pytest
 import redis
 from conftest import endpoint_config, raw_client
 
-from s3s3.bucketjob.runner import (
-    DestinationSummary,
-    JobSummary,
-    Progress,
-    SyncOptions,
-    make_options,
-    printable,
-    render_progress,
-    sync_buckets,
-)
+from s3s3.bucketjob.options import JobOptions, make_options
+from s3s3.bucketjob.runner import sync_buckets
+from s3s3.bucketjob.sinks import printable
+from s3s3.bucketjob.summary import DestinationSummary, JobSummary, render_progress
 from s3s3.config import BucketConfig, RedisConfig
 from s3s3.errors import FatalEndpointError
 from s3s3.listing import prefetch
+from s3s3.scripts.progress import TerminalProgress, for_stream
 from s3s3.store.endpoint import Endpoint
 
 MiB = 1024 * 1024
@@ -222,9 +217,18 @@ def via(endpoint: Endpoint, proxy: CountingProxy, **overrides) -> Endpoint:
     return Endpoint(dataclasses.replace(endpoint.cfg, endpoint_url=proxy.url, **overrides))
 
 
-def run(src, dsts, **options):
+#: The keywords of :func:`options` that are the run's own flags; the others are [bucket]'s.
+RUN_FLAGS = ("dry_run", "enqueue", "verify_md5")
+
+
+def options(**fields) -> JobOptions:
+    flags = {name: fields.pop(name) for name in RUN_FLAGS if name in fields}
+    return JobOptions(BucketConfig(**fields), **flags)
+
+
+def run(src, dsts, **fields):
     plan = []
-    summary = sync_buckets(src, dsts, SyncOptions(**options), on_plan=plan.append)
+    summary = sync_buckets(src, dsts, options(**fields), on_plan=plan.append)
     return summary, plan
 
 
@@ -537,7 +541,7 @@ def test_enqueue_adds_the_keys_to_copy_to_the_stream(moto_servers, src_dst, prox
         summary = sync_buckets(
             via(src, src_proxy),
             [dst],
-            SyncOptions(enqueue=True),
+            JobOptions(enqueue=True),
             redis_client=client,
             redis_cfg=cfg,
         )
@@ -561,7 +565,7 @@ def test_make_options_overrides_the_ini_only_where_given():
         size_only=True,
         max_delete_fraction=0.25,
     )
-    assert make_options(cfg) == SyncOptions(
+    assert make_options(cfg) == options(
         prefix="p/",
         include=("*.a",),
         delete=True,
@@ -571,7 +575,7 @@ def test_make_options_overrides_the_ini_only_where_given():
     )
     assert make_options(
         cfg, delete=False, prefix="", include=[], workers=2, dry_run=True
-    ) == SyncOptions(
+    ) == options(
         prefix="",
         include=(),
         delete=False,
@@ -581,7 +585,7 @@ def test_make_options_overrides_the_ini_only_where_given():
         dry_run=True,
     )
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
-        SyncOptions(workers=0)
+        options(workers=0)
 
 
 def test_a_stop_request_finishes_in_flight_work_and_reports_stopped(moto_servers, src_dst):
@@ -590,7 +594,7 @@ def test_a_stop_request_finishes_in_flight_work_and_reports_stopped(moto_servers
     put_many(raw_client(a), src.bucket, {f"k{i:03d}": b"x" for i in range(50)})
     stop = threading.Event()
     stop.set()
-    summary = sync_buckets(src, [dst], SyncOptions(), stop=stop)
+    summary = sync_buckets(src, [dst], JobOptions(), stop=stop)
     assert summary.stopped and not summary.ok
     d = summary.destinations[0]
     assert d.copied == len(keys_of(dst, b)) < 50
@@ -616,7 +620,7 @@ def test_progress_redraws_one_line_on_a_terminal_and_logs_otherwise(caplog):
     )
 
     terminal = FakeTerminal()
-    progress = Progress.for_stream(terminal, interval_s=30)
+    progress = for_stream(terminal, interval_s=30)
     assert progress.interval_s == 0.5
     progress.interval_s = 0.01
     progress.start(summary, time.monotonic())
@@ -626,9 +630,9 @@ def test_progress_redraws_one_line_on_a_terminal_and_logs_otherwise(caplog):
     assert shown.startswith("\rlisted 10 | copied 4 (2.0 MB)") and shown.endswith("\n")
     assert shown.count("\n") == 1
 
-    progress = Progress.for_stream(io.StringIO(), interval_s=0.01)
-    assert progress.stream is None
-    with caplog.at_level(logging.INFO, logger="s3s3.bucketjob.runner"):
+    progress = for_stream(io.StringIO(), interval_s=0.01)
+    assert not isinstance(progress, TerminalProgress)  # not a terminal: log lines
+    with caplog.at_level(logging.INFO, logger="s3s3.bucketjob.summary"):
         progress.start(summary, time.monotonic())
         time.sleep(0.1)
         progress.stop()

@@ -21,10 +21,12 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
-from s3s3.bucketjob.runner import JobSummary, Progress, run_bucket_job
+from s3s3.bucketjob.runner import run_bucket_job
+from s3s3.bucketjob.summary import JobSummary, ProgressLog
 from s3s3.errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
-from s3s3.scripts import _cli
+from s3s3.scripts import _cli, progress
 from s3s3.scripts._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
 
 log = logging.getLogger("s3s3.bucket")
@@ -106,13 +108,28 @@ def exit_status(summary: JobSummary) -> int:
     return EXIT_OK if summary.ok else EXIT_FAILURES
 
 
-def run_once(args: argparse.Namespace, *, stop: threading.Event, on_plan=None) -> JobSummary:
+_print_lock = threading.Lock()
+
+
+def print_line(line: str) -> None:
+    """The dry-run plan on standard output, one whole line at a time (from any thread)."""
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+
+
+def run_once(
+    args: argparse.Namespace,
+    *,
+    stop: threading.Event,
+    on_plan: Callable[[str], None] = print_line,
+) -> JobSummary:
     """One run with the flags of ``args``; raises what keeps it from happening."""
     settings = _cli.load_settings(args)
-    progress = (
-        Progress(interval_s=settings.bucket.progress_interval_s)
+    interval_s = settings.bucket.progress_interval_s
+    shown = (
+        ProgressLog(interval_s=interval_s)
         if args.quiet or args.supervisord
-        else Progress.for_stream(sys.stderr, interval_s=settings.bucket.progress_interval_s)
+        else progress.for_stream(sys.stderr, interval_s=interval_s)
     )
     return run_bucket_job(
         settings,
@@ -125,7 +142,7 @@ def run_once(args: argparse.Namespace, *, stop: threading.Event, on_plan=None) -
         exclude=args.exclude,
         workers=args.workers,
         verify_md5=args.verify_md5,
-        progress=progress,
+        progress=shown,
         stop=stop,
         on_plan=on_plan,
     )
@@ -217,7 +234,9 @@ def serve_supervisord(args: argparse.Namespace, stdin, stdout, *, life: Lifecycl
     return EXIT_OK
 
 
-def _tick(args: argparse.Namespace, *, stop: threading.Event, on_plan) -> bool:
+def _tick(
+    args: argparse.Namespace, *, stop: threading.Event, on_plan: Callable[[str], None]
+) -> bool:
     """One run for one TICK event; False when it could not happen at all.
 
     A run that happened is acknowledged whatever its outcome (failed keys, a refused
