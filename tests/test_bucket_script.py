@@ -21,7 +21,7 @@ from redis_server import PrivateRedis
 from s3s3.bucketjob.lock import FileLock, RedisLock, job_lock, lock_path, redis_key
 from s3s3.config import BucketConfig, EndpointConfig, RedisConfig
 from s3s3.queue.redis_client import connect
-from s3s3.scripts.bucket import Lifecycle, parse_header, serve_supervisord
+from s3s3.scripts.bucket import Lifecycle, serve_supervisord
 
 
 def closed_port_url() -> str:
@@ -425,17 +425,3 @@ def test_supervisord_events_other_than_ticks_are_acknowledged_without_a_run():
     status = serve_supervisord(argparse.Namespace(), stdin, stdout, life=Lifecycle())
     # Acknowledged, READY again, then end of input (supervisord gone): a clean exit.
     assert (status, stdout.getvalue()) == (0, b"READY\nRESULT 2\nOKREADY\n")
-
-
-def test_parse_header():
-    assert parse_header(
-        "ver:3.0 server:supervisor serial:21 pool:listener poolserial:10 eventname:TICK_5 len:15\n"
-    ) == {
-        "ver": "3.0",
-        "server": "supervisor",
-        "serial": "21",
-        "pool": "listener",
-        "poolserial": "10",
-        "eventname": "TICK_5",
-        "len": "15",
-    }

@@ -11,7 +11,8 @@ event, re-reading the INI each time, and answers ``RESULT 2\\nOK`` once the run 
 whatever its outcome (which is logged), or ``RESULT 4\\nFAIL`` when it could not happen
 (configuration or fatal error; supervisord then sends the event again). A tick met while
 another run holds the lock is answered OK: that run is doing the work. Standard output
-belongs to the protocol; everything else goes to standard error.
+belongs to the protocol (:mod:`s3s3.scripts.supervisor`); everything else goes to standard
+error.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import BinaryIO
 
 from s3s3.bucketjob.runner import run_bucket_job
 from s3s3.bucketjob.summary import JobSummary, ProgressLog
 from s3s3.errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
 from s3s3.scripts import _cli, progress
 from s3s3.scripts._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
+from s3s3.scripts.supervisor import EventListener
 
 log = logging.getLogger("s3s3.bucket")
 
@@ -201,36 +204,33 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FATAL
 
 
-def serve_supervisord(args: argparse.Namespace, stdin, stdout, *, life: Lifecycle) -> int:
-    """Speak supervisord's event listener protocol on binary ``stdin``/``stdout``."""
+def serve_supervisord(
+    args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO, *, life: Lifecycle
+) -> int:
+    """Speak supervisord's event listener protocol on binary ``stdin``/``stdout``: one run
+    per ``TICK_*`` event, any other event acknowledged as it comes."""
 
     def on_plan(line: str) -> None:
         sys.stderr.write(line + "\n")
 
+    listener = EventListener(stdin, stdout)
     while not life.terminated.is_set():
         life.idle = True
-        stdout.write(b"READY\n")
-        stdout.flush()
-        header = stdin.readline()
+        listener.ready()
+        event = listener.next_event()
         life.idle = False
-        if not header:
-            log.info("supervisord closed standard input; exiting")
+        if event is None:
             return EXIT_OK
-        fields = parse_header(header.decode("utf-8", "replace"))
-        payload_len = int(fields.get("len", "0"))
-        payload = stdin.read(payload_len) if payload_len else b""
-        if len(payload) < payload_len:
-            log.info("supervisord closed standard input mid-event; exiting")
-            return EXIT_OK
-        event = fields.get("eventname", "")
         ok = True
-        if event.startswith("TICK_"):
-            log.info("%s: starting a run", event)
+        if event.name.startswith("TICK_"):
+            log.info("%s: starting a run", event.name)
             ok = _tick(args, stop=life.new_run(), on_plan=on_plan)
         else:
-            log.debug("ignoring supervisord event %s", event)
-        stdout.write(b"RESULT 2\nOK" if ok else b"RESULT 4\nFAIL")
-        stdout.flush()
+            log.debug("ignoring supervisord event %s", event.name)
+        if ok:
+            listener.ok()
+        else:
+            listener.fail()
     return EXIT_OK
 
 
@@ -262,11 +262,6 @@ def _tick(
     except Exception:  # the outermost loop: a bug, logged; the listener stays up
         log.exception("unexpected error")
         return False
-
-
-def parse_header(line: str) -> dict[str, str]:
-    """``ver:3.0 server:supervisor ... eventname:TICK_5 len:15`` as a dict."""
-    return dict(token.split(":", 1) for token in line.split() if ":" in token)
 
 
 if __name__ == "__main__":
