@@ -55,7 +55,10 @@ class Policy:
         """The wait after ``failures`` consecutive failures (1-based): about base, 2x base,
         4x base... up to ``max_s``, each drawn from [50%, 100%] so that many clients that
         failed together do not come back together."""
-        window = min(self.max_s, self.base_s * 2 ** max(0, failures - 1))
+        # Doublings capped: a loop without an attempt limit (the Redis link) fails on and
+        # on, and 2.0 ** 1024 overflows; past the cap the window is max_s anyway.
+        doublings = min(max(0, failures - 1), 1000)
+        window = min(self.max_s, self.base_s * 2.0**doublings)
         return window * random.uniform(0.5, 1.0)
 
     def next_delay_s(self, attempt: int, elapsed_s: float) -> float | None:
