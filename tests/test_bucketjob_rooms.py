@@ -84,9 +84,9 @@ def test_options_keep_every_other_bucket_setting_and_check_their_bounds():
 
 def test_a_destination_counts_what_became_of_each_key():
     dest = destination()
-    dest.count_done("a", Outcome.COPIED, 10)
-    dest.count_done("b", Outcome.SKIPPED, 0)
-    dest.count_done("c", Outcome.MISSING, 0)  # gone from the source since it was listed
+    dest.count_done("a", Outcome.COPIED, size=10)
+    dest.count_done("b", Outcome.SKIPPED)
+    dest.count_done("c", Outcome.MISSING)  # gone from the source since it was listed
     dest.count_skipped()
     dest.count_enqueued()
     dest.count_deleted(2)
@@ -98,7 +98,7 @@ def test_a_destination_counts_what_became_of_each_key():
 def test_a_destination_keeps_a_bounded_number_of_failures_but_counts_all():
     dest = destination()
     for n in range(MAX_FAILURES_KEPT + 5):
-        dest.count_failed(f"k{n}", "copy", transient(f"k{n}"))
+        dest.count_failed(f"k{n}", transient(f"k{n}"), op="copy")
     assert dest.summary.failed == MAX_FAILURES_KEPT + 5
     assert len(dest.summary.failures) == MAX_FAILURES_KEPT
     first = dest.summary.failures[0]
@@ -107,10 +107,10 @@ def test_a_destination_keeps_a_bounded_number_of_failures_but_counts_all():
 
 def test_only_failures_that_concern_the_whole_endpoint_stop_the_run():
     dest = destination()
-    dest.fail_or_stop("k", "copy", fatal("AccessDenied"))  # this key only
+    dest.fail_or_stop("k", fatal("AccessDenied"), op="copy")  # this key only
     assert dest.summary.failed == 1
     with pytest.raises(FatalEndpointError, match="InvalidAccessKeyId"):
-        dest.fail_or_stop("k", "copy", fatal("InvalidAccessKeyId"))
+        dest.fail_or_stop("k", fatal("InvalidAccessKeyId"), op="copy")
     assert dest.summary.failed == 1
 
 
@@ -334,30 +334,44 @@ def test_the_enqueue_sink_refuses_to_start_when_redis_does_not_answer(pool):
 
 
 class Deletes:
-    """A destination store that answers DeleteObjects from a script (a call-sequence double;
+    """A destination store that answers delete_many from a script (a call-sequence double;
     the behaviour against a server is test_sync's)."""
 
-    def __init__(self, errors) -> None:
-        self.cfg = EndpointConfig(name="dest", bucket="dest-bucket", max_attempts=1)
+    def __init__(self, *answers) -> None:
+        self.cfg = EndpointConfig(name="dest", bucket="dest-bucket", max_attempts=2)
         self.name, self.bucket = self.cfg.name, self.cfg.bucket
-        self.errors = errors
+        self.answers = list(answers)
         self.requests: list[list[str]] = []
 
-    def call(self, op, key=None, **params):
-        assert op == "DeleteObjects" and params["Delete"]["Quiet"]
-        self.requests.append([o["Key"] for o in params["Delete"]["Objects"]])
-        return {"Errors": self.errors}
+    def delete_many(self, keys):
+        self.requests.append(list(keys))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
-def test_a_delete_batch_counts_the_keys_the_destination_refused(pool):
-    store = Deletes([{"Key": "b", "Code": "AccessDenied", "Message": "no"}])
+def test_a_delete_batch_is_retried_and_counts_the_keys_the_destination_refused(pool):
+    refused = fatal("AccessDenied", key="b")
+    store = Deletes(transient(), {"b": refused})
     dest = Destination(store, strategy=Strategy())
     sink = CopySink(copier=Copier(Outcome.COPIED))
     sink.open(endpoint("source"), pool)
     sink.delete(dest, ["a", "b", "c"])
     pool.wait()
-    assert store.requests == [["a", "b", "c"]]
+    assert store.requests == [["a", "b", "c"]] * 2  # the 503 retried, once: max_attempts = 2
     s = dest.summary
     assert (s.deleted, s.failed) == (2, 1)
     (failure,) = s.failures
-    assert (failure.key, failure.op) == ("b", "delete") and "AccessDenied: no" in failure.cause
+    assert (failure.key, failure.op) == ("b", "delete") and "AccessDenied" in failure.cause
+
+
+def test_a_delete_batch_that_cannot_reach_the_endpoint_stops_the_run(pool):
+    store = Deletes(fatal("InvalidAccessKeyId", key=None))
+    dest = Destination(store, strategy=Strategy())
+    sink = CopySink(copier=Copier(Outcome.COPIED))
+    sink.open(endpoint("source"), pool)
+    sink.delete(dest, ["a", "b"])
+    pool.wait()
+    assert pool.stop.is_set() and pool.fatal.code == "InvalidAccessKeyId"
+    assert (dest.summary.deleted, dest.summary.failed) == (0, 0)

@@ -3,30 +3,27 @@
 
 Deletion starts only after the listing is complete, so the share of the destination the
 doomed keys represent is known: above ``max_delete_fraction`` nothing is deleted and the
-destination is reported as refused. Keys go in DeleteObjects batches of 1,000, or one
-DeleteObject per key where DeleteObjects is not implemented; each request is retried under
-the destination's policy (:mod:`s3s3.retry`). What happens to a batch (deleted, or only
-reported in a dry run) is the sink's choice; this module never prints.
+destination is reported as refused. Keys go in DeleteObjects batches of 1,000
+(:meth:`Store.delete_many`, which falls back to one DeleteObject per key where
+DeleteObjects is not implemented); each batch is retried under the destination's policy
+(:mod:`s3s3.retry`). What happens to a batch (deleted, or only reported in a dry run) is
+the sink's choice; this module never prints.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING
 
 from s3s3 import retry
-from s3s3.errors import EndpointError, is_retryable
-from s3s3.store.endpoint import Endpoint
+from s3s3.errors import EndpointError
 
 if TYPE_CHECKING:
     from s3s3.bucketjob.destination import Destination
-
-log = logging.getLogger(__name__)
 
 #: Keys per DeleteObjects request (the S3 maximum).
 DELETE_BATCH = 1000
@@ -112,76 +109,23 @@ def delete_extras(
 def delete_batch(dest: Destination, keys: list[str], *, cancel: threading.Event | None) -> None:
     """Worker thread: delete ``keys`` at ``dest`` and count what became of each.
 
-    One DeleteObjects request, retried; where the destination answers that it does not
-    implement it, one DeleteObject per key from then on. A failure that concerns the
-    whole endpoint is raised (the pool stops the run); any other counts against its keys.
+    One :meth:`Store.delete_many` request, retried under the destination's policy (the
+    store falls back to one DeleteObject per key where DeleteObjects is not implemented).
+    A failure that concerns the whole endpoint is raised (the pool stops the run); any
+    other counts against its keys.
     """
-    endpoint, policy = dest.endpoint, dest.policy
-    if not dest.one_by_one:
-        try:
-            errors = retry.call(
-                functools.partial(_delete_objects, endpoint, keys),
-                policy=policy,
-                what=f"delete {len(keys)} keys at [{endpoint.name}]",
-                retryable=_worth_retrying,
-                cancel=cancel,
-            )
-        except EndpointError as exc:
-            if not _not_implemented(exc):
-                for key in keys:
-                    dest.fail_or_stop(key, "delete", exc)
-                return
-            log.warning(
-                "[%s] does not implement DeleteObjects; deleting one key per request",
-                endpoint.name,
-            )
-            dest.one_by_one = True
-        else:
-            for key, code, message in errors:
-                dest.count_failed(
-                    key,
-                    "delete",
-                    EndpointError(
-                        f"{code}: {message}",
-                        op="DeleteObjects",
-                        endpoint=endpoint.name,
-                        bucket=endpoint.bucket,
-                        key=key,
-                        code=code,
-                    ),
-                )
-            dest.count_deleted(len(keys) - len(errors))
-            return
-    for key in keys:
-        try:
-            retry.call(
-                functools.partial(endpoint.delete, key),
-                policy=policy,
-                what=f"delete {key!r} at [{endpoint.name}]",
-                cancel=cancel,
-            )
-        except EndpointError as exc:
-            dest.fail_or_stop(key, "delete", exc)
-        else:
-            dest.count_deleted(1)
-
-
-def _delete_objects(endpoint: Endpoint, keys: list[str]) -> list[tuple[str, str, str]]:
-    """One DeleteObjects request (quiet: only failures are listed); the keys it could not
-    delete, with the error code and message of each."""
-    resp = endpoint.call(
-        "DeleteObjects", Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
-    )
-    return [
-        (err.get("Key", "?"), err.get("Code"), err.get("Message"))
-        for err in resp.get("Errors") or []
-    ]
-
-
-def _not_implemented(exc: EndpointError) -> bool:
-    return exc.code == "NotImplemented" or exc.status == 501
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    # A 501 is an answer, not an outage: the fallback to DeleteObject takes it at once.
-    return is_retryable(exc) and not (isinstance(exc, EndpointError) and _not_implemented(exc))
+    endpoint = dest.endpoint
+    try:
+        failures = retry.call(
+            functools.partial(endpoint.delete_many, keys),
+            policy=dest.policy,
+            what=f"delete {len(keys)} keys at [{endpoint.name}]",
+            cancel=cancel,
+        )
+    except EndpointError as exc:
+        for key in keys:
+            dest.fail_or_stop(key, exc, op="delete")
+        return
+    for key, failure in failures.items():
+        dest.fail_or_stop(key, failure, op="delete")
+    dest.count_deleted(len(keys) - len(failures))

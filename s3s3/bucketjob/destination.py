@@ -60,7 +60,6 @@ class Destination:
         self.broken = False  # unreachable, or its listing failed: its keys count as failed
         self.present = 0  # destination keys in scope, for the deletion limit
         self.doomed = DeletionSpool()  # destination-only keys to delete once listed
-        self.one_by_one = False  # DeleteObjects is not implemented there: DeleteObject
         self.last_done = 0.0  # time.monotonic() of its last finished item
         self._lock = threading.Lock()
 
@@ -78,7 +77,7 @@ class Destination:
         with self._lock:
             self.summary.skipped += 1
 
-    def count_done(self, key: str, outcome: Outcome, size: int) -> None:
+    def count_done(self, key: str, outcome: Outcome, *, size: int = 0) -> None:
         """A key settled by a worker: copied (``size`` bytes), or found identical or gone
         from the source since it was listed (both count as skipped)."""
         with self._lock:
@@ -104,7 +103,7 @@ class Destination:
         with self._lock:
             self.summary.failed += 1
 
-    def count_failed(self, key: str, op: str, exc: BaseException) -> None:
+    def count_failed(self, key: str, exc: BaseException, *, op: str) -> None:
         """``op`` (copy, verify, delete) of ``key`` failed with ``exc``: logged and kept."""
         dest = self.summary
         with self._lock:
@@ -114,12 +113,12 @@ class Destination:
             self.last_done = time.monotonic()
         log.error("%s %r to [%s] s3://%s failed: %s", op, key, dest.name, dest.bucket, exc)
 
-    def fail_or_stop(self, key: str, op: str, exc: BaseException) -> None:
+    def fail_or_stop(self, key: str, exc: BaseException, *, op: str) -> None:
         """Count ``exc`` as a failure of ``key``, unless it concerns the whole endpoint:
         then raise it, and the worker pool stops the run."""
         if concerns_whole_endpoint(exc):
             raise exc
-        self.count_failed(key, op, exc)
+        self.count_failed(key, exc, op=op)
 
     def mark_broken(self, why: str) -> None:
         """The destination as a whole failed: every key of the run counts as failed there."""

@@ -117,19 +117,19 @@ class _CheckingSink(_PoolSink):
             src_now = self._source_with_md5(key, src)
         except Exception as exc:
             for dest, _ in checks:
-                dest.fail_or_stop(key, "verify", exc)
+                dest.fail_or_stop(key, exc, op="verify")
             return
         for dest, dst_info in checks:
             if src_now is None:  # deleted at the source since it was listed
-                dest.count_done(key, Outcome.MISSING, 0)
+                dest.count_done(key, Outcome.MISSING)
                 continue
             try:
                 if self._identical(key, src_now, dest, dst_info):
-                    dest.count_done(key, Outcome.SKIPPED, 0)
+                    dest.count_done(key, Outcome.SKIPPED)
                 else:
                     self._differs(key, src_now, dest)
             except Exception as exc:
-                dest.fail_or_stop(key, "verify", exc)
+                dest.fail_or_stop(key, exc, op="verify")
 
     def _differs(self, key: str, src: ObjectInfo, dest: Destination) -> None:
         raise NotImplementedError
@@ -200,7 +200,7 @@ class CopySink(_CheckingSink):
         try:
             result = self._copied(key, src, dest)
         except Exception as exc:
-            dest.fail_or_stop(key, "copy", exc)
+            dest.fail_or_stop(key, exc, op="copy")
         else:
             _count(dest, result)
 
@@ -221,7 +221,7 @@ class CopySink(_CheckingSink):
 def _count(dest: Destination, result: CopyResult) -> None:
     # Outcome() takes the member or its value: a copier may still hand back the plain
     # string (transfer's multipart path did), and ``is`` compares members only.
-    dest.count_done(result.key, Outcome(result.outcome), result.size)
+    dest.count_done(result.key, Outcome(result.outcome), size=result.size)
 
 
 class DryRunSink(_CheckingSink):
@@ -250,7 +250,7 @@ class DryRunSink(_CheckingSink):
 
     def _would_copy(self, key: str, src: ObjectInfo, dest: Destination, why: str) -> None:
         self.on_plan(f"copy [{dest.name}] {printable(key)} ({why})")
-        dest.count_done(key, Outcome.COPIED, src.size)
+        dest.count_done(key, Outcome.COPIED, size=src.size)
 
 
 class EnqueueSink(_PoolSink):
