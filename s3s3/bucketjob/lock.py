@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from s3s3.config import BucketConfig, EndpointConfig
 from s3s3.errors import LockHeld, LockUnavailable, RedisFatal
+from s3s3.queue.redis_client import FATAL_ERRORS, refused
 from s3s3.redact import redact
 
 if TYPE_CHECKING:
@@ -354,9 +355,6 @@ def _no_redis(cfg: BucketConfig, problem: str) -> None:
 def _raise_if_refused(exc: Exception, client: redis.Redis, redis_url: str | None) -> None:
     """A wrong password or an ACL refusal is a mistake to fix, not an outage to ride out:
     falling back to the local lock would let runs on other hosts overlap for good."""
-    from s3s3.queue.link import refused
-    from s3s3.queue.redis_client import FATAL_ERRORS
-
     if isinstance(exc, FATAL_ERRORS):
         reason = str(refused(redis_url or _client_url(client), exc)).rstrip(". ")
         message = (

@@ -19,10 +19,10 @@ import redis
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull
-from s3s3.queue.link import RedisLink, refused
+from s3s3.queue.link import RedisLink
 from s3s3.queue.messages import MAX_MESSAGE_BYTES, preview
 from s3s3.queue.producer import add_entries
-from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
 
 log = logging.getLogger("s3s3.bridge")
 

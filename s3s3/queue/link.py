@@ -23,7 +23,6 @@ from redis.client import Pipeline
 from redis.retry import Retry
 
 from s3s3.config import RedisConfig
-from s3s3.errors import RedisFatal
 from s3s3.model import Outcome
 from s3s3.queue.contract import Finished
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, connect
@@ -31,16 +30,6 @@ from s3s3.redact import redact, redact_url
 from s3s3.retry import Policy
 
 log = logging.getLogger("s3s3.listen")
-
-
-def refused(safe_url: str, exc: BaseException) -> RedisFatal:
-    """The error for Redis refusing s3s3 (password, ACL): retrying cannot fix it.
-
-    The URL and redis-py's message are redacted: a URL given with ``?password=`` keeps it
-    in the query, which a plain userinfo mask leaves alone."""
-    return RedisFatal(
-        f"Redis at {redact_url(safe_url)} refused s3s3: {type(exc).__name__}: {redact(str(exc))}"
-    )
 
 
 class RedisLoop:

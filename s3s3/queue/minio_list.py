@@ -23,9 +23,9 @@ import redis.exceptions
 
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull, RedisFatal
-from s3s3.queue.link import RedisLink, RedisLoop, refused
+from s3s3.queue.link import RedisLink, RedisLoop
 from s3s3.queue.producer import add_entries
-from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
 
 log = logging.getLogger("s3s3.listen")
 

@@ -29,9 +29,9 @@ from s3s3.config import RedisConfig
 from s3s3.errors import MessageError
 from s3s3.model import WorkItem
 from s3s3.queue.contract import Counters, Feed, Finished, Mode
-from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker, refused
+from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker
 from s3s3.queue.messages import parse_message, preview, unparsable
-from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
 
 log = logging.getLogger("s3s3.listen")
 

@@ -13,8 +13,8 @@ import redis
 import redis.exceptions
 
 from s3s3.config import RedisConfig, redis_url_problem
-from s3s3.errors import ConfigError
-from s3s3.redact import redact
+from s3s3.errors import ConfigError, RedisFatal
+from s3s3.redact import redact, redact_url
 
 #: Retrying cannot fix these.
 FATAL_ERRORS: tuple[type[Exception], ...] = (
@@ -59,3 +59,13 @@ def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
         raise ConfigError(
             f"Redis URL {cfg.safe_url!r}: {redact(str(exc), cfg.secrets())}"
         ) from None
+
+
+def refused(safe_url: str, exc: BaseException) -> RedisFatal:
+    """The error for Redis refusing s3s3 (password, ACL): retrying cannot fix it.
+
+    The URL and redis-py's message are redacted: a URL given with ``?password=`` keeps it
+    in the query, which a plain userinfo mask leaves alone."""
+    return RedisFatal(
+        f"Redis at {redact_url(safe_url)} refused s3s3: {type(exc).__name__}: {redact(str(exc))}"
+    )

@@ -25,9 +25,9 @@ from s3s3.config import RedisConfig
 from s3s3.errors import MessageError, RedisFatal
 from s3s3.model import Outcome
 from s3s3.queue.contract import Counters, Feed, Finished, Mode
-from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker, refused
+from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker
 from s3s3.queue.messages import Parsed, parse_entry, unparsable
-from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS
+from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
 from s3s3.queue.stream.dead_letters import dead_letter_fields
 from s3s3.queue.stream.entries import ATTEMPTS_FIELD, carried_attempts, id_after, parse_id, text
 from s3s3.queue.stream.upkeep import GroupUpkeep, ensure_group
