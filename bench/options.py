@@ -30,12 +30,12 @@ THREADS = 32
 
 
 def _lean_with_botocore_signers():
-    """``RawClient._sign`` as it was before s3s3.store.signing: botocore's signers."""
+    """``LeanStore._sign`` as it was before s3s3.store.signing: botocore's signers."""
     import botocore.auth
     import botocore.config
     from botocore.awsrequest import AWSRequest
 
-    from s3s3.store import lean as rawhttp
+    from s3s3.store import lean
 
     unsigned = botocore.config.Config(s3={"payload_signing_enabled": False})
 
@@ -46,7 +46,7 @@ def _lean_with_botocore_signers():
         request.context["client_config"] = unsigned
         botocore.auth.S3SigV4Auth(creds, "s3", self._region).add_auth(request)
         signed = dict(request.headers.items())
-        signed["User-Agent"] = rawhttp.USER_AGENT
+        signed["User-Agent"] = lean.USER_AGENT
         return signed
 
     return sign
@@ -81,8 +81,8 @@ def _plain_boto3(site, src_bucket: str, dst_bucket: str):
 def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dict:
     from s3s3.config import EndpointConfig
     from s3s3.listing import list_objects
-    from s3s3.store import lean as rawhttp
     from s3s3.store.endpoint import Endpoint
+    from s3s3.store.lean import LeanStore
     from s3s3.transfer import copy_object
 
     base = EndpointConfig(
@@ -94,12 +94,12 @@ def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dic
         secret_key=site.secret_key,
     )
     infos = [info for _, info in zip(range(keys + 1), list_objects(Endpoint(base)), strict=False)]
-    s3s3_sign = rawhttp.RawClient._sign
+    s3s3_sign = LeanStore._sign
     botocore_sign = _lean_with_botocore_signers()
 
     def s3s3_copier(data_path: str, sign):
         def make(dst_bucket: str):
-            rawhttp.RawClient._sign = sign
+            LeanStore._sign = sign
             src = Endpoint(dataclasses.replace(base, data_path=data_path))
             dst = Endpoint(
                 dataclasses.replace(base, name="dest", bucket=dst_bucket, data_path=data_path)
@@ -133,7 +133,7 @@ def measure(site, src_bucket: str, keys: int, runs: int, new_bucket, log) -> dic
                 results[name].append((cpu / n * 1000, n / wall))
                 log(f"  run {run} {name:42s} {cpu / n * 1000:.3f} ms/copy  {n / wall:.0f} copies/s")
     finally:
-        rawhttp.RawClient._sign = s3s3_sign
+        LeanStore._sign = s3s3_sign
     return results
 
 

@@ -29,7 +29,7 @@ CATEGORIES = [
     ("start-up: imports", r"<frozen importlib|importlib/|\(<module>\)|_find_and_load"),
     (
         "signing: s3s3.store.signing, botocore's signers, HMAC, SHA-256",
-        r"s3s3/signing\.py|botocore/auth\.py|botocore/signers\.py|hmac\.py|botocore/crt",
+        r"s3s3/store/signing\.py|botocore/auth\.py|botocore/signers\.py|hmac\.py|botocore/crt",
     ),
     ("botocore: serialization + validation", r"botocore/serialize\.py|botocore/validate\.py"),
     (

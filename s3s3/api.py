@@ -25,7 +25,8 @@ from s3s3.config import EndpointConfig, endpoint_from_dict
 from s3s3.errors import ConfigError
 from s3s3.listing import list_objects
 from s3s3.model import CopyResult, ObjectInfo
-from s3s3.store.endpoint import Endpoint, build_client
+from s3s3.store.boto import build_client
+from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object
 
 __all__ = ["Bucket", "Connection", "Key", "create_connection", "duplicate_bucket", "upload"]
@@ -129,7 +130,8 @@ def create_connection(connection_args: Mapping[str, object]) -> Connection:
 def upload(
     source_key: Key, dest_keys: Key | Sequence[Key], verify_md5: bool = False, force: bool = False
 ) -> list[CopyResult]:
-    """Copy ``source_key`` to each destination key, once each.
+    """Copy ``source_key`` to each destination key, once each (each copy retried under its
+    destination's ``max_attempts`` and ``retry_deadline``).
 
     A destination that already holds the same bytes (same size and md5) is skipped unless
     ``force``; a different one is replaced. With ``verify_md5``, md5s that no ETag gives are
@@ -166,11 +168,13 @@ def duplicate_bucket(source_bucket: Bucket, dest_bucket: Bucket, verify_md5: boo
     is in step, False when some failed (they are logged with key and cause). For counts and
     more options use :func:`s3s3.bucketjob.runner.sync_buckets`.
     """
-    from s3s3 import sync
+    # Imported here: the bucket job (and redis) is not needed by upload's users.
+    from s3s3.bucketjob.options import JobOptions
+    from s3s3.bucketjob.runner import sync_buckets
 
     src = source_bucket.endpoint
     dst = dest_bucket.endpoint
     if verify_md5:
         src = Endpoint(dataclasses.replace(src.cfg, verify_md5=True), client=src.client)
-    summary = sync.sync_buckets(src, [dst], sync.SyncOptions(verify_md5=verify_md5))
+    summary = sync_buckets(src, [dst], JobOptions(verify_md5=verify_md5))
     return summary.ok

@@ -2,50 +2,80 @@
 
 Only a few pages (at most 1,000 entries each) are held at a time, so memory does not grow
 with the bucket. ListObjectsV2 by default; ListObjects (V1) for endpoints configured with
-``list_version = 1``, for stores that page V2 wrongly.
+``list_version = 1``, for stores that page V2 wrongly (the store sends the one its
+configuration names: :meth:`Store.list_page <s3s3.store.base.Store.list_page>`).
+
+The listing owns its pages: each page is tried through ``s3s3.retry`` under the endpoint's
+policy (``max_attempts``, ``retry_deadline``), and nothing below retries it, so a page
+that keeps failing costs at most ``max_attempts`` requests.
 
 :func:`list_objects_ahead` fetches pages in a background thread while the caller works on
 the previous ones: the bucket job lists the source and every destination at once, and plans
 while the next pages are on the wire.
-
-Pages are fetched with :meth:`Endpoint.fast_call`: through :mod:`s3s3.store.lean`, which parses
-them with ElementTree at a fifth of botocore's CPU, unless the endpoint says
-``data_path = botocore``.
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Iterator
 
+from s3s3 import retry
 from s3s3.errors import EndpointError
-from s3s3.model import ObjectInfo, clean_etag
-from s3s3.store.endpoint import Endpoint
+from s3s3.model import ObjectInfo
+from s3s3.store.base import Store
 
 #: How many fetched pages a background listing may hold before it waits for its reader.
 PREFETCH_PAGES = 2
 
 
 def list_objects(
-    endpoint: Endpoint, prefix: str = "", *, page_size: int = 1000
+    store: Store, prefix: str = "", *, page_size: int = 1000, policy: retry.Policy | None = None
 ) -> Iterator[ObjectInfo]:
     """Every object under ``prefix``, in ascending UTF-8 byte order of keys."""
-    for page in list_pages(endpoint, prefix, page_size=page_size):
+    for page in list_pages(store, prefix, page_size=page_size, policy=policy):
         yield from page
 
 
 def list_pages(
-    endpoint: Endpoint, prefix: str = "", *, page_size: int = 1000
+    store: Store, prefix: str = "", *, page_size: int = 1000, policy: retry.Policy | None = None
 ) -> Iterator[list[ObjectInfo]]:
-    """The listing one page at a time (V1 or V2 as the endpoint is configured)."""
-    if endpoint.cfg.list_version == 1:
-        return _list_v1(endpoint, prefix, page_size)
-    return _list_v2(endpoint, prefix, page_size)
+    """The listing one page at a time (V1 or V2 as the endpoint is configured), each page
+    retried under ``policy`` (default: the endpoint's, :meth:`retry.Policy.for_endpoint`)."""
+    policy = policy or retry.Policy.for_endpoint(store.cfg)
+    v1 = store.cfg.list_version == 1
+    what = f"listing s3://{store.bucket}/{prefix} on [{store.name}]"
+    marker: str | None = None
+    while True:
+        page = retry.call(
+            functools.partial(store.list_page, prefix, page_size=page_size, marker=marker),
+            policy=policy,
+            what=what,
+        )
+        yield page.objects
+        if v1:
+            if not page.truncated or not page.objects:
+                return
+            # NextMarker is only sent with a delimiter; the last key is the marker otherwise.
+            marker = page.next_marker or page.objects[-1].key
+            continue
+        token = page.next_marker
+        if not page.truncated or not token:
+            return
+        if token == marker:
+            raise EndpointError(
+                f"the server repeated continuation token {token!r}; set "
+                "list_version = 1 for this endpoint",
+                op="ListObjectsV2",
+                endpoint=store.name,
+                bucket=store.bucket,
+            )
+        marker = token
 
 
 def list_objects_ahead(
-    endpoint: Endpoint, prefix: str = "", *, page_size: int = 1000, depth: int = PREFETCH_PAGES
+    store: Store, prefix: str = "", *, page_size: int = 1000, depth: int = PREFETCH_PAGES
 ) -> Iterator[ObjectInfo]:
     """:func:`list_objects`, with up to ``depth`` pages fetched ahead in a thread.
 
@@ -53,7 +83,7 @@ def list_objects_ahead(
     happened. Closing the iterator early stops the thread after its current request.
     """
     for page in prefetch(
-        list_pages(endpoint, prefix, page_size=page_size), depth=depth, name=f"list-{endpoint.name}"
+        list_pages(store, prefix, page_size=page_size), depth=depth, name=f"list-{store.name}"
     ):
         yield from page
 
@@ -99,48 +129,3 @@ def prefetch(
             yield item
     finally:
         abandoned.set()
-
-
-def _entries(resp: dict) -> list[ObjectInfo]:
-    return [
-        ObjectInfo(
-            key=item["Key"],
-            size=int(item.get("Size") or 0),
-            etag=clean_etag(item.get("ETag")),
-            last_modified=item.get("LastModified"),
-        )
-        for item in resp.get("Contents") or ()
-    ]
-
-
-def _list_v2(endpoint: Endpoint, prefix: str, page_size: int) -> Iterator[list[ObjectInfo]]:
-    params = {"Prefix": prefix, "MaxKeys": page_size}
-    last_token = None
-    while True:
-        resp = endpoint.fast_call("ListObjectsV2", **params)
-        yield _entries(resp)
-        token = resp.get("NextContinuationToken")
-        if not resp.get("IsTruncated") or not token:
-            return
-        if token == last_token:
-            raise EndpointError(
-                f"the server repeated continuation token {token!r}; set "
-                "list_version = 1 for this endpoint",
-                op="ListObjectsV2",
-                endpoint=endpoint.name,
-                bucket=endpoint.bucket,
-            )
-        last_token = token
-        params["ContinuationToken"] = token
-
-
-def _list_v1(endpoint: Endpoint, prefix: str, page_size: int) -> Iterator[list[ObjectInfo]]:
-    params = {"Prefix": prefix, "MaxKeys": page_size}
-    while True:
-        resp = endpoint.fast_call("ListObjects", **params)
-        contents = resp.get("Contents") or ()
-        yield _entries(resp)
-        if not resp.get("IsTruncated") or not contents:
-            return
-        # NextMarker is only sent with a delimiter; the last key is the marker otherwise.
-        params["Marker"] = resp.get("NextMarker") or contents[-1]["Key"]

@@ -376,7 +376,7 @@ def test_the_sweep_pages_through_every_upload(server, request):
     time.sleep(2.2)  # Swift lists Initiated rounded up to the next whole second
     assert abort_stale_uploads(ep, prefix="pg/", older_than_s=1, page_size=2) == 5
     assert [u["Key"] for u in uploads(info, bucket)] == ["out/1"]
-    assert botocore_calls == []  # every page went through the lean client
+    assert botocore_calls == []  # every page went through the lean store
 
 
 def botocore_listings(ep: Endpoint) -> list:
@@ -400,16 +400,22 @@ ODD_UPLOAD_KEYS = [
 
 
 def _pages(ep: Endpoint, params: dict, *, lean: bool) -> list[dict]:
-    """Every ListMultipartUploads page, through the lean client or through botocore, as
-    Endpoint.list_uploads pages (the fields botocore answers, without its metadata)."""
+    """Every ListMultipartUploads page, through the lean store or through botocore, in
+    botocore's shape (the fields botocore answers, without its metadata), paged as
+    Endpoint.list_uploads pages."""
     params = dict(params)
     pages = []
     while True:
-        page = (
-            ep.raw.call("ListMultipartUploads", **params)
-            if lean
-            else ep.call("ListMultipartUploads", **params)
-        )
+        if lean:
+            assert ep.lean is not None
+            page = ep.lean.uploads_answer(
+                params["Prefix"],
+                page_size=params["MaxUploads"],
+                key_marker=params.get("KeyMarker"),
+                upload_id_marker=params.get("UploadIdMarker"),
+            )
+        else:
+            page = ep.boto.call("ListMultipartUploads", **params)
         page = {k: v for k, v in page.items() if k != "ResponseMetadata"}
         pages.append(page)
         ups = page.get("Uploads") or []
@@ -423,7 +429,7 @@ def _pages(ep: Endpoint, params: dict, *, lean: bool) -> list[dict]:
 @pytest.mark.parametrize("server", ["ceph", "swift"])
 def test_lean_upload_listing_equals_botocores(server, request):
     """Odd keys (space, +, %, unicode, XML metacharacters), two uploads of one key, pages of
-    1, 2 and 1000, with and without a prefix: the lean client's pages are botocore's, field
+    1, 2 and 1000, with and without a prefix: the lean store's pages are botocore's, field
     for field, and list every upload by its own key."""
     info = request.getfixturevalue(server)
     bucket = unique_bucket("lu")
@@ -434,7 +440,7 @@ def test_lean_upload_listing_equals_botocores(server, request):
     ]
     lean = Endpoint(endpoint_config(info, bucket, name="dest"))
     boto = Endpoint(endpoint_config(info, bucket, name="dest", data_path="botocore"))
-    assert lean.raw is not None and boto.raw is None
+    assert lean.lean is not None and boto.lean is None
     calls = botocore_listings(lean)
     for prefix in ("", "odd/", "odd/ünï/", "odd/with "):
         for page_size in (1, 2, 1000):
@@ -464,4 +470,4 @@ def test_a_sigv2_endpoint_lists_uploads_through_botocore(server, request):
     listed = list(ep.list_uploads("odd/", page_size=2))
     assert {(u.key, u.upload_id) for u in listed} == set(ids.items())
     assert len(calls) >= 2  # the pages, by botocore
-    assert ep.raw is not None  # the endpoint keeps its lean client for the other calls
+    assert ep.lean is not None  # the endpoint keeps its lean store for the other calls

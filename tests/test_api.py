@@ -11,7 +11,8 @@ import pytest
 
 import s3s3.api
 import s3s3.client
-from s3s3.api import create_connection, upload
+from s3s3.api import create_connection, duplicate_bucket, upload
+from s3s3.model import Outcome
 from tests.conftest import raw_client, unique_bucket
 
 
@@ -58,14 +59,16 @@ def two_buckets(moto_servers):
 
 def test_upload_to_one_or_many_destination_keys(two_buckets, moto_servers):
     src, dst = two_buckets
-    src.endpoint.call("PutObject", "photo.png", Body=b"png-bytes", ContentType="image/png")
+    src.endpoint.boto.call("PutObject", "photo.png", Body=b"png-bytes", ContentType="image/png")
     key = src.get_key("photo.png")
     assert (key.size, key.md5) == (9, hashlib.md5(b"png-bytes").hexdigest())
     results = upload(key, dst.new_key("copy.png"))
-    assert [r.outcome for r in results] == ["copied"]
+    assert [r.outcome for r in results] == [Outcome.COPIED]
     results = upload(key, [dst.new_key("copy.png"), dst.new_key("other.png")])
-    assert [r.outcome for r in results] == ["skipped", "copied"]
-    assert [r.outcome for r in upload(key, [dst.new_key("copy.png")], force=True)] == ["copied"]
+    assert [r.outcome for r in results] == [Outcome.SKIPPED, Outcome.COPIED]
+    assert [r.outcome for r in upload(key, [dst.new_key("copy.png")], force=True)] == [
+        Outcome.COPIED
+    ]
     assert dst.get_key("other.png").md5 == key.md5
     assert sorted(k.name for k in dst.list()) == ["copy.png", "other.png"]
     assert src.get_key("nope") is None
@@ -73,10 +76,20 @@ def test_upload_to_one_or_many_destination_keys(two_buckets, moto_servers):
 
 def test_upload_replaces_a_different_destination(two_buckets):
     src, dst = two_buckets
-    src.endpoint.call("PutObject", "k", Body=b"new")
-    dst.endpoint.call("PutObject", "k", Body=b"old")
+    src.endpoint.boto.call("PutObject", "k", Body=b"new")
+    dst.endpoint.boto.call("PutObject", "k", Body=b"old")
     upload(src.get_key("k"), [dst.new_key("k")], verify_md5=True)
-    assert dst.endpoint.call("GetObject", "k")["Body"].read() == b"new"
+    assert dst.endpoint.boto.call("GetObject", "k")["Body"].read() == b"new"
+
+
+def test_duplicate_bucket_brings_the_destination_in_step(two_buckets):
+    src, dst = two_buckets
+    for key in ("a", "b/c"):
+        src.endpoint.boto.call("PutObject", key, Body=key.encode())
+    dst.endpoint.boto.call("PutObject", "a", Body=b"old")
+    assert duplicate_bucket(src, dst, verify_md5=True) is True
+    assert {k.name: k.md5 for k in dst.list()} == {k.name: k.md5 for k in src.list()}
+    assert duplicate_bucket(src, dst) is True
 
 
 def test_on_notify_copies_to_each_destination_once(moto_servers):
@@ -91,7 +104,7 @@ def test_on_notify_copies_to_each_destination_once(moto_servers):
         [create_connection(connection_args(b, d1)), create_connection(connection_args(b, d2))],
         "k",
     )
-    assert [(r.destination, r.outcome) for r in results] == [("connection", "copied")] * 2
+    assert [(r.destination, r.outcome) for r in results] == [("connection", Outcome.COPIED)] * 2
     for bucket in (d1, d2):
         assert raw_client(b).get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
 

@@ -14,7 +14,9 @@ import pytest
 from conftest import endpoint_config, raw_client, unique_bucket
 
 from s3s3.errors import ConfigError, FatalEndpointError
-from s3s3.store.endpoint import Endpoint, tls_verify
+from s3s3.model import Outcome
+from s3s3.store.boto import tls_verify
+from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object
 
 ENV = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "AWS_CONFIG_FILE", "AWS_PROFILE")
@@ -100,7 +102,7 @@ def test_aws_ca_bundle_is_what_lets_a_copy_over_https_verify(clean_env, ceph, da
                 ceph, dst_bucket, name="dest1", data_path=data_path, endpoint_url=ceph["https_url"]
             )
         )
-        assert (dst.raw is not None) == (data_path == "raw")  # the lean path carries it
+        assert (dst.lean is not None) == (data_path == "raw")  # the lean path carries it
         return copy_object(src, dst, "small", dest_key=key)
 
     # No ca_bundle key and no AWS_CA_BUNDLE: the private CA is not trusted.
@@ -108,5 +110,5 @@ def test_aws_ca_bundle_is_what_lets_a_copy_over_https_verify(clean_env, ceph, da
         copy("without")
     assert caught.value.code == "TLS"
     clean_env.setenv("AWS_CA_BUNDLE", ceph["ca_bundle"])
-    assert copy("with").outcome == "copied"
+    assert copy("with").outcome is Outcome.COPIED
     assert client.get_object(Bucket=dst_bucket, Key="with")["Body"].read() == b"s" * 4096

@@ -1,4 +1,5 @@
-"""Endpoint clients: the compatibility settings and handlers, and the error mapping."""
+"""The boto3 store: the compatibility settings and handlers, one try per call, the error
+mapping."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import hashlib
 
 import pytest
 
+from s3s3 import retry
 from s3s3.config import EndpointConfig
 from s3s3.errors import FatalEndpointError, TransientEndpointError
 from s3s3.model import etag_is_md5
-from s3s3.store.endpoint import Endpoint, build_client, client_config
+from s3s3.store.boto import build_client, client_config
+from s3s3.store.endpoint import Endpoint
 from tests.conftest import endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
 
@@ -20,7 +23,8 @@ def test_client_config_avoids_what_ceph_and_swift_refuse():
     assert cfg.request_checksum_calculation == "when_required"
     assert cfg.response_checksum_validation == "when_required"
     assert cfg.s3 == {"addressing_style": "path", "payload_signing_enabled": False}
-    assert cfg.retries == {"mode": "standard", "max_attempts": 5}
+    # botocore tries once: s3s3.retry is the one retry level.
+    assert cfg.retries == {"mode": "standard", "total_max_attempts": 1}
     assert cfg.signature_version == "s3v4"
 
 
@@ -41,7 +45,7 @@ def test_etag_is_md5(etag, is_md5):
 def test_delete_objects_carries_content_md5(moto_servers, make_bucket):
     ep = make_bucket(moto_servers[0])
     for k in ("a", "b"):
-        ep.call("PutObject", k, Body=b"x")
+        ep.put(k, b"x", size=1)
     seen = {}
 
     def capture(request, **_):
@@ -49,27 +53,39 @@ def test_delete_objects_carries_content_md5(moto_servers, make_bucket):
         seen["body"] = request.body
 
     ep.client.meta.events.register("before-send.s3.DeleteObjects", capture)
-    ep.call("DeleteObjects", Delete={"Objects": [{"Key": "a"}, {"Key": "b"}]})
+    assert ep.delete_many(["a", "b"]) == {}
     body = seen["body"] if isinstance(seen["body"], bytes) else seen["body"].encode()
     md5 = seen["md5"].decode() if isinstance(seen["md5"], bytes) else seen["md5"]
     assert md5 == base64.b64encode(hashlib.md5(body).digest()).decode()
-    assert ep.call("ListObjectsV2").get("KeyCount") == 0
+    assert ep.boto.call("ListObjectsV2").get("KeyCount") == 0
 
 
-def test_throttling_and_5xx_are_retried(moto_servers, make_bucket):
+FAST = retry.Policy(attempts=5, base_s=0.01, max_s=0.01)
+
+
+@pytest.mark.parametrize("data_path", ["raw", "botocore"])
+def test_throttling_and_5xx_are_retried_by_the_owner_once(moto_servers, make_bucket, data_path):
+    """A store call sends one request; its owner retries it (s3s3.retry), on either data
+    path: botocore's own retries are off."""
     ep = make_bucket(moto_servers[0])
     with FaultProxy(ep.cfg.endpoint_url) as proxy:
         proxied = Endpoint(
-            endpoint_config(moto_servers[0], ep.bucket, name="p", endpoint_url=proxy.url)
+            endpoint_config(
+                moto_servers[0], ep.bucket, name="p", endpoint_url=proxy.url, data_path=data_path
+            )
         )
         proxy.fail_next = 2
-        proxied.call("PutObject", "k", Body=b"data")
+        retry.call(lambda: proxied.put("k", b"data", size=4), policy=FAST, what="put k")
         assert sum(proxy.counts.values()) == 3
         proxy.fail_next = 10
         with pytest.raises(TransientEndpointError) as err:
-            proxied.call("GetObject", "k")
+            proxied.get("k")
         assert err.value.status == 503 and err.value.key == "k"
         assert "GetObject s3://" in str(err.value) and "[p]" in str(err.value)
+        assert sum(proxy.counts.values()) == 4  # one try, one request
+        with pytest.raises(TransientEndpointError):
+            proxied.boto.put("k", b"data", size=4)
+        assert sum(proxy.counts.values()) == 5
 
 
 def test_missing_bucket_is_fatal(moto_servers):
@@ -77,7 +93,7 @@ def test_missing_bucket_is_fatal(moto_servers):
     with pytest.raises(FatalEndpointError, match="bucket does not exist"):
         ep.check_bucket()
     with pytest.raises(FatalEndpointError, match="NoSuchBucket"):
-        ep.call("PutObject", "k", Body=b"x")
+        ep.boto.put("k", b"x", size=1)
 
 
 def test_connection_refused_is_transient(moto_servers):
@@ -106,10 +122,10 @@ def test_bucket_and_object_calls_on_ceph(ceph, signature_version):
     raw_client(ceph).create_bucket(Bucket=bucket)
     ep = Endpoint(endpoint_config(ceph, bucket, name="ceph", signature_version=signature_version))
     ep.check_bucket()
-    ep.call("PutObject", "dir/k 1", Body=b"x")
-    assert [o["Key"] for o in ep.call("ListObjectsV2")["Contents"]] == ["dir/k 1"]
-    ep.call("DeleteObjects", Delete={"Objects": [{"Key": "dir/k 1"}]})
-    assert ep.call("ListObjects").get("Contents") is None
+    ep.boto.put("dir/k 1", b"x", size=1)
+    assert [o["Key"] for o in ep.boto.call("ListObjectsV2")["Contents"]] == ["dir/k 1"]
+    assert ep.delete_many(["dir/k 1"]) == {}
+    assert ep.boto.call("ListObjects").get("Contents") is None
 
 
 @pytest.mark.interop
@@ -125,9 +141,9 @@ def test_sigv2_bucket_call_fails_on_ceph_without_the_path_fix(ceph):
 
 
 def _find_trim_handler():
-    from s3s3.store import endpoint
+    from s3s3.store import boto
 
-    return endpoint._sigv2_trim_auth_path
+    return boto._sigv2_trim_auth_path
 
 
 @pytest.mark.interop
@@ -150,7 +166,8 @@ def test_https_with_ca_bundle_and_uploads_on_ceph(ceph):
             return self._data.read(n)
 
     body = OneWay(b"y" * 100_000)
-    ep.call("PutObject", "streamed", Body=body, ContentLength=100_000)
+    assert ep.transport("put") == "lean"  # of a bytes body; a stream goes to botocore
+    ep.put("streamed", body, size=100_000)
     assert ep.head("streamed").size == 100_000
 
 
@@ -163,7 +180,7 @@ def test_bad_credentials_are_fatal_on_ceph(ceph):
         ep.check_bucket()
     assert "wrong-secret" not in str(err.value)
     with pytest.raises(FatalEndpointError, match="SignatureDoesNotMatch"):
-        ep.call("PutObject", "k", Body=b"x")
+        ep.boto.put("k", b"x", size=1)
 
 
 @pytest.mark.interop
@@ -187,7 +204,7 @@ def test_tls_without_the_ca_is_fatal(ceph):
     ],
 )
 def test_error_table(code, status, kind):
-    from s3s3.store.endpoint import classify_error
+    from s3s3.store.s3errors import classify_error
 
     cfg = EndpointConfig(name="dest", bucket="b")
     err = classify_error(code, status, "m", op="PutObject", cfg=cfg, key="k")

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from s3s3.bucketjob.runner import SyncOptions, sync_buckets
-from s3s3.config import MiB, RedisConfig
+from s3s3.bucketjob.options import JobOptions
+from s3s3.bucketjob.runner import sync_buckets
+from s3s3.config import BucketConfig, MiB, RedisConfig
+from s3s3.model import Outcome
 from s3s3.queue.producer import publish_keys
 from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object
@@ -132,14 +134,14 @@ def pair(request) -> Pair:
 
 def put_many(ep: Endpoint, items: dict[str, bytes], workers: int = 16) -> None:
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda kv: ep.call("PutObject", kv[0], Body=kv[1]), items.items()))
+        list(pool.map(lambda kv: ep.boto.call("PutObject", kv[0], Body=kv[1]), items.items()))
 
 
 def dst_keys(ep: Endpoint) -> dict[str, int]:
     out = {}
     token = None
     while True:
-        resp = ep.call("ListObjectsV2", **({"ContinuationToken": token} if token else {}))
+        resp = ep.boto.call("ListObjectsV2", **({"ContinuationToken": token} if token else {}))
         out.update({o["Key"]: o["Size"] for o in resp.get("Contents", [])})
         token = resp.get("NextContinuationToken")
         if not token:
@@ -151,9 +153,9 @@ ODD_KEYS = ["ünïcödé/日本語 😀", "with space", "plus+sign", "per%25cent
 
 def test_odd_keys_empty_objects_and_metadata(pair):
     for key in ODD_KEYS:
-        pair.src.call("PutObject", key, Body=key.encode()[:100])
-    pair.src.call("PutObject", "empty", Body=b"")
-    pair.src.call(
+        pair.src.boto.call("PutObject", key, Body=key.encode()[:100])
+    pair.src.boto.call("PutObject", "empty", Body=b"")
+    pair.src.boto.call(
         "PutObject",
         "meta",
         Body=b"<p>",
@@ -164,11 +166,11 @@ def test_odd_keys_empty_objects_and_metadata(pair):
         Metadata={"owner": "alice", "note": "x" * 300},
     )
     for key in [*ODD_KEYS, "empty", "meta"]:
-        assert copy_object(pair.src, pair.dst, key).outcome == "copied", key
+        assert copy_object(pair.src, pair.dst, key).outcome is Outcome.COPIED, key
     for key in ODD_KEYS:
-        assert pair.dst.call("GetObject", key)["Body"].read() == key.encode()[:100], key
+        assert pair.dst.boto.call("GetObject", key)["Body"].read() == key.encode()[:100], key
     assert pair.dst.head("empty").size == 0
-    head = pair.dst.call("HeadObject", "meta")
+    head = pair.dst.boto.call("HeadObject", "meta")
     assert (
         head["ContentType"],
         head["CacheControl"],
@@ -177,12 +179,12 @@ def test_odd_keys_empty_objects_and_metadata(pair):
     ) == ("text/html", "max-age=60", "inline", "fr")
     assert head["Metadata"] == {"owner": "alice", "note": "x" * 300}
     # Identical now: a second pass copies nothing.
-    assert {copy_object(pair.src, pair.dst, k).outcome for k in ODD_KEYS} == {"skipped"}
+    assert {copy_object(pair.src, pair.dst, k).outcome for k in ODD_KEYS} == {Outcome.SKIPPED}
 
 
 def test_multipart_on_above_threshold_and_off(pair):
     data = os.urandom(11 * MiB + 123)
-    pair.src.call("PutObject", "big", Body=data)
+    pair.src.boto.call("PutObject", "big", Body=data)
     md5 = hashlib.md5(data).hexdigest()
     on = pair.dest(multipart_threshold_bytes=5 * MiB, multipart_chunksize_bytes=5 * MiB)
     result = copy_object(pair.src, on, "big", dest_key="parts")
@@ -192,30 +194,32 @@ def test_multipart_on_above_threshold_and_off(pair):
     assert copy_object(pair.src, off, "big", dest_key="single").parts == 0
     assert off.head("single").etag == md5
     for key in ("parts", "single"):
-        assert hashlib.md5(pair.dst.call("GetObject", key)["Body"].read()).hexdigest() == md5
+        assert hashlib.md5(pair.dst.boto.call("GetObject", key)["Body"].read()).hexdigest() == md5
     # The multipart copy carries s3s3-md5, so it is known identical without reading it.
-    assert copy_object(pair.src, on, "big", dest_key="parts").outcome == "skipped"
+    assert copy_object(pair.src, on, "big", dest_key="parts").outcome is Outcome.SKIPPED
 
 
 def test_md5_verified_where_the_etag_is_not_an_md5(pair):
     part = os.urandom(5 * MiB)
-    upload = pair.src.call("CreateMultipartUpload", "mp")["UploadId"]
+    upload = pair.src.boto.call("CreateMultipartUpload", "mp")["UploadId"]
     parts = []
     for n, body in enumerate([part, b"tail"], start=1):
-        etag = pair.src.call("UploadPart", "mp", UploadId=upload, PartNumber=n, Body=body)["ETag"]
+        etag = pair.src.boto.call("UploadPart", "mp", UploadId=upload, PartNumber=n, Body=body)[
+            "ETag"
+        ]
         parts.append({"PartNumber": n, "ETag": etag})
-    pair.src.call(
+    pair.src.boto.call(
         "CompleteMultipartUpload", "mp", UploadId=upload, MultipartUpload={"Parts": parts}
     )
     assert not pair.src.head("mp").etag_md5  # a multipart ETag: no md5 to compare with
     dst = pair.dest(multipart_threshold_bytes=5 * MiB, multipart_chunksize_bytes=5 * MiB)
-    assert copy_object(pair.src, dst, "mp").outcome == "copied"
-    assert copy_object(pair.src, dst, "mp", verify_md5=True).outcome == "skipped"
+    assert copy_object(pair.src, dst, "mp").outcome is Outcome.COPIED
+    assert copy_object(pair.src, dst, "mp", verify_md5=True).outcome is Outcome.SKIPPED
     # Same size, different bytes at the destination: only reading both sides can tell.
-    pair.dst.call("PutObject", "mp", Body=b"x" * (5 * MiB + 4))
-    assert copy_object(pair.src, dst, "mp", verify_md5=True).outcome == "copied"
+    pair.dst.boto.call("PutObject", "mp", Body=b"x" * (5 * MiB + 4))
+    assert copy_object(pair.src, dst, "mp", verify_md5=True).outcome is Outcome.COPIED
     whole = hashlib.md5(part + b"tail").hexdigest()
-    assert hashlib.md5(pair.dst.call("GetObject", "mp")["Body"].read()).hexdigest() == whole
+    assert hashlib.md5(pair.dst.boto.call("GetObject", "mp")["Body"].read()).hexdigest() == whole
 
 
 # Paging is proven once per pair with SigV4, and with SigV2 on ceph-swift.
@@ -224,7 +228,7 @@ def test_bucket_job_over_more_than_1000_keys_and_deletes(pair):
     items = {f"many/{i:05d} é": b"%d" % i for i in range(1100)}
     put_many(pair.src, items)
     put_many(pair.dst, {f"extra/{i}": b"x" for i in range(3)})
-    options = SyncOptions(workers=16, delete=True, max_delete_fraction=1.0)
+    options = JobOptions(BucketConfig(workers=16, delete=True, max_delete_fraction=1.0))
     summary = sync_buckets(pair.src, [pair.dst], options)
     dest = summary.destinations[0]
     assert (dest.listed, dest.copied, dest.deleted, dest.failed) == (1100, 1100, 3, 0)
@@ -242,11 +246,11 @@ def test_destination_answering_5xx_for_a_while(pair):
         flaky = pair.dest(endpoint_url=proxy.url, max_attempts=3)
         proxy.fail_methods = {"PUT"}  # writes fail for a while; the bucket check passes
         proxy.fail_next = 8
-        summary = sync_buckets(pair.src, [flaky], SyncOptions(workers=4))
+        summary = sync_buckets(pair.src, [flaky], JobOptions(BucketConfig(workers=4)))
     assert summary.destinations[0].failed == 0
     assert proxy.counts["PUT"] >= 20
     for key, body in items.items():
-        assert pair.dst.call("GetObject", key)["Body"].read() == body
+        assert pair.dst.boto.call("GetObject", key)["Body"].read() == body
 
 
 # The listener is proven once per pair with SigV4, and with SigV2 on swift-ceph.

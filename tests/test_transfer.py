@@ -1,4 +1,9 @@
-"""Copying one key: exact bytes, metadata, multipart, verification and bounded memory."""
+"""Copying one key: exact bytes, metadata, multipart, verification, cancellation.
+
+Objects are set up and inspected through botocore (``ep.boto.call``), so what a copy wrote
+is read back by another client than the one that wrote it. Peak memory is measured, not
+asserted, by ``python -m bench.memory``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,6 @@ import base64
 import datetime
 import functools
 import hashlib
-import json
-import subprocess
-import sys
-import textwrap
 import types
 
 import pytest
@@ -20,7 +21,7 @@ from s3s3.errors import CorruptedOnTransfer, ObjectTooLarge, TransientEndpointEr
 from s3s3.model import MD5_META, Outcome
 from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object, multipart_etag, part_size_for
-from tests.conftest import ROOT, endpoint_config, raw_client, unique_bucket
+from tests.conftest import endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
 
 ODD_KEYS = [
@@ -39,22 +40,22 @@ ODD_KEYS = [
 
 
 def body_of(ep: Endpoint, key: str) -> bytes:
-    return ep.call("GetObject", key)["Body"].read()
+    return ep.boto.call("GetObject", key)["Body"].read()
 
 
 @pytest.mark.parametrize("key", ODD_KEYS)
 def test_keys_copy_exactly(src_dst, key):
     src, dst = src_dst
-    src.call("PutObject", key, Body=key.encode())
+    src.boto.call("PutObject", key, Body=key.encode())
     result = copy_object(src, dst, key)
-    assert result.outcome == "copied"
+    assert result.outcome is Outcome.COPIED
     assert body_of(dst, key) == key.encode()
-    assert [o["Key"] for o in dst.call("ListObjectsV2")["Contents"]] == [key]
+    assert [o["Key"] for o in dst.boto.call("ListObjectsV2")["Contents"]] == [key]
 
 
 def test_zero_byte_object(src_dst):
     src, dst = src_dst
-    src.call("PutObject", "empty", Body=b"")
+    src.boto.call("PutObject", "empty", Body=b"")
     assert copy_object(src, dst, "empty").md5 == hashlib.md5(b"").hexdigest()
     assert dst.head("empty").size == 0
 
@@ -62,7 +63,7 @@ def test_zero_byte_object(src_dst):
 def test_metadata_carries_over(src_dst):
     src, dst = src_dst
     expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
-    src.call(
+    src.boto.call(
         "PutObject",
         "img",
         Body=b"\x89PNG",
@@ -75,7 +76,7 @@ def test_metadata_carries_over(src_dst):
         Metadata={"owner": "alice", "x-long": "v" * 500},
     )
     copy_object(src, dst, "img")
-    head = dst.call("HeadObject", "img")
+    head = dst.boto.call("HeadObject", "img")
     assert head["ContentType"] == "image/png"
     assert head["CacheControl"] == "max-age=60"
     assert head["ContentEncoding"] == "identity"
@@ -95,22 +96,22 @@ def multipart_dst(moto_servers, dst: Endpoint, **overrides) -> Endpoint:
 def test_multipart_above_threshold(moto_servers, src_dst):
     src, dst = src_dst
     data = bytes(range(256)) * (12 * MiB // 256) + b"tail"
-    src.call("PutObject", "big", Body=data)
+    src.boto.call("PutObject", "big", Body=data)
     dst = multipart_dst(moto_servers, dst)
     result = copy_object(src, dst, "big")
     assert result.parts == 3 and result.md5 == hashlib.md5(data).hexdigest()
-    head = dst.call("HeadObject", "big")
+    head = dst.boto.call("HeadObject", "big")
     assert head["ETag"].strip('"').endswith("-3")
     assert head["Metadata"][MD5_META] == hashlib.md5(data).hexdigest()
     assert body_of(dst, "big") == data
     # The stored md5 lets a second pass decide "identical" without reading anything.
-    assert copy_object(src, dst, "big").outcome == "skipped"
+    assert copy_object(src, dst, "big").outcome is Outcome.SKIPPED
 
 
 def test_single_put_when_multipart_is_off(moto_servers, src_dst):
     src, dst = src_dst
     data = b"z" * (12 * MiB)
-    src.call("PutObject", "big", Body=data)
+    src.boto.call("PutObject", "big", Body=data)
     dst = multipart_dst(moto_servers, dst, multipart_threshold_bytes=0)
     result = copy_object(src, dst, "big")
     assert result.parts == 0
@@ -119,7 +120,7 @@ def test_single_put_when_multipart_is_off(moto_servers, src_dst):
 
 def test_single_put_over_the_limit_is_a_clear_error(moto_servers, src_dst, monkeypatch):
     src, dst = src_dst
-    src.call("PutObject", "big", Body=b"q" * (2 * MiB))
+    src.boto.call("PutObject", "big", Body=b"q" * (2 * MiB))
     monkeypatch.setattr(transfer, "MAX_SINGLE_PUT_BYTES", 1 * MiB)
     dst = multipart_dst(moto_servers, dst, multipart_threshold_bytes=0)
     with pytest.raises(
@@ -153,24 +154,24 @@ def test_multipart_etag():
 
 def test_changed_object_of_same_size_is_updated_and_identical_is_skipped(src_dst):
     src, dst = src_dst
-    src.call("PutObject", "k", Body=b"version-1")
-    assert copy_object(src, dst, "k").outcome == "copied"
-    assert copy_object(src, dst, "k").outcome == "skipped"
-    src.call("PutObject", "k", Body=b"version-2")
-    assert copy_object(src, dst, "k").outcome == "copied"
+    src.boto.call("PutObject", "k", Body=b"version-1")
+    assert copy_object(src, dst, "k").outcome is Outcome.COPIED
+    assert copy_object(src, dst, "k").outcome is Outcome.SKIPPED
+    src.boto.call("PutObject", "k", Body=b"version-2")
+    assert copy_object(src, dst, "k").outcome is Outcome.COPIED
     assert body_of(dst, "k") == b"version-2"
-    assert copy_object(src, dst, "k", force=True).outcome == "copied"
+    assert copy_object(src, dst, "k", force=True).outcome is Outcome.COPIED
 
 
 def test_missing_source_key_is_an_outcome(src_dst):
     src, dst = src_dst
-    assert copy_object(src, dst, "gone").outcome == "missing"
-    assert copy_object(src, dst, "gone", force=True).outcome == "missing"
+    assert copy_object(src, dst, "gone").outcome is Outcome.MISSING
+    assert copy_object(src, dst, "gone", force=True).outcome is Outcome.MISSING
 
 
 def test_destination_5xx_for_a_while_is_retried(moto_servers, src_dst):
     src, dst = src_dst
-    src.call("PutObject", "k", Body=b"x" * (2 * MiB))
+    src.boto.call("PutObject", "k", Body=b"x" * (2 * MiB))
     with FaultProxy(dst.cfg.endpoint_url) as proxy:
         flaky = Endpoint(
             endpoint_config(
@@ -197,20 +198,20 @@ def test_destination_5xx_for_a_while_is_retried(moto_servers, src_dst):
 @pytest.mark.parametrize("size", [10, 3 * MiB, 12 * MiB], ids=["small", "streamed", "multipart"])
 def test_wrong_destination_etag_deletes_the_copy(moto_servers, src_dst, size):
     src, dst = src_dst
-    src.call("PutObject", "k", Body=b"p" * size)
+    src.boto.call("PutObject", "k", Body=b"p" * size)
     with FaultProxy(dst.cfg.endpoint_url) as proxy:
         proxy.fake_put_etag = "0" * 32
         bad = multipart_dst(moto_servers, dst, endpoint_url=proxy.url)
         with pytest.raises(CorruptedOnTransfer, match="corrupted on transfer: .*md5 differs"):
             copy_object(src, bad, "k")
     assert dst.head("k") is None
-    assert dst.call("ListMultipartUploads").get("Uploads") in (None, [])
+    assert dst.boto.call("ListMultipartUploads").get("Uploads") in (None, [])
 
 
 @pytest.mark.parametrize("size", [10, 3 * MiB, 12 * MiB], ids=["small", "streamed", "multipart"])
 def test_corrupted_source_read_is_caught_and_not_left(moto_servers, src_dst, size):
     src, dst = src_dst
-    src.call("PutObject", "k", Body=b"s" * size)
+    src.boto.call("PutObject", "k", Body=b"s" * size)
     with FaultProxy(src.cfg.endpoint_url) as proxy:
         proxy.corrupt_get_body = True
         bad_src = Endpoint(
@@ -221,78 +222,24 @@ def test_corrupted_source_read_is_caught_and_not_left(moto_servers, src_dst, siz
     assert dst.head("k") is None
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("threshold", [0, 16 * MiB], ids=["single-put", "multipart"])
-def test_memory_stays_bounded_for_a_large_object(moto_servers, src_dst, threshold):
-    """A 400 MiB copy in a fresh process must not hold the object: peak RSS well under it."""
-    src, dst = src_dst
-    size = 400 * MiB
-    chunk = b"m" * MiB
-    upload = src.call("CreateMultipartUpload", "large")["UploadId"]
-    parts = []
-    for n in range(1, 5):
-        etag = src.call("UploadPart", "large", UploadId=upload, PartNumber=n, Body=chunk * 100)[
-            "ETag"
-        ]
-        parts.append({"PartNumber": n, "ETag": etag})
-    src.call("CompleteMultipartUpload", "large", UploadId=upload, MultipartUpload={"Parts": parts})
-    spec = {
-        "src": [moto_servers[0], src.bucket],
-        "dst": [moto_servers[1], dst.bucket],
-        "threshold": threshold,
-    }
-    script = textwrap.dedent("""
-        import json, sys
-        sys.path.insert(0, sys.argv[2])
-        from s3s3.store.endpoint import Endpoint
-        from s3s3.transfer import copy_object
-        from tests.conftest import endpoint_config
-        spec = json.loads(sys.argv[1])
-        src = Endpoint(endpoint_config(*spec["src"], name="source"))
-        dst = Endpoint(endpoint_config(*spec["dst"], name="dest",
-                                       multipart_threshold_bytes=spec["threshold"],
-                                       multipart_chunksize_bytes=16 * 1024 * 1024))
-        r = copy_object(src, dst, "large", force=True)
-        # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec.
-        status = open("/proc/self/status").read()
-        peak_kib = int(status.split("VmHWM:")[1].split()[0])
-        print(json.dumps({"size": r.size, "parts": r.parts, "peak_mib": peak_kib / 1024}))
-    """)
-    out = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(spec), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    assert report["size"] == size
-    assert report["parts"] == (0 if threshold == 0 else 25)
-    assert report["peak_mib"] < 120, report
-    assert dst.head("large").size == size
-
-
 def test_streamed_copy_of_a_known_md5_is_checked_by_the_destination(src_dst, monkeypatch):
     """The source states the md5: the PUT carries it as Content-MD5, nothing is hashed."""
     src, dst = src_dst
     data = b"c" * (3 * MiB)
-    src.call("PutObject", "k", Body=data)
+    src.boto.call("PutObject", "k", Body=data)
     sent = {}
-    original = dst.call
 
-    def record(op, key=None, **params):
-        if op == "PutObject":
-            sent.update(params)
-        return original(op, key, **params)
+    def record(request, **_):
+        sent["ContentMD5"] = request.headers.get("Content-MD5")
 
-    monkeypatch.setattr(dst, "call", record)
+    dst.client.meta.events.register("before-send.s3.PutObject", record)
     monkeypatch.setattr(
         transfer,
         "hashlib",
         types.SimpleNamespace(md5=lambda *a: pytest.fail("the bytes were hashed by s3s3")),
     )
     result = copy_object(src, dst, "k")
-    assert result.outcome == "copied" and result.md5 == hashlib.md5(data).hexdigest()
+    assert result.outcome is Outcome.COPIED and result.md5 == hashlib.md5(data).hexdigest()
     assert base64.b64decode(sent["ContentMD5"]) == hashlib.md5(data).digest()
     assert body_of(dst, "k") == data
 
@@ -308,7 +255,7 @@ def test_corrupted_stream_is_refused_by_the_real_destination(request, server):
     src = Endpoint(endpoint_config(info, buckets[0], name="source"))
     dst = Endpoint(endpoint_config(info, buckets[1], name="dest"))
     data = bytes(range(256)) * (3 * MiB // 256)
-    src.call("PutObject", "k", Body=data)
+    src.boto.call("PutObject", "k", Body=data)
     with FaultProxy(info["endpoint_url"]) as proxy:
         proxy.corrupt_get_body = True
         bad_src = Endpoint(endpoint_config(info, buckets[0], name="source", endpoint_url=proxy.url))
@@ -320,7 +267,7 @@ def test_corrupted_stream_is_refused_by_the_real_destination(request, server):
             copy_object(bad_src, dst, "k")
     assert dst.head("k") is None
     result = copy_object(src, dst, "k")
-    assert result.outcome == "copied" and dst.head("k").etag == hashlib.md5(data).hexdigest()
+    assert result.outcome is Outcome.COPIED and dst.head("k").etag == hashlib.md5(data).hexdigest()
 
 
 # --------------------------------------------------------------------------- cancellation
@@ -347,7 +294,7 @@ def test_a_cancelled_multipart_copy_aborts_its_upload(moto_servers, src_dst):
     from s3s3.errors import CopyCancelled
 
     src, dst = src_dst
-    src.call("PutObject", "big", Body=b"c" * (40 * MiB))
+    src.boto.call("PutObject", "big", Body=b"c" * (40 * MiB))
     inspect = raw_client(moto_servers[1])
     slow = TcpProxy(int(moto_servers[1]["endpoint_url"].rsplit(":", 1)[1]), delay_s=0.02).open()
     cancel = threading.Event()
@@ -384,7 +331,7 @@ def test_a_copy_cancelled_before_it_starts_writes_nothing(src_dst):
     from s3s3.errors import CopyCancelled
 
     src, dst = src_dst
-    src.call("PutObject", "k", Body=b"x")
+    src.boto.call("PutObject", "k", Body=b"x")
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(CopyCancelled):

@@ -1,322 +1,78 @@
-"""A boto3 client per endpoint, made to work with Ceph RGW, Swift s3api and AWS alike.
+"""The Store callers use: one configured bucket, served per operation by the lean store or
+the boto3 store.
 
-What differs from a plain ``boto3.client("s3")`` and why (see the README's compatibility
-table):
+:class:`Endpoint` implements :class:`~s3s3.store.base.Store`. Which store serves which
+operation is decided once, not tried call by call:
 
-- checksums are computed only when an operation requires them: botocore >= 1.36 otherwise
-  sends ``aws-chunked`` bodies with CRC32 trailers, which Ceph Pacific (411) and Swift 2.30
-  (501) refuse;
-- payloads are not SHA-256 signed, so a GET body can be streamed into a PUT without seeking;
-- SigV2 signs the path that is actually sent (botocore signs ``/bucket/`` but sends
-  ``/bucket`` for bucket-level calls, which every real server rejects);
-- DeleteObjects carries a Content-MD5, which Swift 2.30 and AWS require;
-- retries are botocore's ``standard`` mode: throttling, 5xx, timeouts and connection errors
-  are retried with capped exponential backoff and jitter; anything else is mapped by
-  :func:`map_client_error` and is fatal when retrying cannot help.
+- from the configuration, when the endpoint is made: ``data_path = botocore`` sends
+  everything through boto3; with SigV2 the upload listing stays on boto3 (SigV2 signs the
+  ``uploads`` sub-resource, which the lean signer does not);
+- when the lean store is first needed: an endpoint behind an HTTP proxy, or one whose
+  client cannot presign (no credentials), stays on boto3;
+- at run time, once: a server that answers the lean store with a redirect (an AWS bucket in
+  another region) hands that call and every later one to boto3, whose redirect handling
+  applies (:attr:`LeanStore.redirected <s3s3.store.lean.LeanStore.redirected>`).
 
-The calls made once per object (GetObject, PutObject of a bytes body, HeadObject, listing
-pages) go through :meth:`Endpoint.fast_call`, which sends them with the lean client of
-:mod:`s3s3.store.lean` (same signing, addressing and error table, a fraction of botocore's
-CPU) unless the endpoint says ``data_path = botocore``.
-
-TLS trust is decided once, in :func:`tls_verify`, for both data paths and as botocore
-decides it: the endpoint's ``verify_tls``/``ca_bundle`` keys, then ``AWS_CA_BUNDLE``, the
-AWS profile's ``ca_bundle``, ``REQUESTS_CA_BUNDLE``, and botocore's own CA bundle (certifi).
+The lean store serves HEAD, GET, PUT of a bytes body, listing pages and upload listing
+pages; boto3 serves streamed PUTs, multipart uploads, deletes and bucket checks. Both map
+their failures into the same errors (``s3s3.store.s3errors``), so callers cannot tell them
+apart. Every operation is tried once; pagers (:meth:`Endpoint.list_uploads`) retry each
+page through ``s3s3.retry``, the listing owning its pages.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import functools
 import logging
-import os
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.config
 import botocore.exceptions
-import botocore.session
 
+from s3s3 import retry
 from s3s3.config import EndpointConfig
-from s3s3.errors import (
-    ConfigError,
-    EndpointError,
-    FatalEndpointError,
-    SourceKeyMissing,
-    TransientEndpointError,
+from s3s3.errors import FatalEndpointError
+from s3s3.model import ObjectInfo, UploadInfo
+from s3s3.store.base import (
+    NO_HEADERS,
+    ContentHeaders,
+    DeleteFailures,
+    ObjectStream,
+    Page,
+    Part,
+    Readable,
+    UploadPage,
+    iter_uploads,
 )
-from s3s3.model import MD5_META, ObjectInfo, UploadInfo, clean_etag, etag_is_md5
-from s3s3.store import lean as rawhttp
+from s3s3.store.boto import BotoStore
+from s3s3.store.lean import SIGV2, LeanStore, proxy_for
+
+if TYPE_CHECKING:
+    from s3s3.store.base import Store
 
 log = logging.getLogger(__name__)
 
-#: Metadata key s3s3 writes where the ETag is not the md5 (multipart uploads).
-
-#: Error codes retrying cannot help with.
-FATAL_CODES = frozenset(
-    {
-        "AccessDenied",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "NoSuchBucket",
-        "InvalidBucketName",
-        "AllBucketsPublicAccessBlocked",
-        "AuthorizationHeaderMalformed",
-        "InvalidToken",
-        "ExpiredToken",
-        "AccountProblem",
-        "403",
-        "InvalidRequest",
-        "PermanentRedirect",
-        "NotImplemented",
-        "MethodNotAllowed",
-        "InvalidArgument",
-    }
-)
-MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-THROTTLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "ServiceUnavailable",
-        "InternalError",
-        "503",
-        "500",
-        "502",
-        "504",
-        "TooManyRequests",
-    }
-)
-
-
-# --------------------------------------------------------------------------- handlers
-
-
-def _sigv2_trim_auth_path(request, signature_version=None, **_):
-    """Sign the path that is sent: botocore keeps ``/bucket/`` for ``/bucket`` (#4433)."""
-    auth_path = getattr(request, "auth_path", None)
-    if not auth_path or not auth_path.endswith("/") or auth_path == "/":
-        return
-    sent = urlsplit(request.url).path
-    if not sent.endswith("/"):
-        request.auth_path = auth_path.rstrip("/")
-
-
-def _delete_objects_content_md5(params, **_):
-    """DeleteObjects must carry Content-MD5 on Swift 2.30 and AWS; botocore sends CRC32."""
-    body = params.get("body")
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    if isinstance(body, (bytes, bytearray)):
-        digest = base64.b64encode(hashlib.md5(body).digest()).decode("ascii")
-        params["headers"]["Content-MD5"] = digest
-
-
-def client_config(cfg: EndpointConfig) -> botocore.config.Config:
-    """The botocore settings for one endpoint (pure; tested without a server)."""
-    return botocore.config.Config(
-        region_name=cfg.region,
-        signature_version=cfg.signature_version,
-        s3={"addressing_style": cfg.addressing_style, "payload_signing_enabled": False},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        retries={"mode": "standard", "max_attempts": cfg.max_attempts},
-        max_pool_connections=cfg.max_pool_connections,
-        connect_timeout=cfg.connect_timeout_s,
-        read_timeout=cfg.read_timeout_s,
-        tcp_keepalive=True,
-        parameter_validation=False,
-    )
-
-
-def tls_verify(
-    cfg: EndpointConfig, *, session: botocore.session.Session | None = None
-) -> bool | str:
-    """What both data paths verify certificates with: a CA bundle's path, True or False.
-
-    As botocore resolves ``verify`` (``Session.create_client``, then the endpoint creator),
-    with the endpoint's keys as the explicit value: ``verify_tls = False``, else its
-    ``ca_bundle``; else ``AWS_CA_BUNDLE``; else ``ca_bundle`` in the AWS profile (``session``,
-    default the shared one); else ``REQUESTS_CA_BUNDLE``; else True, botocore's bundle.
-    A bundle from the environment or the profile that is empty or not a file is a
-    :class:`ConfigError` naming where it came from (botocore would fail on first use).
-    """
-    if not cfg.verify_tls:
-        return False
-    if cfg.ca_bundle:
-        return cfg.ca_bundle
-    found = _environ_bundle("AWS_CA_BUNDLE")
-    if found is None:
-        profile = _profile_ca_bundle(session)
-        if profile is not None:
-            found = ("'ca_bundle' in the AWS profile", str(profile))
-    if found is None:
-        found = _environ_bundle("REQUESTS_CA_BUNDLE")
-    if found is None:
-        return True
-    source, path = found
-    if not path.strip():
-        raise ConfigError(
-            f"{source} is set but empty: name a PEM file of CAs, or unset it "
-            f"(needed by [{cfg.name}])",
-            section=cfg.name,
-        )
-    if not (Path(path).is_file() or Path(path).is_dir()):  # botocore takes a CA dir too
-        raise ConfigError(
-            f"{source} is {path!r}, which is not a readable file or folder "
-            f"(needed by [{cfg.name}])",
-            section=cfg.name,
-        )
-    return path
-
-
-def _environ_bundle(name: str) -> tuple[str, str] | None:
-    value = os.environ.get(name)
-    return None if value is None else (f"the environment variable {name}", value)
-
-
-_shared_session: boto3.session.Session | None = None
-_session_lock = threading.Lock()
-
-
-def _shared_boto3_session() -> boto3.session.Session:
-    """The process's shared session, made on first use; call with ``_session_lock`` held."""
-    global _shared_session
-    if _shared_session is None:
-        _shared_session = boto3.session.Session()
-    return _shared_session
-
-
-def _profile_ca_bundle(session: botocore.session.Session | None) -> str | None:
-    if session is not None:
-        return session.get_config_variable("ca_bundle")
-    with _session_lock:  # sessions are not thread-safe
-        return _shared_boto3_session()._session.get_config_variable("ca_bundle")
-
-
-def build_client(cfg: EndpointConfig, *, session: boto3.session.Session | None = None):
-    """A boto3 S3 client for ``cfg`` with the compatibility handlers registered.
-
-    Without ``session``, clients share one session per process: its loader keeps the S3
-    model once parsed, so every client after the first costs ~5 ms instead of ~80 ms (a
-    run with three endpoints starts 0.15 s sooner). Sessions are not thread-safe; clients
-    are, so only the creation is serialised.
-    """
-    with _session_lock:
-        session = session or _shared_boto3_session()
-        # Resolved here, not left to botocore (verify=None), so that the lean client, which
-        # asks tls_verify too, trusts exactly what the botocore client trusts.
-        verify = tls_verify(cfg, session=session._session)
-        client = session.client(
-            "s3",
-            endpoint_url=cfg.endpoint_url,
-            aws_access_key_id=cfg.access_key,
-            aws_secret_access_key=cfg.secret_key,
-            verify=verify,
-            config=client_config(cfg),
-        )
-    events = client.meta.events
-    if cfg.signature_version == "s3":
-        # Registered last so it runs after botocore has set auth_path.
-        events.register_last("before-sign.s3", _sigv2_trim_auth_path)
-    events.register("before-call.s3.DeleteObjects", _delete_objects_content_md5)
-    return client
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def map_client_error(
-    exc: Exception, *, op: str, cfg: EndpointConfig, key: str | None = None
-) -> Exception:
-    """Turn a botocore exception into the s3s3 error that says whether to retry.
-
-    Returns the exception to raise (``raise map_client_error(...) from exc``). Exceptions
-    that are not botocore's are returned unchanged.
-    """
-    kw = dict(op=op, endpoint=cfg.name, bucket=cfg.bucket, key=key)
-    if isinstance(exc, botocore.exceptions.ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code") or "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = err.get("Message") or code or str(exc)
-        return classify_error(code, status, message, op=op, cfg=cfg, key=key)
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return FatalEndpointError(
-            "no credentials: set aws_access_key_id and "
-            "aws_secret_access_key, or the S3S3_* environment variables",
-            code="NoCredentials",
-            **kw,
-        )
-    if isinstance(exc, (botocore.exceptions.SSLError,)):
-        return FatalEndpointError(f"TLS failed: {exc}", code="TLS", **kw)
-    if isinstance(
-        exc,
-        (
-            botocore.exceptions.ConnectionError,
-            botocore.exceptions.HTTPClientError,
-            botocore.exceptions.ReadTimeoutError,
-            botocore.exceptions.IncompleteReadError,
-            botocore.exceptions.ResponseStreamingError,
-            botocore.exceptions.UnseekableStreamError,
-            ConnectionError,
-            TimeoutError,
-        ),
-    ):
-        return TransientEndpointError(f"{type(exc).__name__}: {exc}", code="connection", **kw)
-    return exc
-
-
-def classify_error(
-    code: str,
-    status: int | None,
-    message: str,
-    *,
-    op: str,
-    cfg: EndpointConfig,
-    key: str | None = None,
-) -> EndpointError:
-    """The s3s3 error for an S3 error answer: the one table both data paths use."""
-    kw = dict(op=op, endpoint=cfg.name, bucket=cfg.bucket, key=key)
-    message = message or code
-    text = f"{code} (HTTP {status}): {message}" if code else f"HTTP {status}: {message}"
-    if code == "NoSuchBucket" or (status == 404 and key is None):
-        return FatalEndpointError(f"bucket does not exist: {text}", code=code, status=status, **kw)
-    if code in MISSING_CODES and key is not None:
-        return SourceKeyMissing(f"no such key: {text}", code=code, status=status, **kw)
-    if code in THROTTLE_CODES:
-        return TransientEndpointError(text, code=code, status=status, **kw)
-    # Before the 5xx rule: a 501 NotImplemented will not be implemented on a retry.
-    if code in FATAL_CODES or status in (401, 403):
-        return FatalEndpointError(text, code=code, status=status, **kw)
-    if status is not None and status >= 500:
-        return TransientEndpointError(text, code=code, status=status, **kw)
-    return EndpointError(text, code=code, status=status, **kw)
-
-
-# --------------------------------------------------------------------------- endpoint
+#: The operations the lean store may serve (``put``: of a bytes body).
+LEAN_OPERATIONS = frozenset({"head", "get", "put", "list_page", "list_uploads"})
 
 
 class Endpoint:
-    """One configured bucket on one S3 server, with the calls s3s3 makes on it.
+    """One configured bucket on one S3 server (a :class:`~s3s3.store.base.Store`).
 
-    The client is built lazily and shared by threads (boto3 clients are thread-safe), and
-    so is the lean client of :attr:`raw`.
+    ``client``, when given, is the boto3 client to use (else one is built on first use).
+    Thread-safe: share one per endpoint.
     """
 
     def __init__(self, cfg: EndpointConfig, client=None) -> None:
         self.cfg = cfg
-        self._client = client
-        self._raw = None
-        # False once the lean client is ruled out: data_path = botocore, a proxy, a redirect.
-        self._raw_usable = cfg.data_path == "raw"
-        self._raw_lock = threading.Lock()
+        self.boto = BotoStore(cfg, client=client)
+        # Decided from the configuration, once.
+        self._lean_wanted = cfg.data_path == "raw"
+        self._lean_lists_uploads = self._lean_wanted and cfg.signature_version not in SIGV2
+        self._lean: LeanStore | None = None
+        self._lean_decided = not self._lean_wanted
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Endpoint({self.cfg.describe()})"
@@ -331,133 +87,198 @@ class Endpoint:
 
     @property
     def client(self):
-        if self._client is None:
-            self._client = build_client(self.cfg)
-        return self._client
+        """The boto3 client."""
+        return self.boto.client
 
     @property
-    def raw(self):
-        """The lean client (:class:`s3s3.store.lean.RawClient`), or None where botocore is used."""
-        if self._raw is None and self._raw_usable:
-            with self._raw_lock:
-                if self._raw is None and self._raw_usable:
-                    self._raw = self._build_raw()
-        return self._raw
+    def lean(self) -> LeanStore | None:
+        """The lean store, or None where every operation goes through boto3."""
+        if self._lean_decided:
+            return self._lean
+        with self._lock:
+            if not self._lean_decided:
+                self._lean = self._build_lean()
+                self._lean_decided = True
+        return self._lean
 
-    def _build_raw(self):
-        url = self.cfg.endpoint_url or self.client.meta.endpoint_url
-        if rawhttp.proxy_for(url):
-            self._raw_usable = False
+    def transport(self, operation: str) -> str:
+        """``"lean"`` or ``"botocore"``: which store serves ``operation`` (a Store method
+        name; ``put`` of a bytes body) now."""
+        if operation not in LEAN_OPERATIONS or self.lean is None:
+            return "botocore"
+        if operation == "list_uploads" and not self._lean_lists_uploads:
+            return "botocore"
+        return "lean"
+
+    def close(self) -> None:
+        """Close the lean store's idle connections."""
+        if self._lean is not None:
+            self._lean.close()
+
+    def _build_lean(self) -> LeanStore | None:
+        url = self.boto.endpoint_url
+        if proxy_for(url):
             log.info("[%s] goes through a proxy: object calls use botocore", self.name)
             return None
         try:
-            return rawhttp.RawClient(self.cfg, self.client)
+            return LeanStore(
+                self.cfg,
+                base_url=self.boto.object_base_url(),
+                region=self.boto.region,
+                credentials=self.boto.credentials(),
+                verify=self.boto.tls_verify(),
+            )
         except botocore.exceptions.BotoCoreError as exc:
             # No credentials, say: botocore's own calls will raise the mapped error.
-            log.debug(
-                "[%s] lean client unavailable (%s): object calls use botocore", self.name, exc
-            )
-            self._raw_usable = False
+            log.debug("[%s] lean store unavailable (%s): object calls use botocore", self.name, exc)
             return None
 
-    def fast_call(self, op: str, key: str | None = None, **params):
-        """:meth:`call` for the per-object operations, through the lean client when it can.
+    def _leave_lean(self, store: LeanStore, exc: FatalEndpointError) -> None:
+        """The lean store was redirected: botocore serves this endpoint from now on."""
+        with self._lock:
+            if self._lean is store:
+                log.info("[%s] %s; object calls use botocore from now on", self.name, exc)
+                self._lean = None
 
-        GetObject (``Body`` is streamed: read it, then close it), PutObject with a bytes
-        ``Body``, HeadObject, and ListObjectsV2/ListObjects pages; anything else, and every
-        call when ``data_path = botocore``, goes to :meth:`call`. The response dict holds
-        the fields s3s3 reads, in botocore's shape; errors are the same s3s3 errors.
-        """
-        raw = self.raw
-        if raw is not None:
-            try:
-                return raw.call(op, key, **params)
-            except rawhttp.NeedsBotocore as exc:
-                if exc.permanent:
-                    log.info("[%s] %s; object calls use botocore from now on", self.name, exc)
-                    self._raw_usable = False
-                    self._raw = None
-        return self.call(op, key, **params)
-
-    def call(self, op: str, key: str | None = None, **params):
-        """Run one S3 operation on this bucket, mapping botocore errors to s3s3's."""
-        method = getattr(self.client, _snake(op))
-        try:
-            return method(
-                Bucket=self.cfg.bucket, **({"Key": key} if key is not None else {}), **params
-            )
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise map_client_error(exc, op=op, cfg=self.cfg, key=key) from exc
-
-    def head(self, key: str) -> ObjectInfo | None:
-        """The object's size, ETag and s3s3 md5, or None when it does not exist."""
-        try:
-            resp = self.fast_call("HeadObject", key)
-        except SourceKeyMissing:
-            return None
-        return info_from_head(key, resp)
+    # ------------------------------------------------------------------- objects
 
     def check_bucket(self) -> None:
         """Fail fast, with a fatal error, on bad credentials or a missing bucket."""
-        self.call("HeadBucket")
+        self.boto.check_bucket()
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size, ETag and s3s3 md5, or None when it does not exist."""
+        store = self.lean
+        if store is not None:
+            try:
+                return store.head(key)
+            except FatalEndpointError as exc:
+                if not store.redirected:
+                    raise
+                self._leave_lean(store, exc)
+        return self.boto.head(key)
+
+    def get(self, key: str) -> ObjectStream:
+        """The object's body to stream (read it, then close it), with its ObjectInfo and
+        the headers a copy carries; :class:`~s3s3.errors.SourceKeyMissing` if missing."""
+        store = self.lean
+        if store is not None:
+            try:
+                return store.get(key)
+            except FatalEndpointError as exc:
+                if not store.redirected:
+                    raise
+                self._leave_lean(store, exc)
+        return self.boto.get(key)
+
+    def put(
+        self,
+        key: str,
+        body: bytes | Readable,
+        *,
+        size: int,
+        headers: ContentHeaders = NO_HEADERS,
+        md5: str | None = None,
+    ) -> str:
+        """Write ``key``: a bytes body through the lean store, a stream (``size`` bytes)
+        through botocore. With ``md5`` (hex) the server checks the bytes. Answers the ETag."""
+        store = self.lean
+        if store is not None and isinstance(body, (bytes, bytearray)):
+            try:
+                return store.put(key, bytes(body), size=size, headers=headers, md5=md5)
+            except FatalEndpointError as exc:
+                if not store.redirected:
+                    raise
+                self._leave_lean(store, exc)
+        return self.boto.put(key, body, size=size, headers=headers, md5=md5)
+
+    def create_upload(self, key: str, *, headers: ContentHeaders = NO_HEADERS) -> str:
+        return self.boto.create_upload(key, headers=headers)
+
+    def upload_part(
+        self, key: str, upload_id: str, *, number: int, body: Readable, size: int
+    ) -> Part:
+        return self.boto.upload_part(key, upload_id, number=number, body=body, size=size)
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[Part]) -> str:
+        return self.boto.complete_upload(key, upload_id, parts)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self.boto.abort_upload(key, upload_id)
 
     def delete(self, key: str) -> None:
-        self.call("DeleteObject", key)
+        self.boto.delete(key)
+
+    def delete_many(self, keys: Sequence[str]) -> DeleteFailures:
+        """See :meth:`BotoStore.delete_many <s3s3.store.boto.BotoStore.delete_many>`."""
+        return self.boto.delete_many(keys)
+
+    # ------------------------------------------------------------------- listings
+
+    def list_page(
+        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+    ) -> Page:
+        """One listing page (V2, or V1 where ``list_version = 1``) after ``marker``."""
+        store = self.lean
+        if store is not None:
+            try:
+                return store.list_page(prefix, page_size=page_size, marker=marker)
+            except FatalEndpointError as exc:
+                if not store.redirected:
+                    raise
+                self._leave_lean(store, exc)
+        return self.boto.list_page(prefix, page_size=page_size, marker=marker)
+
+    def list_uploads_page(
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        key_marker: str | None = None,
+        upload_id_marker: str | None = None,
+    ) -> UploadPage:
+        """One ListMultipartUploads page: through the lean store (this runs once per
+        destination on every start-up, and botocore's first ListMultipartUploads of a
+        process costs ~28 ms of CPU), except with SigV2 or ``data_path = botocore``."""
+        store = self.lean if self._lean_lists_uploads else None
+        if store is not None:
+            try:
+                return store.list_uploads_page(
+                    prefix,
+                    page_size=page_size,
+                    key_marker=key_marker,
+                    upload_id_marker=upload_id_marker,
+                )
+            except FatalEndpointError as exc:
+                if not store.redirected:
+                    raise
+                self._leave_lean(store, exc)
+        return self.boto.list_uploads_page(
+            prefix, page_size=page_size, key_marker=key_marker, upload_id_marker=upload_id_marker
+        )
 
     def list_uploads(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[UploadInfo]:
-        """Every multipart upload in progress under ``prefix``, page by page.
+        """Every multipart upload in progress under ``prefix``, page by page, each page
+        retried under this endpoint's policy (:func:`s3s3.store.base.iter_uploads`)."""
+        return iter_uploads(
+            functools.partial(self.list_uploads_page, prefix, page_size=page_size),
+            name=self.name,
+            policy=retry.Policy.for_endpoint(self.cfg),
+            what=f"listing uploads of s3://{self.bucket}/{prefix} on [{self.name}]",
+        )
 
-        Pages follow NextKeyMarker/NextUploadIdMarker; where a truncated page leaves them
-        empty (Swift 2.30 does, with small pages) the last upload listed gives them. A page
-        that would not move the markers on ends the listing rather than loop.
+    # ------------------------------------------------------------------- transitional
 
-        Pages go through the lean client (:meth:`fast_call`): this runs once per destination
-        on every start-up, and botocore's first ListMultipartUploads of a process costs
-        ~28 ms of CPU. SigV2 endpoints, and ``data_path = botocore``, use botocore.
+    def call(self, op: str, key: str | None = None, **params: Any) -> dict:
+        """One boto3 operation by its botocore name, answering botocore's dict.
+
+        Transitional: for the bucket job's DeleteObjects until it calls
+        :meth:`delete_many`; nothing else above the store should use it.
         """
-        params: dict = {"Prefix": prefix, "MaxUploads": page_size}
-        while True:
-            resp = self.fast_call("ListMultipartUploads", **params)
-            uploads = resp.get("Uploads") or []
-            for item in uploads:
-                yield UploadInfo(
-                    key=item.get("Key", ""),
-                    upload_id=item.get("UploadId", ""),
-                    initiator=str((item.get("Initiator") or {}).get("ID") or ""),
-                    initiated=item.get("Initiated"),
-                )
-            if not resp.get("IsTruncated") or not uploads:
-                return
-            markers = (
-                resp.get("NextKeyMarker") or uploads[-1].get("Key", ""),
-                resp.get("NextUploadIdMarker") or uploads[-1].get("UploadId", ""),
-            )
-            if markers == (params.get("KeyMarker"), params.get("UploadIdMarker")):
-                log.warning(
-                    "[%s] ListMultipartUploads does not page on past %r; listing stops there",
-                    self.name,
-                    markers[0],
-                )
-                return
-            params["KeyMarker"], params["UploadIdMarker"] = markers
+        return self.boto.call(op, key, **params)
 
 
-def info_from_head(key: str, resp: dict) -> ObjectInfo:
-    meta = {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
-    md5 = meta.get(MD5_META)
-    return ObjectInfo(
-        key=key,
-        size=int(resp.get("ContentLength") or 0),
-        etag=clean_etag(resp.get("ETag")),
-        last_modified=resp.get("LastModified"),
-        md5=md5.lower() if md5 and etag_is_md5(md5.lower()) else None,
-    )
+if TYPE_CHECKING:  # both are Stores, as mypy checks here
 
-
-def _snake(op: str) -> str:
-    out = []
-    for i, ch in enumerate(op):
-        if ch.isupper() and i:
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    def _is_a_store(endpoint: Endpoint, boto: BotoStore) -> tuple[Store, Store]:
+        return endpoint, boto

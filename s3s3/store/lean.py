@@ -1,4 +1,5 @@
-"""A lean S3 client for the calls s3s3 makes once per object: GET, PUT, HEAD, listing pages.
+"""The lean store: the calls s3s3 makes once per object (GET, PUT of a bytes body, HEAD,
+listing pages) over pooled ``http.client``, in model types.
 
 Why: botocore spends about 2 ms of client CPU on a GET and a PUT of a 4 KiB object, most of
 it in per-request machinery (event hooks, endpoint ruleset resolution, request
@@ -8,72 +9,95 @@ objects is won on client CPU per object, so the hot calls are sent here instead:
 - the transport is the standard library's ``http.client``, the layer under urllib3 and
   botocore, with keep-alive connections kept in a small pool per endpoint
   (:class:`ConnectionPool`), the endpoint's connect and read timeouts, TLS verification
-  and the CA bundle botocore would use (:func:`s3s3.store.endpoint.tls_verify`: the INI's
-  ``ca_bundle``, then ``AWS_CA_BUNDLE``, the AWS profile, ``REQUESTS_CA_BUNDLE``). urllib3's pool and response wrappers cost ~0.3 ms of CPU per request on
-  the benchmark machine, more than everything else here together;
-- requests are signed by :mod:`s3s3.store.signing`, which produces byte for byte what botocore's
-  ``S3SigV4Auth`` (with ``UNSIGNED-PAYLOAD``, as the botocore clients are configured) and
-  ``HmacV1Auth`` (SigV2, over the resource ``/bucket/key`` as botocore signs it) produce,
-  which took a 4 KiB copy from 0.86 to 0.68 ms of client CPU (``python -m bench
-  options``); credentials are the botocore client's, frozen per request so that
-  refreshable credentials are refreshed;
+  and the CA bundle botocore would use (given by the boto3 store: the INI's ``ca_bundle``,
+  then ``AWS_CA_BUNDLE``, the AWS profile, ``REQUESTS_CA_BUNDLE``). urllib3's pool and
+  response wrappers cost ~0.3 ms of CPU per request on the benchmark machine, more than
+  everything else here together;
+- requests are signed by :mod:`s3s3.store.signing`, which produces byte for byte what
+  botocore's ``S3SigV4Auth`` (with ``UNSIGNED-PAYLOAD``, as the botocore clients are
+  configured) and ``HmacV1Auth`` (SigV2, over the resource ``/bucket/key`` as botocore
+  signs it) produce, which took a 4 KiB copy from 0.86 to 0.68 ms of client CPU (``python
+  -m bench options``); credentials are botocore's (boto3's public ``get_credentials``),
+  frozen per request so that refreshable credentials are refreshed;
 - the bucket's base URL (path-style or virtual-hosted, AWS endpoint resolution) is asked
   of botocore once, by presigning a probe URL, so both data paths address the same host;
 - keys are URL-encoded as botocore encodes them (``quote(key, safe='/~')``), object listings
   are requested with ``encoding-type=url`` and decoded as botocore decodes them, and parsed
   with ElementTree, several times faster than botocore's parser;
-- responses come back as dicts in botocore's shape, holding the fields s3s3 reads, so the
-  callers cannot tell the data paths apart;
+- a GET's or HEAD's headers are read once, into an ``ObjectInfo`` and the
+  ``ContentHeaders`` a copy carries, and a PUT writes those as they came: no botocore names
+  in between;
 - errors go through the table botocore's errors go through
-  (:func:`s3s3.store.endpoint.classify_error`); throttling, 5xx, connection errors and timeouts
-  are retried (every call here is idempotent: GET, HEAD, listing, PUT of a bytes body)
-  with capped exponential backoff and full jitter, up to the endpoint's ``max_attempts``.
+  (:func:`s3s3.store.s3errors.classify_error`); network errors and timeouts, while sending
+  or while reading a body, are :class:`~s3s3.errors.TransientEndpointError`. Nothing is
+  retried here: the owner of the operation retries it (``s3s3.retry``). The one exception
+  is a kept connection that the server had closed as the request went out: that request is
+  sent once more on a fresh connection, as urllib3 does (every call here is idempotent).
 
 ListMultipartUploads pages are sent here too (the start-up sweep of stale uploads makes
 one per destination per run, and botocore's first call of an operation costs ~28 ms of CPU),
 plain, without ``encoding-type=url``, which Ceph and Swift answer in ways that cannot be
 decoded safely; except with SigV2, which signs the ``uploads`` sub-resource and
-:mod:`s3s3.store.signing` signs none. Everything else stays on botocore: the other multipart calls, streamed PUTs (botocore sends
-``Expect: 100-continue``, and a consumed stream cannot be replayed), DeleteObjects, bucket
-calls, endpoints behind an HTTP proxy. When a server answers with a redirect (an AWS bucket
-in another region), the call raises :class:`NeedsBotocore` before anything was consumed and
-the endpoint switches to botocore, whose redirect handling then applies.
+:mod:`s3s3.store.signing` signs none. Everything else is the boto3 store's: the other
+multipart calls, streamed PUTs (botocore sends ``Expect: 100-continue``), deletes, bucket
+calls, endpoints behind an HTTP proxy; the :class:`~s3s3.store.endpoint.Endpoint` decides
+which, once. When a server answers with a redirect (an AWS bucket in another region), the
+call fails before anything was consumed and :attr:`LeanStore.redirected` records it: the
+endpoint hands the call, and every later one, to botocore, whose redirect handling applies.
+
+This module imports no other store: it is given its base URL, region, credentials and TLS
+trust.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import http.client
 import logging
 import os
-import random
 import select
 import socket
 import ssl
 import threading
-import time
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlsplit
 
 import botocore.httpsession
 import botocore.utils
-from botocore.credentials import Credentials
 
-# endpoint imports this module: the module, not its names, is imported here, so that
-# either can be imported first.
 from s3s3 import __version__
 from s3s3.config import EndpointConfig
-from s3s3.errors import FatalEndpointError, ResponseError, TransientEndpointError
-from s3s3.store import endpoint, signing
+from s3s3.errors import (
+    EndpointError,
+    FatalEndpointError,
+    ResponseError,
+    SourceKeyMissing,
+    TransientEndpointError,
+)
+from s3s3.model import MD5_META, ObjectInfo, clean_etag, etag_is_md5
+from s3s3.store import signing
+from s3s3.store.base import (
+    META_PREFIX,
+    NO_HEADERS,
+    ContentHeaders,
+    ObjectStream,
+    Page,
+    UploadPage,
+    page_of,
+    upload_page_of,
+)
+from s3s3.store.s3errors import classify_error
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "SIGV2",
     "ConnectionPool",
-    "NeedsBotocore",
-    "RawBody",
-    "RawClient",
+    "LeanBody",
+    "LeanStore",
     "parse_listing",
     "parse_uploads",
     "proxy_for",
@@ -83,41 +107,19 @@ __all__ = [
 #: What every request sends as User-Agent (SigV4 never signs it).
 USER_AGENT = f"s3s3/{__version__}"
 
-#: botocore's retry ceiling for the standard mode, in seconds.
-MAX_BACKOFF_S = 20.0
+#: The ``signature_version`` values that mean SigV2.
+SIGV2 = frozenset({"s3", "v2"})
 
-#: The key the base URL is presigned with; never requested.
-_PROBE_KEY = "s3s3-probe"
-
-#: Response headers that become botocore response fields of the same meaning.
-_HEADER_FIELDS = {
-    "content-type": "ContentType",
-    "content-encoding": "ContentEncoding",
-    "content-disposition": "ContentDisposition",
-    "content-language": "ContentLanguage",
-    "cache-control": "CacheControl",
-    "expires": "ExpiresString",
-    "etag": "ETag",
-    "last-modified": "LastModified",
-    "content-length": "ContentLength",
-    "x-amz-version-id": "VersionId",
+#: Response headers a copy carries, by lower-case name: their wire name.
+_CARRIED = {
+    "content-type": "Content-Type",
+    "content-encoding": "Content-Encoding",
+    "content-disposition": "Content-Disposition",
+    "content-language": "Content-Language",
+    "cache-control": "Cache-Control",
+    "expires": "Expires",
 }
-_META_PREFIX = "x-amz-meta-"
-
-#: PutObject parameters sent as headers, by botocore parameter name.
-_PUT_HEADERS = {
-    "ContentType": "Content-Type",
-    "ContentEncoding": "Content-Encoding",
-    "ContentDisposition": "Content-Disposition",
-    "ContentLanguage": "Content-Language",
-    "CacheControl": "Cache-Control",
-    "Expires": "Expires",
-    "ContentMD5": "Content-MD5",
-}
-_PUT_PARAMS = frozenset({"Body", "ContentLength", "Metadata", *_PUT_HEADERS})
-_LIST_V2_PARAMS = frozenset({"Prefix", "MaxKeys", "ContinuationToken", "StartAfter"})
-_LIST_V1_PARAMS = frozenset({"Prefix", "MaxKeys", "Marker"})
-_LIST_UPLOADS_PARAMS = frozenset({"Prefix", "MaxUploads", "KeyMarker", "UploadIdMarker"})
+_MD5_HEADER = META_PREFIX + MD5_META
 
 _REDIRECT_STATUSES = frozenset({301, 302, 307, 308})
 _REDIRECT_CODES = frozenset(
@@ -134,43 +136,13 @@ _REDIRECT_CODES = frozenset(
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
 
 
-class NeedsBotocore(Exception):
-    """This call (or, when ``permanent``, this endpoint) must go through botocore instead.
-
-    Raised before any request body was consumed, so the caller can simply repeat the call.
-    """
-
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.permanent = permanent
-
-
-class TLSSetupError(Exception):
-    """A TLS handshake failed: certificate or protocol, which retrying cannot fix."""
-
-
 def proxy_for(url: str) -> str | None:
     """The proxy botocore would use for ``url`` from the environment, or None.
 
-    The lean client connects directly, so an endpoint behind a proxy stays on botocore.
+    The lean store connects directly, so an endpoint behind a proxy stays on botocore.
     """
     proxies = botocore.utils.get_environ_proxies(url)
     return proxies.get(urlsplit(url).scheme) if proxies else None
-
-
-def bucket_base_url(client, bucket: str) -> str:
-    """The URL botocore sends object requests of ``bucket`` to, up to the key.
-
-    ``http://host:port/bucket/`` (path-style) or ``https://bucket.host/`` (virtual-hosted):
-    presigning makes botocore run its whole endpoint resolution, without a request.
-    """
-    url = client.generate_presigned_url(
-        "head_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
-    )
-    parts = urlsplit(url)
-    if not parts.path.endswith("/" + _PROBE_KEY):
-        raise ValueError(f"unexpected presigned URL form for bucket {bucket!r}")
-    return f"{parts.scheme}://{parts.netloc}{parts.path[: -len(_PROBE_KEY)]}"
 
 
 def host_header(scheme: str, hostname: str, port: int | None) -> str:
@@ -183,13 +155,6 @@ def host_header(scheme: str, hostname: str, port: int | None) -> str:
     return host
 
 
-def backoff_s(attempt: int) -> float:
-    """The delay after failed attempt ``attempt`` (1-based): full jitter over a window that
-    doubles from 1 s up to botocore's 20 s cap (jittered at the cap too, so that clients
-    throttled together do not retry together)."""
-    return random.random() * min(2.0 ** (attempt - 1), MAX_BACKOFF_S)
-
-
 # --------------------------------------------------------------------------- connections
 
 
@@ -199,7 +164,8 @@ class ConnectionPool:
     At most ``max_idle`` connections are kept between requests; more may be open at once
     (the caller bounds concurrency). A kept connection the server has closed meanwhile is
     detected (it polls readable while idle) and replaced, as urllib3 does; one that fails
-    on first use anyway is replaced once more by :meth:`exchange`.
+    on first use anyway is replaced once more by :meth:`exchange`. ``endpoint`` and
+    ``bucket`` name the store in the error of a failed TLS handshake.
     """
 
     def __init__(
@@ -212,6 +178,8 @@ class ConnectionPool:
         connect_timeout_s: float,
         read_timeout_s: float,
         verify: bool | str = True,
+        endpoint: str = "",
+        bucket: str = "",
     ) -> None:
         self.scheme = scheme
         self.host = host
@@ -222,17 +190,30 @@ class ConnectionPool:
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._context = _ssl_context(verify) if scheme == "https" else None
+        self._endpoint = endpoint
+        self._bucket = bucket
 
     def __repr__(self) -> str:
         return f"ConnectionPool({self.scheme}://{self.host}:{self.port}, idle={len(self._idle)})"
 
-    def exchange(self, method: str, target: str, headers: dict, body: bytes | None):
+    def exchange(
+        self,
+        method: str,
+        target: str,
+        headers: dict,
+        body: bytes | None,
+        *,
+        op: str,
+        key: str | None = None,
+    ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
         """Send one request; return ``(response, connection)`` once its headers are in.
 
         The connection goes back with :meth:`release` when the response is read to the end,
-        or to :meth:`discard`.
+        or to :meth:`discard`. A network failure is raised as it is (OSError,
+        HTTPException); a TLS handshake that fails (certificate, protocol: retrying cannot
+        fix it) is a :class:`~s3s3.errors.FatalEndpointError` of ``op`` on ``key``.
         """
-        conn, reused = self._acquire()
+        conn, reused = self._acquire(op, key)
         try:
             conn.request(method, target, body=body, headers=headers)
             return conn.getresponse(), conn
@@ -245,7 +226,7 @@ class ConnectionPool:
             raise
         # The server closed the kept connection as the request went out (its keep-alive
         # timeout): every call sent here is idempotent, so send it once more, fresh.
-        conn = self._connect()
+        conn = self._connect(op, key)
         try:
             conn.request(method, target, body=body, headers=headers)
             return conn.getresponse(), conn
@@ -272,17 +253,18 @@ class ConnectionPool:
         for conn in idle:
             conn.close()
 
-    def _acquire(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _acquire(self, op: str, key: str | None) -> tuple[http.client.HTTPConnection, bool]:
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                return self._connect(), False
+                return self._connect(op, key), False
             if not _is_dropped(conn.sock):
                 return conn, True
             conn.close()
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self, op: str, key: str | None) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
         if self._context is not None:
             conn = http.client.HTTPSConnection(
                 self.host, self.port, context=self._context, timeout=self._connect_timeout_s
@@ -293,7 +275,14 @@ class ConnectionPool:
             conn.connect()
         except ssl.SSLError as exc:  # the certificate or the protocol: not the network
             conn.close()
-            raise TLSSetupError(str(exc)) from exc
+            raise FatalEndpointError(
+                f"TLS failed: {exc}",
+                op=op,
+                endpoint=self._endpoint,
+                bucket=self._bucket,
+                key=key,
+                code="TLS",
+            ) from exc
         except BaseException:
             conn.close()
             raise
@@ -311,9 +300,9 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    # ``verify`` comes from endpoint.tls_verify, as the botocore client's does (the INI's
-    # ca_bundle, AWS_CA_BUNDLE, the AWS profile, REQUESTS_CA_BUNDLE); True: botocore's own
-    # bundle (certifi's). A folder of hashed CA files is taken too, as botocore takes it.
+    # ``verify`` comes from the boto3 store's tls_verify, as the botocore client's does (the
+    # INI's ca_bundle, AWS_CA_BUNDLE, the AWS profile, REQUESTS_CA_BUNDLE); True: botocore's
+    # own bundle (certifi's). A folder of hashed CA files is taken too, as botocore takes it.
     cert_path = botocore.httpsession.get_cert_path(verify)
     if os.path.isdir(cert_path):
         return ssl.create_default_context(capath=cert_path)
@@ -338,8 +327,8 @@ else:  # pragma: no cover - Windows
 # --------------------------------------------------------------------------- bodies
 
 
-class RawBody:
-    """The streamed body of a GET, read like botocore's ``StreamingBody``.
+class LeanBody:
+    """The streamed body of a GET (a :class:`~s3s3.store.base.Body`).
 
     ``close()`` hands the connection back to the pool when the body was read to the end,
     and closes it otherwise (the rest of the body would still be on the wire). Errors while
@@ -353,13 +342,13 @@ class RawBody:
         conn,
         *,
         pool: ConnectionPool,
-        client: RawClient,
+        store: LeanStore,
         key: str,
     ) -> None:
         self._resp = resp
         self._conn = conn
         self._pool = pool
-        self._client = client
+        self._store = store
         self._key = key
         self._left = resp.length  # None when chunked
 
@@ -368,7 +357,7 @@ class RawBody:
             data = self._resp.read() if amt is None or amt < 0 else self._resp.read(amt)
         except _NETWORK_ERRORS as exc:
             self._drop()
-            raise self._client._network_error("GetObject", self._key, exc) from exc
+            raise self._store._network_error("GetObject", self._key, exc) from exc
         if self._left is not None:
             self._left -= len(data)
             if not data and amt and self._left > 0:
@@ -376,8 +365,8 @@ class RawBody:
                 raise TransientEndpointError(
                     f"the connection closed with {self._left} bytes of the body unread",
                     op="GetObject",
-                    endpoint=self._client.cfg.name,
-                    bucket=self._client.cfg.bucket,
+                    endpoint=self._store.cfg.name,
+                    bucket=self._store.cfg.bucket,
                     key=self._key,
                     code="connection",
                 )
@@ -401,32 +390,48 @@ class RawBody:
             self._conn = None
         self._resp.close()
 
-    def __enter__(self) -> RawBody:
+    def __enter__(self) -> LeanBody:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-# --------------------------------------------------------------------------- client
+# --------------------------------------------------------------------------- the store
 
 
-class RawClient:
-    """GET, PUT, HEAD and listing pages of one bucket, over http.client, signed as botocore signs.
+class LeanStore:
+    """HEAD, GET, PUT of a bytes body and listing pages of one bucket, over http.client,
+    signed as botocore signs.
 
-    Thread-safe: share one per endpoint. ``client`` is the endpoint's botocore client; its
-    credentials, region and endpoint resolution are used, and nothing else of it.
+    Thread-safe: share one per endpoint. It is given what it needs of botocore: the
+    bucket's ``base_url`` (:meth:`BotoStore.object_base_url`), the ``region``, the
+    ``credentials`` (botocore's, frozen per request; None: every request fails as botocore
+    would, with NoCredentials) and the TLS ``verify`` value.
     """
 
-    def __init__(self, cfg: EndpointConfig, client) -> None:
+    def __init__(
+        self,
+        cfg: EndpointConfig,
+        *,
+        base_url: str,
+        region: str,
+        credentials,
+        verify: bool | str = True,
+    ) -> None:
         self.cfg = cfg
-        self._credentials = _credentials_of(client, cfg)
-        self._region = client.meta.region_name or cfg.region
-        sigv2 = (client.meta.config.signature_version or cfg.signature_version) in ("s3", "v2")
-        self._signer = signing.SigV2Signer() if sigv2 else signing.SigV4Signer(self._region)
-        base = bucket_base_url(client, cfg.bucket)
-        parts = urlsplit(base)
-        self.base_url = base
+        self._credentials = credentials
+        self._region = region
+        sigv2 = cfg.signature_version in SIGV2
+        self._signer: signing.SigV2Signer | signing.SigV4Signer = (
+            signing.SigV2Signer() if sigv2 else signing.SigV4Signer(region)
+        )
+        #: False with SigV2, which signs the ``uploads`` sub-resource (signing signs none).
+        self.lists_uploads = not sigv2
+        #: Set once a server answered with a redirect: the caller should use botocore.
+        self.redirected = False
+        parts = urlsplit(base_url)
+        self.base_url = base_url
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._object_prefix = parts.path  # "/bucket/" or "/"; the quoted key follows
         # Bucket-level requests go to "/bucket" (path-style) or "/" (virtual-hosted), as
@@ -442,149 +447,124 @@ class RawClient:
             max_idle=cfg.max_pool_connections,
             connect_timeout_s=cfg.connect_timeout_s,
             read_timeout_s=cfg.read_timeout_s,
-            verify=endpoint.tls_verify(cfg),
+            verify=verify,
+            endpoint=cfg.name,
+            bucket=cfg.bucket,
         )
 
     def __repr__(self) -> str:
-        return f"RawClient({self.cfg.describe()}, {self.base_url})"
+        return f"LeanStore({self.cfg.describe()}, {self.base_url})"
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def bucket(self) -> str:
+        return self.cfg.bucket
 
     def close(self) -> None:
         self._pool.close()
 
-    # ------------------------------------------------------------------- dispatch
-
-    def call(self, op: str, key: str | None = None, **params) -> dict:
-        """Run ``op`` as :meth:`Endpoint.call` would, or raise :class:`NeedsBotocore`."""
-        if op == "GetObject" and key is not None and not params:
-            return self.get_object(key)
-        if op == "HeadObject" and key is not None and not params:
-            return self.head_object(key)
-        if (
-            op == "PutObject"
-            and key is not None
-            and set(params) <= _PUT_PARAMS
-            and isinstance(params.get("Body"), (bytes, bytearray))
-        ):
-            return self.put_object(key, **params)
-        if op == "ListObjectsV2" and key is None and set(params) <= _LIST_V2_PARAMS:
-            return self.list_objects_v2(**params)
-        if op == "ListObjects" and key is None and set(params) <= _LIST_V1_PARAMS:
-            return self.list_objects(**params)
-        if op == "ListMultipartUploads" and key is None and set(params) <= _LIST_UPLOADS_PARAMS:
-            return self.list_multipart_uploads(**params)
-        raise NeedsBotocore(f"{op} with {sorted(params)} is not sent by the lean client")
-
     # ------------------------------------------------------------------- objects
 
-    def get_object(self, key: str) -> dict:
-        """GetObject; ``Body`` is a :class:`RawBody` to read and close."""
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            resp, _ = self._request("HEAD", *self._object_paths(key), op="HeadObject", key=key)
+        except SourceKeyMissing:
+            return None
+        return _object_headers(key, resp.headers, carry=False)[0]
+
+    def get(self, key: str) -> ObjectStream:
+        """GetObject; read the body and close it (or the stream)."""
         resp, conn = self._request(
             "GET", *self._object_paths(key), op="GetObject", key=key, stream=True
         )
-        out = _object_fields(resp.headers)
-        out["Body"] = RawBody(resp, conn, pool=self._pool, client=self, key=key)
-        return out
+        info, headers = _object_headers(key, resp.headers, carry=True)
+        return ObjectStream(
+            info, headers, LeanBody(resp, conn, pool=self._pool, store=self, key=key)
+        )
 
-    def head_object(self, key: str) -> dict:
-        resp, _ = self._request("HEAD", *self._object_paths(key), op="HeadObject", key=key)
-        return _object_fields(resp.headers)
-
-    def put_object(
+    def put(
         self,
         key: str,
+        body: bytes,
         *,
-        Body: bytes,
-        ContentLength: int | None = None,
-        Metadata: dict | None = None,
-        **fields,
-    ) -> dict:
-        """PutObject of a bytes body (retried on transient errors: bytes can be resent)."""
-        headers = {"Content-Length": str(len(Body) if ContentLength is None else ContentLength)}
-        for name, value in fields.items():
-            if value is None:
-                continue
-            if name == "Expires" and isinstance(value, datetime):
-                value = email.utils.format_datetime(value.astimezone(timezone.utc), usegmt=True)
-            headers[_PUT_HEADERS[name]] = str(value)
-        for name, value in (Metadata or {}).items():
-            headers[_META_PREFIX + name] = value
+        size: int,
+        headers: ContentHeaders = NO_HEADERS,
+        md5: str | None = None,
+    ) -> str:
+        """PutObject of a bytes body, with the carried ``headers`` as they came."""
+        wire = {"Content-Length": str(size), **headers.fields}
+        if md5 is not None:
+            wire["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
         resp, _ = self._request(
-            "PUT",
-            *self._object_paths(key),
-            op="PutObject",
-            key=key,
-            headers=headers,
-            body=bytes(Body),
+            "PUT", *self._object_paths(key), op="PutObject", key=key, headers=wire, body=body
         )
-        out = {}
-        for header, field in (("ETag", "ETag"), ("x-amz-version-id", "VersionId")):
-            value = resp.headers.get(header)
-            if value is not None:
-                out[field] = value
-        return out
+        return clean_etag(resp.headers.get("ETag"))
 
     # ------------------------------------------------------------------- listings
 
-    def list_objects_v2(
-        self,
-        *,
-        Prefix: str = "",
-        MaxKeys: int = 1000,
-        ContinuationToken: str | None = None,
-        StartAfter: str | None = None,
+    def list_page(
+        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+    ) -> Page:
+        v1 = self.cfg.list_version == 1
+        return page_of(self.list_answer(prefix, page_size=page_size, marker=marker), v1=v1)
+
+    def list_answer(
+        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
     ) -> dict:
-        """One ListObjectsV2 page as botocore returns it: Contents (Key, Size, ETag,
-        LastModified), IsTruncated, KeyCount, NextContinuationToken…"""
+        """One ListObjectsV2 page (ListObjects where ``list_version = 1``; ``marker`` is its
+        continuation token or marker) parsed into botocore's shape: Contents (Key, Size,
+        ETag, LastModified), IsTruncated, KeyCount, NextContinuationToken or NextMarker…"""
+        if self.cfg.list_version == 1:
+            query = [("encoding-type", "url"), ("max-keys", str(page_size)), ("prefix", prefix)]
+            if marker is not None:
+                query.append(("marker", marker))
+            return self._list("ListObjects", query, _parse_v1)
         query = [
             ("list-type", "2"),
             ("encoding-type", "url"),
-            ("max-keys", str(MaxKeys)),
-            ("prefix", Prefix),
+            ("max-keys", str(page_size)),
+            ("prefix", prefix),
         ]
-        if ContinuationToken is not None:
-            query.append(("continuation-token", ContinuationToken))
-        if StartAfter is not None:
-            query.append(("start-after", StartAfter))
-        # botocore decodes these V2 fields (besides the keys), and only these.
-        return self._list(
-            "ListObjectsV2",
-            query,
-            lambda data: parse_listing(data, decode=("Delimiter", "Prefix", "StartAfter")),
-        )
+        if marker is not None:
+            query.append(("continuation-token", marker))
+        return self._list("ListObjectsV2", query, _parse_v2)
 
-    def list_objects(
-        self, *, Prefix: str = "", MaxKeys: int = 1000, Marker: str | None = None
-    ) -> dict:
-        """One ListObjects (V1) page as botocore returns it: Contents, IsTruncated,
-        NextMarker…"""
-        query = [("encoding-type", "url"), ("max-keys", str(MaxKeys)), ("prefix", Prefix)]
-        if Marker is not None:
-            query.append(("marker", Marker))
-        return self._list(
-            "ListObjects",
-            query,
-            lambda data: parse_listing(data, decode=("Delimiter", "Marker", "NextMarker")),
-        )
-
-    def list_multipart_uploads(
+    def list_uploads_page(
         self,
+        prefix: str = "",
         *,
-        Prefix: str = "",
-        MaxUploads: int = 1000,
-        KeyMarker: str | None = None,
-        UploadIdMarker: str | None = None,
-    ) -> dict:
-        """One ListMultipartUploads page as botocore returns it: Uploads (Key, UploadId,
-        Initiator, Owner, StorageClass, Initiated), IsTruncated, NextKeyMarker,
-        NextUploadIdMarker… (:func:`parse_uploads`).
+        page_size: int = 1000,
+        key_marker: str | None = None,
+        upload_id_marker: str | None = None,
+    ) -> UploadPage:
+        return upload_page_of(
+            self.uploads_answer(
+                prefix,
+                page_size=page_size,
+                key_marker=key_marker,
+                upload_id_marker=upload_id_marker,
+            )
+        )
 
-        Raises :class:`NeedsBotocore` with SigV2, which signs the ``uploads`` sub-resource
-        (SigV4 signs it as any query parameter, ``uploads=``).
+    def uploads_answer(
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        key_marker: str | None = None,
+        upload_id_marker: str | None = None,
+    ) -> dict:
+        """One ListMultipartUploads page parsed into botocore's shape: Uploads (Key,
+        UploadId, Initiator, Owner, StorageClass, Initiated), IsTruncated, NextKeyMarker,
+        NextUploadIdMarker… (:func:`parse_uploads`). Not with SigV2 (:attr:`lists_uploads`).
         """
-        if isinstance(self._signer, signing.SigV2Signer):
-            raise NeedsBotocore(
-                "ListMultipartUploads with SigV2 signs the uploads "
-                "sub-resource, which the lean client does not sign"
+        if not self.lists_uploads:
+            raise ValueError(
+                "ListMultipartUploads with SigV2 signs the uploads sub-resource, which the "
+                "lean store does not sign: list uploads through botocore"
             )
         # As botocore sends it ("?uploads&prefix=…"), without encoding-type=url: Ceph 16.2
         # then encodes each Key but says nothing (no EncodingType), and Swift 2.30 says
@@ -592,16 +572,16 @@ class RawClient:
         # decoded safely. Plain answers are what botocore reads, on every server.
         query: list[tuple[str, str | None]] = [
             ("uploads", None),
-            ("prefix", Prefix),
-            ("max-uploads", str(MaxUploads)),
+            ("prefix", prefix),
+            ("max-uploads", str(page_size)),
         ]
-        if KeyMarker is not None:
-            query.append(("key-marker", KeyMarker))
-        if UploadIdMarker is not None:
-            query.append(("upload-id-marker", UploadIdMarker))
+        if key_marker is not None:
+            query.append(("key-marker", key_marker))
+        if upload_id_marker is not None:
+            query.append(("upload-id-marker", upload_id_marker))
         return self._list("ListMultipartUploads", query, parse_uploads)
 
-    def _list(self, op: str, query: list[tuple[str, str | None]], parse) -> dict:
+    def _list(self, op: str, query, parse) -> dict:
         """GET the bucket with ``query`` (a value of None: the bare name, as ``uploads``),
         and ``parse`` the answer; an unreadable one is a transient XMLParseError."""
         qs = "&".join(
@@ -665,55 +645,27 @@ class RawClient:
         body: bytes | None = None,
         stream: bool = False,
     ):
-        """Send one request, retrying what is transient. Returns ``(response, body bytes)``,
-        or ``(response, connection)`` with ``stream`` (the body is left to read)."""
+        """Send one request, once. Returns ``(response, body bytes)``, or ``(response,
+        connection)`` with ``stream`` (the body is left to read); raises the tree's error."""
         target = path + ("?" + query if query else "")
-        attempts = max(self.cfg.max_attempts, 1)
-        attempt = 0
-        while True:
-            attempt += 1
-            signed = self._sign(method, target, dict(headers or {}), auth_path, op=op, key=key)
-            try:
-                resp, conn = self._pool.exchange(method, target, signed, body)
-            except TLSSetupError as exc:
-                raise FatalEndpointError(
-                    f"TLS failed: {exc}",
-                    op=op,
-                    endpoint=self.cfg.name,
-                    bucket=self.cfg.bucket,
-                    key=key,
-                    code="TLS",
-                ) from exc
-            except _NETWORK_ERRORS as exc:
-                error, cause = self._network_error(op, key, exc), exc
-            else:
-                if resp.status < 300 and stream:
-                    return resp, conn
-                try:
-                    data = resp.read()
-                except _NETWORK_ERRORS as exc:
-                    self._pool.discard(conn)
-                    error, cause = self._network_error(op, key, exc), exc
-                else:
-                    self._pool.release(conn)
-                    if resp.status < 300:
-                        return resp, data
-                    error, cause = self._status_error(resp, data, op, key), None
-            if not isinstance(error, TransientEndpointError) or attempt >= attempts:
-                raise error from cause
-            delay = backoff_s(attempt)
-            log.debug(
-                "%s s3://%s/%s on [%s] failed (attempt %d of %d), retrying in %.2fs: %s",
-                op,
-                self.cfg.bucket,
-                key or "",
-                self.cfg.name,
-                attempt,
-                attempts,
-                delay,
-                error,
-            )
-            time.sleep(delay)
+        signed = self._sign(
+            method, target, {} if headers is None else headers, auth_path, op=op, key=key
+        )
+        try:
+            resp, conn = self._pool.exchange(method, target, signed, body, op=op, key=key)
+        except _NETWORK_ERRORS as exc:
+            raise self._network_error(op, key, exc) from exc
+        if resp.status < 300 and stream:
+            return resp, conn
+        try:
+            data = resp.read()
+        except _NETWORK_ERRORS as exc:
+            self._pool.discard(conn)
+            raise self._network_error(op, key, exc) from exc
+        self._pool.release(conn)
+        if resp.status < 300:
+            return resp, data
+        raise self._status_error(resp, data, op, key)
 
     def _network_error(self, op: str, key: str | None, exc: BaseException):
         return TransientEndpointError(
@@ -725,54 +677,81 @@ class RawClient:
             code="connection",
         )
 
-    def _status_error(self, resp, data: bytes, op: str, key: str | None) -> Exception:
-        """The s3s3 error for a non-2xx answer, as botocore's would be mapped."""
+    def _status_error(self, resp, data: bytes, op: str, key: str | None) -> EndpointError:
+        """The s3s3 error for a non-2xx answer, as botocore's would be mapped; a redirect
+        is fatal here and recorded (:attr:`redirected`)."""
         code, message = _error_code_message(data)
         status = resp.status
         if status in _REDIRECT_STATUSES or code in _REDIRECT_CODES:
-            raise NeedsBotocore(
-                f"{op} answered {status} {code or resp.reason}: left to "
+            self.redirected = True
+            return FatalEndpointError(
+                f"{op} answered {status} {code or resp.reason}: a redirect, left to "
                 "botocore's redirect handling",
-                permanent=True,
+                op=op,
+                endpoint=self.cfg.name,
+                bucket=self.cfg.bucket,
+                key=key,
+                code=code or str(status),
+                status=status,
             )
         if not code:
             # botocore's parser does the same for answers without an S3 error document.
             code, message = str(status), message or resp.reason or ""
-        return endpoint.classify_error(code, status, message, op=op, cfg=self.cfg, key=key)
-
-
-def _credentials_of(client, cfg: EndpointConfig):
-    """The botocore client's credentials object (refreshable ones stay refreshable)."""
-    signer = getattr(client, "_request_signer", None)
-    credentials = getattr(signer, "_credentials", None)
-    if credentials is not None:
-        return credentials
-    if cfg.access_key and cfg.secret_key:
-        return Credentials(cfg.access_key, cfg.secret_key)
-    return None
+        return classify_error(code, status, message, op=op, cfg=self.cfg, key=key)
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def _object_fields(headers) -> dict:
-    """GetObject/HeadObject response headers as botocore's response dict fields."""
-    out: dict = {}
-    meta: dict = {}
-    for name, value in headers.items():
+def _object_headers(key: str, message, *, carry: bool) -> tuple[ObjectInfo, ContentHeaders]:
+    """A GetObject/HeadObject answer's headers, read once: what the object is, and (with
+    ``carry``) the headers a copy carries, by wire name (repeated headers joined with
+    ``, ``, as botocore joins them; empty content headers left out, as a copy leaves them)."""
+    size = 0
+    etag = modified = ""
+    fields: dict[str, str] = {}
+    for name, value in message.items():
         lname = name.lower()
-        if lname.startswith(_META_PREFIX):
-            name = name[len(_META_PREFIX) :]  # botocore keeps the name's case
-            meta[name] = f"{meta[name]}, {value}" if name in meta else value
-            continue
-        field = _HEADER_FIELDS.get(lname)
-        if field is not None:
-            out[field] = f"{out[field]}, {value}" if field in out else value
-    out["Metadata"] = meta
-    out["ContentLength"] = int(out.get("ContentLength") or 0)
-    if "LastModified" in out:
-        out["LastModified"] = _parse_http_date(out["LastModified"])
-    return out
+        if lname.startswith(META_PREFIX):
+            wire = lname
+        else:
+            wire = _CARRIED.get(lname)
+            if wire is None:
+                if lname == "content-length":
+                    size = int(value or 0)
+                elif lname == "etag":
+                    etag = value
+                elif lname == "last-modified":
+                    modified = value
+                continue
+            if not value:
+                continue
+        if wire in fields:
+            fields[wire] = f"{fields[wire]}, {value}"
+        else:
+            fields[wire] = value
+    md5 = fields.get(_MD5_HEADER)
+    if md5 is not None:
+        md5 = md5.lower()
+        if not etag_is_md5(md5):
+            md5 = None
+    info = ObjectInfo(
+        key=key,
+        size=size,
+        etag=clean_etag(etag),
+        last_modified=_parse_http_date(modified) if modified else None,
+        md5=md5,
+    )
+    return info, ContentHeaders(fields) if carry and fields else NO_HEADERS
+
+
+def _parse_v2(data: bytes) -> dict:
+    # botocore decodes these V2 fields (besides the keys), and only these.
+    return parse_listing(data, decode=("Delimiter", "Prefix", "StartAfter"))
+
+
+def _parse_v1(data: bytes) -> dict:
+    return parse_listing(data, decode=("Delimiter", "Marker", "NextMarker"))
 
 
 def _parse_http_date(value: str) -> datetime | None:
@@ -873,7 +852,7 @@ def _parse_listing(data: bytes, decode: tuple[str, ...]) -> dict:
             else:
                 out[name] = text
     # findtext runs in C: cheaper per entry than visiting each field in Python.
-    contents = [
+    contents: list[dict[str, Any]] = [
         {
             "Key": entry.findtext(t_key) or "",
             "Size": int(entry.findtext(t_size) or 0),
@@ -924,7 +903,7 @@ def parse_uploads(data: bytes) -> dict:
     StorageClass, Initiated (aware datetime), Owner and Initiator (ID, DisplayName); as in
     botocore's answer, a field is there only when the server sent it. Nothing is
     url-decoded, as botocore decodes nothing here: the lean client does not ask for
-    ``encoding-type=url`` (see :meth:`RawClient.list_multipart_uploads`).
+    ``encoding-type=url`` (see :meth:`LeanStore.uploads_answer`).
 
     Raises :class:`~s3s3.errors.ResponseError` ("unreadable upload listing: ...") for an
     answer that cannot be read (as :func:`parse_listing`); nothing else escapes (fuzzed:

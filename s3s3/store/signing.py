@@ -189,7 +189,7 @@ class SigV2Signer:
         out["Date"] = self._date(time.time() if now is None else now)
         if creds.token:
             out["x-amz-security-token"] = creds.token
-        standard = {"content-md5": [], "content-type": [], "date": []}
+        standard: dict[str, list[str]] = {"content-md5": [], "content-type": [], "date": []}
         amz: dict[str, list[str]] = {}
         for name, value in out.items():
             lname = name.lower()

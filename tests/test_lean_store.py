@@ -1,4 +1,4 @@
-"""The lean data path (s3s3.store.lean): same requests, answers and errors as botocore's.
+"""The lean store (s3s3.store.lean): same requests, answers and errors as botocore's.
 
 moto checks no signatures, so every signature claim is proven against a real Ceph RGW
 (``ceph`` fixture), with SigV4 and SigV2, over HTTP and HTTPS.
@@ -6,10 +6,10 @@ moto checks no signatures, so every signature claim is proven against a real Cep
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
 import hashlib
+import io
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +21,7 @@ import botocore.config
 import pytest
 
 from s3s3 import config as s3s3_config
+from s3s3 import retry
 from s3s3.config import EndpointConfig
 from s3s3.errors import (
     ConfigError,
@@ -31,9 +32,11 @@ from s3s3.errors import (
     TransientEndpointError,
 )
 from s3s3.listing import list_objects
-from s3s3.store import lean as rawhttp
-from s3s3.store import signing
-from s3s3.store.endpoint import Endpoint, build_client
+from s3s3.model import Outcome
+from s3s3.store import lean, signing
+from s3s3.store.base import ContentHeaders, ObjectStream
+from s3s3.store.boto import build_client
+from s3s3.store.endpoint import LEAN_OPERATIONS, Endpoint
 from s3s3.transfer import copy_object
 from tests.conftest import endpoint_config, raw_client, unique_bucket
 from tests.faultproxy import FaultProxy
@@ -53,14 +56,8 @@ ODD_KEYS = [
     ("ü" * 511) + "k",
 ]
 
-
-BACKOFF_S = rawhttp.backoff_s
-
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch):
-    """Retries without their jittered sleeps, so fault tests stay fast."""
-    monkeypatch.setattr(rawhttp, "backoff_s", lambda attempt: 0.0)
+#: Retries (by the owner of a call, as the bucket job and the listener retry) without waits.
+FAST = retry.Policy(attempts=3, base_s=0.01, max_s=0.01)
 
 
 def both_paths(ep: Endpoint) -> tuple[Endpoint, Endpoint]:
@@ -68,12 +65,9 @@ def both_paths(ep: Endpoint) -> tuple[Endpoint, Endpoint]:
     return ep, Endpoint(dataclasses.replace(ep.cfg, data_path="botocore"))
 
 
-def read_all(resp: dict) -> bytes:
-    body = resp["Body"]
-    try:
-        return body.read()
-    finally:
-        body.close()
+def read_all(obj: ObjectStream) -> bytes:
+    with obj:
+        return obj.body.read()
 
 
 # ------------------------------------------------------------------ pure parts
@@ -97,7 +91,7 @@ def read_all(resp: dict) -> bytes:
     ],
 )
 def test_unquote_key_is_unquote_plus(value):
-    assert rawhttp.unquote_key(value) == unquote_plus(value)
+    assert lean.unquote_key(value) == unquote_plus(value)
 
 
 @pytest.mark.parametrize(
@@ -111,14 +105,7 @@ def test_unquote_key_is_unquote_plus(value):
     ],
 )
 def test_host_header_is_the_one_botocore_signs(scheme, host, port, expected):
-    assert rawhttp.host_header(scheme, host, port) == expected
-
-
-def test_backoff_is_capped_full_jitter():
-    delays = [[BACKOFF_S(attempt) for _ in range(200)] for attempt in range(1, 12)]
-    for attempt, seen in enumerate(delays, start=1):
-        assert all(0.0 <= d <= min(2 ** (attempt - 1), 20.0) for d in seen)
-    assert max(delays[-1]) > 10.0 and len(set(delays[-1])) > 100  # capped, jittered
+    assert lean.host_header(scheme, host, port) == expected
 
 
 LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -159,7 +146,7 @@ def botocore_parsed(op: str, body: bytes) -> dict:
 
 
 def test_listing_page_parses_and_decodes_like_botocore():
-    ours = rawhttp.parse_listing(LISTING, decode=("Delimiter", "Prefix", "StartAfter"))
+    ours = lean.parse_listing(LISTING, decode=("Delimiter", "Prefix", "StartAfter"))
     theirs = botocore_parsed("ListObjectsV2", LISTING)
     for field in ("IsTruncated", "KeyCount", "NextContinuationToken", "Prefix", "Name"):
         assert ours[field] == theirs[field], field
@@ -172,7 +159,7 @@ def test_listing_page_parses_and_decodes_like_botocore():
 
 def test_listing_without_encoding_type_is_left_as_sent():
     page = LISTING.replace(b"<EncodingType>url</EncodingType>", b"")
-    ours = rawhttp.parse_listing(page)
+    ours = lean.parse_listing(page)
     assert [c["Key"] for c in ours["Contents"]] == [
         c["Key"] for c in botocore_parsed("ListObjects", page)["Contents"]
     ]
@@ -226,7 +213,7 @@ def test_upload_listing_parses_like_botocore():
     """Field for field what botocore parses; nothing url-decoded, as botocore decodes
     nothing in this answer (even one saying EncodingType=url)."""
     page = uploads_page(UPLOAD_KEYS)
-    ours = rawhttp.parse_uploads(page)
+    ours = lean.parse_uploads(page)
     assert ours == botocore_uploads(page)
     assert [u["Key"] for u in ours["Uploads"]] == UPLOAD_KEYS
     assert ours["Uploads"][0]["Initiated"] == datetime.datetime(
@@ -236,8 +223,8 @@ def test_upload_listing_parses_like_botocore():
     assert ours["NextKeyMarker"] == UPLOAD_KEYS[-1] and ours["KeyMarker"] == "k m+é"
     assert ours["MaxUploads"] == 2 and ours["IsTruncated"] is True
     encoded = uploads_page(["a%20b+c"], encoded=True)
-    assert rawhttp.parse_uploads(encoded) == botocore_uploads(encoded)
-    assert rawhttp.parse_uploads(encoded)["Uploads"][0]["Key"] == "a%2520b%2Bc"
+    assert lean.parse_uploads(encoded) == botocore_uploads(encoded)
+    assert lean.parse_uploads(encoded)["Uploads"][0]["Key"] == "a%2520b%2Bc"
 
 
 @pytest.mark.parametrize(
@@ -253,11 +240,11 @@ def test_upload_listing_parses_like_botocore():
 )
 def test_unreadable_upload_listing_is_a_response_error(body):
     with pytest.raises(ResponseError, match="unreadable upload listing"):
-        rawhttp.parse_uploads(body)
+        lean.parse_uploads(body)
 
 
 def test_an_unreadable_upload_listing_is_a_transient_xml_parse_error():
-    """Sent by the lean client (one request, no botocore parser) and reported as an
+    """Sent by the lean store (one request, no botocore parser) and reported as an
     unreadable listing is."""
     body = b"<ListMultipartUploadsResult><IsTruncated>"
 
@@ -292,7 +279,9 @@ def test_upload_listing_is_sent_as_botocore_sends_it_and_signed_alike(monkeypatc
         secret_key="se/cr+et",
     )
     client = build_client(cfg)
-    raw = rawhttp.RawClient(cfg, client)
+    ep = Endpoint(cfg, client=client)
+    raw = ep.lean
+    assert raw is not None and ep.transport("list_uploads") == "lean"
     params = {
         "Prefix": "p q/+é%",
         "MaxUploads": 2,
@@ -306,16 +295,21 @@ def test_upload_listing_is_sent_as_botocore_sends_it_and_signed_alike(monkeypatc
     monkeypatch.setattr(
         raw._pool,
         "exchange",
-        lambda method, target, headers, body: (
+        lambda method, target, headers, body, **_: (
             sent.append((method, raw._origin + target, headers)),
             (_ for _ in ()).throw(ConnectionRefusedError("not sending")),
         )[1],
     )
     moment = 1795627805.0  # 2026-11-25 17:30:05 UTC
-    monkeypatch.setattr(rawhttp.time, "time", lambda: moment)
+    monkeypatch.setattr(signing.time, "time", lambda: moment)
     for call_params in (params, {"Prefix": "", "MaxUploads": 1000}):
         with pytest.raises(TransientEndpointError):
-            raw.call("ListMultipartUploads", **call_params)
+            raw.uploads_answer(
+                call_params["Prefix"],
+                page_size=call_params["MaxUploads"],
+                key_marker=call_params.get("KeyMarker"),
+                upload_id_marker=call_params.get("UploadIdMarker"),
+            )
     assert len(sent) == len(theirs) == 2
     for (method, url, headers), (b_method, b_url, _) in zip(sent, theirs, strict=True):
         assert method == b_method == "GET"
@@ -337,15 +331,16 @@ def test_upload_listing_is_sent_as_botocore_sends_it_and_signed_alike(monkeypatc
             ),
         )
         botocore.auth.S3SigV4Auth(
-            client._request_signer._credentials.get_frozen_credentials(), "s3", raw._region
+            ep.boto.credentials().get_frozen_credentials(), "s3", raw._region
         ).add_auth(request)
         expected = dict(request.headers.items())
         assert {k: v for k, v in headers.items() if k != "User-Agent"} == expected
 
 
 def test_sigv2_upload_listing_is_left_to_botocore():
-    """SigV2 signs the uploads sub-resource, s3s3.store.signing none: botocore sends it, for this
-    call only (the endpoint keeps its lean client)."""
+    """SigV2 signs the uploads sub-resource, s3s3.store.signing none: botocore sends it,
+    decided when the endpoint is made, for this call only (the endpoint keeps its lean
+    store for the others)."""
     cfg = EndpointConfig(
         name="x",
         bucket="b",
@@ -354,10 +349,11 @@ def test_sigv2_upload_listing_is_left_to_botocore():
         access_key="a",
         secret_key="s",
     )
-    raw = rawhttp.RawClient(cfg, build_client(cfg))
-    with pytest.raises(rawhttp.NeedsBotocore) as err:
-        raw.call("ListMultipartUploads", Prefix="", MaxUploads=10)
-    assert not err.value.permanent
+    ep = Endpoint(cfg)
+    assert ep.transport("list_uploads") == "botocore"
+    assert ep.lean is not None and ep.transport("get") == ep.transport("list_page") == "lean"
+    with pytest.raises(ValueError, match="SigV2 signs the uploads sub-resource"):
+        ep.lean.uploads_answer("", page_size=10)
 
 
 def signed_requests(client, monkeypatch=None) -> list:
@@ -383,7 +379,7 @@ def signed_requests(client, monkeypatch=None) -> list:
             return botocore.awsrequest.AWSResponse(request.url, 200, {}, raw)
 
         client.meta.events.register("before-send.s3", answer)
-    else:  # the lean client: what it sends, and the SigV2 resource it signs; nothing is sent
+    else:  # the lean store: what it sends, and the SigV2 resource it signs; nothing is sent
         resources = []
         sign = client._signer.sign
         if isinstance(client._signer, signing.SigV2Signer):
@@ -396,7 +392,7 @@ def signed_requests(client, monkeypatch=None) -> list:
                 )[1],
             )
 
-        def exchange(method, target, headers, body):
+        def exchange(method, target, headers, body, **_):
             seen.append((method, client._origin + target, resources.pop() if resources else None))
             raise ConnectionRefusedError("not sending")
 
@@ -421,7 +417,8 @@ def test_requests_are_addressed_and_signed_over_what_botocore_signs(
         secret_key="s",
     )
     client = build_client(cfg)
-    raw = rawhttp.RawClient(cfg, client)
+    raw = Endpoint(cfg, client=client).lean
+    raw_v1 = Endpoint(dataclasses.replace(cfg, list_version=1), client=client).lean
     theirs = signed_requests(client)
     key = ODD_KEYS[8] + ODD_KEYS[4]
     client.head_object(Bucket="my-bucket", Key=key)
@@ -429,14 +426,16 @@ def test_requests_are_addressed_and_signed_over_what_botocore_signs(
     client.list_objects_v2(Bucket="my-bucket", Prefix="p q/+", MaxKeys=1000)
     client.list_objects(Bucket="my-bucket", Prefix="p", MaxKeys=10, Marker="m n")
     ours = signed_requests(raw, monkeypatch)
+    ours_v1 = signed_requests(raw_v1, monkeypatch)
     for call in (
-        lambda: raw.head_object(key),
-        lambda: raw.put_object(key, Body=b"x"),
-        lambda: raw.list_objects_v2(Prefix="p q/+"),
-        lambda: raw.list_objects(Prefix="p", MaxKeys=10, Marker="m n"),
+        lambda: raw.head(key),
+        lambda: raw.put(key, b"x", size=1),
+        lambda: raw.list_page("p q/+"),
+        lambda: raw_v1.list_page("p", page_size=10, marker="m n"),
     ):
         with pytest.raises(TransientEndpointError):
             call()
+    ours += ours_v1
     assert len(ours) == len(theirs) == 4
     for (method, url, auth_path), (b_method, b_url, b_auth_path) in zip(ours, theirs, strict=True):
         assert method == b_method
@@ -475,7 +474,7 @@ def test_no_secret_in_reprs():
         access_key="AKIDVISIBLE",
         secret_key="very-secret-value",
     )
-    raw = Endpoint(cfg).raw
+    raw = Endpoint(cfg).lean
     assert raw is not None
     for text in (repr(raw), repr(raw._pool), repr(Endpoint(cfg))):
         assert "very-secret-value" not in text
@@ -485,9 +484,11 @@ def test_no_secret_in_reprs():
 
 
 def test_object_calls_answer_the_fields_botocore_answers(moto_servers, make_bucket):
+    """The lean store's GET says what the boto3 store's says, and what botocore's own
+    answer says: the same ObjectInfo and the same headers to carry."""
     ep, boto = both_paths(make_bucket(moto_servers[0]))
     expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
-    boto.call(
+    boto.boto.call(
         "PutObject",
         "img",
         Body=b"\x89PNG",
@@ -499,47 +500,54 @@ def test_object_calls_answer_the_fields_botocore_answers(moto_servers, make_buck
         Expires=expires,
         Metadata={"owner": "alice", "x-long": "v" * 500},
     )
-    fast, slow = ep.fast_call("GetObject", "img"), boto.call("GetObject", "img")
-    assert read_all(fast) == read_all(slow) == b"\x89PNG"
-    for field in (
-        "ContentLength",
-        "ETag",
-        "Metadata",
-        "ContentType",
-        "ContentEncoding",
-        "ContentDisposition",
-        "ContentLanguage",
-        "CacheControl",
-        "ExpiresString",
-        "LastModified",
+    assert ep.transport("get") == "lean" and boto.transport("get") == "botocore"
+    fast, slow = ep.get("img"), boto.get("img")
+    theirs = boto.boto.call("GetObject", "img")  # botocore's own answer
+    assert read_all(fast) == read_all(slow) == theirs["Body"].read() == b"\x89PNG"
+    assert fast.info == slow.info
+    assert fast.headers == slow.headers
+    assert fast.info.size == theirs["ContentLength"]
+    assert fast.info.etag == theirs["ETag"].strip('"')
+    assert fast.info.last_modified == theirs["LastModified"]
+    assert fast.headers.metadata == theirs["Metadata"]
+    for header, field in (
+        ("Content-Type", "ContentType"),
+        ("Content-Encoding", "ContentEncoding"),
+        ("Content-Disposition", "ContentDisposition"),
+        ("Content-Language", "ContentLanguage"),
+        ("Cache-Control", "CacheControl"),
+        ("Expires", "ExpiresString"),
     ):
-        assert fast[field] == slow[field], field
-    head = ep.fast_call("HeadObject", "img")
-    assert head["ContentLength"] == 4 and head["Metadata"] == slow["Metadata"]
+        assert fast.headers.fields[header] == theirs[field], field
+    head = ep.head("img")
+    assert head is not None and head.size == 4 and head == fast.info
     assert ep.head("img") == boto.head("img")
 
 
 def test_put_sends_body_md5_metadata_and_carried_headers(moto_servers, make_bucket):
     ep, boto = both_paths(make_bucket(moto_servers[0]))
     data = b"payload" * 100
-    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-    resp = ep.fast_call(
-        "PutObject",
+    assert ep.transport("put") == "lean"
+    etag = ep.put(
         "k",
-        Body=data,
-        ContentLength=len(data),
-        ContentMD5=md5,
-        ContentType="text/plain",
-        CacheControl="no-cache",
-        Expires="Wed, 02 Jan 2030 03:04:05 GMT",
-        Metadata={"owner": "bob"},
+        data,
+        size=len(data),
+        md5=hashlib.md5(data).hexdigest(),
+        headers=ContentHeaders(
+            {
+                "Content-Type": "text/plain",
+                "Cache-Control": "no-cache",
+                "Expires": "Wed, 02 Jan 2030 03:04:05 GMT",
+                "x-amz-meta-owner": "bob",
+            }
+        ),
     )
-    assert resp["ETag"].strip('"') == hashlib.md5(data).hexdigest()
-    head = boto.call("HeadObject", "k")
+    assert etag == hashlib.md5(data).hexdigest()
+    head = boto.boto.call("HeadObject", "k")
     assert head["ContentType"] == "text/plain" and head["CacheControl"] == "no-cache"
     assert head["Metadata"] == {"owner": "bob"}
     assert "2030" in str(head.get("ExpiresString") or head["Expires"])
-    assert read_all(boto.call("GetObject", "k")) == data
+    assert read_all(boto.get("k")) == data
 
 
 def test_other_calls_go_to_botocore(moto_servers, make_bucket):
@@ -548,18 +556,20 @@ def test_other_calls_go_to_botocore(moto_servers, make_bucket):
     ep.client.meta.events.register(
         "before-send.s3", lambda request, **_: sent.append(request.method)
     )
-    ep.fast_call("PutObject", "k", Body=b"x")
-    ep.fast_call("GetObject", "k")["Body"].close()
+    ep.put("k", b"x", size=1)
+    ep.get("k").close()
+    assert ep.head("k") is not None and [o.key for o in list_objects(ep)] == ["k"]
     assert sent == []
-    ep.fast_call("PutObject", "k2", Body=b"x", Tagging="a=b")  # a parameter it does not send
-    ep.fast_call("GetObject", "k", Range="bytes=0-0")["Body"].close()
-    assert sent == ["PUT", "GET"]
+    ep.put("k2", io.BytesIO(b"x"), size=1)  # a stream: botocore sends it (100-continue)
+    ep.delete("k2")
+    assert sent == ["PUT", "DELETE"]
 
 
 def test_data_path_botocore_never_builds_the_lean_client(moto_servers, make_bucket):
     ep = make_bucket(moto_servers[0], data_path="botocore")
-    ep.fast_call("PutObject", "k", Body=b"x")
-    assert ep.raw is None and ep.head("k").size == 1
+    ep.put("k", b"x", size=1)
+    assert ep.lean is None and ep.head("k").size == 1
+    assert {ep.transport(op) for op in LEAN_OPERATIONS} == {"botocore"}
 
 
 def test_endpoint_behind_a_proxy_stays_on_botocore(moto_servers, make_bucket, monkeypatch):
@@ -567,25 +577,27 @@ def test_endpoint_behind_a_proxy_stays_on_botocore(moto_servers, make_bucket, mo
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "")
     monkeypatch.delenv("no_proxy", raising=False)
-    assert ep.raw is None
+    assert ep.lean is None
 
 
 def test_missing_key_and_missing_bucket_errors(moto_servers, make_bucket):
     ep = make_bucket(moto_servers[0])
     with pytest.raises(SourceKeyMissing, match=r"no such key: NoSuchKey \(HTTP 404\)") as err:
-        ep.fast_call("GetObject", "nope")
+        ep.get("nope")
     assert (err.value.op, err.value.key, err.value.status) == ("GetObject", "nope", 404)
     assert ep.head("nope") is None
     gone = Endpoint(endpoint_config(moto_servers[0], unique_bucket("none"), name="dest"))
     with pytest.raises(FatalEndpointError, match="bucket does not exist: NoSuchBucket"):
-        gone.fast_call("ListObjectsV2", Prefix="")
+        gone.list_page("")
     with pytest.raises(FatalEndpointError, match="NoSuchBucket"):
-        gone.fast_call("PutObject", "k", Body=b"x")
+        gone.put("k", b"x", size=1)
 
 
-def test_5xx_is_retried_then_given_up_with_the_last_error(moto_servers, make_bucket):
+def test_5xx_is_retried_by_the_owner_then_given_up_with_the_last_error(moto_servers, make_bucket):
+    """Each lean call is one request; its owner retries it (s3s3.retry) up to the endpoint's
+    max_attempts, and raises the last error. The listing owns its pages."""
     ep = make_bucket(moto_servers[0])
-    ep.fast_call("PutObject", "k", Body=b"data")
+    ep.put("k", b"data", size=4)
     with FaultProxy(ep.cfg.endpoint_url) as proxy:
         flaky = Endpoint(
             endpoint_config(
@@ -593,15 +605,16 @@ def test_5xx_is_retried_then_given_up_with_the_last_error(moto_servers, make_buc
             )
         )
         proxy.fail_next = 2
-        assert read_all(flaky.fast_call("GetObject", "k")) == b"data"
+        assert retry.call(lambda: read_all(flaky.get("k")), policy=FAST, what="get") == b"data"
         proxy.fail_next = 2
-        flaky.fast_call("PutObject", "k2", Body=b"again")  # a bytes body is resent
+        # A bytes body is resent.
+        retry.call(lambda: flaky.put("k2", b"again", size=5), policy=FAST, what="put")
         proxy.fail_next = 2
-        assert [o.key for o in list_objects(flaky)] == ["k", "k2"]
+        assert [o.key for o in list_objects(flaky)] == ["k", "k2"]  # its max_attempts = 3
         assert proxy.counts == {"GET": 6, "PUT": 3}
         proxy.fail_next = 10
         with pytest.raises(TransientEndpointError) as err:
-            flaky.fast_call("HeadObject", "k")
+            retry.call(lambda: flaky.head("k"), policy=FAST, what="head")
         assert err.value.status == 503 and err.value.key == "k"
         assert "HeadObject s3://" in str(err.value) and "[p]" in str(err.value)
         assert proxy.counts["HEAD"] == 3
@@ -627,15 +640,15 @@ def test_connection_refused_is_transient(moto_servers):
 def test_streamed_body_closed_early_frees_its_connection(moto_servers, make_bucket):
     ep = make_bucket(moto_servers[0])
     data = bytes(range(256)) * 12_000
-    ep.call("PutObject", "big", Body=data)
-    resp = ep.fast_call("GetObject", "big")
-    assert resp["Body"].read(1000) == data[:1000]
-    resp["Body"].close()  # 3 MB left unread: the connection must not be reused
-    assert read_all(ep.fast_call("GetObject", "big")) == data
-    chunks, resp = [], ep.fast_call("GetObject", "big")
-    while chunk := resp["Body"].read(100_000):
+    ep.boto.put("big", data, size=len(data))
+    resp = ep.get("big")
+    assert resp.body.read(1000) == data[:1000]
+    resp.close()  # 3 MB left unread: the connection must not be reused
+    assert read_all(ep.get("big")) == data
+    chunks, resp = [], ep.get("big")
+    while chunk := resp.body.read(100_000):
         chunks.append(chunk)
-    resp["Body"].close()
+    resp.close()
     assert b"".join(chunks) == data
 
 
@@ -644,10 +657,9 @@ def test_listing_over_1000_keys_matches_botocore_v1_and_v2(moto_servers, make_bu
     ep = make_bucket(moto_servers[0])
     keys = [f"k/{i:05d}" for i in range(1010)] + ODD_KEYS
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: ep.fast_call("PutObject", k, Body=k.encode()), keys))
+        list(pool.map(lambda k: ep.put(k, k.encode(), size=len(k.encode())), keys))
     for version in (1, 2):
-        lean = Endpoint(dataclasses.replace(ep.cfg, list_version=version))
-        fast, slow = both_paths(lean)
+        fast, slow = both_paths(Endpoint(dataclasses.replace(ep.cfg, list_version=version)))
         assert list(list_objects(fast)) == list(list_objects(slow))
         assert sorted(o.key for o in list_objects(fast)) == sorted(keys)
         assert list(list_objects(fast, "k/0100")) == list(list_objects(slow, "k/0100"))
@@ -656,13 +668,13 @@ def test_listing_over_1000_keys_matches_botocore_v1_and_v2(moto_servers, make_bu
 def test_copy_object_goes_through_the_lean_client(src_dst):
     src, dst = src_dst
     for key in ODD_KEYS:
-        src.call("PutObject", key, Body=key.encode(), Metadata={"k": "v"})
+        src.boto.call("PutObject", key, Body=key.encode(), Metadata={"k": "v"})
     for key in ODD_KEYS:
-        assert copy_object(src, dst, key).outcome == "copied"
-        assert copy_object(src, dst, key).outcome == "skipped"
-    assert src.raw is not None and dst.raw is not None
+        assert copy_object(src, dst, key).outcome is Outcome.COPIED
+        assert copy_object(src, dst, key).outcome is Outcome.SKIPPED
+    assert src.lean is not None and dst.lean is not None
     assert sorted(o.key for o in list_objects(dst)) == sorted(ODD_KEYS)
-    assert dst.call("HeadObject", ODD_KEYS[4])["Metadata"] == {"k": "v"}
+    assert dst.boto.call("HeadObject", ODD_KEYS[4])["Metadata"] == {"k": "v"}
 
 
 # ------------------------------------------------------------------ a scripted server
@@ -748,7 +760,7 @@ def test_a_kept_connection_the_server_closed_is_replaced():
 
 
 def test_a_closed_connection_found_only_on_use_is_replaced_once(monkeypatch):
-    monkeypatch.setattr(rawhttp, "_is_dropped", lambda sock: False)
+    monkeypatch.setattr(lean, "_is_dropped", lambda sock: False)
     server = ScriptedServer(ok_head)
     try:
         ep = scripted_endpoint(server, max_attempts=1)
@@ -763,7 +775,7 @@ def test_read_timeout_is_transient():
     try:
         ep = scripted_endpoint(server, max_attempts=1, read_timeout_s=0.3)
         with pytest.raises(TransientEndpointError, match="timed out") as err:
-            ep.fast_call("GetObject", "k")
+            ep.get("k")
         assert err.value.code == "connection"
     finally:
         server.close()
@@ -776,12 +788,12 @@ def test_short_body_is_transient():
     server = ScriptedServer(short)
     try:
         ep = scripted_endpoint(server, max_attempts=1)
-        resp = ep.fast_call("GetObject", "k")
+        resp = ep.get("k")
         with pytest.raises(TransientEndpointError):
-            resp["Body"].read()
-        resp = ep.fast_call("GetObject", "k")
+            resp.body.read()
+        resp = ep.get("k")
         with pytest.raises(TransientEndpointError, match="7 bytes of the body unread"):
-            while resp["Body"].read(4):
+            while resp.body.read(4):
                 pass
     finally:
         server.close()
@@ -806,8 +818,9 @@ def test_a_redirect_hands_the_endpoint_to_botocore():
     server = ScriptedServer(redirect_once)
     try:
         ep = scripted_endpoint(server, max_attempts=1)
-        assert read_all(ep.fast_call("GetObject", "k")) == b"hello"
-        assert ep.raw is None  # botocore from now on
+        assert read_all(ep.get("k")) == b"hello"
+        assert ep.lean is None  # botocore from now on
+        assert ep.transport("get") == "botocore"
         assert server.requests == 2
     finally:
         server.close()
@@ -828,22 +841,23 @@ def ceph_pair(request, ceph):
 @pytest.mark.interop
 def test_odd_keys_and_metadata_signed_and_read_back_on_ceph(ceph_pair):
     ep, boto = ceph_pair
+    headers = ContentHeaders(
+        {
+            "Content-Type": "image/png",
+            "Cache-Control": "max-age=60",
+            "x-amz-meta-owner": "alice",
+            "x-amz-meta-n": "1",
+        }
+    )
     for key in ODD_KEYS:
         data = key.encode() * 3
-        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-        ep.fast_call(
-            "PutObject",
-            key,
-            Body=data,
-            ContentMD5=md5,
-            ContentType="image/png",
-            CacheControl="max-age=60",
-            Metadata={"owner": "alice", "n": "1"},
-        )
-        got = ep.fast_call("GetObject", key)
+        ep.put(key, data, size=len(data), md5=hashlib.md5(data).hexdigest(), headers=headers)
+        got = ep.get(key)
         assert read_all(got) == data, key
-        assert got["Metadata"] == {"owner": "alice", "n": "1"}
-        assert got["ContentType"] == "image/png" and got["CacheControl"] == "max-age=60"
+        assert got.headers.metadata == {"owner": "alice", "n": "1"}
+        assert got.headers.fields["Content-Type"] == "image/png"
+        assert got.headers.fields["Cache-Control"] == "max-age=60"
+        assert got.headers == boto.get(key).headers
         assert ep.head(key) == boto.head(key)
     assert list(list_objects(ep)) == list(list_objects(boto))
     assert sorted(o.key for o in list_objects(ep)) == sorted(ODD_KEYS)
@@ -853,12 +867,7 @@ def test_odd_keys_and_metadata_signed_and_read_back_on_ceph(ceph_pair):
 def test_wrong_content_md5_is_refused_on_ceph(ceph_pair):
     ep, _ = ceph_pair
     with pytest.raises(EndpointError, match="BadDigest"):
-        ep.fast_call(
-            "PutObject",
-            "k",
-            Body=b"x",
-            ContentMD5=base64.b64encode(hashlib.md5(b"y").digest()).decode(),
-        )
+        ep.put("k", b"x", size=1, md5=hashlib.md5(b"y").hexdigest())
 
 
 @pytest.mark.interop
@@ -876,9 +885,9 @@ def test_bad_secret_is_fatal_on_ceph(ceph, signature_version):
             signature_version=signature_version,
         )
     )
-    for op, params in (("GetObject", {}), ("PutObject", {"Body": b"x"})):
+    for call in (lambda: ep.get("k"), lambda: ep.put("k", b"x", size=1)):
         with pytest.raises(FatalEndpointError, match="SignatureDoesNotMatch") as err:
-            ep.fast_call(op, "k", **params)
+            call()
         assert "wrong-secret" not in str(err.value)
     with pytest.raises(FatalEndpointError, match="HTTP 403"):
         ep.head("k")
@@ -901,10 +910,10 @@ def test_https_with_ca_bundle_on_ceph(ceph, signature_version):
             signature_version=signature_version,
         )
     )
-    ep.fast_call("PutObject", "a b+c", Body=b"secure", Metadata={"m": "1"})
-    assert read_all(ep.fast_call("GetObject", "a b+c")) == b"secure"
+    ep.put("a b+c", b"secure", size=6, headers=ContentHeaders({"x-amz-meta-m": "1"}))
+    assert read_all(ep.get("a b+c")) == b"secure"
     assert [o.key for o in list_objects(ep)] == ["a b+c"]
-    assert ep.raw.base_url.startswith("https://")
+    assert ep.lean is not None and ep.lean.base_url.startswith("https://")
 
 
 @pytest.mark.interop
@@ -924,7 +933,7 @@ def test_listing_over_1000_odd_keys_matches_botocore_on_ceph(ceph_pair):
         for i in range(1100)
     ] + ODD_KEYS
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda k: ep.fast_call("PutObject", k, Body=b"x"), keys))
+        list(pool.map(lambda k: ep.put(k, b"x", size=1), keys))
     for version in (1, 2):
         fast, slow = both_paths(Endpoint(dataclasses.replace(ep.cfg, list_version=version)))
         listed = list(list_objects(fast))

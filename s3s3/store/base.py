@@ -1,0 +1,284 @@
+"""The Store protocol, and the plain values a store answers with.
+
+A :class:`Store` is one bucket on one S3 server. It speaks model types (``ObjectInfo``,
+``UploadInfo``) and the small values here, never botocore's response dicts; every failure is
+an error of the tree (``s3s3.errors``), whose ``retryable`` says whether trying again may
+help. A store tries each operation once: the owner of an operation (a key's copy, a listing
+page, a delete batch) retries it through ``s3s3.retry``.
+
+Also here, because both stores page the same way: :func:`page_of` and :func:`upload_page_of`
+(a listing answer in botocore's shape, which the lean parser reproduces, as a page) and
+:func:`iter_uploads`, the upload listing's pager. Nothing here does I/O of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from s3s3 import retry
+from s3s3.model import ObjectInfo, UploadInfo, clean_etag
+
+if TYPE_CHECKING:
+    from s3s3.config import EndpointConfig
+    from s3s3.errors import EndpointError
+
+log = logging.getLogger(__name__)
+
+#: The headers a copy carries from the source's GET to the destination's PUT, as sent on the
+#: wire (user metadata, ``x-amz-meta-*``, besides).
+CARRIED_HEADERS = (
+    "Content-Type",
+    "Content-Encoding",
+    "Content-Disposition",
+    "Content-Language",
+    "Cache-Control",
+    "Expires",
+)
+META_PREFIX = "x-amz-meta-"
+
+
+@dataclass(frozen=True)
+class ContentHeaders:
+    """What a copy carries from the source object to the destination: the content headers
+    of :data:`CARRIED_HEADERS` and the user metadata.
+
+    ``fields`` maps each header's wire name (``Content-Type``…, and ``x-amz-meta-NAME`` with
+    NAME lower-case) to its value as the source sent it. A store reads it once on a GET and
+    writes it once on a PUT; nothing translates it in between.
+    """
+
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The user metadata, by name (without ``x-amz-meta-``)."""
+        cut = len(META_PREFIX)
+        return {name[cut:]: v for name, v in self.fields.items() if name.startswith(META_PREFIX)}
+
+    def with_metadata(self, name: str, value: str) -> ContentHeaders:
+        """These headers, and user metadata ``name`` (lower-case) set to ``value``."""
+        return ContentHeaders({**self.fields, META_PREFIX + name.lower(): value})
+
+
+NO_HEADERS = ContentHeaders()
+
+
+class Body(Protocol):
+    """A GET's streamed body: read it (errors are the tree's), then close it."""
+
+    def read(self, amt: int | None = None) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Readable(Protocol):
+    """What a streamed PUT reads its body from."""
+
+    def read(self, size: int = -1) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ObjectStream:
+    """A GET's answer: what the object is, the headers to carry, and its body to read.
+
+    Close it (or use it as a context manager) once read: that frees its connection.
+    """
+
+    info: ObjectInfo
+    headers: ContentHeaders
+    body: Body
+
+    def close(self) -> None:
+        self.body.close()
+
+    def __enter__(self) -> ObjectStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.body.close()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of an object listing, in the server's (UTF-8 byte) key order.
+
+    ``next_marker`` is what the next page starts from, as the server gave it: the V2
+    continuation token, or the V1 NextMarker (None when the server sent none: V1 without a
+    delimiter, where the last key is the marker).
+    """
+
+    objects: list[ObjectInfo]
+    truncated: bool = False
+    next_marker: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadPage:
+    """One page of ListMultipartUploads, with the markers of the next ("" when not sent)."""
+
+    uploads: list[UploadInfo]
+    truncated: bool = False
+    next_key_marker: str = ""
+    next_upload_id_marker: str = ""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One uploaded part: its number and the ETag the server gave it, as it gave it."""
+
+    number: int
+    etag: str
+
+
+#: What :meth:`Store.delete_many` answers: each key that was not deleted, with its error
+#: (``retryable`` says whether deleting it again may succeed). Empty: every key is gone.
+DeleteFailures = dict[str, "EndpointError"]
+
+
+class Store(Protocol):
+    """One bucket on one S3 server, in model types.
+
+    Every method tries once and raises an error of the tree. ``get`` raises
+    :class:`~s3s3.errors.SourceKeyMissing` for a missing key; ``head`` answers None.
+    """
+
+    @property
+    def cfg(self) -> EndpointConfig: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def bucket(self) -> str: ...
+
+    def check_bucket(self) -> None:
+        """Fail fast, with a fatal error, on bad credentials or a missing bucket."""
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Size, ETag and s3s3 md5 of ``key``, or None when it does not exist."""
+
+    def get(self, key: str) -> ObjectStream:
+        """``key``'s body to stream, with what it is and the headers a copy carries."""
+
+    def put(
+        self,
+        key: str,
+        body: bytes | Readable,
+        *,
+        size: int,
+        headers: ContentHeaders = NO_HEADERS,
+        md5: str | None = None,
+    ) -> str:
+        """Write ``key`` from ``body`` (bytes, or ``size`` bytes read from a stream); with
+        ``md5`` (hex) the server checks the bytes against it. Answers the ETag (cleaned)."""
+
+    def create_upload(self, key: str, *, headers: ContentHeaders = NO_HEADERS) -> str:
+        """Start a multipart upload of ``key``; answers its upload ID."""
+
+    def upload_part(
+        self, key: str, upload_id: str, *, number: int, body: Readable, size: int
+    ) -> Part:
+        """Send part ``number`` (``size`` bytes read from ``body``)."""
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[Part]) -> str:
+        """Complete the upload from ``parts``; answers the object's ETag (cleaned; may be
+        empty, as Ceph answers)."""
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort an upload; its parts are freed."""
+
+    def list_page(
+        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+    ) -> Page:
+        """One listing page after ``marker`` (ListObjectsV2, or V1 where ``list_version =
+        1``)."""
+
+    def list_uploads(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[UploadInfo]:
+        """Every multipart upload in progress under ``prefix`` (pages retried each)."""
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` (deleting a missing key succeeds, as S3 answers it)."""
+
+    def delete_many(self, keys: Sequence[str]) -> DeleteFailures:
+        """Delete up to 1,000 keys in one request where the server can; the keys that
+        were not deleted, with their errors."""
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def page_of(resp: Mapping, *, v1: bool) -> Page:
+    """A ListObjects (``v1``) or ListObjectsV2 answer, in botocore's shape, as a :class:`Page`."""
+    objects = [
+        ObjectInfo(
+            key=item["Key"],
+            size=int(item.get("Size") or 0),
+            etag=clean_etag(item.get("ETag")),
+            last_modified=item.get("LastModified"),
+        )
+        for item in resp.get("Contents") or ()
+    ]
+    marker = resp.get("NextMarker" if v1 else "NextContinuationToken")
+    return Page(objects, bool(resp.get("IsTruncated")), marker or None)
+
+
+def upload_page_of(resp: Mapping) -> UploadPage:
+    """A ListMultipartUploads answer, in botocore's shape, as an :class:`UploadPage`."""
+    uploads = [
+        UploadInfo(
+            key=item.get("Key", ""),
+            upload_id=item.get("UploadId", ""),
+            initiator=str((item.get("Initiator") or {}).get("ID") or ""),
+            initiated=item.get("Initiated"),
+        )
+        for item in resp.get("Uploads") or ()
+    ]
+    return UploadPage(
+        uploads,
+        bool(resp.get("IsTruncated")),
+        resp.get("NextKeyMarker") or "",
+        resp.get("NextUploadIdMarker") or "",
+    )
+
+
+def iter_uploads(
+    fetch: Callable[..., UploadPage],
+    *,
+    name: str,
+    policy: retry.Policy,
+    what: str,
+) -> Iterator[UploadInfo]:
+    """Every upload, page by page: ``fetch(key_marker=, upload_id_marker=)`` is one page,
+    retried through ``policy`` (the listing owns its pages; nothing below retries).
+
+    Pages follow NextKeyMarker/NextUploadIdMarker; where a truncated page leaves them empty
+    (Swift 2.30 does, with small pages) the last upload listed gives them. A page that would
+    not move the markers on ends the listing rather than loop.
+    """
+    markers: tuple[str | None, str | None] = (None, None)
+    while True:
+        page = retry.call(
+            functools.partial(fetch, key_marker=markers[0], upload_id_marker=markers[1]),
+            policy=policy,
+            what=what,
+        )
+        yield from page.uploads
+        if not page.truncated or not page.uploads:
+            return
+        last = page.uploads[-1]
+        following = (
+            page.next_key_marker or last.key,
+            page.next_upload_id_marker or last.upload_id,
+        )
+        if following == markers:
+            log.warning(
+                "[%s] ListMultipartUploads does not page on past %r; listing stops there",
+                name,
+                following[0],
+            )
+            return
+        markers = following
