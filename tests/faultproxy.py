@@ -1,8 +1,9 @@
 """A small HTTP proxy for tests: forwards to an S3 server, and misbehaves on request.
 
-Faults: answer 5xx for the next N requests, corrupt GET bodies, replace PUT ETags, or
-refuse connections (``down``). It also counts requests by method, so a test can show that
-a run downloaded nothing.
+Faults: answer 5xx for the next N requests, or for good for the requests a predicate picks
+(``fail_if``), corrupt GET bodies, replace PUT ETags, or refuse connections (``stop``). It
+also counts requests by method, and records each (method, path), so a test can show that a
+run downloaded nothing, or how many requests one key sent.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import collections
 import http.client
 import socket
+import sys
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -33,9 +37,13 @@ class FaultProxy:
         self.fail_next = 0
         self.fail_status = 503
         self.fail_methods: set[str] | None = None  # None: any method
+        # Fails every request it answers True for (method, path), for as long as it is set.
+        self.fail_if: Callable[[str, str], bool] | None = None
         self.corrupt_get_body = False
         self.fake_put_etag: str | None = None
         self.counts: collections.Counter = collections.Counter()
+        #: (monotonic time, method, path) of every request, in arrival order.
+        self.requests: list[tuple[float, str, str]] = []
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -57,11 +65,14 @@ class FaultProxy:
             def _handle(self):
                 with proxy.lock:
                     proxy.counts[self.command] += 1
+                    proxy.requests.append((time.monotonic(), self.command, self.path))
                     fail = proxy.fail_next > 0 and (
                         proxy.fail_methods is None or self.command in proxy.fail_methods
                     )
                     if fail:
                         proxy.fail_next -= 1
+                    elif proxy.fail_if is not None:
+                        fail = proxy.fail_if(self.command, self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 if fail:
                     self._drain(length)
@@ -134,7 +145,7 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -152,6 +163,13 @@ class FaultProxy:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up (a test ending, a broken-off upload) is not news.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def _free_port() -> int:
