@@ -31,20 +31,6 @@ def connection_args(info: dict, bucket: str | None = None) -> dict:
     return args
 
 
-def test_public_surface_is_complete():
-    assert sorted(s3s3.api.__all__) == [
-        "Bucket",
-        "Connection",
-        "Key",
-        "create_connection",
-        "duplicate_bucket",
-        "upload",
-    ]
-    assert sorted(s3s3.client.__all__) == ["BucketClient", "ListenClient", "on_notify", "publish"]
-    for name in s3s3.api.__all__ + s3s3.client.__all__:
-        assert getattr(s3s3.api, name, None) or getattr(s3s3.client, name)
-
-
 @pytest.fixture
 def two_buckets(moto_servers):
     a, b = moto_servers
