@@ -174,7 +174,5 @@ def duplicate_bucket(source_bucket: Bucket, dest_bucket: Bucket, verify_md5: boo
 
     src = source_bucket.endpoint
     dst = dest_bucket.endpoint
-    if verify_md5:
-        src = Endpoint(dataclasses.replace(src.cfg, verify_md5=True), client=src.client)
     summary = sync_buckets(src, [dst], JobOptions(verify_md5=verify_md5))
     return summary.ok

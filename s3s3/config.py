@@ -89,6 +89,15 @@ class EndpointConfig:
         return f"[{self.name}] {self.endpoint_url or 'AWS'} bucket {self.bucket}"
 
 
+def verifies_md5(
+    source: EndpointConfig, destination: EndpointConfig, *, asked: bool = False
+) -> bool:
+    """Whether a key whose md5 one side does not show is read to compare it: the one rule,
+    asked for by the caller (``--verify-md5``, ``upload(verify_md5=True)``) or set on either
+    endpoint (``verify_md5 = True``)."""
+    return asked or source.verify_md5 or destination.verify_md5
+
+
 @dataclass(frozen=True)
 class RedisConfig:
     """``[pubsub]``: where keys are announced and how they are consumed."""

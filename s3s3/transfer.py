@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-from s3s3.config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB
+from s3s3.config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB, verifies_md5
 from s3s3.errors import (
     CopyCancelled,
     CorruptedOnTransfer,
@@ -218,7 +218,7 @@ def copy_object(
                 src_info,
                 dst_info,
                 dest_key=dest_key,
-                verify_md5=verify_md5 or src.cfg.verify_md5 or dst.cfg.verify_md5,
+                verify_md5=verifies_md5(src.cfg, dst.cfg, asked=verify_md5),
             ):
                 return CopyResult(
                     key,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from s3s3.config import BucketConfig, EndpointConfig
+from s3s3.config import BucketConfig, EndpointConfig, verifies_md5
 from s3s3.plan import Strategy
 
 
@@ -46,11 +46,9 @@ class JobOptions:
         return self.enqueue and not self.dry_run
 
     def verifies_md5(self, source: EndpointConfig, destination: EndpointConfig) -> bool:
-        """Whether a key whose md5 one side does not show is read to compare it.
-
-        The one place this is decided: asked for the run, or set on either endpoint.
-        """
-        return self.verify_md5 or source.verify_md5 or destination.verify_md5
+        """Whether a key whose md5 one side does not show is read to compare it
+        (:func:`config.verifies_md5`, asked for the run)."""
+        return verifies_md5(source, destination, asked=self.verify_md5)
 
     def strategy(self, source: EndpointConfig, destination: EndpointConfig) -> Strategy:
         """How ``destination`` is compared with ``source`` (:class:`plan.Strategy`)."""

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from s3s3 import retry
 from s3s3.bucketjob.deletion import delete_extras
 from s3s3.bucketjob.destination import Destination
 from s3s3.bucketjob.lock import job_lock
@@ -303,10 +304,10 @@ class _Run:
                     ep.cfg.max_pool_connections,
                     workers,
                 )
-        self.src.check_bucket()
+        _check_bucket(self.src)
         for dest in self.dests:
             try:
-                dest.endpoint.check_bucket()
+                _check_bucket(dest.endpoint)
             except FatalEndpointError:
                 raise
             except EndpointError as exc:
@@ -417,3 +418,13 @@ class _Run:
                 [d.name for d, _ in checks],
             )
         self.sink.take(key, src, copies, checks)
+
+
+def _check_bucket(endpoint: Endpoint) -> None:
+    """HeadBucket under the endpoint's policy: a passing 503 at start-up costs a retry, not
+    the run (or a destination)."""
+    retry.call(
+        endpoint.check_bucket,
+        policy=retry.Policy.for_endpoint(endpoint.cfg),
+        what=f"check bucket of [{endpoint.name}]",
+    )

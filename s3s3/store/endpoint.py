@@ -267,13 +267,13 @@ class Endpoint:
             what=f"listing uploads of s3://{self.bucket}/{prefix} on [{self.name}]",
         )
 
-    # ------------------------------------------------------------------- transitional
+    # ------------------------------------------------------------------- administration
 
     def call(self, op: str, key: str | None = None, **params: Any) -> dict:
         """One boto3 operation by its botocore name, answering botocore's dict.
 
-        Transitional: for the bucket job's DeleteObjects until it calls
-        :meth:`delete_many`; nothing else above the store should use it.
+        For tests and benchmarks that set buckets up (PutObject, CreateBucket...); nothing in
+        s3s3 above the store calls it: the engines speak the Store protocol.
         """
         return self.boto.call(op, key, **params)
 
