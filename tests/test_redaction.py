@@ -8,7 +8,8 @@ import pytest
 import redis.exceptions
 
 from s3s3.config import RedisConfig
-from s3s3.queue.link import RedisLink, refused
+from s3s3.queue.link import RedisLink
+from s3s3.queue.redis_client import refused
 from s3s3.redact import RedactingFilter, redact, redact_url, url_secrets
 
 
