@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING
 
 from s3s3.config import BucketConfig, EndpointConfig
 from s3s3.errors import LockHeld, LockUnavailable, RedisFatal
-from s3s3.queue.redis_client import FATAL_ERRORS, refused
 from s3s3.redact import redact
 
 if TYPE_CHECKING:
@@ -355,6 +354,9 @@ def _no_redis(cfg: BucketConfig, problem: str) -> None:
 def _raise_if_refused(exc: Exception, client: redis.Redis, redis_url: str | None) -> None:
     """A wrong password or an ACL refusal is a mistake to fix, not an outage to ride out:
     falling back to the local lock would let runs on other hosts overlap for good."""
+    # Imported here, as redis-py is: a run with a local lock never loads either (~65 ms).
+    from s3s3.queue.redis_client import FATAL_ERRORS, refused
+
     if isinstance(exc, FATAL_ERRORS):
         reason = str(refused(redis_url or _client_url(client), exc)).rstrip(". ")
         message = (
