@@ -393,7 +393,7 @@ def test_destination_down_for_a_while_then_back(
         add_entries(r, cfg_for(names, redis_url), ({"key": k} for k in keys))
         # The reachable destination gets everything; the other one's work is held.
         wait_until(lambda: both([(a, d2)], keys), 30, what="the reachable destination")
-        listener.wait_for("[dest1] failed")
+        listener.wait_for("s3s3.listen: [dest1] failed")
         time.sleep(1.5)  # several backoff rounds while it is down
         assert keys_in(b, d1) == set()
         assert pending(r, names) == len(keys)
