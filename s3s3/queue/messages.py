@@ -274,7 +274,7 @@ def parse_entry(
                 f"'message' field must be bytes or str, not {type(message).__name__}"
             )
         return parse_message(message, source_bucket=source_bucket, key_encoding=key_encoding)
-    names = sorted(_text(k) for k in fields)
+    names = sorted(as_text(k) for k in fields)
     raise MessageError(
         "stream entry has neither a 'key' nor a 'message' field (fields: "
         + (", ".join(names) if names else "none")
@@ -344,7 +344,8 @@ def _field_text(value: Any, name: str) -> str:
     raise MessageError(f"'{name}' field must be bytes or str, not {type(value).__name__}")
 
 
-def _text(value) -> str:
+def as_text(value: object) -> str:
+    """A field name, field value or id as text (bytes decoded, undecodable bytes replaced)."""
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 

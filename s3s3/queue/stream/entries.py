@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from s3s3.queue.messages import as_text as text
+
+__all__ = ["ATTEMPTS_FIELD", "carried_attempts", "id_after", "parse_id", "text"]
+
 #: Attempts already spent on an entry that was handed back or requeued with its history.
 ATTEMPTS_FIELD = "attempts"
-
-
-def text(value: object) -> str:
-    """A field name, field value or id as text (bytes decoded, undecodable bytes replaced)."""
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 def parse_id(entry_id: object) -> tuple[int, int]:
