@@ -20,6 +20,7 @@ from s3s3.model import COPY, OPS
 from s3s3.queue.contract import Mode
 from s3s3.queue.messages import encode_key_message, validate_key
 from s3s3.queue.pubsub import publish_messages
+from s3s3.retry import Policy
 
 ADD_BATCH = 500
 
@@ -65,6 +66,10 @@ def add_entries(
         added += len(batch)
 
 
+#: How often a full stream is looked at again: from 50 ms up to once a second.
+_ROOM_POLL = Policy(attempts=None, base_s=0.05, max_s=1.0)
+
+
 def wait_for_room(client: redis.Redis, cfg: RedisConfig, length: int, wait_s: float) -> int:
     """Entries that may be added now; waits while the stream is full."""
     if length < cfg.maxlen:
@@ -77,7 +82,7 @@ def wait_for_room(client: redis.Redis, cfg: RedisConfig, length: int, wait_s: fl
         cfg.maxlen,
         wait_s,
     )
-    delay = 0.05
+    polls = 0
     while True:
         if time.monotonic() >= deadline:
             raise BacklogFull(
@@ -85,8 +90,8 @@ def wait_for_room(client: redis.Redis, cfg: RedisConfig, length: int, wait_s: fl
                 f"of {cfg.maxlen}, after {wait_s:g}s: are the listeners running? "
                 "(raise 'maxlen' in [pubsub] if the backlog is expected)"
             )
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 1.0)
+        polls += 1
+        time.sleep(min(_ROOM_POLL.delay_s(polls), max(0.0, deadline - time.monotonic())))
         length = client.xlen(cfg.stream)
         if length < cfg.maxlen:
             return cfg.maxlen - length
