@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from s3s3.errors import ConfigError
+from s3s3.model import MAX_MESSAGE_BYTES
 from s3s3.redact import redact_url, url_secrets
 
 MiB = 1024 * 1024
@@ -161,6 +162,41 @@ class BucketConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """``[http]``: the HTTP intake of ``s3s3intake``, where stores POST event notifications."""
+
+    token: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8089
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_body: int = 256 * 1024
+    max_connections: int = 64
+    timeout_s: float = 30.0
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+
+@dataclass(frozen=True)
+class AmqpConfig:
+    """``[amqp]``: the AMQP 0.9.1 queue ``s3s3intake`` consumes event notifications from."""
+
+    url: str = field(default="amqp://guest:guest@127.0.0.1:5672/%2F", repr=False)
+    queue: str = "s3s3"
+    exchange: str | None = None
+    exchange_type: str = "topic"
+    routing_key: str = "#"
+    declare: bool = True
+    prefetch: int = 64
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything read from the INI files."""
 
@@ -169,12 +205,19 @@ class Settings:
     redis: RedisConfig = RedisConfig()
     listen: ListenConfig = ListenConfig()
     bucket: BucketConfig = BucketConfig()
+    http: HttpConfig | None = None
+    amqp: AmqpConfig | None = None
     files: tuple[str, ...] = ()
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in the settings, for redaction (:mod:`s3s3.redact`): the
-        endpoints' secret keys and the Redis password."""
+        endpoints' secret keys, the Redis password, the HTTP intake's token and the AMQP
+        password."""
         found = [e.secret_key for e in (self.source, *self.destinations)]
+        if self.http is not None:
+            found.append(self.http.token)
+        if self.amqp is not None:
+            found += url_secrets(self.amqp.url)
         return tuple(s for s in (*found, *self.redis.secrets()) if s)
 
 
@@ -1024,8 +1067,110 @@ def _bucket(section: _Section | None) -> BucketConfig:
     )
 
 
+_HTTP_KEYS = {
+    "host",
+    "port",
+    "token",
+    "tls_cert",
+    "tls_key",
+    "max_body",
+    "max_connections",
+    "timeout",
+}
+#: Shorter tokens are guessable; RGW puts the token in the push endpoint's path, so it
+#: must also be URL-safe.
+MIN_TOKEN_CHARS = 16
+_TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def _http(section: _Section, env: Mapping[str, str] | None) -> HttpConfig:
+    env = os.environ if env is None else env
+    r = _Reader(section, _HTTP_KEYS, {"token"}, env)
+    token = r.raw("token")
+    if token is None and env.get("S3S3_HTTP_TOKEN"):
+        token = env["S3S3_HTTP_TOKEN"]
+        r.from_env["token"] = "S3S3_HTTP_TOKEN"
+    token = (token or "").strip()
+    if not token:
+        raise r.error(
+            "token",
+            "'token' is missing: the HTTP intake accepts events only with a secret token "
+            "(in the URL path or as 'Authorization: Bearer'); make one with "
+            "'python3 -c \"import secrets; print(secrets.token_urlsafe(24))\"'",
+        )
+    if len(token) < MIN_TOKEN_CHARS or not _TOKEN.match(token):
+        raise r.error(
+            "token",
+            f"'token' must be at least {MIN_TOKEN_CHARS} characters of A-Z, a-z, 0-9, "
+            "'-', '_', '.' or '~' (it goes into a URL path)",
+        )
+    cert, key = r.get("tls_cert"), r.get("tls_key")
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if path and not Path(path).is_file():
+            raise r.error(name, f"value {path!r} for '{name}' is not a readable file")
+    if bool(cert) != bool(key):
+        raise r.error(
+            "tls_key" if cert else "tls_cert", "'tls_cert' and 'tls_key' go together; set both"
+        )
+    return HttpConfig(
+        token=token,
+        host=_url_host(r, r.nonblank("host") or "127.0.0.1", url_key="host"),
+        port=r.get("port", to_port, 8089),
+        tls_cert=cert or None,
+        tls_key=key or None,
+        max_body=r.positive(
+            "max_body",
+            to_size,
+            MAX_MESSAGE_BYTES,
+            maximum=MAX_MESSAGE_BYTES,
+            maximum_text=f"{MAX_MESSAGE_BYTES // 1024}KiB (the largest message s3s3 reads)",
+        ),
+        max_connections=r.count("max_connections", 64, maximum=MAX_WORKERS),
+        timeout_s=r.duration("timeout", 30.0),
+    )
+
+
+_AMQP_KEYS = {"url", "queue", "exchange", "exchange_type", "routing_key", "declare", "prefetch"}
+_AMQP_SCHEMES = ("amqp", "amqps")
+
+
+def _amqp(section: _Section, env: Mapping[str, str] | None) -> AmqpConfig:
+    env = os.environ if env is None else env
+    r = _Reader(section, _AMQP_KEYS, {"url"}, env)
+    url = r.raw("url")
+    if url is None and env.get("S3S3_AMQP_URL"):
+        url = env["S3S3_AMQP_URL"]
+        r.from_env["url"] = "S3S3_AMQP_URL"
+    url = (url or AmqpConfig.url).strip()
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in _AMQP_SCHEMES or not parts.hostname or port == -1:
+        raise r.error(
+            "url",
+            f"value {redact_url(url)!r} for 'url' is not an AMQP URL "
+            "(amqp://user:password@host:port/vhost, the vhost percent-encoded: %2F for /)",
+        )
+    queue = (r.get("queue") or "s3s3").strip()
+    return AmqpConfig(
+        url=url,
+        queue=queue,
+        exchange=r.nonblank("exchange"),
+        exchange_type=r.choice(
+            "exchange_type", {k: k for k in ("topic", "direct", "fanout")}, "topic"
+        ),
+        routing_key=(r.get("routing_key") or "#").strip(),
+        declare=r.get("declare", to_bool, True),
+        prefetch=r.count("prefetch", 64, maximum=65535),
+    )
+
+
 #: Every key of every section: a malformed line's first word is named only when it is one.
-_ALL_KEYS = frozenset(_ENDPOINT_KEYS | _REDIS_KEYS | _LISTEN_KEYS | _BUCKET_KEYS)
+_ALL_KEYS = frozenset(
+    _ENDPOINT_KEYS | _REDIS_KEYS | _LISTEN_KEYS | _BUCKET_KEYS | _HTTP_KEYS | _AMQP_KEYS
+)
 
 
 def secrets_in_environment(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -1074,12 +1219,12 @@ def load(
             "no destination: add a section whose name starts with 'dest' "
             f"(files read: {', '.join(read)})"
         )
-    known = {"source", "pubsub", "listen", "bucket"}
+    known = {"source", "pubsub", "listen", "bucket", "http", "amqp"}
     for name in sections:
         if name not in known and not name.startswith("dest"):
             raise ConfigError(
                 f"unknown section '[{name}]' (known: [source], [dest...], "
-                "[pubsub], [listen], [bucket])",
+                "[pubsub], [listen], [bucket], [http], [amqp])",
                 path=sections[name].path_of(),
                 section=name,
             )
@@ -1089,6 +1234,8 @@ def load(
         redis=_redis(sections.get("pubsub"), env),
         listen=_listen(sections.get("listen")),
         bucket=_bucket(sections.get("bucket")),
+        http=_http(sections["http"], env) if "http" in sections else None,
+        amqp=_amqp(sections["amqp"], env) if "amqp" in sections else None,
         files=tuple(read),
     )
 

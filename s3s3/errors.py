@@ -19,7 +19,10 @@
     ├── LockUnavailable        ``lock = redis`` was configured and Redis cannot be reached
     ├── MessageError           a work message could not be understood
     ├── RedisFatal             Redis refused s3s3 for a reason retrying cannot fix
-    └── BacklogFull            the stream is full and did not drain within the wait
+    ├── BrokerRefused          the AMQP broker refused s3s3 (credentials, vhost, permissions)
+    ├── BacklogFull            the stream is full and did not drain within the wait
+    └── QueueUnavailable       an intake cannot queue work now: Redis is unreachable or the
+                               stream is full (retryable: the sender retries, nothing is lost)
 
 ``retryable`` says whether the same operation may succeed later without anyone changing
 anything; ``scope`` says what the failure concerns: one ``KEY`` (count it, go on), one
@@ -223,6 +226,11 @@ class RedisFatal(S3S3Error):
     """Redis refused s3s3 for a reason retrying cannot fix (password, ACL)."""
 
 
+class BrokerRefused(S3S3Error):
+    """The AMQP broker refused s3s3 for a reason retrying cannot fix: bad credentials, a
+    vhost that does not exist, no permission on the queue or exchange."""
+
+
 class BacklogFull(S3S3Error):
     """The stream holds ``maxlen`` entries or more and did not drain within the wait.
 
@@ -234,6 +242,14 @@ class BacklogFull(S3S3Error):
     def __init__(self, message: str, *, added: int = 0) -> None:
         super().__init__(message)
         self.added = added
+
+
+class QueueUnavailable(S3S3Error):
+    """An intake could not add work to the stream now (Redis unreachable, or the stream at
+    its maxlen): the event was not accepted, and its sender should send it again."""
+
+    retryable = True
+    scope = Scope.ENDPOINT
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -96,6 +96,12 @@ class CopyResult:
     bytes_read: int = 0
 
 
+#: The largest work message read (a pub/sub message, a stream field, an HTTP or AMQP body):
+#: far above any real event notification (AWS documents ~1-2 KiB per record). It also
+#: bounds the records per message: 10,000 minimal records do not fit.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class WorkItem:
     """One thing to do: bring ``key`` at the destinations in line with the source."""
@@ -104,3 +110,11 @@ class WorkItem:
     key: str
     bucket: str | None = None  # the bucket an event named, when it named one
     event: str | None = None  # the event name, for logs
+    # Where this event stands among the events for its key: a larger number is a later
+    # operation (from the event's ``sequencer``); None when the sender gave no order.
+    sequence: int | None = None
+    # When the store did the operation (seconds since the epoch), when the event says.
+    event_time: float | None = None
+    # The sender redelivers (a store's push): compare with the destination before copying,
+    # since a duplicate of an event already applied is likely.
+    compare: bool = False

@@ -197,7 +197,7 @@ def test_redis_url_password_is_masked(tmp_path):
         ),
         (
             "[wat]\nx = 1\n",
-            "unknown section '[wat]' (known: [source], [dest...], [pubsub], [listen], [bucket]) "
+            "unknown section '[wat]' (known: [source], [dest...], [pubsub], [listen], [bucket], [http], [amqp]) "
             "in section 'wat' (file: '{path}')",
         ),
     ],

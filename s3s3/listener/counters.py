@@ -20,6 +20,7 @@ class Counters:
         "failed",
         "bytes",
         "coalesced",
+        "stale",
         "retried",
         "bad_messages",
         "ignored_events",

@@ -11,12 +11,20 @@ runs (or will run) first and the one job that waits for it:
   later events coalesce in turn): the running copy may have read the source before the
   change the event announces. The later state wins.
 
+Events that carry a :attr:`~s3s3.model.WorkItem.sequence` (a store's push) may come twice and
+out of order. :class:`Applied` remembers, for recently finished keys, the latest sequence a
+finished job served; an event at or below it is *stale* (its change is already at the
+destinations, or was overtaken by a later one that is) and is dropped without a request.
+Only finished jobs count: a job reads the source when it runs, after every event it serves
+was sent, so what it wrote is at least as new as each of them.
+
 Plain state without a lock or a thread: the replicator calls it with its own lock held. It
 knows nothing of endpoints, copies, or where work comes from.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from s3s3.model import CopyResult, WorkItem
@@ -44,6 +52,7 @@ class Job:
         "probing",
         "resolved_op",
         "last_error",
+        "sequence",
     )
 
     def __init__(self, item: WorkItem, ticket: object, prior_attempts: int, *, force: bool) -> None:
@@ -63,6 +72,7 @@ class Job:
         self.probing: list[Health] = []  # endpoints this job is probing (see health)
         self.resolved_op: str | None = None  # a delete turns into a copy if the key is back
         self.last_error = ""
+        self.sequence = item.sequence  # the latest sequence among the events it serves
 
     def merge(self, item: WorkItem, ticket: object, prior_attempts: int) -> None:
         """Fold a newer event for the same key into this job, which has not started yet."""
@@ -75,6 +85,10 @@ class Job:
         self.item = item
         self.tickets.append(ticket)
         self.attempts = max(self.attempts, prior_attempts)
+        if item.compare:
+            self.force = False
+        if item.sequence is not None:
+            self.sequence = max(item.sequence, self.sequence or 0)
 
 
 class KeyOrder:
@@ -94,7 +108,7 @@ class KeyOrder:
         """
         job = self._current.get(item.key)
         if job is None:
-            job = Job(item, ticket, prior_attempts, force=True)
+            job = Job(item, ticket, prior_attempts, force=not item.compare)
             self._current[item.key] = job
             return job, False
         if not job.running:
@@ -129,3 +143,31 @@ class KeyOrder:
     def __len__(self) -> int:
         """Jobs known: running, queued, held, waiting to retry, or waiting for their key."""
         return len(self._current) + len(self._next)
+
+
+class Applied:
+    """The latest sequence applied for up to ``limit`` recently finished keys (see the
+    module docstring); the least recently finished are forgotten first."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        self.limit = limit
+        self._latest: OrderedDict[str, int] = OrderedDict()
+
+    def stale(self, item: WorkItem) -> int | None:
+        """The sequence already applied that makes ``item`` stale, or None if it is not."""
+        if item.sequence is None:
+            return None
+        latest = self._latest.get(item.key)
+        return latest if latest is not None and item.sequence <= latest else None
+
+    def finished(self, job: Job) -> None:
+        """``job`` brought its key in line with the source."""
+        if job.sequence is None:
+            return
+        latest = self._latest.pop(job.key, None)
+        self._latest[job.key] = job.sequence if latest is None else max(latest, job.sequence)
+        while len(self._latest) > self.limit:
+            self._latest.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._latest)

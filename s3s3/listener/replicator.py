@@ -18,6 +18,11 @@ Rules, and why:
   small objects that dominate event traffic. Duplicates are handled where they are likely:
   a job that follows a running job for the same key, a redelivered stream entry and a job
   merged after a partial run compare first (HEAD both sides, skip when identical).
+- **Stale events are dropped.** A store's push redelivers and reorders; an event whose
+  sequence is at or below the latest one a finished job for its key served is acknowledged
+  at once as ``skipped`` (counted as ``stale``), without a request. Pushed events also
+  compare before copying (``WorkItem.compare``), so a duplicate that arrives while the
+  first is still queued or running costs HEADs, not a copy.
 - **Deletes** are applied only with ``[listen] delete = true``. The source is checked first:
   a key that exists again (re-created since the delete) is copied instead.
 - **A key missing at the source** (deleted since it was announced) finishes as ``missing``:
@@ -49,7 +54,7 @@ from typing import Protocol
 from s3s3.errors import CopyCancelled, Scope, is_retryable, scope_of
 from s3s3.listener.counters import Counters
 from s3s3.listener.health import Breaker, Health, is_outage
-from s3s3.listener.ordering import Job, KeyOrder
+from s3s3.listener.ordering import Applied, Job, KeyOrder
 from s3s3.listener.threads import guarded, log_crash
 from s3s3.listener.timer import Timer
 from s3s3.model import COPY, DELETE, CopyResult, Outcome, WorkItem
@@ -150,6 +155,7 @@ class Replicator:
         self.crashed: BaseException | None = None
         self._cond = threading.Condition()  # guards the order, the breaker and all below
         self._order = KeyOrder()
+        self._applied = Applied()
         self._ready: collections.deque[Job] = collections.deque()
         self._held = 0
         self._reporting = 0
@@ -185,12 +191,32 @@ class Replicator:
                 # stream entry stays pending and is reclaimed later).
                 log.debug("not accepting %r: stopping", item.key)
                 return
-            self._held += 1
-            job, coalesced = self._order.add(item, ticket, prior_attempts)
-            if job is not None:
-                self._ready.append(job)
-                self._cond.notify()
+            applied = self._applied.stale(item)
+            if applied is None:
+                self._held += 1
+                job, coalesced = self._order.add(item, ticket, prior_attempts)
+                if job is not None:
+                    self._ready.append(job)
+                    self._cond.notify()
+        if applied is not None:
+            self._drop_stale(item, ticket, applied)
+            return
         self.counters.add(received=1, coalesced=1 if coalesced else 0)
+
+    def _drop_stale(self, item: WorkItem, ticket: object, applied: int) -> None:
+        self.counters.add(received=1, stale=1, skipped=1)
+        log.info(
+            "skipped key=%r event=%s (stale: sequence %d, and %d is already applied)",
+            item.key,
+            item.event or item.op,
+            item.sequence,
+            applied,
+        )
+        result = JobResult(key=item.key, op=item.op, outcome=Outcome.SKIPPED, reason="stale event")
+        try:
+            self.on_complete([ticket], result)
+        except Exception:
+            log.exception("reporting the outcome for %r failed", item.key)
 
     def held(self) -> int:
         """Tickets submitted and not yet reported."""
@@ -532,6 +558,8 @@ class Replicator:
                 self._reporting -= 1
                 job.running = False
                 job.finished = True
+                if outcome is not Outcome.FAILED:
+                    self._applied.finished(job)
                 self._held -= len(job.tickets)
                 waiting = self._order.release(job)
                 if waiting is not None:

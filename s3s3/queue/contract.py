@@ -10,6 +10,7 @@ the protocols by shape; it never imports the queue room.
 from __future__ import annotations
 
 import enum
+import threading
 from typing import Protocol
 
 from s3s3.model import Outcome, WorkItem
@@ -65,6 +66,25 @@ class Finished(Protocol):
 
     @property
     def reason(self) -> str | None: ...
+
+
+class Push(Protocol):
+    """A push intake (HTTP, AMQP) as ``s3s3intake`` runs it."""
+
+    def describe(self) -> str:
+        """Where it takes events from, for logs (no secret)."""
+        ...
+
+    def open(self) -> None:
+        """Take what must be had before serving (a listening socket); raise
+        :class:`OSError` or :class:`~s3s3.errors.ConfigError` when it cannot be had."""
+
+    def serve(self, stop: threading.Event) -> None:
+        """Take events until ``stop`` is set, then finish those being taken and return.
+
+        Outages (Redis, the broker) are waited out here; raises only what retrying cannot
+        fix (:class:`~s3s3.errors.RedisFatal`, :class:`~s3s3.errors.BrokerRefused`).
+        """
 
 
 class Counters(Protocol):

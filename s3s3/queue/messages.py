@@ -42,6 +42,21 @@ Keys in events: AWS and MinIO URL-encode them with ``+`` for space (decoded here
 Ceph key is literal. ``key_encoding="auto"`` (the default) therefore decodes unless the
 record's ``eventSource`` is ``ceph:s3``; ``"url"`` and ``"raw"`` force one behaviour.
 
+Order: a record's ``s3.object.sequencer`` becomes :attr:`WorkItem.sequence`, a number that
+grows with later operations on the key (:func:`sequence_of`): AWS and MinIO send a hex
+number; Ceph RGW sends the hex bytes of its clock (seconds, then nanoseconds, little-endian),
+decoded here to nanoseconds. ``eventTime`` becomes :attr:`WorkItem.event_time` (seconds since
+the epoch). Either is left out, not an error, when it does not read as such.
+
+An SNS notification (``{"Type": "Notification", "Message": "..."}``, AWS's HTTP push) is
+unwrapped once; a subscription confirmation is skipped with its ``SubscribeURL`` in the reason,
+for the operator to confirm by hand.
+
+Stream entries written by the push intakes (:func:`entry_fields`) carry the key, the op and
+what the record said (bucket, event, sequence, time) as fields of their own, and a ``via``
+field, which marks the item :attr:`~s3s3.model.WorkItem.compare`: a store that pushes
+redelivers, so the destination is compared before a copy.
+
 Event names: ``ObjectCreated:*`` copies; ``ObjectRemoved:*``, ``LifecycleExpiration:*``
 (AWS) and ``ObjectLifecycle:Expiration:*`` (Ceph) delete; an ``s3:`` prefix is ignored.
 Other events (reads, ACL, tagging, restores, the AWS ``s3:TestEvent``) change no object and
@@ -50,7 +65,9 @@ are skipped, as are records for a bucket other than the source bucket.
 
 from __future__ import annotations
 
+import calendar
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,13 +75,10 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 from s3s3.errors import MessageError
-from s3s3.model import COPY, DELETE, OPS, WorkItem
+from s3s3.model import COPY, DELETE, MAX_MESSAGE_BYTES, OPS, WorkItem
 
 #: S3 limits a key to 1,024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
-#: Far above any real event notification (AWS documents ~1-2 KiB per record). It also
-#: bounds the records per message: 10,000 minimal records do not fit.
-MAX_MESSAGE_BYTES = 256 * 1024
 #: Deepest bracket nesting read as JSON. A real event nests 5 levels (the document, Records,
 #: a record, s3, object; a MinIO access list 6); deeper text is not an event, and is never
 #: handed to the JSON decoder, whose recursion a 100,000-deep message would exhaust.
@@ -266,7 +280,10 @@ def parse_entry(
         op = (_field_text(op, "op") if op is not None else "") or COPY
         if op not in OPS:
             raise MessageError(f"'op' field is {_short(op)}; expected 'copy' or 'delete'")
-        return Parsed("entry", (WorkItem(op, validate_key(text)),))
+        item = WorkItem(op, validate_key(text), **_entry_extras(fields))
+        if source_bucket is not None and item.bucket is not None and item.bucket != source_bucket:
+            return Parsed("entry", (), (_other_bucket(item.bucket, source_bucket, item),))
+        return Parsed("entry", (item,))
     message = _field(fields, "message")
     if message is not None:
         if not isinstance(message, (bytes, bytearray, memoryview, str)):
@@ -282,7 +299,118 @@ def parse_entry(
     )
 
 
+def entry_fields(item: WorkItem, *, via: str) -> dict[str, str]:
+    """The stream entry a push intake writes for ``item``; :func:`parse_entry` reads it back.
+
+    ``via`` names the intake (``http``, ``amqp``, ``swift``) and marks the item as one whose
+    sender redelivers.
+    """
+    fields = {"key": item.key, "op": item.op, "via": via}
+    if item.bucket is not None:
+        fields["bucket"] = item.bucket
+    if item.event is not None:
+        fields["event"] = item.event
+    if item.sequence is not None:
+        fields["seq"] = str(item.sequence)
+    if item.event_time is not None:
+        fields["time"] = repr(item.event_time)
+    return fields
+
+
+#: The longest sequencer read: AWS documents no length; theirs and MinIO's are 16-20 digits.
+_MAX_SEQUENCER = 64
+_HEX = re.compile(r"^[0-9A-Fa-f]+$")
+
+
+def sequence_of(sequencer: str, *, source: str | None = None) -> int | None:
+    """The order ``sequencer`` gives among one key's events, or None when it reads as none.
+
+    AWS compares sequencers as hex numbers (shorter ones padded with zeros), and MinIO sends
+    the event's Unix time in hex nanoseconds: both are the hex number. Ceph RGW (16.2)
+    hex-encodes the bytes of its clock, 4 bytes of seconds then 4 of nanoseconds, each
+    little-endian, which as a plain hex number would not grow with time.
+    """
+    text = sequencer.strip()
+    if not text or len(text) > _MAX_SEQUENCER or not _HEX.match(text):
+        return None
+    if source in RAW_KEY_SOURCES and len(text) == 16:
+        raw = bytes.fromhex(text)
+        seconds = int.from_bytes(raw[:4], "little")
+        nanos = int.from_bytes(raw[4:], "little")
+        if nanos >= 1_000_000_000:
+            return None
+        return seconds * 1_000_000_000 + nanos
+    return int(text, 16)
+
+
+_ISO_TIME = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d{1,9})?"
+    r"(Z|[+-]\d\d:?\d\d)?$"
+)
+
+
+def event_time_of(text: str) -> float | None:
+    """Seconds since the epoch for an ISO 8601 ``eventTime`` (UTC when no offset is given),
+    or None when it reads as no time (Python 3.10's ``fromisoformat`` reads neither ``Z`` nor
+    MinIO's three digits of fraction in every form, hence this)."""
+    match = _ISO_TIME.match(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        return None
+    try:
+        value = float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
+    except (OverflowError, ValueError):
+        return None
+    if match.group(7):
+        value += float(match.group(7))
+    offset = match.group(8)
+    if offset and offset != "Z":
+        digits = offset[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + int(digits[2:])
+        value -= (1 if offset[0] == "+" else -1) * minutes * 60
+    return value
+
+
 # --------------------------------------------------------------------------- internals
+
+
+def _entry_extras(fields: Mapping[Any, Any]) -> dict[str, Any]:
+    """The optional fields of a push intake's entry (see :func:`entry_fields`)."""
+    extras: dict[str, Any] = {}
+    for name, attr in (("bucket", "bucket"), ("event", "event")):
+        value = _field(fields, name)
+        if value is not None:
+            extras[attr] = _field_text(value, name)
+    seq = _field(fields, "seq")
+    if seq is not None:
+        text = _field_text(seq, "seq")
+        if not text.isdigit() or not text.isascii() or len(text) > 80:
+            raise MessageError(f"'seq' field is {_short(text)}; expected a whole number")
+        extras["sequence"] = int(text)
+    when = _field(fields, "time")
+    if when is not None:
+        text = _field_text(when, "time")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or len(text) > 40:
+            raise MessageError(f"'time' field is {_short(text)}; expected seconds since the epoch")
+        extras["event_time"] = value
+    if _field(fields, "via") is not None:
+        extras["compare"] = True
+    return extras
+
+
+def _other_bucket(bucket: str, source_bucket: str, item: WorkItem) -> Skipped:
+    return Skipped(
+        f"bucket {_short(bucket)} is not the source bucket {source_bucket!r}",
+        key=item.key,
+        bucket=bucket,
+        event=item.event,
+    )
 
 
 #: A JSON string (skipped whole, escapes included; unterminated runs to the end) or a bracket.
@@ -376,7 +504,9 @@ _SHAPES = (
 )
 
 
-def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -> Parsed:
+def _parse_document(
+    doc: Any, *, source_bucket: str | None, key_encoding: str, enveloped: bool = False
+) -> Parsed:
     if isinstance(doc, dict):
         if "Records" in doc:
             records = doc["Records"]
@@ -387,6 +517,34 @@ def _parse_document(doc: Any, *, source_bucket: str | None, key_encoding: str) -
             if not records:
                 raise MessageError("S3 event with an empty 'Records' list")
             return _parse_records(records, "s3-event", "Records", source_bucket, key_encoding)
+        kind = doc.get("Type")
+        if kind == "Notification" and isinstance(doc.get("Message"), str) and not enveloped:
+            inner = doc["Message"]
+            if not inner.startswith(("{", "[")) or nests_deeper_than(inner):
+                raise MessageError(
+                    f"SNS notification whose 'Message' is no event (starts {preview(inner)})"
+                )
+            return _parse_document(
+                _decode_json(inner),
+                source_bucket=source_bucket,
+                key_encoding=key_encoding,
+                enveloped=True,
+            )
+        if kind == "SubscriptionConfirmation":
+            url = doc.get("SubscribeURL")
+            topic = doc.get("TopicArn")
+            return Parsed(
+                "test-event",
+                (),
+                (
+                    Skipped(
+                        "SNS subscription confirmation for topic "
+                        f"{_short(topic)}: confirm it by opening its SubscribeURL "
+                        f"{_short(url) if not isinstance(url, str) else url[:300]}",
+                        event="SubscriptionConfirmation",
+                    ),
+                ),
+            )
         event = doc.get("Event")
         if isinstance(event, str) and event.endswith("TestEvent"):
             bucket = doc.get("Bucket")
@@ -496,11 +654,29 @@ def _parse_record(
     op = _op_for(event)
     if op is None:
         return Skipped(f"event {event[:80]} changes no object", key=key, bucket=bucket, event=event)
+    item = WorkItem(op, key, bucket=bucket, event=event, **_record_order(record, source, what))
     if source_bucket is not None and bucket is not None and bucket != source_bucket:
-        return Skipped(
-            f"bucket {_short(bucket)} is not the source bucket {source_bucket!r}",
-            key=key,
-            bucket=bucket,
-            event=event,
-        )
-    return WorkItem(op, key, bucket=bucket, event=event)
+        return _other_bucket(bucket, source_bucket, item)
+    return item
+
+
+def _record_order(record: dict, source: str | None, what: str) -> dict[str, Any]:
+    """``sequence`` and ``event_time`` of a record, where it gives them."""
+    extras: dict[str, Any] = {}
+    sequencer = record["s3"]["object"].get("sequencer")
+    if sequencer is not None:
+        if not isinstance(sequencer, str):
+            raise MessageError(
+                f"{what}: 's3.object.sequencer' is {_describe_value(sequencer)}, not a string"
+            )
+        sequence = sequence_of(sequencer, source=source)
+        if sequence is not None:
+            extras["sequence"] = sequence
+    when = record.get("eventTime")
+    if when is not None:
+        if not isinstance(when, str):
+            raise MessageError(f"{what}: 'eventTime' is {_describe_value(when)}, not a string")
+        event_time = event_time_of(when)
+        if event_time is not None:
+            extras["event_time"] = event_time
+    return extras
