@@ -1,0 +1,260 @@
+"""What the push intakes share below them: the order and time read from a record, the
+stream entry they write, SNS envelopes, and the ``[http]`` and ``[amqp]`` settings."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from s3s3.config import load
+from s3s3.errors import ConfigError, MessageError
+from s3s3.queue.messages import (
+    entry_fields,
+    event_time_of,
+    parse_entry,
+    parse_message,
+    sequence_of,
+)
+
+# A record as Ceph RGW 16.2 sent it (../shared/INTEROP.md), key raw.
+RGW = {
+    "eventVersion": "2.2",
+    "eventSource": "ceph:s3",
+    "awsRegion": "",
+    "eventTime": "2026-12-01T18:00:42.858865Z",
+    "eventName": "ObjectCreated:Put",
+    "s3": {
+        "bucket": {"name": "b"},
+        "object": {
+            "key": "a b+c.txt",
+            "size": 10,
+            "eTag": "3363",
+            "versionId": "",
+            "sequencer": "4A0B0F6B7BA5D033",
+        },
+    },
+    "eventId": "1",
+}
+
+
+def rgw(**object_fields) -> bytes:
+    record = json.loads(json.dumps(RGW))
+    record["s3"]["object"].update(object_fields)
+    return json.dumps({"Records": [record]}).encode()
+
+
+def test_rgw_sequencer_is_its_clock_decoded():
+    # 4A0B0F6B = 0x6B0F0B4A seconds = 2026-12-01T18:00:42Z; 7BA5D033 = 869,311,867 ns.
+    assert sequence_of("4A0B0F6B7BA5D033", source="ceph:s3") == 1796148042_869311867
+    # Little-endian bytes do not grow as a hex number: second 0x6B0F0BFF, then 0x6B0F0C00.
+    before, after = "FF0B0F6B00000000", "000C0F6B00000000"
+    assert int(after, 16) < int(before, 16)
+    assert sequence_of(after, source="ceph:s3") > sequence_of(before, source="ceph:s3")
+    assert sequence_of(after, source="ceph:s3") - sequence_of(before, source="ceph:s3") == 10**9
+
+
+def test_aws_and_minio_sequencers_are_hex_numbers():
+    assert sequence_of("0055AED6DCD90281E5") == 0x0055AED6DCD90281E5
+    assert sequence_of("55AED6DCD90281E5") == sequence_of("0055AED6DCD90281E5")  # padding
+    assert sequence_of("17A5C1E9B3D5F2A0", source="minio:s3") == 0x17A5C1E9B3D5F2A0
+
+
+@pytest.mark.parametrize("text", ["", "  ", "xyz", "12G4", "F" * 65])
+def test_a_sequencer_that_reads_as_none_is_left_out(text):
+    assert sequence_of(text) is None
+    parsed = parse_message(rgw(sequencer=text))
+    assert parsed.items[0].sequence is None
+
+
+def test_rgw_nanoseconds_out_of_range_read_as_no_order():
+    assert sequence_of("4A0B0F6BFFFFFFFF", source="ceph:s3") is None
+
+
+def test_a_sequencer_of_the_wrong_type_is_a_bad_message():
+    with pytest.raises(MessageError, match=r"Records\[0\]: 's3.object.sequencer' is int"):
+        parse_message(rgw(sequencer=7))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-12-01T18:00:42.858865Z", 1796148042.858865),
+        ("2019-03-27T01:51:22.335Z", 1553651482.335),  # MinIO
+        ("1970-01-01T00:00:00.000Z", 0.0),  # AWS's test event
+        ("2019-03-27T03:51:22+02:00", 1553651482.0),
+        ("2019-03-27T01:51:22", 1553651482.0),  # no zone: UTC
+    ],
+)
+def test_event_times(text, expected):
+    assert event_time_of(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2019-13-01T00:00:00Z", "2019-03-27"])
+def test_a_time_that_reads_as_none(text):
+    assert event_time_of(text) is None
+
+
+def test_the_entry_of_a_pushed_record_round_trips():
+    item = parse_message(rgw(), source_bucket="b").items[0]
+    assert (item.key, item.sequence, item.compare) == ("a b+c.txt", 1796148042869311867, False)
+    fields = entry_fields(item, via="http")
+    assert fields == {
+        "key": "a b+c.txt",
+        "op": "copy",
+        "via": "http",
+        "bucket": "b",
+        "event": "ObjectCreated:Put",
+        "seq": "1796148042869311867",
+        "time": "1796148042.858865",
+    }
+    # As redis-py hands them back: bytes.
+    back = parse_entry({k.encode(): v.encode() for k, v in fields.items()}, source_bucket="b")
+    assert back.items == (
+        item.__class__(
+            "copy",
+            "a b+c.txt",
+            bucket="b",
+            event="ObjectCreated:Put",
+            sequence=1796148042869311867,
+            event_time=1796148042.858865,
+            compare=True,
+        ),
+    )
+
+
+def test_an_entry_for_another_bucket_is_skipped():
+    fields = entry_fields(parse_message(rgw()).items[0], via="swift")
+    parsed = parse_entry(fields, source_bucket="other")
+    assert parsed.items == ()
+    assert parsed.skipped[0].reason == "bucket 'b' is not the source bucket 'other'"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"key": "k", "seq": "-1"}, "'seq' field is '-1'; expected a whole number"),
+        ({"key": "k", "seq": "１２"}, "expected a whole number"),  # not ASCII digits
+        ({"key": "k", "time": "soon"}, "'time' field is 'soon'; expected seconds"),
+        ({"key": "k", "time": "inf"}, "'time' field is 'inf'"),
+        ({"key": "k", "bucket": b"\xff"}, "'bucket' field is not UTF-8"),
+    ],
+)
+def test_bad_entry_fields_are_bad_messages(fields, message):
+    with pytest.raises(MessageError, match=message):
+        parse_entry(fields)
+
+
+def test_an_sns_notification_is_unwrapped_once():
+    inner = rgw().decode()
+    envelope = json.dumps({"Type": "Notification", "MessageId": "m", "Message": inner})
+    assert parse_message(envelope).items == parse_message(inner).items
+    twice = json.dumps({"Type": "Notification", "Message": envelope})
+    with pytest.raises(MessageError, match="unknown shape"):
+        parse_message(twice)
+    with pytest.raises(MessageError, match="SNS notification whose 'Message' is no event"):
+        parse_message(json.dumps({"Type": "Notification", "Message": "hello"}))
+
+
+def test_an_sns_subscription_confirmation_is_skipped_with_its_url():
+    doc = {
+        "Type": "SubscriptionConfirmation",
+        "TopicArn": "arn:aws:sns:us-east-1:1:t",
+        "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&T=x",
+    }
+    parsed = parse_message(json.dumps(doc))
+    assert parsed.items == ()
+    assert "SubscribeURL https://sns.us-east-1.amazonaws.com/?Action=Confirm" in (
+        parsed.skipped[0].reason
+    )
+
+
+# --------------------------------------------------------------------------- settings
+
+BASE = """\
+[source]
+bucket_name = src
+endpoint_url = http://127.0.0.1:9000
+[dest]
+bucket_name = dst
+"""
+TOKEN = "k4Qx9-Pz_2mLwV7rTt0sYb"
+
+
+def settings_of(tmp_path, extra: str, env=None):
+    path = tmp_path / "s3s3.ini"
+    path.write_text(BASE + textwrap.dedent(extra))
+    return load(path, search_path=[], env=env or {})
+
+
+def test_http_and_amqp_sections(tmp_path):
+    s = settings_of(
+        tmp_path,
+        f"""
+        [http]
+        token = {TOKEN}
+        port = 8443
+        max_body = 64k
+        [amqp]
+        url = amqp://s3s3:pw-of-amqp@rabbit:5672/ceph
+        queue = rgw-events
+        exchange = rgw
+        routing_key = t1
+        """,
+    )
+    assert (s.http.host, s.http.port, s.http.max_body, s.http.scheme) == (
+        "127.0.0.1",
+        8443,
+        65536,
+        "http",
+    )
+    assert TOKEN not in repr(s.http)
+    assert (s.amqp.queue, s.amqp.exchange, s.amqp.routing_key, s.amqp.declare) == (
+        "rgw-events",
+        "rgw",
+        "t1",
+        True,
+    )
+    assert "pw-of-amqp" not in repr(s.amqp) and "pw-of-amqp" not in s.amqp.safe_url
+    assert TOKEN in s.secrets() and "pw-of-amqp" in s.secrets()
+
+
+def test_no_sections_no_intakes(tmp_path):
+    s = settings_of(tmp_path, "")
+    assert s.http is None and s.amqp is None
+
+
+def test_the_token_may_come_from_the_environment(tmp_path):
+    s = settings_of(tmp_path, "[http]\n", env={"S3S3_HTTP_TOKEN": TOKEN})
+    assert s.http.token == TOKEN
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("[http]\n", "'token' is missing"),
+        ("[http]\ntoken = short\n", "'token' must be at least 16 characters"),
+        ("[http]\ntoken = has/a/slash/in/it/x\n", "'token' must be at least 16"),
+        (f"[http]\ntoken = {TOKEN}\nport = 0\n", "port"),
+        (f"[http]\ntoken = {TOKEN}\nmax_body = 1m\n", "must be at most 256KiB"),
+        (f"[http]\ntoken = {TOKEN}\ntls_cert = /nonexistent.pem\n", "is not a readable file"),
+        ("[amqp]\nurl = http://rabbit/\n", "is not an AMQP URL"),
+        ("[amqp]\nurl = amqp://rabbit:notaport/\n", "is not an AMQP URL"),
+        ("[amqp]\nexchange_type = headers\n", "'exchange_type'"),
+        ("[amqp]\nprefetch = 0\n", "'prefetch' must be greater than zero"),
+        ("[amqp]\nwho = me\n", "who"),
+    ],
+)
+def test_bad_intake_settings_name_section_and_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        settings_of(tmp_path, extra)
+    assert "[http]" in str(err.value) or "[amqp]" in str(err.value) or "section" in str(err.value)
+    assert TOKEN not in str(err.value)
+
+
+def test_tls_cert_and_key_go_together(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="'tls_cert' and 'tls_key' go together"):
+        settings_of(tmp_path, f"[http]\ntoken = {TOKEN}\ntls_cert = {cert}\n")
