@@ -139,3 +139,6 @@ def test_echo_supervisord_conf_runs_the_bucket_job_as_an_event_listener():
     program = conf["program:s3s3listen"]
     assert program["command"] == "/opt/env/s3s3/bin/s3s3listen --config /usr/local/etc/s3s3.ini"
     assert program["autorestart"] == "true"
+    intake = conf["program:s3s3intake"]
+    assert intake["command"] == "/opt/env/s3s3/bin/s3s3intake --config /usr/local/etc/s3s3.ini"
+    assert intake["stopsignal"] == "TERM"
