@@ -41,6 +41,7 @@ import socketserver
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -228,22 +229,14 @@ def _client(address: Any) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
-class _Refusal(Exception):
+@dataclass
+class _Refusal:
     """An answer other than 200, decided before or after reading the body."""
 
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        *,
-        headers: tuple[tuple[str, str], ...] = (),
-        close: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.close = close
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+    close: bool = False  # the connection cannot serve another request
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -282,9 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle_expect_100(self) -> bool:
         # Refuse before the client sends a body it need not send.
-        try:
-            self.check_request()
-        except _Refusal as refusal:
+        refusal = self.check_request()
+        if refusal is not None:
             refusal.close = True  # the client may send its body anyway: do not read it
             self.refuse(refusal)
             return False
@@ -296,18 +288,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         try:
-            self.check_request()
-            body = self.read_body()
-            self.take(body)
-        except _Refusal as refusal:
-            self.refuse(refusal)
-        except Exception:
+            refusal = self.check_request()
+            if refusal is None:
+                body = self.read_body()
+                refusal = body if isinstance(body, _Refusal) else self.take(body)
+            if refusal is not None:
+                self.refuse(refusal)
+        except Exception:  # the outermost loop of a request: a bug, answered 500
             self.fail()
 
     def do_other(self) -> None:
-        try:
-            self.check_request()  # raises: not a POST
-        except _Refusal as refusal:
+        refusal = self.check_request()  # not a POST: always a refusal
+        if refusal is not None:
             self.refuse(refusal)
 
     do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_other
@@ -315,78 +307,83 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ the checks
 
-    def check_request(self) -> None:
-        """Raise :class:`_Refusal` for a request that must not be read further."""
+    def check_request(self) -> _Refusal | None:
+        """The refusal of a request that must not be read further, if it is one."""
         intake = self.server.intake
         if self.command != "POST":
-            raise _Refusal(
+            return _Refusal(
                 HTTPStatus.METHOD_NOT_ALLOWED,
                 f"method {self.command} not allowed: event notifications are POSTed",
                 headers=(("Allow", "POST"),),
             )
         presented = intake.authenticate(self.path, self.headers.get("Authorization"))
-        if presented is not True:
-            if presented is None:
-                raise _Refusal(
-                    HTTPStatus.UNAUTHORIZED,
-                    "no token: POST to /<token> or send 'Authorization: Bearer <token>'",
-                    headers=(("WWW-Authenticate", 'Bearer realm="s3s3intake"'),),
-                )
-            raise _Refusal(HTTPStatus.FORBIDDEN, "wrong token")
-        if "Content-Type" not in self.headers:
-            raise _Refusal(
+        if presented is None:
+            return _Refusal(
+                HTTPStatus.UNAUTHORIZED,
+                "no token: POST to /<token> or send 'Authorization: Bearer <token>'",
+                headers=(("WWW-Authenticate", 'Bearer realm="s3s3intake"'),),
+            )
+        if not presented:
+            return _Refusal(HTTPStatus.FORBIDDEN, "wrong token")
+        given = self.headers.get("Content-Type")
+        if given is None:
+            return _Refusal(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 "no Content-Type: send application/json or text/plain",
             )
-        ctype = self.headers.get_content_type()
+        # The media type without its parameters (charset=UTF-8 from SNS); read here rather
+        # than with email's get_content_type(), which takes anything without a "/" for
+        # text/plain.
+        ctype = given.split(";", 1)[0].strip().lower()
         if ctype not in CONTENT_TYPES:
-            raise _Refusal(
+            return _Refusal(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 f"Content-Type {_short(ctype)} not taken: send application/json or text/plain",
             )
         if "Transfer-Encoding" in self.headers:
-            raise _Refusal(
+            return _Refusal(
                 HTTPStatus.LENGTH_REQUIRED,
                 "Transfer-Encoding is not taken: send the body with a Content-Length",
                 close=True,
             )
-        length = self.content_length()
+        try:
+            length = self.content_length()
+        except ValueError as exc:
+            return _Refusal(HTTPStatus.BAD_REQUEST, str(exc), close=True)
         if length is None:
-            raise _Refusal(HTTPStatus.LENGTH_REQUIRED, "no Content-Length", close=True)
+            return _Refusal(HTTPStatus.LENGTH_REQUIRED, "no Content-Length", close=True)
         if length > intake.cfg.max_body:
-            raise _Refusal(
+            return _Refusal(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"body of {length} bytes is over the limit of {intake.cfg.max_body} bytes "
                 "([http] max_body)",
                 close=True,
             )
+        return None
 
     def content_length(self) -> int | None:
+        """The Content-Length, None without one; ValueError when it is not one number."""
         values = self.headers.get_all("Content-Length") or []
         if not values:
             return None
         text = values[0].strip()
-        if len(set(v.strip() for v in values)) > 1 or not text.isdigit() or not text.isascii():
-            raise _Refusal(
-                HTTPStatus.BAD_REQUEST,
-                f"Content-Length {_short(', '.join(values))} is not one whole number",
-                close=True,
-            )
+        if len({v.strip() for v in values}) > 1 or not text.isdigit() or not text.isascii():
+            raise ValueError(f"Content-Length {_short(', '.join(values))} is not one whole number")
         return int(text)
 
-    def read_body(self) -> bytes:
-        length = self.content_length() or 0
+    def read_body(self) -> bytes | _Refusal:
+        length = self.content_length() or 0  # checked by check_request
         try:
             body = self.rfile.read(length)
         except TimeoutError:
-            raise _Refusal(
+            return _Refusal(
                 HTTPStatus.REQUEST_TIMEOUT,
                 f"body not received within {self.server.intake.cfg.timeout_s:g} s",
                 close=True,
-            ) from None
+            )
         self.body_read = True
         if len(body) < length:
-            raise _Refusal(
+            return _Refusal(
                 HTTPStatus.BAD_REQUEST,
                 f"body ended after {len(body)} of {length} bytes",
                 close=True,
@@ -402,7 +399,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         try:
             length = self.content_length()
-        except _Refusal:
+        except ValueError:
             return False
         if not length:
             return True
@@ -415,7 +412,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ the work
 
-    def take(self, body: bytes) -> None:
+    def take(self, body: bytes) -> _Refusal | None:
+        """Queue the records of ``body`` and answer 200, or say why not."""
         intake = self.server.intake
         try:
             parsed = intake.announcer.parse(body)
@@ -428,13 +426,13 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         except MessageError as exc:
             intake.tally.add("records", outcome="bad", intake=VIA)
-            raise _Refusal(HTTPStatus.BAD_REQUEST, str(exc)) from None
+            return _Refusal(HTTPStatus.BAD_REQUEST, str(exc))
         try:
             announced = intake.announcer.announce(parsed)
         except QueueUnavailable as exc:
-            raise _Refusal(
+            return _Refusal(
                 HTTPStatus.SERVICE_UNAVAILABLE, str(exc), headers=(("Retry-After", "1"),)
-            ) from None
+            )
         except RedisFatal as exc:
             self.refuse(
                 _Refusal(
@@ -444,8 +442,8 @@ class _Handler(BaseHTTPRequestHandler):
                     close=True,
                 )
             )
-            intake.fatal(exc)
-            return
+            intake.fatal(exc)  # serve() raises it, now that the sender has its answer
+            return None
         self.answer(HTTPStatus.OK, {"queued": announced.queued, "skipped": announced.skipped})
         log.debug(
             "HTTP intake: POST %s from %s: %d queued, %d skipped (%s, %d bytes)",
@@ -456,6 +454,7 @@ class _Handler(BaseHTTPRequestHandler):
             parsed.format,
             len(body),
         )
+        return None
 
     def refuse(self, refusal: _Refusal) -> None:
         intake = self.server.intake
@@ -501,7 +500,14 @@ class _Handler(BaseHTTPRequestHandler):
         close: bool = False,
     ) -> None:
         body = json.dumps(payload, ensure_ascii=True).encode("ascii") + b"\n"
+        # Counted before it is written: a sender reading the answer finds it counted.
+        self.server.intake.tally.add("requests", intake=VIA, status=str(int(status)))
         if close or self.server.connections.stopping:
+            self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            # What http.server assumes until it has read a version (a request line it
+            # refuses): answered with a status line and headers all the same.
+            self.request_version = "HTTP/1.0"
             self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -514,7 +520,6 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
         self.wfile.flush()
-        self.server.intake.tally.add("requests", intake=VIA, status=str(int(status)))
 
     # ------------------------------------------------------------------ BaseHTTPRequestHandler
 
