@@ -196,7 +196,7 @@ class _Server(ThreadingHTTPServer):
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 self.intake.refused_quietly(
                     ("tls", client_address[0], type(exc).__name__),
-                    "TLS handshake with %s failed: %s",
+                    "HTTP intake: TLS handshake with %s failed: %s",
                     _client(client_address),
                     exc,
                 )
@@ -686,8 +686,8 @@ class HttpIntake:
         if not now:
             return
         if held:
-            fmt += " (and %d more like it in the last %g s)"
-            args = (*args, held, QUIET_S)
+            fmt += " (%d more like it since the last such line)"
+            args = (*args, held)
         log.log(level, fmt, *args, exc_info=exc_info)
 
 
