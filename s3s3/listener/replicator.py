@@ -303,7 +303,8 @@ class Replicator:
             f"{snap['deleted']} deleted, "
             f"{snap['deletes_ignored']} deletes ignored, {snap['failed']} failed, "
             f"{snap['bad_messages']} bad messages, {snap['ignored_events']} events skipped, "
-            f"{snap['coalesced']} coalesced, {snap['dead_lettered']} dead-lettered; "
+            f"{snap['coalesced']} coalesced, {snap['stale']} stale, "
+            f"{snap['dead_lettered']} dead-lettered; "
             f"{in_flight} in flight; {rate:.1f} objects/s since the last summary"
             + (f"; {'; '.join(held)}" if held else "")
         )
@@ -534,6 +535,10 @@ class Replicator:
                 return
             job.reporting = True  # drain() waits for this report rather than abandon it
             self._reporting += 1
+            if outcome is not Outcome.FAILED:
+                # Before the outcome is logged or acknowledged: whoever hears of it and
+                # sends the same event again finds it stale.
+                self._applied.finished(job)
         sizes = [r.size for r in job.results.values()]
         result = JobResult(
             key=job.key,
@@ -558,8 +563,6 @@ class Replicator:
                 self._reporting -= 1
                 job.running = False
                 job.finished = True
-                if outcome is not Outcome.FAILED:
-                    self._applied.finished(job)
                 self._held -= len(job.tickets)
                 waiting = self._order.release(job)
                 if waiting is not None:
