@@ -15,14 +15,17 @@ from dataclasses import dataclass
 import redis
 
 from s3s3.config import RedisConfig
-from s3s3.errors import BacklogFull, QueueUnavailable
+from s3s3.errors import BacklogFull, MessageError, QueueUnavailable
 from s3s3.model import WorkItem
-from s3s3.queue.messages import Parsed, entry_fields, parse_message
+from s3s3.queue.messages import Parsed, entry_fields, parse_message, preview
 from s3s3.queue.producer import add_entries
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
 from s3s3.queue.tally import Tally
 
 log = logging.getLogger("s3s3.intake")
+
+#: What a pushed body may be: event documents (an SNS envelope unwraps to one).
+EVENT_FORMATS = frozenset({"s3-event", "minio-access", "test-event"})
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,20 @@ class Announcer:
 
     def parse(self, body: bytes) -> Parsed:
         """The records of ``body``; raises :class:`~s3s3.errors.MessageError` saying what is
-        wrong with it."""
-        return parse_message(body, source_bucket=self.source_bucket, key_encoding=self.key_encoding)
+        wrong with it.
+
+        Only event documents are taken: the parser reads any other text as a 2015 key
+        message, but a pushed body that is no event is a sender's mistake, not a key.
+        """
+        parsed = parse_message(
+            body, source_bucket=self.source_bucket, key_encoding=self.key_encoding
+        )
+        if parsed.format not in EVENT_FORMATS:
+            raise MessageError(
+                "body is not an S3 event document (JSON with 'Records', a MinIO access "
+                f"list or an SNS envelope); starts {preview(body)}"
+            )
+        return parsed
 
     def announce(self, parsed: Parsed) -> Announced:
         """Add the items of ``parsed`` to the stream; raises :class:`QueueUnavailable` when

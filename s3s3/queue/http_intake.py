@@ -49,7 +49,6 @@ from typing import Any
 from s3s3.config import HttpConfig
 from s3s3.errors import MessageError, QueueUnavailable, RedisFatal
 from s3s3.queue.announce import Announcer
-from s3s3.queue.messages import preview
 from s3s3.queue.tally import Tally
 
 log = logging.getLogger("s3s3.intake")
@@ -59,8 +58,6 @@ VIA = "http"
 MASKED_PATH = "/***"
 #: The media types senders use: RGW and MinIO send application/json, AWS SNS text/plain.
 CONTENT_TYPES = frozenset({"application/json", "text/plain"})
-#: What :meth:`Announcer.parse` may make of a body POSTed here: event documents only.
-EVENT_FORMATS = frozenset({"s3-event", "minio-access", "test-event"})
 #: A refusal repeated (same status, client and reason) within this many seconds is counted
 #: but not logged again, so a sender retrying in a tight loop cannot flood the log.
 QUIET_S = 5.0
@@ -417,13 +414,6 @@ class _Handler(BaseHTTPRequestHandler):
         intake = self.server.intake
         try:
             parsed = intake.announcer.parse(body)
-            if parsed.format not in EVENT_FORMATS:
-                # The parser takes any other text as a 2015 key message; a POST that is no
-                # event document is a sender's mistake, not a key to copy.
-                raise MessageError(
-                    f"body is not an S3 event document (JSON with 'Records', a MinIO access "
-                    f"list or an SNS envelope); starts {preview(body)}"
-                )
         except MessageError as exc:
             intake.tally.add("records", outcome="bad", intake=VIA)
             return _Refusal(HTTPStatus.BAD_REQUEST, str(exc))
