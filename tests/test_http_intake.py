@@ -519,7 +519,8 @@ def test_rgw_minio_and_sns_shapes_reach_the_stream_with_the_exact_keys(names, re
 # --------------------------------------------------------------------------- Redis
 
 
-def test_redis_down_answers_503_and_the_retry_lands_once_it_is_back(tmp_path, names):
+def test_redis_down_answers_503_and_the_retry_lands_once_it_is_back(tmp_path, names, caplog):
+    caplog.set_level(logging.INFO, logger="s3s3.intake")
     private = PrivateRedis(tmp_path / "redis", persistent=True).start()
     try:
         event = rgw_event("src", "while down.txt")
@@ -531,9 +532,14 @@ def test_redis_down_answers_503_and_the_retry_lands_once_it_is_back(tmp_path, na
             assert headers["retry-after"] == "1"
             assert "cannot take entries" in body["error"] and TOKEN not in body["error"]
             assert served.tally.get("records", intake="http", outcome="unavailable") == 1
+            assert served.post(event)[0] == 503  # a second refusal: counted, not logged again
             private.start()  # the same port
             status, _, body = served.post(event)  # what the sender's retry does
             assert (status, body) == (200, {"queued": 1, "skipped": 0})
+        outage = [r.getMessage() for r in caplog.records if "refusing pushes" in r.getMessage()]
+        assert len(outage) == 1 and outage[0].startswith("http intake: Redis at redis://")
+        back = [r.getMessage() for r in caplog.records if "takes entries again" in r.getMessage()]
+        assert len(back) == 1 and "after 2 refused pushes in" in back[0]
         keys = [i.key for i in stream_items(private.client(), names.stream)]
         assert keys == ["before.txt", "while down.txt"]
     finally:

@@ -10,6 +10,8 @@ returned: the entries are in Redis by then. Nothing here speaks HTTP or AMQP.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 import redis
@@ -63,6 +65,8 @@ class Announcer:
         self.source_bucket = source_bucket
         self.key_encoding = key_encoding
         self.wait_s = wait_s
+        self._lock = threading.Lock()
+        self._outage: tuple[float, int] | None = None  # (since, refusals) while Redis fails
 
     def parse(self, body: bytes) -> Parsed:
         """The records of ``body``; raises :class:`~s3s3.errors.MessageError` saying what is
@@ -112,13 +116,41 @@ class Announcer:
             self.tally.add(
                 "records", len(items) - exc.added, outcome="unavailable", intake=self.via
             )
-            raise QueueUnavailable(str(exc)) from exc
+            raise self._unavailable(QueueUnavailable(str(exc))) from exc
         except TRANSIENT_ERRORS as exc:
             self.tally.add("records", len(items), outcome="unavailable", intake=self.via)
-            raise QueueUnavailable(
-                f"Redis at {self.cfg.safe_url} cannot take entries: {type(exc).__name__}"
+            raise self._unavailable(
+                QueueUnavailable(
+                    f"Redis at {self.cfg.safe_url} cannot take entries: {type(exc).__name__}"
+                )
             ) from exc
         self.tally.add("records", len(items), outcome="queued", intake=self.via)
+        if self._outage is not None:
+            self._recovered()
+
+    def _unavailable(self, exc: QueueUnavailable) -> QueueUnavailable:
+        """Log the first refusal of an outage (later ones are only counted)."""
+        with self._lock:
+            first = self._outage is None
+            since, refusals = self._outage or (time.monotonic(), 0)
+            self._outage = (since, refusals + 1)
+        if first:
+            log.warning(
+                "%s intake: %s; refusing pushes (the sender retries) until it can", self.via, exc
+            )
+        return exc
+
+    def _recovered(self) -> None:
+        with self._lock:
+            outage, self._outage = self._outage, None
+        if outage is not None:
+            log.info(
+                "%s intake: Redis at %s takes entries again, after %d refused pushes in %.1fs",
+                self.via,
+                self.cfg.safe_url,
+                outage[1],
+                time.monotonic() - outage[0],
+            )
 
 
 __all__ = ["Announced", "Announcer"]
