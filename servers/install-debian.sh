@@ -13,6 +13,9 @@ packages=(
     memcached
     # OpenStack Swift 2.30 with s3api (servers/swift_s3api.py); runs on /usr/bin/python3
     swift swift-proxy swift-object swift-container swift-account python3-swift
+    # redis-py for Swift's interpreter: the s3s3 proxy middleware (s3s3.queue.swift_middleware)
+    # writes to Redis from inside the proxy, which runs on Debian's python3, not the venv
+    python3-redis
 )
 
 missing=()
