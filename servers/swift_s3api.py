@@ -10,6 +10,10 @@ directory and every port free, so several instances can run side by side.
 ``start`` prints the path of ``DIR/endpoint.json`` (URLs, CA bundle, keys, PIDs) and leaves
 the daemons running; ``stop`` stops them.
 
+From Python, ``start(..., filters=[ProxyFilter(...)], python_path=[...])`` adds filters of
+one's own to the proxies' pipeline (the s3s3 middleware, for instance) and directories to the
+proxies' ``sys.path`` (where that middleware's package lives); by default neither is changed.
+
 Swift itself is never imported here: the daemons run under the interpreter that has it
 (Debian's /usr/bin/python3 by default; ``S3S3_SWIFT_BIN`` names another directory holding
 ``python3`` and the ``swift-*`` scripts, e.g. a venv's ``bin``), through a small launcher
@@ -25,6 +29,7 @@ import hashlib
 import hmac
 import os
 import pwd
+import re
 import secrets
 import shutil
 import ssl
@@ -33,6 +38,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from servers._common import (
@@ -50,7 +57,7 @@ from servers._common import (
     write_endpoint,
 )
 
-__all__ = ["SwiftStartError", "start", "stop"]
+__all__ = ["ProxyFilter", "SwiftStartError", "start", "stop"]
 
 REGION = "us-east-1"
 ACCESS_KEY = "test:tester"
@@ -67,18 +74,40 @@ class SwiftStartError(RuntimeError):
     """Swift did not come up; the message carries the tail of the daemon log at fault."""
 
 
+@dataclass(frozen=True)
+class ProxyFilter:
+    """One more filter in the proxies' pipeline: a ``[filter:NAME]`` section of ``options``
+    (``paste.filter_factory`` or ``use`` among them), placed right after ``after``.
+
+    Several filters placed after the same element keep the order they are given in.
+    """
+
+    name: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    after: str = "slo"
+
+
 def start(
-    workdir: Path, *, tls: bool = True, port: int | None = None, timeout_s: float = 60.0
+    workdir: Path,
+    *,
+    tls: bool = True,
+    port: int | None = None,
+    timeout_s: float = 60.0,
+    filters: Sequence[ProxyFilter] = (),
+    python_path: Sequence[str | os.PathLike] = (),
 ) -> dict:
     """Bring up memcached, the storage servers, the updater and the proxies; return endpoint.json.
 
     ``port`` is the plain-HTTP port of the proxy (a free one if None); with ``tls`` a second
     proxy serves HTTPS on a free port with a certificate from a CA made for this instance.
+    ``filters`` are added to both proxies' pipelines, and ``python_path`` is the proxies'
+    PYTHONPATH (Swift's interpreter otherwise sees none: the caller's is never passed on).
     Every start is fresh: objects a previous instance left in ``workdir`` are removed.
     On failure every daemon started so far is stopped and SwiftStartError is raised.
     """
     began = time.monotonic()
     workdir = Path(workdir).resolve()
+    pipeline = _pipeline(filters)
     python, bin_dir = _swift_interpreter()
     _prepare_workdir(workdir)
     # One spare, so that a given ``port`` never doubles as another daemon's.
@@ -96,15 +125,29 @@ def start(
     launcher.write_text(_LAUNCHER)
     for name in _STORAGE_SERVERS:
         (etc / f"{name}-server.conf").write_text(_storage_conf(workdir, name, ports[name]))
-    (etc / "proxy-server.conf").write_text(_proxy_conf(workdir, ports["proxy"], ports["memcached"]))
+    (etc / "proxy-server.conf").write_text(
+        _proxy_conf(workdir, ports["proxy"], ports["memcached"], pipeline=pipeline, filters=filters)
+    )
     if tls:
         (etc / "proxy-server-tls.conf").write_text(
             _proxy_conf(
-                workdir, ports["proxy-tls"], ports["memcached"], cert_pem=cert_pem, key_pem=key_pem
+                workdir,
+                ports["proxy-tls"],
+                ports["memcached"],
+                cert_pem=cert_pem,
+                key_pem=key_pem,
+                pipeline=pipeline,
+                filters=filters,
             )
         )
 
-    instance = _Instance(workdir, python=python, bin_dir=bin_dir, deadline=began + timeout_s)
+    instance = _Instance(
+        workdir,
+        python=python,
+        bin_dir=bin_dir,
+        deadline=began + timeout_s,
+        proxy_path=[str(Path(p).resolve()) for p in python_path],
+    )
     try:
         instance.spawn_memcached(ports["memcached"])
         # The storage servers read no ring, so they load while the rings are being built.
@@ -162,7 +205,15 @@ def stop(workdir: Path, *, timeout_s: float = 30.0) -> None:
 class _Instance:
     """The daemons of one instance while it starts: their processes and their logs."""
 
-    def __init__(self, workdir: Path, *, python: Path, bin_dir: Path, deadline: float) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        python: Path,
+        bin_dir: Path,
+        deadline: float,
+        proxy_path: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir
         self.python = python
         self.bin_dir = bin_dir
@@ -174,6 +225,8 @@ class _Instance:
         # Skips importing dnspython (about 0.3 s per process); every address here is an IP.
         env["EVENTLET_NO_GREENDNS"] = "yes"
         self.env = env
+        # Only the proxies load filters of the caller's; the other daemons keep a bare path.
+        self.proxy_env = {**env, "PYTHONPATH": os.pathsep.join(proxy_path)} if proxy_path else env
 
     def spawn_memcached(self, port: int) -> None:
         argv = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-t", "2", "-m", "64"]
@@ -195,6 +248,7 @@ class _Instance:
                 conf,
                 "-v",
             ],
+            env=self.proxy_env if script == "swift-proxy-server" else self.env,
         )
 
     def build_rings(self, ports: dict[str, int]) -> str:
@@ -275,8 +329,10 @@ class _Instance:
             proc.wait()
         _reap_groups(pids, 5.0)
 
-    def _spawn(self, name: str, argv: list) -> None:
-        self.procs[name] = spawn([str(a) for a in argv], self.logs / f"{name}.log", env=self.env)
+    def _spawn(self, name: str, argv: list, *, env: dict[str, str] | None = None) -> None:
+        self.procs[name] = spawn(
+            [str(a) for a in argv], self.logs / f"{name}.log", env=env or self.env
+        )
 
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
@@ -460,6 +516,31 @@ objects_per_second = 1000
     return text
 
 
+_PIPELINE = (
+    "catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl "
+    "s3api tempauth copy slo dlo versioned_writes symlink proxy-logging proxy-server"
+)
+_FILTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _pipeline(filters: Sequence[ProxyFilter]) -> str:
+    """The proxies' pipeline with ``filters`` inserted; ValueError for a filter that cannot be."""
+    names = _PIPELINE.split()
+    placed: dict[str, int] = {}  # after -> filters placed after it so far
+    for f in filters:
+        if not _FILTER_NAME.match(f.name) or f.name in names:
+            raise ValueError(f"filter name {f.name!r} is not a new name of letters, digits, - or _")
+        if f.after not in _PIPELINE.split():
+            raise ValueError(f"filter {f.name!r}: {f.after!r} is not in the pipeline {_PIPELINE!r}")
+        for key, value in f.options.items():
+            if any(ch in str(key) + str(value) for ch in "\r\n"):
+                raise ValueError(f"filter {f.name!r}: option {key!r} spans lines")
+        at = names.index(f.after) + 1 + placed.get(f.after, 0)
+        names.insert(at, f.name)
+        placed[f.after] = placed.get(f.after, 0) + 1
+    return " ".join(names)
+
+
 def _proxy_conf(
     workdir: Path,
     port: int,
@@ -467,6 +548,8 @@ def _proxy_conf(
     *,
     cert_pem: Path | None = None,
     key_pem: Path | None = None,
+    pipeline: str = _PIPELINE,
+    filters: Sequence[ProxyFilter] = (),
 ) -> str:
     name = "proxy-server-tls" if cert_pem else "proxy-server"
     # eventlet's own TLS: slower than a terminator in front, but no extra program to run.
@@ -485,14 +568,19 @@ def _proxy_conf(
         "symlink",
     )
     # Entry points are spelt with "_" (proxy_logging) where pipeline names use "-".
-    filters = "".join(
+    sections = "".join(
         f"\n[filter:{f}]\nuse = egg:swift#{f.replace('-', '_')}\n" for f in plain_filters
     )
+    for f in filters:
+        # paste.deploy interpolates values (%(here)s): a literal % is written %%.
+        sections += f"\n[filter:{f.name}]\n" + "".join(
+            f"{key} = {str(value).replace('%', '%%')}\n" for key, value in f.options.items()
+        )
     return f"""\
 # Written by servers/swift_s3api.py.
 {_common_defaults(workdir, port, name)}{tls}
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl s3api tempauth copy slo dlo versioned_writes symlink proxy-logging proxy-server
+pipeline = {pipeline}
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -518,7 +606,7 @@ memcache_max_connections = 8
 [filter:slo]
 use = egg:swift#slo
 allow_async_delete = false
-{filters}"""
+{sections}"""
 
 
 # Runs under Swift's interpreter, never imported here.
