@@ -403,18 +403,6 @@ def summary_lines(records: list[dict]) -> list[str]:
             f"- **W6**: planning {runs[0]['objects']:,} keys, peak RSS "
             f"{median_of(runs, lambda r: r['peak_rss_mb']):,.0f} MB (target < 300)"
         )
-    push = ok_runs(records, "W7", "s3s3intake + s3s3listen (RGW push, sync topic)")
-    if push:
-        rate = median_of(push, lambda r: r.get("sus_eps"))
-        stream = median_of(
-            ok_runs(records, "W7", "s3s3listen (stream)"), lambda r: r.get("sus_eps")
-        )
-        p99 = median_of(push, lambda r: r.get("lat_p99_ms"))
-        text = f"- **W7 RGW push (sync topic)**: p99 {p99:,.1f} ms from the source PUT at "
-        text += f"{_offered(records)}/s (target < 100)"
-        if rate is not None and stream:
-            text += f"; {rate:,.0f} events/s, {rate / stream:.0%} of stream mode's (target >= 90%)"
-        lines.append(text)
     for tool in tools_of(records, "W7"):
         if not tool.startswith("s3s3listen ("):
             continue
