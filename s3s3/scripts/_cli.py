@@ -53,6 +53,9 @@ def setup_logging(args: argparse.Namespace) -> None:
     if args.verbose < 2:
         for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # pika logs every failed connect at ERROR with a traceback; the AMQP intake logs
+        # each outage once itself.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
     install_redaction(config.secrets_in_environment(os.environ))
 
 
