@@ -1157,7 +1157,7 @@ def _amqp(section: _Section, env: Mapping[str, str] | None) -> AmqpConfig:
     return AmqpConfig(
         url=url,
         queue=queue,
-        exchange=r.nonblank("exchange"),
+        exchange=(r.get("exchange") or "").strip() or None,  # empty: the default exchange
         exchange_type=r.choice(
             "exchange_type", {k: k for k in ("topic", "direct", "fanout")}, "topic"
         ),

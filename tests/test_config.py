@@ -673,6 +673,10 @@ def test_every_key_the_template_documents_loads_with_its_example_value(tmp_path)
         )
         if section in ("source", "dest"):
             text = text.replace(f"[{section}]\n", f"[{section}]\n{key} = {value}\n")
+        elif section == "http":  # the token is required: give one beside the key tried
+            token = "" if key == "token" else "token = a-token-of-24-characters\n"
+            example = value or ("a-token-of-24-characters" if key == "token" else "")
+            text += f"[{section}]\n{token}{key} = {example}\n"
         else:
             text += f"[{section}]\n{key} = {value}\n"
         load(write(tmp_path, text), search_path=[], env={})
