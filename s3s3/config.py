@@ -197,6 +197,17 @@ class AmqpConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: where each script shows what it does (every key off unless set)."""
+
+    listen: tuple[str, int] | None = None  # s3s3listen: /metrics, /healthz, /readyz
+    intake: tuple[str, int] | None = None  # s3s3intake: /metrics, /healthz
+    textfile: str | None = None  # s3s3bucket: node_exporter's textfile format, written here
+    pushgateway: str | None = field(default=None, repr=False)  # s3s3bucket: pushed here
+    job: str = "s3s3bucket"  # the Pushgateway's job label
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything read from the INI files."""
 
@@ -207,6 +218,8 @@ class Settings:
     bucket: BucketConfig = BucketConfig()
     http: HttpConfig | None = None
     amqp: AmqpConfig | None = None
+    metrics: MetricsConfig = MetricsConfig()
+    log_format: str = "text"  # [logging] format: text | json (one object a line)
     files: tuple[str, ...] = ()
 
     def secrets(self) -> tuple[str, ...]:
@@ -218,6 +231,7 @@ class Settings:
             found.append(self.http.token)
         if self.amqp is not None:
             found += url_secrets(self.amqp.url)
+        found += url_secrets(self.metrics.pushgateway)
         return tuple(s for s in (*found, *self.redis.secrets()) if s)
 
 
@@ -1167,9 +1181,74 @@ def _amqp(section: _Section, env: Mapping[str, str] | None) -> AmqpConfig:
     )
 
 
+def to_address(value: str) -> tuple[str, int] | None:
+    """``9464`` (on 127.0.0.1), ``0.0.0.0:9464``, ``[::1]:9464``; ``off`` or empty: None.
+
+    Port 0 asks the system for a free port (the script logs which).
+    """
+    text = value.strip()
+    if text.lower() in ("", "off", "no", "false", "0.0.0.0:off"):
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError("is not a port or HOST:PORT (e.g. 9464 or 0.0.0.0:9464)")
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise ValueError("has no valid host before its port")
+    return host, int(port)
+
+
+_METRICS_KEYS = {"listen", "intake", "textfile", "pushgateway", "job"}
+
+
+def _metrics(section: _Section | None) -> MetricsConfig:
+    r = _Reader(section or _Section("metrics"), _METRICS_KEYS, {"pushgateway"})
+    listen = r.get("listen", to_address, None)
+    intake = r.get("intake", to_address, None)
+    if listen is not None and intake is not None and listen == intake and listen[1] != 0:
+        raise r.error(
+            "intake", f"'intake' and 'listen' are the same address ({listen[0]}:{listen[1]})"
+        )
+    textfile = r.nonblank("textfile")
+    if textfile is not None and not Path(textfile).parent.is_dir():
+        raise r.error("textfile", f"value {textfile!r} for 'textfile': its folder does not exist")
+    gateway = r.nonblank("pushgateway")
+    if gateway is not None:
+        problem = http_url_problem(gateway)
+        if problem:
+            raise r.error(
+                "pushgateway", f"value {redact_url(gateway)!r} for 'pushgateway' {problem}"
+            )
+    return MetricsConfig(
+        listen=listen,
+        intake=intake,
+        textfile=textfile,
+        pushgateway=gateway,
+        job=(r.get("job") or "s3s3bucket").strip(),
+    )
+
+
+_LOGGING_KEYS = {"format"}
+
+
+def _log_format(section: _Section | None) -> str:
+    r = _Reader(section or _Section("logging"), _LOGGING_KEYS)
+    return r.choice("format", {"text": "text", "json": "json"}, "text")
+
+
 #: Every key of every section: a malformed line's first word is named only when it is one.
 _ALL_KEYS = frozenset(
-    _ENDPOINT_KEYS | _REDIS_KEYS | _LISTEN_KEYS | _BUCKET_KEYS | _HTTP_KEYS | _AMQP_KEYS
+    _ENDPOINT_KEYS
+    | _REDIS_KEYS
+    | _LISTEN_KEYS
+    | _BUCKET_KEYS
+    | _HTTP_KEYS
+    | _AMQP_KEYS
+    | _METRICS_KEYS
+    | _LOGGING_KEYS
 )
 
 
@@ -1219,12 +1298,12 @@ def load(
             "no destination: add a section whose name starts with 'dest' "
             f"(files read: {', '.join(read)})"
         )
-    known = {"source", "pubsub", "listen", "bucket", "http", "amqp"}
+    known = {"source", "pubsub", "listen", "bucket", "http", "amqp", "metrics", "logging"}
     for name in sections:
         if name not in known and not name.startswith("dest"):
             raise ConfigError(
                 f"unknown section '[{name}]' (known: [source], [dest...], "
-                "[pubsub], [listen], [bucket], [http], [amqp])",
+                "[pubsub], [listen], [bucket], [http], [amqp], [metrics], [logging])",
                 path=sections[name].path_of(),
                 section=name,
             )
@@ -1236,6 +1315,8 @@ def load(
         bucket=_bucket(sections.get("bucket")),
         http=_http(sections["http"], env) if "http" in sections else None,
         amqp=_amqp(sections["amqp"], env) if "amqp" in sections else None,
+        metrics=_metrics(sections.get("metrics")),
+        log_format=_log_format(sections.get("logging")),
         files=tuple(read),
     )
 

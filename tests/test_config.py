@@ -197,7 +197,7 @@ def test_redis_url_password_is_masked(tmp_path):
         ),
         (
             "[wat]\nx = 1\n",
-            "unknown section '[wat]' (known: [source], [dest...], [pubsub], [listen], [bucket], [http], [amqp]) "
+            "unknown section '[wat]' (known: [source], [dest...], [pubsub], [listen], [bucket], [http], [amqp], [metrics], [logging]) "
             "in section 'wat' (file: '{path}')",
         ),
     ],
@@ -652,6 +652,10 @@ def test_secrets_in_environment():
     assert sorted(config.secrets_in_environment(env)) == ["p1", "p2", "s1", "t1"]
 
 
+def token_example(key: str) -> str:
+    return "a-token-of-24-characters" if key == "token" else ""
+
+
 def test_every_key_the_template_documents_loads_with_its_example_value(tmp_path):
     """Each commented-out ``# key = value`` of the shipped template, set on its own."""
     import re
@@ -675,8 +679,7 @@ def test_every_key_the_template_documents_loads_with_its_example_value(tmp_path)
             text = text.replace(f"[{section}]\n", f"[{section}]\n{key} = {value}\n")
         elif section == "http":  # the token is required: give one beside the key tried
             token = "" if key == "token" else "token = a-token-of-24-characters\n"
-            example = value or ("a-token-of-24-characters" if key == "token" else "")
-            text += f"[{section}]\n{token}{key} = {example}\n"
+            text += f"[{section}]\n{token}{key} = {value or token_example(key)}\n"
         else:
             text += f"[{section}]\n{key} = {value}\n"
         load(write(tmp_path, text), search_path=[], env={})

@@ -258,3 +258,48 @@ def test_tls_cert_and_key_go_together(tmp_path):
     cert.write_text("x")
     with pytest.raises(ConfigError, match="'tls_cert' and 'tls_key' go together"):
         settings_of(tmp_path, f"[http]\ntoken = {TOKEN}\ntls_cert = {cert}\n")
+
+
+# --------------------------------------------------------------------------- [metrics]
+
+
+def test_metrics_and_logging_sections(tmp_path):
+    s = settings_of(
+        tmp_path,
+        f"""
+        [metrics]
+        listen = 9464
+        intake = 0.0.0.0:9465
+        textfile = {tmp_path}/s3s3.prom
+        pushgateway = http://pushgw:9091
+        [logging]
+        format = json
+        """,
+    )
+    assert s.metrics.listen == ("127.0.0.1", 9464)
+    assert s.metrics.intake == ("0.0.0.0", 9465)
+    assert s.metrics.textfile == f"{tmp_path}/s3s3.prom"
+    assert s.metrics.pushgateway == "http://pushgw:9091"
+    assert s.log_format == "json"
+    default = settings_of(tmp_path, "")
+    assert (default.metrics.listen, default.metrics.textfile, default.log_format) == (
+        None,
+        None,
+        "text",
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("[metrics]\nlisten = 99999\n", "value '99999' for 'listen' is not a port or HOST:PORT"),
+        ("[metrics]\nlisten = :9464\n", "has no valid host"),
+        ("[metrics]\nlisten = 9464\nintake = 127.0.0.1:9464\n", "the same address"),
+        ("[metrics]\ntextfile = /no/such/dir/s3s3.prom\n", "its folder does not exist"),
+        ("[metrics]\npushgateway = gw:9091\n", "pushgateway"),
+        ("[logging]\nformat = xml\n", "'format'"),
+    ],
+)
+def test_bad_metrics_settings(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        settings_of(tmp_path, extra)

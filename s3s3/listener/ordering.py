@@ -53,6 +53,7 @@ class Job:
         "resolved_op",
         "last_error",
         "sequence",
+        "event_times",
     )
 
     def __init__(self, item: WorkItem, ticket: object, prior_attempts: int, *, force: bool) -> None:
@@ -73,6 +74,8 @@ class Job:
         self.resolved_op: str | None = None  # a delete turns into a copy if the key is back
         self.last_error = ""
         self.sequence = item.sequence  # the latest sequence among the events it serves
+        # When the events it serves happened, for the replication lag (those that say).
+        self.event_times = [item.event_time] if item.event_time is not None else []
 
     def merge(self, item: WorkItem, ticket: object, prior_attempts: int) -> None:
         """Fold a newer event for the same key into this job, which has not started yet."""
@@ -89,6 +92,8 @@ class Job:
             self.force = False
         if item.sequence is not None:
             self.sequence = max(item.sequence, self.sequence or 0)
+        if item.event_time is not None:
+            self.event_times.append(item.event_time)
 
 
 class KeyOrder:

@@ -54,6 +54,7 @@ from typing import Protocol
 from s3s3.errors import CopyCancelled, Scope, is_retryable, scope_of
 from s3s3.listener.counters import Counters
 from s3s3.listener.health import Breaker, Health, is_outage
+from s3s3.listener.observer import NoObserver, Observer
 from s3s3.listener.ordering import Applied, Job, KeyOrder
 from s3s3.listener.threads import guarded, log_crash
 from s3s3.listener.timer import Timer
@@ -108,6 +109,16 @@ class JobResult:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class ReplicatorState:
+    """A replicator's state at one moment (see :meth:`Replicator.state`)."""
+
+    held: int  # tickets submitted and not yet reported
+    jobs: int  # keys with work: running, queued, held, waiting to retry or for their key
+    running: int  # copier calls running now
+    down: dict[str, tuple[float, int]]  # endpoint name -> (seconds down, jobs held for it)
+
+
 def cannot_succeed(exc: BaseException) -> bool:
     """Whether no retry can copy this key: the failure is the key's own and not retryable
     (an object too large for the destination's settings)."""
@@ -139,6 +150,7 @@ class Replicator:
         max_held: int | None = None,
         counters: Counters | None = None,
         on_crash: Callable[[str, BaseException], None] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         if not destinations:
             raise ValueError("at least one destination is needed")
@@ -151,6 +163,7 @@ class Replicator:
         self.retry = retry
         self.max_held = max_held or max(256, workers * 16)
         self.counters = counters or Counters()
+        self.observer: Observer = observer or NoObserver()
         self.on_crash = on_crash
         self.crashed: BaseException | None = None
         self._cond = threading.Condition()  # guards the order, the breaker and all below
@@ -214,6 +227,7 @@ class Replicator:
         )
         result = JobResult(key=item.key, op=item.op, outcome=Outcome.SKIPPED, reason="stale event")
         try:
+            self.observer.finished(result, ())
             self.on_complete([ticket], result)
         except Exception:
             log.exception("reporting the outcome for %r failed", item.key)
@@ -282,6 +296,17 @@ class Replicator:
                     )
         self._timer.stop()
         return unfinished
+
+    def state(self) -> ReplicatorState:
+        """What is in hand now, for gauges and readiness: read when scraped."""
+        now = time.monotonic()
+        with self._cond:
+            return ReplicatorState(
+                held=self._held,
+                jobs=len(self._order),
+                running=self._copying,
+                down={h.name: (now - h.down_since, len(h.waiting)) for h in self._breaker.down()},
+            )
 
     def summary_line(self) -> str:
         """One line for the log: totals, what is in flight and held, the recent rate."""
@@ -353,6 +378,7 @@ class Replicator:
                 try:
                     info = self.source.head(job.key)
                 except Exception as exc:
+                    self.observer.failed(self.source.name, exc)
                     verdict = self._failed(job, exc, (src,))
                     if verdict is not None:
                         self._park(job, verdict)
@@ -381,6 +407,7 @@ class Replicator:
                 except CopyCancelled:
                     return  # abandoned by drain(): its tickets were handed back
                 except Exception as exc:
+                    self.observer.failed(dst.name, exc)
                     if not is_outage(exc):
                         with self._cond:
                             self._release(self._breaker.release_probes(job))
@@ -396,6 +423,9 @@ class Replicator:
                             self._finish(job, Outcome.MISSING)
                             return
                         job.results[dst.name] = result
+                        self.observer.copied(dst.name, result)
+                    else:
+                        self.observer.deleted(dst.name)
                     job.done.add(dst.name)
                     continue
             if blocked is src:
@@ -553,6 +583,7 @@ class Replicator:
         )
         try:
             self._count_and_log(job, result)
+            self.observer.finished(result, job.event_times)
             # Reported before the key is released, so that once drain() sees no jobs, every
             # acknowledgement has reached the source.
             self.on_complete(job.tickets, result)
@@ -599,4 +630,4 @@ class Replicator:
             log.info("%s", line)
 
 
-__all__ = ["Copier", "JobResult", "Replicator", "cannot_succeed"]
+__all__ = ["Copier", "JobResult", "Replicator", "ReplicatorState", "cannot_succeed"]

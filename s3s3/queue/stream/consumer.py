@@ -11,6 +11,7 @@ It parses entries (:mod:`s3s3.queue.messages`) and never copies objects."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -241,7 +242,11 @@ class StreamSource(RedisLoop):
             with self._lock:
                 self._held[entry_id] = entry
             assert replicator is not None, "run() gives the replicator before any read"
+            added_s = parse_id(entry_id)[0] / 1000.0
             for item in parsed.items:
+                if item.event_time is None:
+                    # No event said when: the lag counts from when the entry was added.
+                    item = dataclasses.replace(item, event_time=added_s)
                 replicator.submit(item, entry, prior_attempts=prior)
 
     def _delivery_counts(self, ids: Sequence[bytes]) -> dict[bytes, int]:
