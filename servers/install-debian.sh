@@ -16,6 +16,9 @@ packages=(
     # redis-py for Swift's interpreter: the s3s3 proxy middleware (s3s3.queue.swift_middleware)
     # writes to Redis from inside the proxy, which runs on Debian's python3, not the venv
     python3-redis
+    # Prometheus, promtool and the Pushgateway: the metrics tests scrape s3s3listen, receive
+    # s3s3bucket's push, and CI checks the alert rules
+    prometheus prometheus-pushgateway
 )
 
 missing=()
