@@ -42,7 +42,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import rgw_topics
 from conftest import ROOT, raw_client, unique_bucket
 from test_listener_support import (  # noqa: F401  (fixtures)
     ListenerProcess,
@@ -52,6 +51,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
     write_ini,
 )
 
+from servers import rgw_topics
 from servers._common import free_port
 
 MiB = 1024 * 1024
@@ -310,6 +310,7 @@ def start_pipeline(
     )
     with ini.open("a") as f:
         f.write(f"\n[http]\ntoken = {token}\nport = {port}\n\n[bucket]\ndelete = true\n")
+    keep_every_entry(redis_url, names.stream)
     # -v: the intake logs each POST it accepted at DEBUG, which is how RGW's deliveries are
     # counted.
     intake = ListenerProcess(
@@ -323,6 +324,17 @@ def start_pipeline(
     return Pipeline(
         ceph, swift, src, dst, ini, token, port, names.stream, redis_url, intake, listener
     )
+
+
+def keep_every_entry(redis_url: str, stream: str) -> None:
+    """A consumer group of the test's own that never reads: the listener trims only what
+    every group has acknowledged (``XTRIM MINID``), so every entry the intake writes stays
+    for :meth:`Pipeline.arrivals` however long the test takes to look."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.xgroup_create(stream, "test-audit", id="0", mkstream=True)
+    finally:
+        client.close()
 
 
 @pytest.fixture

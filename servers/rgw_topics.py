@@ -1,6 +1,8 @@
-"""Ceph RGW bucket notifications for the push tests: topics and bucket notification settings.
+"""Ceph RGW bucket notifications for the push tests and benchmarks: topics and bucket
+notification settings, on the RGW that :mod:`servers.ceph_rgw` starts.
 
-RGW 16.2 serves an SNS-shaped topic API at its S3 URL (``../shared/INTEROP.md``, "Ceph RGW
+``info`` is such a server's description (``endpoint_url``, ``access_key``, ``secret_key``,
+``region``). RGW 16.2 serves an SNS-shaped topic API at its S3 URL (``../shared/INTEROP.md``, "Ceph RGW
 16.2 bucket notifications"). :func:`create_topic` makes (or re-points) a topic that POSTs to
 an HTTP endpoint, :func:`attach` sends a bucket's object events to it, :func:`detach` and
 :func:`delete_topic` undo that. Two RGW 16.2 bugs shape how these are used:
@@ -21,16 +23,29 @@ listing a deleted topic while a bucket notification still names it.
 from __future__ import annotations
 
 import urllib.request
+from urllib.parse import urlsplit
 
 import boto3
+import botocore.config
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from conftest import raw_client
 
 #: Every object event RGW 16.2 sends (creations: Put, Post, Copy, CompleteMultipartUpload;
 #: removals: Delete, DeleteMarkerCreated).
 ALL_OBJECT_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+
+
+def s3_client(info: dict):
+    """A plain S3 client (path style) for the RGW ``info`` describes."""
+    return boto3.client(
+        "s3",
+        endpoint_url=info["endpoint_url"],
+        region_name=info["region"],
+        aws_access_key_id=info["access_key"],
+        aws_secret_access_key=info["secret_key"],
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
+    )
 
 
 def sns_client(info: dict):
@@ -69,7 +84,7 @@ def delete_topic(info: dict, arn: str) -> None:
 
 def attach(info: dict, bucket: str, arn: str, *, events=ALL_OBJECT_EVENTS) -> None:
     """Send ``bucket``'s object ``events`` to topic ``arn`` (replacing any configuration)."""
-    raw_client(info).put_bucket_notification_configuration(
+    s3_client(info).put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={
             "TopicConfigurations": [
@@ -85,7 +100,10 @@ def detach(info: dict, bucket: str) -> None:
     RGW 16.2 answers MalformedXML to an empty PutBucketNotificationConfiguration; its own
     ``DELETE /bucket?notification`` (no boto3 operation) removes them all.
     """
-    request = AWSRequest(method="DELETE", url=f"{info['endpoint_url']}/{bucket}?notification")
+    url = f"{info['endpoint_url']}/{bucket}?notification"
+    # Signed for the Host header urllib sends: botocore would sign "127.0.0.1" for a URL
+    # on port 80, where urllib sends "127.0.0.1:80", and RGW answers 403.
+    request = AWSRequest(method="DELETE", url=url, headers={"Host": urlsplit(url).netloc})
     credentials = Credentials(info["access_key"], info["secret_key"])
     S3SigV4Auth(credentials, "s3", info["region"]).add_auth(request)
     prepared = request.prepare()
@@ -101,7 +119,7 @@ def detach(info: dict, bucket: str) -> None:
 
 def attached(info: dict, bucket: str) -> list[str]:
     """The topic ARNs ``bucket`` notifies."""
-    conf = raw_client(info).get_bucket_notification_configuration(Bucket=bucket)
+    conf = s3_client(info).get_bucket_notification_configuration(Bucket=bucket)
     return [c["TopicArn"] for c in conf.get("TopicConfigurations", ())]
 
 
@@ -112,6 +130,7 @@ __all__ = [
     "create_topic",
     "delete_topic",
     "detach",
+    "s3_client",
     "sns_client",
     "topic_endpoint",
 ]
