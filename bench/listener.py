@@ -337,6 +337,12 @@ def listener_workload(ctx: Context) -> None:
         f"for {ctx.sizes.w7_latency_s:g} s; sustained {ctx.sizes.w7_sustained:,} keys "
         f"({ctx.sizes.w7_sustained_2015:,} for the 2015 listener)"
     )
+    from .push import push_run
+
+    n_lat = int(ctx.sizes.w7_rate * ctx.sizes.w7_latency_s)
     for run in range(ctx.runs):
         for variant in VARIANTS:
             listener_run(ctx, variant, ds, run)
+        # The writer variant first, then the push: the same PUT load, announced two ways.
+        for writer in (True, False):
+            push_run(ctx, run, n_lat=n_lat, n_sus=ctx.sizes.w7_sustained // 2, writer=writer)

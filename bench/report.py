@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .paths import README, REPO_ROOT
+from .push import TOOL as PUSH_TOOL
+from .push import WRITER_TOOL
 
 README_BEGIN = "<!-- bench:latest:begin -->"
 README_END = "<!-- bench:latest:end -->"
@@ -403,8 +405,26 @@ def summary_lines(records: list[dict]) -> list[str]:
             f"- **W6**: planning {runs[0]['objects']:,} keys, peak RSS "
             f"{median_of(runs, lambda r: r['peak_rss_mb']):,.0f} MB (target < 300)"
         )
+    push = ok_runs(records, "W7", PUSH_TOOL)
+    if push:
+        rate = median_of(push, lambda r: r.get("sus_eps"))
+        writer = median_of(ok_runs(records, "W7", WRITER_TOOL), lambda r: r.get("sus_eps"))
+        stream = median_of(
+            ok_runs(records, "W7", "s3s3listen (stream)"), lambda r: r.get("sus_eps")
+        )
+        p99 = median_of(push, lambda r: r.get("lat_p99_ms"))
+        text = f"- **W7 RGW push (sync topic)**: p99 {p99:,.1f} ms from the source PUT at "
+        text += f"{_offered(records)}/s (target < 100)"
+        if rate is not None and writer:
+            text += (
+                f"; {rate:,.0f} events/s with the PUTs in the loop, {rate / writer:.0%} of "
+                "stream mode's with the same PUTs announced by the writer (target >= 90%)"
+            )
+        if rate is not None and stream:
+            text += f"; {rate / stream:.0%} of stream mode's over pre-uploaded keys"
+        lines.append(text)
     for tool in tools_of(records, "W7"):
-        if not tool.startswith("s3s3listen ("):
+        if not tool.startswith("s3s3listen (") or tool == WRITER_TOOL:
             continue
         runs = ok_runs(records, "W7", tool)
         rate = median_of(runs, lambda r: r.get("sus_eps"))
