@@ -4,7 +4,9 @@
 - :mod:`.dead_letters` — entries given up on, and their admin (list, requeue, purge);
 - :mod:`.upkeep` — creating the group, trimming acknowledged entries, forgetting consumers
   long gone;
-- :mod:`.entries` — ids and fields of an entry, as the modules above read them.
+- :mod:`.entries` — ids and fields of an entry, as the modules above read them;
+- :mod:`.status` — what the stream holds and who works on it (``s3s3listen status``, the
+  backlog gauges).
 
 Entries are written by :mod:`s3s3.queue.producer` (``add_entries``: ``key`` + ``op``) or
 carry a raw ``message`` (S3 event, MinIO access list, plain key) put there by the PUBLISH
@@ -53,6 +55,7 @@ from s3s3.queue.stream.dead_letters import (
     requeue_dead_letters,
 )
 from s3s3.queue.stream.entries import ATTEMPTS_FIELD
+from s3s3.queue.stream.status import ConsumerStatus, StreamStatus, read_status
 from s3s3.queue.stream.upkeep import (
     GroupUpkeep,
     ensure_group,
@@ -63,14 +66,17 @@ from s3s3.queue.stream.upkeep import (
 
 __all__ = [
     "ATTEMPTS_FIELD",
+    "ConsumerStatus",
     "DEAD_FIELDS",
     "DeadLetter",
     "GroupUpkeep",
     "StreamSource",
+    "StreamStatus",
     "dead_letter_fields",
     "ensure_group",
     "list_dead_letters",
     "purge_dead_letters",
+    "read_status",
     "remove_idle_consumers",
     "requeue_dead_letters",
     "safe_trim_id",
