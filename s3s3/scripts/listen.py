@@ -4,6 +4,7 @@
     s3s3listen [--config FILE] dead-letters list [--count N]
     s3s3listen [--config FILE] dead-letters requeue [--count N | --id ID ...]
     s3s3listen [--config FILE] dead-letters purge (--all | --id ID ...)
+    s3s3listen [--config FILE] status [--json]
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT) or a successful command; 2 on a
 configuration or fatal error (bad credentials, missing bucket, Redis refusing us, the MinIO
@@ -94,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a dead letter's id (repeatable); requeue or purge only these",
     )
     dead.add_argument("--all", action="store_true", help="purge: delete every dead letter")
+    status = commands.add_parser(
+        "status",
+        help="the stream, its consumers, what is pending and the dead letters (stream mode)",
+        description="What the stream holds and who works on it: its length, entries not "
+        "delivered yet, pending entries and the age of the oldest, each consumer, and the "
+        "dead letters.",
+    )
+    status.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="INI file (as before the sub-command)",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object instead of text")
     return parser
 
 
@@ -211,10 +226,16 @@ def _dead_letters(args: argparse.Namespace) -> int:
     return _cli.EXIT_OK
 
 
+def _status(args: argparse.Namespace) -> int:
+    from s3s3.scripts.status import status_command
+
+    return status_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _cli.setup_logging(args)
-    body = _dead_letters if args.command == "dead-letters" else _listen
+    body = {"dead-letters": _dead_letters, "status": _status}.get(args.command, _listen)
     return _cli.run(body, args)
 
 

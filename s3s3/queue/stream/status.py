@@ -2,9 +2,10 @@
 entries the group has not been given yet, what is pending and how old the oldest is, each
 consumer, and the dead letters.
 
-``s3s3listen status`` prints it and the listener's metrics read it when scraped. It only
-reads: a missing stream or group is a state to report (``exists`` False), not an error;
-Redis errors are raised as they come, for the caller to say.
+``s3s3listen status`` prints it (:mod:`s3s3.scripts.status`) and the listener's metrics
+read it when scraped. It only reads: a missing stream or group is a state to report
+(``exists`` False), not an error; Redis errors are raised as they come, for the caller to
+say.
 """
 
 from __future__ import annotations
@@ -129,31 +130,4 @@ def read_status(client: redis.Redis, cfg: RedisConfig, *, now: float | None = No
     )
 
 
-def describe(status: StreamStatus) -> str:
-    """Several lines for people, in the spirit of ``radosgw-admin sync status``."""
-
-    def age(seconds: float | None) -> str:
-        return "-" if seconds is None else f"{seconds:.1f}s"
-
-    if not status.exists:
-        head = f"stream {status.stream}: does not exist yet (no entry was ever added)"
-        return f"{head}\ndead letters: {status.dead_letters} in {status.dead_letter_stream}"
-    lines = [f"stream {status.stream}: {status.length} entries"]
-    if not status.group_exists:
-        lines.append(f"  group {status.group}: does not exist yet (no listener has read it)")
-    else:
-        undelivered = "unknown" if status.undelivered is None else str(status.undelivered)
-        lines += [
-            f"  group {status.group}: {undelivered} not delivered yet (oldest"
-            f" {age(status.oldest_undelivered_age_s)}), {status.pending} pending (oldest"
-            f" {age(status.oldest_pending_age_s)}), last delivered {status.last_delivered_id}",
-            f"  consumers: {len(status.consumers)}",
-        ]
-        lines += [
-            f"    {c.name}: {c.pending} pending, idle {age(c.idle_s)}" for c in status.consumers
-        ]
-    lines.append(f"dead letters: {status.dead_letters} in {status.dead_letter_stream}")
-    return "\n".join(lines)
-
-
-__all__ = ["ConsumerStatus", "StreamStatus", "describe", "read_status"]
+__all__ = ["ConsumerStatus", "StreamStatus", "read_status"]
