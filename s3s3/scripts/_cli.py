@@ -2,6 +2,14 @@
 
 Exit codes: 0 all in step, 1 some objects failed, 2 configuration or fatal error.
 
+Logs go to stderr as text (``TIME LEVEL LOGGER: message``) or, with ``[logging] format =
+json`` or ``--log-format json``, as one JSON object a line (:class:`JsonFormatter`): ``time``
+(ISO 8601, UTC), ``level``, ``logger``, ``message``, plus the fields a line was given with
+``extra=`` (the per-key lines: ``key``, ``destination``, ``outcome``, ``bytes``,
+``duration_s``, ``attempts``, ``error``...) and ``traceback`` when there is one. The option
+wins over the INI; lines logged before the INI is read (a configuration error) follow the
+option, or text without it.
+
 Every log record, botocore's and redis-py's at ``-vv`` included, passes through one
 :class:`~s3s3.redact.RedactingFilter`: URLs lose their passwords and secret query values, and
 the secrets known from the environment (at start) and from the INI (once it is read) are
@@ -11,6 +19,8 @@ replaced by ``***``.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import logging
 import os
 import sys
@@ -42,14 +52,80 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv also logs botocore)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text (the default) or json: one JSON object a line; overrides [logging] format",
+    )
     return p
+
+
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+#: What every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_FIELDS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime", "taskName"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, the record's extra fields.
+
+    The handler's :class:`~s3s3.redact.RedactingFilter` has already redacted the message and
+    the traceback; the extra fields are redacted here with its secrets, since a field such
+    as ``error`` may quote a URL or a configured secret.
+    """
+
+    def __init__(self, redactor: RedactingFilter | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def _clean(self, value: object) -> object:
+        if isinstance(value, str):
+            return redact(value, self.redactor.secrets if self.redactor else ())
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [self._clean(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): self._clean(v) for k, v in value.items()}
+        return self._clean(str(value))
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        doc: dict[str, object] = {
+            "time": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in _RECORD_FIELDS and not name.startswith("_") and name not in doc:
+                doc[name] = self._clean(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(
+                self.formatException(record.exc_info),
+                self.redactor.secrets if self.redactor else (),
+            )
+        if record.exc_text:
+            doc["traceback"] = record.exc_text
+        if record.stack_info:
+            doc["stack"] = record.stack_info
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def use_log_format(log_format: str) -> None:
+    """Give every root handler the formatter of ``log_format`` (text or json)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            JsonFormatter(redactor) if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        )
 
 
 def setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level, stream=sys.stderr, format=TEXT_FORMAT)
     if args.verbose < 2:
         for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -57,6 +133,8 @@ def setup_logging(args: argparse.Namespace) -> None:
         # each outage once itself.
         logging.getLogger("pika").setLevel(logging.CRITICAL)
     install_redaction(config.secrets_in_environment(os.environ))
+    if getattr(args, "log_format", None) == "json":
+        use_log_format("json")
 
 
 def install_redaction(secrets=()) -> RedactingFilter:
@@ -75,6 +153,8 @@ def install_redaction(secrets=()) -> RedactingFilter:
 def load_settings(args: argparse.Namespace) -> config.Settings:
     settings = config.load(args.config)
     install_redaction(settings.secrets())
+    if getattr(args, "log_format", None) is None and settings.log_format != "text":
+        use_log_format(settings.log_format)
     log.info("configuration read from %s", ", ".join(settings.files))
     return settings
 
