@@ -224,6 +224,7 @@ class Replicator:
             item.event or item.op,
             item.sequence,
             applied,
+            extra={"key": item.key, "op": item.op, "outcome": "skipped", "reason": "stale event"},
         )
         result = JobResult(key=item.key, op=item.op, outcome=Outcome.SKIPPED, reason="stale event")
         try:
@@ -511,6 +512,12 @@ class Replicator:
                 culprit.name,
                 job.last_error,
                 self.retry.max_s,
+                extra={
+                    "key": job.key,
+                    "endpoint": culprit.name,
+                    "attempts": job.attempts,
+                    "error": job.last_error,
+                },
             )
             if self.retry.attempts is not None and job.attempts >= self.retry.attempts:
                 self._give_up(job, f"failed {job.attempts} times")
@@ -539,6 +546,13 @@ class Replicator:
             job.attempts,
             "" if self.retry.attempts is None else f" of {self.retry.attempts}",
             delay,
+            extra={
+                "key": job.key,
+                "outcome": "retrying",
+                "attempts": job.attempts,
+                "error": job.last_error,
+                "retry_in_s": round(delay, 3),
+            },
         )
         self.counters.add(retried=1)
         with self._cond:
@@ -614,20 +628,49 @@ class Replicator:
         )
         if len(job.tickets) > 1:
             line += f" events={len(job.tickets)}"
+        # The same facts as fields, for [logging] format = json (text lines ignore them).
+        fields: dict[str, object] = {
+            "key": job.key,
+            "op": result.op,
+            "outcome": result.outcome.value,
+            # Where it was applied; a job that failed or found no key: all it was for.
+            "destination": ",".join(
+                result.destinations or tuple(d.name for d in self.destinations)
+            ),
+            "bytes": copied_bytes,
+            "size": result.size,
+            "duration_s": round(result.duration_s, 6),
+            "events": len(job.tickets),
+        }
+        if job.results:
+            fields["results"] = {
+                name: {
+                    "outcome": r.outcome.value,
+                    "bytes": r.size if r.outcome is Outcome.COPIED else 0,
+                    "duration_s": round(r.duration_s, 6),
+                }
+                for name, r in job.results.items()
+            }
         if result.outcome is Outcome.FAILED:
+            fields.update(attempts=result.attempts, reason=result.reason, error=result.error)
             log.error(
                 "%s attempts=%d reason=%r error=%s",
                 line,
                 result.attempts,
                 result.reason,
                 result.error,
+                extra=fields,
             )
         elif result.outcome is Outcome.MISSING:
-            log.info("%s (no such key at the source: deleted since it was announced?)", line)
+            log.info(
+                "%s (no such key at the source: deleted since it was announced?)",
+                line,
+                extra=fields,
+            )
         elif result.outcome is Outcome.IGNORED:
-            log.info("%s (delete propagation is off: [listen] delete = false)", line)
+            log.info("%s (delete propagation is off: [listen] delete = false)", line, extra=fields)
         else:
-            log.info("%s", line)
+            log.info("%s", line, extra=fields)
 
 
 __all__ = ["Copier", "JobResult", "Replicator", "ReplicatorState", "cannot_succeed"]
