@@ -87,7 +87,20 @@ class Destination:
             else:
                 self.summary.skipped += 1
             self.last_done = time.monotonic()
-        log.debug("%s %r to [%s] (%d bytes)", outcome, key, self.name, size)
+        log.debug(
+            "%s %r to [%s] (%d bytes)",
+            outcome,
+            key,
+            self.name,
+            size,
+            extra={
+                "key": key,
+                "destination": self.name,
+                "outcome": outcome.value,
+                "bytes": size if outcome is Outcome.COPIED else 0,
+                "size": size,
+            },
+        )
 
     def count_enqueued(self) -> None:
         with self._lock:
@@ -111,7 +124,21 @@ class Destination:
             if len(dest.failures) < MAX_FAILURES_KEPT:
                 dest.failures.append(Failure(key, op, str(exc)))
             self.last_done = time.monotonic()
-        log.error("%s %r to [%s] s3://%s failed: %s", op, key, dest.name, dest.bucket, exc)
+        log.error(
+            "%s %r to [%s] s3://%s failed: %s",
+            op,
+            key,
+            dest.name,
+            dest.bucket,
+            exc,
+            extra={
+                "key": key,
+                "destination": dest.name,
+                "op": op,
+                "outcome": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
 
     def fail_or_stop(self, key: str, exc: BaseException, *, op: str) -> None:
         """Count ``exc`` as a failure of ``key``, unless it concerns the whole endpoint:
