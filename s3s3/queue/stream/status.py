@@ -14,7 +14,6 @@ import time
 from dataclasses import asdict, dataclass
 
 import redis
-import redis.exceptions
 
 from s3s3.config import RedisConfig
 from s3s3.queue.stream.entries import id_after, parse_id
@@ -58,7 +57,9 @@ class StreamStatus:
     @property
     def oldest_unfinished_age_s(self) -> float | None:
         """Age of the oldest entry not acknowledged yet, pending or not delivered."""
-        ages = [a for a in (self.oldest_pending_age_s, self.oldest_undelivered_age_s) if a]
+        ages = [
+            a for a in (self.oldest_pending_age_s, self.oldest_undelivered_age_s) if a is not None
+        ]
         return max(ages) if ages else None
 
 
@@ -88,10 +89,9 @@ def read_status(client: redis.Redis, cfg: RedisConfig, *, now: float | None = No
     )
     if not exists:
         return empty
-    try:
-        groups = client.xinfo_groups(cfg.stream)
-    except redis.exceptions.ResponseError:
-        return empty  # the key is not a stream: nothing of ours to report
+    # A key of another type made the XLEN above raise WRONGTYPE: a mistake in the config
+    # (or another program's key) for the caller to report, not a state of the stream.
+    groups = client.xinfo_groups(cfg.stream)
     group = next((g for g in groups if _text(g["name"]) == cfg.group), None)
     if group is None:
         return empty
