@@ -200,8 +200,9 @@ class AmqpConfig:
 class MetricsConfig:
     """``[metrics]``: where each script shows what it does (every key off unless set)."""
 
-    listen: tuple[str, int] | None = None  # s3s3listen: /metrics, /healthz, /readyz
-    intake: tuple[str, int] | None = None  # s3s3intake: /metrics, /healthz
+    #: (host, first port, last port): the first free port of the range is taken
+    listen: tuple[str, int, int] | None = None  # s3s3listen: /metrics, /healthz, /readyz
+    intake: tuple[str, int, int] | None = None  # s3s3intake: /metrics, /healthz, /readyz
     textfile: str | None = None  # s3s3bucket: node_exporter's textfile format, written here
     pushgateway: str | None = field(default=None, repr=False)  # s3s3bucket: pushed here
     job: str = "s3s3bucket"  # the Pushgateway's job label
@@ -1181,24 +1182,29 @@ def _amqp(section: _Section, env: Mapping[str, str] | None) -> AmqpConfig:
     )
 
 
-def to_address(value: str) -> tuple[str, int] | None:
-    """``9464`` (on 127.0.0.1), ``0.0.0.0:9464``, ``[::1]:9464``; ``off`` or empty: None.
+def to_address(value: str) -> tuple[str, int, int] | None:
+    """``9464`` (on 127.0.0.1), ``0.0.0.0:9464``, ``[::1]:9464``, ``9464-9470`` (the first
+    free port of the range); ``off`` or empty: None. As ``(host, first, last)``.
 
     Port 0 asks the system for a free port (the script logs which).
     """
     text = value.strip()
-    if text.lower() in ("", "off", "no", "false", "0.0.0.0:off"):
+    if text.lower() in ("", "off", "no", "false"):
         return None
-    host, sep, port = text.rpartition(":")
+    host, sep, ports = text.rpartition(":")
     if not sep:
-        host, port = "127.0.0.1", text
+        host, ports = "127.0.0.1", text
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError("is not a port or HOST:PORT (e.g. 9464 or 0.0.0.0:9464)")
+    first, dash, last = ports.partition("-")
+    last = last if dash else first
+    if not (first.isdigit() and last.isdigit()) or int(last) > 65535 or int(first) > int(last):
+        raise ValueError(
+            "is not a port, HOST:PORT or HOST:PORT-PORT (e.g. 9464, 0.0.0.0:9464, 9464-9470)"
+        )
     if not host or any(c.isspace() for c in host) or "/" in host:
         raise ValueError("has no valid host before its port")
-    return host, int(port)
+    return host, int(first), int(last)
 
 
 _METRICS_KEYS = {"listen", "intake", "textfile", "pushgateway", "job"}

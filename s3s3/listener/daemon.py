@@ -24,7 +24,8 @@ from typing import Protocol
 from s3s3.config import Settings
 from s3s3.errors import EndpointError, FatalEndpointError
 from s3s3.listener.counters import Counters
-from s3s3.listener.replicator import Copier, JobResult, Replicator
+from s3s3.listener.observer import Observer
+from s3s3.listener.replicator import Copier, JobResult, Replicator, ReplicatorState
 from s3s3.listener.threads import guarded, log_crash
 from s3s3.retry import Policy
 from s3s3.store.endpoint import Endpoint
@@ -57,6 +58,27 @@ class Intake(Protocol):
     def hand_back(self, tickets: list) -> int: ...
 
     def close(self, timeout_s: float) -> None: ...
+
+    def redis_state(self) -> tuple[bool, str]: ...
+
+
+@dataclass(frozen=True)
+class Running:
+    """What a running listener shows its watchers (readiness, gauges): read when asked."""
+
+    replicator: ReplicatorState
+    redis_up: bool
+    redis_problem: str
+    source: str
+    destinations: tuple[str, ...]
+
+    def problems(self) -> list[str]:
+        """Why the listener cannot replicate now; empty when it can."""
+        found = [] if self.redis_up else [self.redis_problem]
+        for name, (seconds, held) in sorted(self.replicator.down.items()):
+            role = "source" if name == self.source else "destination"
+            found.append(f"{role} {name!r} down for {seconds:.0f}s ({held} jobs held)")
+        return found
 
 
 #: Makes the intake, when the daemon runs: ``open_intake(settings, counters=...)``.
@@ -99,13 +121,31 @@ class Listener:
         copier: Copier = copy_object,
         source: Endpoint | None = None,
         destinations: Sequence[Endpoint] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.open_intake = open_intake
         self.counters = counters or Counters()
         self.copier = copier
+        self.observer = observer
         self._source = source
         self._destinations = destinations
+        self._parts: tuple[Replicator, Intake] | None = None
+
+    def running(self) -> Running | None:
+        """The state of the running listener; None before it runs (and after)."""
+        parts = self._parts
+        if parts is None:
+            return None
+        replicator, intake = parts
+        redis_up, redis_problem = intake.redis_state()
+        return Running(
+            replicator=replicator.state(),
+            redis_up=redis_up,
+            redis_problem=redis_problem,
+            source=replicator.source.name,
+            destinations=tuple(d.name for d in replicator.destinations),
+        )
 
     def run(
         self,
@@ -149,6 +189,7 @@ class Listener:
                 max_s=lcfg.retry_max_s,
             ),
             counters=self.counters,
+            observer=self.observer,
         )
         intake_stop = threading.Event()
         crashes: list[str] = []
@@ -171,6 +212,7 @@ class Listener:
             daemon=True,
         )
         reader.start()
+        self._parts = (replicator, intake)
         log.info(
             "s3s3listen started: %s; source %s; destinations %s; %d workers; delete propagation %s",
             intake.describe(),
@@ -197,6 +239,7 @@ class Listener:
         if unfinished:
             intake.hand_back(unfinished)
         intake.close(timeout_s=5.0)
+        self._parts = None
         log.info("%s", replicator.summary_line())
         if crashes:
             return Stopped(Status.CRASHED, thread=crashes[0])

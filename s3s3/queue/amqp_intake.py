@@ -87,6 +87,9 @@ class AmqpIntake:
         #: Names this intake in dead letters and in the broker's connection list.
         self.consumer = f"s3s3intake-amqp@{socket.gethostname()}"
 
+    def problem(self) -> str | None:
+        return self.announcer.problem()
+
     def describe(self) -> str:
         bound = (
             f" bound to exchange {self.cfg.exchange!r} with {self.cfg.routing_key!r}"

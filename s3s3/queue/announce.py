@@ -128,6 +128,17 @@ class Announcer:
         if self._outage is not None:
             self._recovered()
 
+    def problem(self) -> str | None:
+        """Why Redis does not take this intake's entries now (None: it does)."""
+        with self._lock:
+            outage = self._outage
+        if outage is None:
+            return None
+        return (
+            f"Redis at {self.cfg.safe_url} refused {outage[1]} pushes in the last "
+            f"{time.monotonic() - outage[0]:.0f}s"
+        )
+
     def _unavailable(self, exc: QueueUnavailable) -> QueueUnavailable:
         """Log the first refusal of an outage (later ones are only counted)."""
         with self._lock:

@@ -86,6 +86,10 @@ class Push(Protocol):
         fix (:class:`~s3s3.errors.RedisFatal`, :class:`~s3s3.errors.BrokerRefused`).
         """
 
+    def problem(self) -> str | None:
+        """Why it cannot take events now (Redis refusing entries), for readiness."""
+        ...
+
 
 class Counters(Protocol):
     """The listener's counters, which an intake adds to (bad messages, dead letters...)."""

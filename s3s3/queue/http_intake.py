@@ -580,6 +580,9 @@ class HttpIntake:
         """``scheme://host:port``, without the token."""
         return f"{self.cfg.scheme}://{self.host}:{self.port}"
 
+    def problem(self) -> str | None:
+        return self.announcer.problem()
+
     def describe(self) -> str:
         return f"HTTP intake at {self.url}{MASKED_PATH}"
 

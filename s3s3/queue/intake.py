@@ -54,6 +54,10 @@ class RedisIntake:
     def describe(self) -> str:
         return self.source.describe()
 
+    def redis_state(self) -> tuple[bool, str]:
+        """Whether Redis answers now, and why not (see ``RedisLink.state``)."""
+        return self.source.link.state()
+
     def start(self, *, on_crash: Callable[[str, BaseException], None]) -> None:
         """Start the acknowledgement writer; a thread of the intake that dies (the writer,
         the list mover) is reported to ``on_crash(thread_name, exc)``."""

@@ -83,6 +83,20 @@ class RedisLink:
         self._failures = 0
         self._down_since: float | None = None
         self._ever_up = False
+        self._last_error = ""
+
+    def state(self) -> tuple[bool, str]:
+        """Whether Redis answered the last try, and if not, what the failure was and for how
+        long (readiness and the ``s3s3_redis_up`` gauge read this; it makes no request)."""
+        with self._lock:
+            if self._down_since is None and self._ever_up:
+                return True, ""
+            if self._down_since is None:
+                return False, f"{self.what} at {redact_url(self.safe_url)}: not reached yet"
+            return False, (
+                f"{self.what} at {redact_url(self.safe_url)} unreachable for "
+                f"{time.monotonic() - self._down_since:.0f}s ({self._last_error})"
+            )
 
     def up(self) -> None:
         with self._lock:
@@ -106,6 +120,7 @@ class RedisLink:
         with self._lock:
             self._failures += 1
             failures = self._failures
+            self._last_error = f"{type(exc).__name__}: {redact(str(exc))}"[:200]
             first = self._down_since is None
             if first:
                 self._down_since = time.monotonic()

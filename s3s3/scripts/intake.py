@@ -25,6 +25,7 @@ import threading
 from s3s3 import config
 from s3s3.errors import BrokerRefused, ConfigError, RedisFatal
 from s3s3.queue.contract import Mode, Push
+from s3s3.queue.tally import Tally
 from s3s3.scripts import _cli
 
 log = logging.getLogger("s3s3.intake")
@@ -42,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
-def build_intakes(settings: config.Settings) -> list[Push]:
-    """The intakes ``settings`` configure, sharing one Redis client; none is opened yet."""
+def build_intakes(settings: config.Settings, tally: Tally | None = None) -> list[Push]:
+    """The intakes ``settings`` configure, sharing one Redis client and counting into
+    ``tally``; none is opened yet."""
     if settings.http is None and settings.amqp is None:
         raise ConfigError(
             "nothing to serve: add an [http] section (a token, and host and port) or an "
@@ -60,10 +62,9 @@ def build_intakes(settings: config.Settings) -> list[Push]:
         )
     from s3s3.queue.announce import Announcer
     from s3s3.queue.link import daemon_client
-    from s3s3.queue.tally import Tally
 
     client = daemon_client(settings.redis, socket_timeout_s=5.0)
-    tally = Tally()
+    tally = tally if tally is not None else Tally()
 
     def announcer(via: str) -> Announcer:
         return Announcer(
@@ -96,7 +97,26 @@ def run_intake(settings: config.Settings, *, stop: threading.Event | None = None
     """Serve every configured intake until ``stop`` is set or a signal arrives; returns
     the exit code. Signal handlers are installed only from the main thread."""
     stop = stop or threading.Event()
-    intakes = build_intakes(settings)
+    tally = Tally()
+    intakes = build_intakes(settings, tally)
+    served = None
+    if settings.metrics.intake is not None:
+        from s3s3.metrics.wiring import intake_server
+
+        def redis_problem() -> str | None:
+            problems = [p for p in (i.problem() for i in intakes) if p]
+            return problems[0] if problems else None
+
+        served = intake_server(settings, tally, redis_problem)
+        served.start()
+    try:
+        return _serve(intakes, stop)
+    finally:
+        if served is not None:
+            served.stop()
+
+
+def _serve(intakes: list[Push], stop: threading.Event) -> int:
     for intake in intakes:
         try:
             intake.open()

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override [pubsub] mode: pubsub (compatible, loses what is "
         "published while no listener runs) or stream (reliable)",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="ADDRESS",
+        help="serve /metrics, /healthz and /readyz on PORT, HOST:PORT or HOST:PORT-PORT "
+        "(the first free port of a range), or 'off'; overrides [metrics] listen",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     dead = commands.add_parser(
         "dead-letters",
@@ -123,6 +129,14 @@ def effective_settings(args: argparse.Namespace) -> config.Settings:
         settings = dataclasses.replace(
             settings, redis=dataclasses.replace(settings.redis, mode=args.mode)
         )
+    if getattr(args, "metrics", None) is not None:
+        try:
+            address = config.to_address(args.metrics)
+        except ValueError as exc:
+            raise ConfigError(f"--metrics {args.metrics!r} {exc}") from None
+        settings = dataclasses.replace(
+            settings, metrics=dataclasses.replace(settings.metrics, listen=address)
+        )
     return settings
 
 
@@ -173,19 +187,30 @@ def run_listener(settings: config.Settings, *, stop: threading.Event | None = No
     installed only when called from the main thread, and restored on return.
     """
     # The engine is imported only when it runs, not for the dead-letter commands.
+    from s3s3.listener.counters import Counters
     from s3s3.listener.daemon import Listener
     from s3s3.queue.intake import open_intake
 
     stop = stop or threading.Event()
     hurry = threading.Event()
     received: list[str] = []
+    counters = Counters()
+    served = None
+    observer = None
+    if settings.metrics.listen is not None:
+        from s3s3.metrics.wiring import listener_metrics
+
+        observer, served = listener_metrics(settings, counters)
+    listener = Listener(settings, open_intake=open_intake, counters=counters, observer=observer)
     in_main = threading.current_thread() is threading.main_thread()
     restore = install_signals(stop, hurry, received) if in_main else None
     try:
-        stopped = Listener(settings, open_intake=open_intake).run(
-            stop=stop, hurry=hurry, reasons=received
-        )
+        if served is not None:
+            served.start(listener)
+        stopped = listener.run(stop=stop, hurry=hurry, reasons=received)
     finally:
+        if served is not None:
+            served.stop()
         if restore is not None:
             restore()
     return exit_code(stopped)

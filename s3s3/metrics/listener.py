@@ -1,0 +1,259 @@
+"""The listener's metrics: :class:`ListenerMetrics` watches the replicator (it is its
+observer) and reads the rest when Prometheus scrapes.
+
+Counted as it happens, in the worker threads: each destination's copy, skip and delete, the
+bytes written and read, how long copies take, each failed try, and the replication lag of
+every finished job (from its event's time, or from when its entry entered the stream, to
+the copy verified at every destination). Read at scrape time, costing nothing between
+scrapes: the listener's totals (:class:`~s3s3.listener.counters.Counters`), the jobs in
+hand, which endpoints are down, whether Redis answers, and, in stream mode, the backlog in
+Redis (read at most every ``backlog_ttl_s`` and with a short timeout, so that a scrape
+never waits on a Redis that is away).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from s3s3 import __version__
+from s3s3.errors import is_retryable
+from s3s3.listener.counters import Counters
+from s3s3.listener.daemon import Running
+from s3s3.listener.replicator import JobResult
+from s3s3.model import CopyResult, Outcome
+from s3s3.queue.stream.status import StreamStatus
+
+log = logging.getLogger("s3s3.metrics")
+
+#: Seconds; up to AWS's 15-minute replication SLA and past it, for the lag alert.
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600)
+#: Seconds one copy takes: small objects in milliseconds, large ones in minutes.
+COPY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+#: Counters of :class:`Counters` exposed as they are: (field, metric name, help).
+_TOTALS = (
+    ("received", "s3s3_events_received_total", "Events taken from the intake."),
+    ("coalesced", "s3s3_coalesced_events_total", "Events folded into a job already waiting."),
+    ("stale", "s3s3_stale_events_total", "Events at or below what was already applied."),
+    ("retried", "s3s3_retries_total", "Jobs scheduled again after a failed try."),
+    ("bad_messages", "s3s3_bad_messages_total", "Messages that did not parse (dead-lettered)."),
+    ("ignored_events", "s3s3_ignored_events_total", "Events of kinds s3s3 does not act on."),
+    ("dead_lettered", "s3s3_dead_lettered_total", "Entries moved to the dead-letter stream."),
+    ("handed_back", "s3s3_handed_back_total", "Entries handed back unfinished at shutdown."),
+    ("dropped", "s3s3_dropped_events_total", "Pub/sub events dropped (no room to hold them)."),
+)
+
+
+class ListenerMetrics:
+    """One listener's metrics, in ``registry`` (its own unless given one).
+
+    ``destinations`` are the destination names, so their series exist from the start (a
+    rate over a series that appears late misses its first increase). :meth:`bind` gives it
+    what the gauges read once the listener runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        destinations: Sequence[str],
+        counters: Counters,
+        info: dict[str, str] | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.clock = clock
+        r = self.registry
+        self.objects = Counter(
+            "s3s3_objects",
+            "Keys brought in step at a destination, by outcome.",
+            ("destination", "outcome"),
+            registry=r,
+        )
+        self.bytes_written = Counter(
+            "s3s3_bytes_written", "Bytes written to a destination.", ("destination",), registry=r
+        )
+        self.bytes_read = Counter(
+            "s3s3_source_bytes_read", "Bytes read from the source.", registry=r
+        )
+        self.copy_seconds = Histogram(
+            "s3s3_copy_duration_seconds",
+            "Seconds one copy to one destination took.",
+            ("destination",),
+            buckets=COPY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "s3s3_copy_errors",
+            "Failed tries against an endpoint (the source is named too).",
+            ("endpoint", "retryable"),
+            registry=r,
+        )
+        self.lag = Histogram(
+            "s3s3_replication_lag_seconds",
+            "From the event (or its entry entering the stream) to the key verified at every "
+            "destination.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.destinations = tuple(destinations)
+        for name in self.destinations:
+            for outcome in ("copied", "skipped", "deleted", "missing", "failed"):
+                self.objects.labels(name, outcome)
+            self.bytes_written.labels(name)
+            self.copy_seconds.labels(name)
+        Gauge("s3s3_build_info", "The s3s3 version.", ("version",), registry=r).labels(
+            __version__
+        ).set(1)
+        if info:
+            keys = sorted(info)
+            Gauge("s3s3_listener_info", "What this listener reads.", keys, registry=r).labels(
+                *(info[k] for k in keys)
+            ).set(1)
+        self._gauges = _Gauges(source, counters)
+        r.register(self._gauges)
+
+    def bind(
+        self,
+        running: Callable[[], Running | None],
+        backlog: Callable[[], StreamStatus] | None = None,
+        *,
+        backlog_ttl_s: float = 5.0,
+    ) -> None:
+        """Read the listener's state from ``running`` and, in stream mode, the backlog from
+        ``backlog`` (at most every ``backlog_ttl_s``) when scraped."""
+        self._gauges.running = running
+        self._gauges.backlog = _Cached(backlog, backlog_ttl_s) if backlog is not None else None
+
+    # --- the Observer hooks (s3s3.listener.observer), from worker threads
+
+    def copied(self, destination: str, result: CopyResult) -> None:
+        outcome = "copied" if result.outcome is Outcome.COPIED else "skipped"
+        self.objects.labels(destination, outcome).inc()
+        if result.outcome is Outcome.COPIED:
+            self.bytes_written.labels(destination).inc(result.size)
+            self.copy_seconds.labels(destination).observe(result.duration_s)
+        if result.bytes_read:
+            self.bytes_read.inc(result.bytes_read)
+
+    def deleted(self, destination: str) -> None:
+        self.objects.labels(destination, "deleted").inc()
+
+    def failed(self, destination: str, exc: BaseException) -> None:
+        self.errors.labels(destination, "true" if is_retryable(exc) else "false").inc()
+
+    def finished(self, result: JobResult, event_times: Sequence[float]) -> None:
+        if result.outcome in (Outcome.MISSING, Outcome.FAILED):
+            for name in self.destinations:
+                self.objects.labels(name, result.outcome.value).inc()
+        if result.outcome is Outcome.FAILED or not event_times:
+            return
+        now = self.clock()
+        for at in event_times:
+            self.lag.observe(max(0.0, now - at))
+
+
+class _Cached:
+    """A reading of the backlog, kept ``ttl_s``; a failed reading is None, kept as long."""
+
+    def __init__(self, read: Callable[[], StreamStatus], ttl_s: float) -> None:
+        self.read = read
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._at = -float("inf")
+        self._value: StreamStatus | None = None
+
+    def get(self) -> StreamStatus | None:
+        with self._lock:
+            if time.monotonic() - self._at >= self.ttl_s:
+                try:
+                    self._value = self.read()
+                except Exception as exc:  # Redis away: the gauges say so, the scrape goes on
+                    log.debug("reading the stream's backlog failed: %s", type(exc).__name__)
+                    self._value = None
+                self._at = time.monotonic()
+            return self._value
+
+
+class _Gauges(Collector):
+    """What is read at scrape time: the totals, the state of the listener, the backlog."""
+
+    def __init__(self, source: str, counters: Counters) -> None:
+        self.source = source
+        self.counters = counters
+        self.running: Callable[[], Running | None] = lambda: None
+        self.backlog: _Cached | None = None
+
+    def describe(self) -> list:
+        return []  # read when collected: nothing is known before the listener runs
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        totals = self.counters.snapshot()
+        for field, name, text in _TOTALS:
+            family = CounterMetricFamily(name.removesuffix("_total"), text)
+            family.add_metric([], totals.get(field, 0))
+            yield family
+        state = self.running()
+        if state is not None:
+            jobs = GaugeMetricFamily("s3s3_jobs", "Keys with work in hand.", labels=("state",))
+            jobs.add_metric(["held"], state.replicator.held)
+            jobs.add_metric(["in_hand"], state.replicator.jobs)
+            yield jobs
+            yield GaugeMetricFamily(
+                "s3s3_copies_running", "Copier calls running now.", value=state.replicator.running
+            )
+            up = GaugeMetricFamily(
+                "s3s3_endpoint_up",
+                "1 when the endpoint answers, 0 while it is down (jobs for it are held).",
+                labels=("endpoint", "role"),
+            )
+            up.add_metric(
+                [state.source, "source"], 0 if state.source in state.replicator.down else 1
+            )
+            for name in state.destinations:
+                up.add_metric([name, "destination"], 0 if name in state.replicator.down else 1)
+            yield up
+            yield GaugeMetricFamily(
+                "s3s3_redis_up", "1 when Redis answers the listener.", value=int(state.redis_up)
+            )
+        if self.backlog is None:
+            return
+        backlog = self.backlog.get()
+        if backlog is None:
+            return
+        yield from _backlog(backlog)
+
+
+def _backlog(s: StreamStatus) -> Iterator[GaugeMetricFamily]:
+    yield GaugeMetricFamily("s3s3_stream_length", "Entries in the stream.", value=s.length)
+    if s.undelivered is not None:
+        yield GaugeMetricFamily(
+            "s3s3_stream_undelivered",
+            "Entries the group has not given to a consumer yet.",
+            value=s.undelivered,
+        )
+    yield GaugeMetricFamily(
+        "s3s3_stream_pending", "Entries given to a consumer and not acknowledged.", value=s.pending
+    )
+    yield GaugeMetricFamily(
+        "s3s3_oldest_pending_age_seconds",
+        "Age of the oldest entry not acknowledged yet, delivered or not (0 with none).",
+        value=s.oldest_unfinished_age_s or 0.0,
+    )
+    yield GaugeMetricFamily(
+        "s3s3_stream_consumers", "Consumers in the group.", value=len(s.consumers)
+    )
+    yield GaugeMetricFamily(
+        "s3s3_dead_letters", "Entries in the dead-letter stream.", value=s.dead_letters
+    )
+
+
+__all__ = ["COPY_BUCKETS", "LAG_BUCKETS", "ListenerMetrics"]

@@ -1,0 +1,335 @@
+"""``s3s3listen``'s metrics and health, read the way operators read them.
+
+A real Prometheus server (Debian's ``prometheus``) scrapes running listeners every second;
+the series are read back through its HTTP API with the values the work implies. ``/readyz``
+turns 503 with a reason when Redis stops and when a destination goes down, and 200 again
+after. The intake's metrics, the address range that keeps several listeners on one host
+apart, and the observer's arithmetic (through prometheus_client's own parser) are here too.
+moto is the S3 here: nothing about S3 compatibility is claimed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import raw_client, unique_bucket
+from faultproxy import FaultProxy
+from prometheus_client.parser import text_string_to_metric_families
+from test_listener_support import (  # noqa: F401  (fixtures)
+    ListenerProcess,
+    PrivateRedis,
+    names,
+    wait_until,
+    write_ini,
+)
+
+from s3s3.config import RedisConfig
+from s3s3.errors import FatalEndpointError, TransientEndpointError
+from s3s3.listener.counters import Counters
+from s3s3.listener.replicator import JobResult
+from s3s3.metrics.listener import ListenerMetrics
+from s3s3.model import CopyResult, Outcome
+from s3s3.queue.producer import publish_keys
+from servers._common import free_port
+
+PROMETHEUS = shutil.which("prometheus")
+needs_prometheus = pytest.mark.skipif(
+    PROMETHEUS is None, reason="Debian's prometheus package is not installed"
+)
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of an exposition, by name and sorted labels."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def served_port(listener: ListenerProcess) -> int:
+    found = re.search(
+        r"serves /metrics, /healthz and /readyz on http://[^:]+:(\d+)", listener.output()
+    )
+    assert found, listener.output()[-3000:]
+    return int(found.group(1))
+
+
+class Prometheus:
+    """A Prometheus server of the test's own, scraping ``targets`` every second."""
+
+    def __init__(self, tmp: Path, targets: list[str]) -> None:
+        self.port = free_port()
+        config = tmp / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: s3s3listen\n    static_configs:\n"
+            f"      - targets: {json.dumps(targets)}\n"
+        )
+        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_until(lambda: self._ready(), 60, interval_s=0.2, what="Prometheus to answer /-/ready")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, "prometheus exited"
+        try:
+            return get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200
+        except OSError:
+            return False
+
+    def query(self, expr: str) -> list[dict]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": expr}
+        )
+        status, body = get(url)
+        assert status == 200, body
+        answer = json.loads(body)
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def metrics_ini(tmp_path, moto_servers, names, redis_url, *, listen: str, dst_url=None):
+    a, b = moto_servers
+    src, dst = unique_bucket("msrc"), unique_bucket("mdst")
+    raw_client(a).create_bucket(Bucket=src)
+    raw_client(b).create_bucket(Bucket=dst)
+    dst_info = dict(b, endpoint_url=dst_url) if dst_url else b
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(dst_info, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        mode="stream",
+        listen={"retry_max": "0.2"},
+    )
+    with ini.open("a") as f:
+        f.write(f"\n[metrics]\nlisten = {listen}\n")
+    return ini, src, dst
+
+
+def announce(redis_url: str, names, keys: list[str]) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        cfg = RedisConfig(url=redis_url, mode="stream", stream=names.stream, channel=names.channel)
+        publish_keys(client, cfg, keys)
+    finally:
+        client.close()
+
+
+@needs_prometheus
+def test_prometheus_scrapes_two_listeners_sharing_one_ini_and_reads_the_work_back(
+    tmp_path, moto_servers, names, redis_url
+):
+    first = free_port()
+    ini, src, dst = metrics_ini(
+        tmp_path, moto_servers, names, redis_url, listen=f"127.0.0.1:{first}-{first + 5}"
+    )
+    sizes = {f"k/{i} ü+": 1000 + i for i in range(20)}
+    s3 = raw_client(moto_servers[0])
+    for key, size in sizes.items():
+        s3.put_object(Bucket=src, Key=key, Body=b"x" * size)
+    one = ListenerProcess(ini, tmp_path / "one.log").start()
+    two = ListenerProcess(ini, tmp_path / "two.log").start()
+    prom = None
+    try:
+        ports = {served_port(one), served_port(two)}
+        assert len(ports) == 2 and ports <= set(range(first, first + 6))
+        prom = Prometheus(tmp_path, [f"127.0.0.1:{p}" for p in sorted(ports)])
+        wait_until(
+            lambda: prom.value('count(up{job="s3s3listen"} == 1)') == 2,
+            30,
+            interval_s=0.5,
+            what="both listeners scraped",
+        )
+        announce(redis_url, names, list(sizes))
+        wait_until(
+            lambda: prom.value('sum(s3s3_objects_total{outcome="copied"})') == len(sizes),
+            60,
+            interval_s=0.5,
+            what="Prometheus to count every copy",
+        )
+        assert prom.value("sum(s3s3_bytes_written_total)") == sum(sizes.values())
+        assert prom.value("sum(s3s3_source_bytes_read_total)") == sum(sizes.values())
+        assert prom.value("sum(s3s3_copy_duration_seconds_count)") == len(sizes)
+        wait_until(
+            lambda: prom.value("sum(s3s3_replication_lag_seconds_count)") == len(sizes),
+            10,
+            interval_s=0.5,
+            what="a lag for every key",
+        )
+        # Every key's lag was under the lag histogram's 30 s bucket.
+        assert prom.value('sum(s3s3_replication_lag_seconds_bucket{le="30.0"})') == len(sizes)
+        assert prom.value("sum(s3s3_events_received_total)") == len(sizes)
+        assert prom.value('sum(s3s3_objects_total{outcome="failed"})') == 0
+        assert prom.value('min(s3s3_endpoint_up{role="destination"})') == 1
+        assert prom.value("min(s3s3_redis_up)") == 1
+        assert prom.value("count(s3s3_build_info)") == 2
+        # The backlog: every entry acknowledged (trimming may have cut the stream since).
+        wait_until(
+            lambda: prom.value("max(s3s3_stream_pending)") == 0,
+            10,
+            interval_s=0.5,
+            what="nothing pending",
+        )
+        assert prom.value("max(s3s3_stream_consumers)") == 2
+        assert prom.value("max(s3s3_dead_letters)") == 0
+        # No series carries an object key.
+        for series in prom.query('{__name__=~"s3s3_.*"}'):
+            assert not any(v in sizes for v in series["metric"].values()), series
+    finally:
+        if prom is not None:
+            prom.stop()
+        one.stop()
+        two.stop()
+    assert raw_client(moto_servers[1]).list_objects_v2(Bucket=dst)["KeyCount"] == len(sizes)
+
+
+def test_readyz_says_why_while_redis_is_down_and_while_a_destination_is_down(
+    tmp_path, moto_servers, names
+):
+    server = PrivateRedis(tmp_path / "redis").start()
+    proxy = FaultProxy(moto_servers[1]["endpoint_url"]).start()
+    port = free_port()
+    ini, src, dst = metrics_ini(
+        tmp_path, moto_servers, names, server.url, listen=str(port), dst_url=proxy.url
+    )
+    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> tuple[int, dict]:
+        status, body = get(base + "/readyz")
+        return status, json.loads(body)
+
+    try:
+        assert get(base + "/healthz") == (200, b'{"status": "alive"}\n')
+        wait_until(lambda: ready()[0] == 200, 20, what="ready")
+        assert ready()[1] == {"ready": True, "reasons": []}
+
+        server.stop()
+        wait_until(lambda: ready()[0] == 503, 30, interval_s=0.2, what="503 with Redis down")
+        [reason] = ready()[1]["reasons"]
+        assert "Redis at redis://127.0.0.1:" in reason and "unreachable" in reason, reason
+        assert get(base + "/healthz")[0] == 200  # alive, though not ready
+        metrics = samples(get(base + "/metrics")[1].decode())
+        assert metrics[("s3s3_redis_up", ())] == 0
+        server.start()
+        wait_until(lambda: ready()[0] == 200, 30, interval_s=0.2, what="ready with Redis back")
+
+        raw_client(moto_servers[0]).put_object(Bucket=src, Key="k", Body=b"v" * 100)
+        proxy.fail_if = lambda method, path: True  # every request: 503
+        announce(server.url, names, ["k"])
+        wait_until(lambda: ready()[0] == 503, 30, interval_s=0.2, what="503, destination down")
+        [reason] = ready()[1]["reasons"]
+        assert reason.startswith("destination 'dest1' down for "), reason
+        metrics = samples(get(base + "/metrics")[1].decode())
+        assert metrics[("s3s3_endpoint_up", (("endpoint", "dest1"), ("role", "destination")))] == 0
+        assert (
+            metrics[("s3s3_copy_errors_total", (("endpoint", "dest1"), ("retryable", "true")))] >= 1
+        )
+        proxy.fail_if = None
+        wait_until(lambda: ready()[0] == 200, 60, interval_s=0.2, what="ready, destination back")
+        wait_until(
+            lambda: (
+                samples(get(base + "/metrics")[1].decode()).get(
+                    ("s3s3_objects_total", (("destination", "dest1"), ("outcome", "copied")))
+                )
+                == 1
+            ),
+            30,
+            what="the held key copied",
+        )
+    finally:
+        listener.stop()
+        proxy.stop()
+        server.stop()
+
+
+def test_a_range_without_a_free_port_is_a_clear_error(tmp_path, moto_servers, names, redis_url):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        ini, _, _ = metrics_ini(tmp_path, moto_servers, names, redis_url, listen=str(port))
+        listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready=None)
+        assert listener.wait(30) == 2
+        assert f"no port of 127.0.0.1:{port} is free to serve metrics on" in listener.output()
+    finally:
+        taken.close()
+
+
+def test_the_observer_counts_per_destination_and_the_lag_of_each_event():
+    now = [1000.0]
+    m = ListenerMetrics(
+        source="src",
+        destinations=["a", "b"],
+        counters=Counters(),
+        info={"mode": "stream"},
+        clock=lambda: now[0],
+    )
+    m.copied("a", CopyResult("k", "a", Outcome.COPIED, size=10, duration_s=0.2, bytes_read=10))
+    m.copied("b", CopyResult("k", "b", Outcome.SKIPPED, size=10))
+    m.deleted("b")
+    m.failed("a", TransientEndpointError("503 SlowDown", op="PutObject", endpoint="a", bucket="b"))
+    m.failed("a", FatalEndpointError("AccessDenied", op="PutObject", endpoint="a", bucket="b"))
+    m.finished(JobResult("k", "copy", Outcome.COPIED), [990.0, 999.5])
+    m.finished(JobResult("j", "copy", Outcome.FAILED), [900.0])  # no lag for a failure
+    m.finished(JobResult("m", "copy", Outcome.MISSING), [])
+    from prometheus_client import generate_latest
+
+    got = samples(generate_latest(m.registry).decode())
+    assert got[("s3s3_objects_total", (("destination", "a"), ("outcome", "copied")))] == 1
+    assert got[("s3s3_objects_total", (("destination", "b"), ("outcome", "skipped")))] == 1
+    assert got[("s3s3_objects_total", (("destination", "b"), ("outcome", "deleted")))] == 1
+    assert got[("s3s3_objects_total", (("destination", "a"), ("outcome", "failed")))] == 1
+    assert got[("s3s3_objects_total", (("destination", "b"), ("outcome", "missing")))] == 1
+    assert got[("s3s3_bytes_written_total", (("destination", "a"),))] == 10
+    assert got[("s3s3_bytes_written_total", (("destination", "b"),))] == 0
+    assert got[("s3s3_source_bytes_read_total", ())] == 10
+    assert got[("s3s3_copy_errors_total", (("endpoint", "a"), ("retryable", "true")))] == 1
+    assert got[("s3s3_copy_errors_total", (("endpoint", "a"), ("retryable", "false")))] == 1
+    assert got[("s3s3_replication_lag_seconds_count", ())] == 2
+    assert got[("s3s3_replication_lag_seconds_sum", ())] == pytest.approx(10.5)
+    assert got[("s3s3_replication_lag_seconds_bucket", (("le", "0.5"),))] == 1
+    assert got[("s3s3_listener_info", (("mode", "stream"),))] == 1
+    # Before the listener runs, no gauge pretends to know its state.
+    assert ("s3s3_redis_up", ()) not in got
