@@ -206,6 +206,8 @@ class MetricsConfig:
     textfile: str | None = None  # s3s3bucket: node_exporter's textfile format, written here
     pushgateway: str | None = field(default=None, repr=False)  # s3s3bucket: pushed here
     job: str = "s3s3bucket"  # the Pushgateway's job label
+    #: How often s3s3bucket runs (cron, supervisord's TICK): the staleness alert uses it.
+    period_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -1207,7 +1209,7 @@ def to_address(value: str) -> tuple[str, int, int] | None:
     return host, int(first), int(last)
 
 
-_METRICS_KEYS = {"listen", "intake", "textfile", "pushgateway", "job"}
+_METRICS_KEYS = {"listen", "intake", "textfile", "pushgateway", "job", "period"}
 
 
 def _metrics(section: _Section | None) -> MetricsConfig:
@@ -1234,6 +1236,7 @@ def _metrics(section: _Section | None) -> MetricsConfig:
         textfile=textfile,
         pushgateway=gateway,
         job=(r.get("job") or "s3s3bucket").strip(),
+        period_s=r.duration("period", 3600.0),
     )
 
 

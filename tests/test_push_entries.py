@@ -268,16 +268,16 @@ def test_metrics_and_logging_sections(tmp_path):
         tmp_path,
         f"""
         [metrics]
-        listen = 9464
-        intake = 0.0.0.0:9465
+        listen = 9464-9470
+        intake = [::1]:9465
         textfile = {tmp_path}/s3s3.prom
         pushgateway = http://pushgw:9091
         [logging]
         format = json
         """,
     )
-    assert s.metrics.listen == ("127.0.0.1", 9464)
-    assert s.metrics.intake == ("0.0.0.0", 9465)
+    assert s.metrics.listen == ("127.0.0.1", 9464, 9470)
+    assert s.metrics.intake == ("::1", 9465, 9465)
     assert s.metrics.textfile == f"{tmp_path}/s3s3.prom"
     assert s.metrics.pushgateway == "http://pushgw:9091"
     assert s.log_format == "json"
@@ -292,7 +292,8 @@ def test_metrics_and_logging_sections(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ("[metrics]\nlisten = 99999\n", "value '99999' for 'listen' is not a port or HOST:PORT"),
+        ("[metrics]\nlisten = 99999\n", "value '99999' for 'listen' is not a port, HOST:PORT"),
+        ("[metrics]\nlisten = 9470-9464\n", "HOST:PORT-PORT"),
         ("[metrics]\nlisten = :9464\n", "has no valid host"),
         ("[metrics]\nlisten = 9464\nintake = 127.0.0.1:9464\n", "the same address"),
         ("[metrics]\ntextfile = /no/such/dir/s3s3.prom\n", "its folder does not exist"),

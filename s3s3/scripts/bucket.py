@@ -22,6 +22,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -92,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run as a supervisord event listener: one run per TICK event",
     )
+    p.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write the run's metrics there in node_exporter's textfile format (atomically), "
+        "failed runs included; overrides [metrics] textfile",
+    )
+    p.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the run's metrics to this Prometheus Pushgateway; overrides [metrics] "
+        "pushgateway",
+    )
     return p
 
 
@@ -151,10 +164,15 @@ def run_once(
     )
 
 
-def reconcile(args: argparse.Namespace, *, stop: threading.Event) -> int:
-    """One command-line run; its exit status."""
+def reconcile(
+    args: argparse.Namespace, *, stop: threading.Event, seen: list[JobSummary] | None = None
+) -> int:
+    """One command-line run; its exit status. Its summary is appended to ``seen``."""
     try:
-        return exit_status(run_once(args, stop=stop))
+        summary = run_once(args, stop=stop)
+        if seen is not None:
+            seen.append(summary)
+        return exit_status(summary)
     except (ConfigError, FatalEndpointError, LockHeld):
         raise  # _cli.run logs them and answers EXIT_FATAL
     except S3S3Error as exc:  # the source cannot be listed, Redis is gone, ...
@@ -197,11 +215,54 @@ def main(argv: list[str] | None = None) -> int:
         protocol_out = sys.stdout.buffer
         sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
         return serve_supervisord(args, sys.stdin.buffer, protocol_out, life=life)
+    started = time.time()
+    seen: list[JobSummary] = []
+    code = EXIT_FATAL
     try:
-        return _cli.run(lambda a: reconcile(a, stop=life.new_run()), args)
+        code = _cli.run(lambda a: reconcile(a, stop=life.new_run(), seen=seen), args)
     except Exception:  # the outermost loop: a bug, logged with its traceback
         log.exception("unexpected error")
-        return EXIT_FATAL
+    report_metrics(args, started, code, seen[-1] if seen else None)
+    return code
+
+
+def report_metrics(
+    args: argparse.Namespace, started: float, code: int, summary: JobSummary | None
+) -> None:
+    """Leave the run in the metrics file and push it, where configured; a run that could
+    not start (a configuration error) is written too, when --metrics-file names the file."""
+    try:
+        settings = _cli.load_settings(args)
+    except S3S3Error:
+        settings = None
+    path = args.metrics_file or (settings.metrics.textfile if settings else None)
+    gateway = args.pushgateway or (settings.metrics.pushgateway if settings else None)
+    if not path and not gateway:
+        return
+    from s3s3.metrics import bucketjob
+
+    run = bucketjob.Run(
+        source=settings.source.bucket if settings else "unknown",
+        started=started,
+        ended=time.time(),
+        exit_status=code,
+        summary=summary,
+        period_s=settings.metrics.period_s if settings else 3600.0,
+    )
+    last_success = None
+    if path:
+        last_success = bucketjob.last_success_in(path, run.source)
+        try:
+            bucketjob.write_textfile(path, run)
+        except OSError as exc:
+            log.warning("writing the metrics file %s failed: %s", path, exc)
+    if gateway:
+        bucketjob.push(
+            gateway,
+            settings.metrics.job if settings else "s3s3bucket",
+            run,
+            last_success=last_success,
+        )
 
 
 def serve_supervisord(
@@ -243,25 +304,35 @@ def _tick(
     deletion): it is logged, and a re-sent tick would only repeat it at once.
     """
 
+    started = time.time()
+    status: list[int] = []
+    seen: list[JobSummary] = []
+
     def body(a: argparse.Namespace) -> int:
         try:
             summary = run_once(a, stop=stop, on_plan=on_plan)
         except LockHeld as exc:
             log.warning("%s; this tick is skipped", exc)
+            status.append(-1)
             return EXIT_OK
         except (ConfigError, FatalEndpointError):
             raise  # _cli.run logs them and answers EXIT_FATAL
         except S3S3Error as exc:
             log.error("%s", exc)
             return EXIT_FATAL
-        log.info("run finished with exit status %d", exit_status(summary))
+        seen.append(summary)
+        status.append(exit_status(summary))
+        log.info("run finished with exit status %d", status[-1])
         return EXIT_OK
 
     try:
-        return _cli.run(body, args) == EXIT_OK
+        code = _cli.run(body, args)
     except Exception:  # the outermost loop: a bug, logged; the listener stays up
         log.exception("unexpected error")
         return False
+    if status != [-1]:  # a tick skipped for another run's lock leaves that run's metrics
+        report_metrics(args, started, status[-1] if status else code, seen[-1] if seen else None)
+    return code == EXIT_OK
 
 
 if __name__ == "__main__":
