@@ -333,3 +333,55 @@ def test_the_observer_counts_per_destination_and_the_lag_of_each_event():
     assert got[("s3s3_listener_info", (("mode", "stream"),))] == 1
     # Before the listener runs, no gauge pretends to know its state.
     assert ("s3s3_redis_up", ()) not in got
+
+
+def test_s3s3intake_serves_its_requests_and_records_and_is_not_ready_without_redis(tmp_path, names):
+    import http.client
+
+    from test_http_intake import JSON, TOKEN, intake_ini, rgw_event, run_intake
+
+    server = PrivateRedis(tmp_path / "redis").start()
+    port, metrics_port = free_port(), free_port()
+    ini = intake_ini(tmp_path / "s3s3.ini", redis_url=server.url, stream=names.stream, port=port)
+    with ini.open("a") as f:
+        f.write(f"\n[metrics]\nintake = 127.0.0.1:{metrics_port}\n")
+    log_path = tmp_path / "intake.log"
+    proc = run_intake(ini, log_path)
+    base = f"http://127.0.0.1:{metrics_port}"
+
+    def post(body: bytes) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("POST", "/" + TOKEN, body=body, headers=JSON)
+            answer = conn.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            conn.close()
+
+    try:
+        wait_until(lambda: "taking events from" in log_path.read_text(), 30, what="serving")
+        assert post(json.dumps(rgw_event("src", "a")).encode()) == 200
+        assert post(b"not json") == 400
+        assert post(json.dumps(rgw_event("other-bucket", "b")).encode()) == 200
+        got = samples(get(base + "/metrics")[1].decode())
+        assert got[("s3s3_intake_requests_total", (("intake", "http"), ("status", "200")))] == 2
+        assert got[("s3s3_intake_requests_total", (("intake", "http"), ("status", "400")))] == 1
+        records = (("intake", "http"), ("outcome", "queued"))
+        assert got[("s3s3_intake_records_total", records)] == 1
+        assert got[("s3s3_intake_records_total", (("intake", "http"), ("outcome", "skipped")))] == 1
+        assert got[("s3s3_redis_up", ())] == 1
+        assert get(base + "/readyz")[0] == 200
+        server.stop()
+        assert post(json.dumps(rgw_event("src", "c")).encode()) == 503
+        status, body = get(base + "/readyz")
+        assert status == 503 and "refused 1 pushes" in json.loads(body)["reasons"][0], body
+        assert samples(get(base + "/metrics")[1].decode())[("s3s3_redis_up", ())] == 0
+        server.start()
+        wait_until(lambda: post(json.dumps(rgw_event("src", "d")).encode()) == 200, 30, what="back")
+        assert get(base + "/readyz")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        server.stop()
+    assert TOKEN not in log_path.read_text()
