@@ -10,24 +10,26 @@ returned: the entries are in Redis by then. Nothing here speaks HTTP or AMQP.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass
 
 import redis
 
 from s3s3.config import RedisConfig
-from s3s3.errors import BacklogFull, MessageError, QueueUnavailable
+from s3s3.errors import BacklogFull, MessageError, QueueUnavailable, RedisFatal
 from s3s3.model import WorkItem
 from s3s3.queue.messages import Parsed, entry_fields, parse_message, preview
+from s3s3.queue.outage import Outage
 from s3s3.queue.producer import add_entries
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
 from s3s3.queue.tally import Tally
+from s3s3.redact import redact
 
 log = logging.getLogger("s3s3.intake")
 
 #: What a pushed body may be: event documents (an SNS envelope unwraps to one).
 EVENT_FORMATS = frozenset({"s3-event", "minio-access", "test-event"})
+#: What a write of entries may raise that :func:`sort_failure` sorts; anything else is a bug.
+_FAILURES: tuple[type[BaseException], ...] = (*FATAL_ERRORS, *TRANSIENT_ERRORS, BacklogFull)
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,7 @@ class Announcer:
         self.source_bucket = source_bucket
         self.key_encoding = key_encoding
         self.wait_s = wait_s
-        self._lock = threading.Lock()
-        self._outage: tuple[float, int] | None = None  # (since, refusals) while Redis fails
+        self._outage = Outage()
 
     def parse(self, body: bytes) -> Parsed:
         """The records of ``body``; raises :class:`~s3s3.errors.MessageError` saying what is
@@ -110,58 +111,60 @@ class Announcer:
         entries = [entry_fields(item, via=self.via) for item in items]
         try:
             add_entries(self.client, self.cfg, entries, wait_s=self.wait_s)
-        except FATAL_ERRORS as exc:
-            raise refused(self.cfg.safe_url, exc) from None
-        except BacklogFull as exc:
-            self.tally.add(
-                "records", len(items) - exc.added, outcome="unavailable", intake=self.via
-            )
-            raise self._unavailable(QueueUnavailable(str(exc))) from exc
-        except TRANSIENT_ERRORS as exc:
-            self.tally.add("records", len(items), outcome="unavailable", intake=self.via)
-            raise self._unavailable(
-                QueueUnavailable(
-                    f"Redis at {self.cfg.safe_url} cannot take entries: {type(exc).__name__}"
+        except _FAILURES as exc:
+            error = sort_failure(self.cfg, exc)
+            if isinstance(error, RedisFatal):
+                raise error from None
+            added = exc.added if isinstance(exc, BacklogFull) else 0
+            self.tally.add("records", len(items) - added, outcome="unavailable", intake=self.via)
+            if self._outage.failed(str(error)) == 1:
+                log.warning(
+                    "%s intake: %s; refusing pushes (the sender retries) until it can",
+                    self.via,
+                    error,
                 )
-            ) from exc
+            raise error from exc
         self.tally.add("records", len(items), outcome="queued", intake=self.via)
-        if self._outage is not None:
-            self._recovered()
-
-    def problem(self) -> str | None:
-        """Why Redis does not take this intake's entries now (None: it does)."""
-        with self._lock:
-            outage = self._outage
-        if outage is None:
-            return None
-        return (
-            f"Redis at {self.cfg.safe_url} refused {outage[1]} pushes in the last "
-            f"{time.monotonic() - outage[0]:.0f}s"
-        )
-
-    def _unavailable(self, exc: QueueUnavailable) -> QueueUnavailable:
-        """Log the first refusal of an outage (later ones are only counted)."""
-        with self._lock:
-            first = self._outage is None
-            since, refusals = self._outage or (time.monotonic(), 0)
-            self._outage = (since, refusals + 1)
-        if first:
-            log.warning(
-                "%s intake: %s; refusing pushes (the sender retries) until it can", self.via, exc
-            )
-        return exc
-
-    def _recovered(self) -> None:
-        with self._lock:
-            outage, self._outage = self._outage, None
-        if outage is not None:
+        ended = self._outage.recovered()
+        if ended is not None and ended.failures:
             log.info(
                 "%s intake: Redis at %s takes entries again, after %d refused pushes in %.1fs",
                 self.via,
                 self.cfg.safe_url,
-                outage[1],
-                time.monotonic() - outage[0],
+                ended.failures,
+                ended.lasted_s,
             )
 
+    def problem(self) -> str | None:
+        """Why Redis does not take this intake's entries now (None: it does)."""
+        outage = self._outage.current()
+        if outage is None:
+            return None
+        return (
+            f"Redis at {self.cfg.safe_url} refused {outage.failures} pushes in the last "
+            f"{outage.lasted_s:.0f}s"
+        )
 
-__all__ = ["Announced", "Announcer"]
+
+def sort_failure(
+    cfg: RedisConfig, exc: BaseException, *, detail: bool = False
+) -> RedisFatal | QueueUnavailable:
+    """What a failed write of entries to ``cfg``'s Redis means, for every intake.
+
+    :class:`~s3s3.errors.RedisFatal` when Redis refuses s3s3 (password, ACL: retrying cannot
+    fix it; checked first, since redis-py's refusals are connection errors too),
+    :class:`QueueUnavailable` when the stream is full (:class:`BacklogFull`) or Redis is
+    away or answers otherwise. The message of an unavailable Redis names the error's type,
+    not its text, since it is answered to senders; with ``detail`` (for a log line that
+    names the URL itself) it is the type and the redacted text instead.
+    """
+    if isinstance(exc, FATAL_ERRORS):
+        return refused(cfg.safe_url, exc)
+    if isinstance(exc, BacklogFull):
+        return QueueUnavailable(redact(str(exc), cfg.secrets()))
+    if detail:
+        return QueueUnavailable(f"{type(exc).__name__}: {redact(str(exc), cfg.secrets())}")
+    return QueueUnavailable(f"Redis at {cfg.safe_url} cannot take entries: {type(exc).__name__}")
+
+
+__all__ = ["Announced", "Announcer", "sort_failure"]

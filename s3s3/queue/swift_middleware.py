@@ -102,11 +102,13 @@ from s3s3.config import (
 )
 from s3s3.errors import BacklogFull, ConfigError, MessageError
 from s3s3.model import COPY, DELETE, WorkItem
+from s3s3.queue.announce import sort_failure
 from s3s3.queue.messages import entry_fields, validate_key
+from s3s3.queue.outage import Outage
 from s3s3.queue.producer import add_entries
-from s3s3.queue.redis_client import FATAL_ERRORS, connect, refused
+from s3s3.queue.redis_client import connect
 from s3s3.queue.tally import Tally
-from s3s3.redact import redact, redact_url
+from s3s3.redact import redact_url
 
 VIA = "swift"
 #: s3api keeps the parts of multipart uploads in ``<bucket>+segments``.
@@ -377,24 +379,13 @@ class RedisHealth:
         self.log = log
         self.tally = tally
         self.consequence = consequence
-        self._lock = threading.Lock()
-        self._down_since: float | None = None
-        self._failures = 0
+        self._outage = Outage()
 
     def describe(self, exc: BaseException) -> str:
-        if isinstance(exc, FATAL_ERRORS):
-            return str(refused(self.cfg.safe_url, exc))
-        if isinstance(exc, BacklogFull):
-            return redact(str(exc), self.cfg.secrets())
-        return f"{type(exc).__name__}: {redact(str(exc), self.cfg.secrets())}"
+        return str(sort_failure(self.cfg, exc, detail=True))
 
     def down(self, exc: BaseException) -> None:
-        with self._lock:
-            first = self._down_since is None
-            if first:
-                self._down_since = time.monotonic()
-            self._failures += 1
-        if first:
+        if self._outage.failed() == 1:
             self.tally.add("outages", intake=VIA)
             self.log.warning(
                 "s3s3: Redis at %s cannot take announcements (%s); %s",
@@ -404,17 +395,14 @@ class RedisHealth:
             )
 
     def up(self) -> None:
-        with self._lock:
-            if self._down_since is None:
-                return
-            took = time.monotonic() - self._down_since
-            failures, self._failures, self._down_since = self._failures, 0, None
-        self.log.warning(
-            "s3s3: Redis at %s takes announcements again, after %.1fs and %d failed tries",
-            self.cfg.safe_url,
-            took,
-            failures,
-        )
+        ended = self._outage.recovered()
+        if ended is not None and ended.failures:
+            self.log.warning(
+                "s3s3: Redis at %s takes announcements again, after %.1fs and %d failed tries",
+                self.cfg.safe_url,
+                ended.lasted_s,
+                ended.failures,
+            )
 
 
 #: What a write to Redis may raise that is Redis being away or full, not a bug here.
