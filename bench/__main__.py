@@ -210,7 +210,7 @@ def run(args, workloads: list[str], *, run_dir: Path, log, argv) -> int:
     from . import data, listener
     from . import workloads as wl
     from .context import Context, Sizes
-    from .peers import COPIERS, s5cmd
+    from .peers import COPIERS, W2_COPIERS, s5cmd
     from .peers import s3s3 as s3s3_peer
     from .servers import start_server
 
@@ -267,7 +267,7 @@ def run(args, workloads: list[str], *, run_dir: Path, log, argv) -> int:
         if "w1" in workloads:
             wl.copy_workload(ctx, ds["w1"], "W1", COPIERS, ceiling=True, keep=True)
         if "w2" in workloads:
-            complete = wl.copy_workload(ctx, ds["w2"], "W2", COPIERS, ceiling=True, keep=True)
+            complete = wl.copy_workload(ctx, ds["w2"], "W2", W2_COPIERS, ceiling=True, keep=True)
         if "w4" in workloads:
             wl.noop_workload(ctx, ds["w2"], complete)
         if "w3" in workloads:

@@ -48,10 +48,16 @@ class Variant:
     name: str
     family: str
     mode: str  # "stream" | "pubsub" | "2015"
+    #: [metrics] listen on, and /metrics scraped every SCRAPE_S meanwhile (for their cost)
+    metrics: bool = False
 
+
+#: Four times as often as Prometheus's usual 15 s, and more than any setup would.
+SCRAPE_S = 1.0
 
 VARIANTS = (
     Variant("s3s3listen (stream)", "s3s3", "stream"),
+    Variant("s3s3listen (stream, metrics on)", "s3s3", "stream", metrics=True),
     Variant("s3s3listen (pubsub)", "s3s3", "pubsub"),
     Variant("s3s3listen 0.1.10 (2015)", "s3s3-2015", "2015"),
 )
@@ -182,6 +188,44 @@ class Landings:
 # --------------------------------------------------------------------------- one run
 
 
+class Scraper:
+    """GETs the listener's /metrics every SCRAPE_S from a thread, as Prometheus would."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.ok = 0
+        self.failed = 0
+        self.error = ""
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(SCRAPE_S):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as answer:
+                    self.bytes = len(answer.read())
+                self.ok += 1
+            except OSError as exc:  # the listener not up yet, or gone: counted
+                self.failed += 1
+                self.error = str(exc)[:200]
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return {
+            "scrapes_ok": self.ok,
+            "scrapes_failed": self.failed,
+            "scrape_bytes": self.bytes,
+            "scrape_error": self.error,
+        }
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0-100)."""
     ordered = sorted(values)
@@ -210,10 +254,17 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
         config = None
     else:
         saved_tag = ctx.tag
-        ctx.tag = f"{saved_tag}-{variant.mode}-{run}"  # channel, stream and markers of its own
+        # channel, stream and markers of its own
+        ctx.tag = f"{saved_tag}-{slug(variant.name)}-{run}"
+        extra = ""
+        if variant.metrics:
+            from servers._common import free_port
+
+            metrics_port = free_port()
+            extra = f"\n[metrics]\nlisten = 127.0.0.1:{metrics_port}\n"
         try:
             argv, env, cwd = s3s3_peer.listen_invocation(
-                ctx, ds.bucket, dst, work, mode=variant.mode
+                ctx, ds.bucket, dst, work, mode=variant.mode, extra=extra
             )
         finally:
             ctx.tag = saved_tag
@@ -224,6 +275,7 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
     proc = TimedProcess(argv, log_path=work / "output.log", env=env, cwd=cwd)
     result: dict = {"publisher": publisher.method}
     problems: list[str] = []
+    scraper = Scraper(metrics_port) if variant.metrics else None
     try:
         # 1. warm-up
         started = time.monotonic()
@@ -288,6 +340,10 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
     except RuntimeError as exc:
         problems.append(str(exc))
     finally:
+        if scraper is not None:
+            result.update(scraper.stop())
+            if not result["scrapes_ok"]:
+                problems.append(f"/metrics never answered: {result['scrape_error']}")
         proc.stop(signal.SIGTERM, grace_s=30.0)
     m = proc.measurement()
     server_cpu = ctx.server.cpu_s() - cpu0

@@ -350,6 +350,31 @@ def ceiling_table(records: list[dict]) -> str | None:
 # --------------------------------------------------------------------------- summary
 
 
+def metrics_cost_lines(records: list[dict]) -> list[str]:
+    """W2 and W7 with the metrics on beside the same tool with them off (target: < 3%)."""
+    lines = []
+    w2_on = median_of(ok_runs(records, "W2", "s3s3 (metrics on)"), obj_rate)
+    w2_off = median_of(ok_runs(records, "W2", "s3s3"), obj_rate)
+    if w2_on and w2_off:
+        lines.append(
+            f"- **Metrics cost, W2** (textfile written): {w2_on:,.0f} against {w2_off:,.0f} "
+            f"obj/s, {1 - w2_on / w2_off:+.1%} (target < 3%)"
+        )
+    on = ok_runs(records, "W7", "s3s3listen (stream, metrics on)")
+    off = ok_runs(records, "W7", "s3s3listen (stream)")
+    w7_on = median_of(on, lambda r: r.get("sus_eps"))
+    w7_off = median_of(off, lambda r: r.get("sus_eps"))
+    if w7_on and w7_off:
+        p99_on = median_of(on, lambda r: r.get("lat_p99_ms"))
+        p99_off = median_of(off, lambda r: r.get("lat_p99_ms"))
+        lines.append(
+            f"- **Metrics cost, W7** (/metrics scraped every second): {w7_on:,.0f} against "
+            f"{w7_off:,.0f} events/s, {1 - w7_on / w7_off:+.1%} (target < 3%); p99 "
+            f"{p99_on:,.1f} against {p99_off:,.1f} ms"
+        )
+    return lines
+
+
 def summary_lines(records: list[dict]) -> list[str]:
     """For each workload: s3s3 against the best peer, the ceiling, and the issue's target."""
     lines = []
@@ -405,6 +430,7 @@ def summary_lines(records: list[dict]) -> list[str]:
             f"- **W6**: planning {runs[0]['objects']:,} keys, peak RSS "
             f"{median_of(runs, lambda r: r['peak_rss_mb']):,.0f} MB (target < 300)"
         )
+    lines += metrics_cost_lines(records)
     push = ok_runs(records, "W7", PUSH_TOOL)
     if push:
         rate = median_of(push, lambda r: r.get("sus_eps"))
@@ -424,7 +450,7 @@ def summary_lines(records: list[dict]) -> list[str]:
             text += f"; {rate / stream:.0%} of stream mode's over pre-uploaded keys"
         lines.append(text)
     for tool in tools_of(records, "W7"):
-        if not tool.startswith("s3s3listen (") or tool == WRITER_TOOL:
+        if not tool.startswith("s3s3listen (") or tool == WRITER_TOOL or "metrics on" in tool:
             continue
         runs = ok_runs(records, "W7", tool)
         rate = median_of(runs, lambda r: r.get("sus_eps"))

@@ -80,6 +80,13 @@ def _with_invocation(builder):
 S3S3 = Copier(
     "s3s3", "s3s3", _with_invocation(s3s3.bucket_invocation), available=s3s3.bucket_unavailable
 )
+#: W2 again with the metrics on, for their cost (issue: under 3%).
+S3S3_METRICS = Copier(
+    "s3s3 (metrics on)",
+    "s3s3",
+    _with_invocation(s3s3.bucket_metrics_invocation),
+    available=s3s3.bucket_unavailable,
+)
 RCLONE = Copier(
     "rclone (defaults)",
     "rclone",
@@ -112,7 +119,9 @@ S3S3_2015 = Copier(
 
 #: Into an empty destination (W1, W2, W3, W5).
 COPIERS = (S3S3, RCLONE, RCLONE_64, PLAIN_BOTO3, S3S3_2015)
+#: W2: the same, and s3s3 with its metrics on.
+W2_COPIERS = (*COPIERS[:1], S3S3_METRICS, *COPIERS[1:])
 #: The no-op re-run (W4).
 NOOP = (S3S3, RCLONE, RCLONE_CHECKSUM, RCLONE_CHECK, PLAIN_BOTO3, S3S3_2015)
 
-__all__ = ["COPIERS", "NOOP", "Copier", "CopyJob", "Invocation"]
+__all__ = ["COPIERS", "NOOP", "W2_COPIERS", "Copier", "CopyJob", "Invocation"]

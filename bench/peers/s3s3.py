@@ -90,8 +90,19 @@ def bucket_invocation(ctx: Context, src: str, dst: str, work_dir: Path):
     return _command(ctx, ctx.s3s3_bucket_cmd, "s3s3.scripts.bucket", config), _env(), work_dir
 
 
-def listen_invocation(ctx: Context, src: str, dst: str, work_dir: Path, *, mode: str):
-    config = write_ini(ctx, work_dir / "bench.ini", src_bucket=src, dst_buckets=[dst], mode=mode)
+def bucket_metrics_invocation(ctx: Context, src: str, dst: str, work_dir: Path):
+    """``s3s3bucket`` writing its textfile metrics at the end of the run."""
+    extra = f"\n[metrics]\ntextfile = {work_dir / 's3s3bucket.prom'}\n"
+    config = write_ini(ctx, work_dir / "bench.ini", src_bucket=src, dst_buckets=[dst], extra=extra)
+    return _command(ctx, ctx.s3s3_bucket_cmd, "s3s3.scripts.bucket", config), _env(), work_dir
+
+
+def listen_invocation(
+    ctx: Context, src: str, dst: str, work_dir: Path, *, mode: str, extra: str = ""
+):
+    config = write_ini(
+        ctx, work_dir / "bench.ini", src_bucket=src, dst_buckets=[dst], mode=mode, extra=extra
+    )
     return _command(ctx, ctx.s3s3_listen_cmd, "s3s3.scripts.listen", config), _env(), work_dir
 
 
