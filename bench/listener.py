@@ -226,6 +226,47 @@ class Scraper:
         }
 
 
+def latency_figures(
+    ctx: Context, lat: list[float], events: int, first: float, last: float
+) -> dict[str, float]:
+    """The latency phase's figures from each key's latency (seconds)."""
+    return {
+        "lat_events": events,
+        "lat_p50_ms": round(percentile(lat, 50) * 1000, 1),
+        "lat_p99_ms": round(percentile(lat, 99) * 1000, 1),
+        "lat_max_ms": round(max(lat) * 1000, 1),
+        "lat_mean_ms": round(statistics.fmean(lat) * 1000, 1),
+        "lat_offered_eps": ctx.sizes.w7_rate,
+        "lat_achieved_eps": round(len(lat) / max(last - first, 1e-6), 1),
+    }
+
+
+def sustained(
+    landings: Landings,
+    proc: TimedProcess,
+    keys: list[str],
+    t0: float,
+    tool_pid: int | None,
+    cpu_before: float | None,
+    result: dict,
+    problems: list[str],
+) -> None:
+    """Wait for the sustained phase's ``keys`` (announced from ``t0`` on) to land; put its
+    rate and CPU per event in ``result``, what never landed in ``problems``."""
+    ok = landings.wait_for(keys, 60.0 + len(keys) / 10, proc)
+    landed = [landings.times[k] for k in keys if k in landings.times]
+    if not ok:
+        problems.append(f"sustained phase: {len(keys) - len(landed)} keys never landed")
+    if landed:
+        span = max(landed) - t0
+        result.update(
+            sus_events=len(keys), sus_s=round(span, 3), sus_eps=round(len(landed) / span, 1)
+        )
+        if cpu_before is not None and tool_pid:
+            cpu_used = process_cpu_s(tool_pid) - cpu_before
+            result["sus_cpu_ms_per_event"] = round(cpu_used / len(landed) * 1000, 3)
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0-100)."""
     ordered = sorted(values)
@@ -310,33 +351,14 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
         if lat:
             first = min(published.values())
             last = max(landings.times[k] for k in lat_keys if k in landings.times)
-            result.update(
-                lat_events=len(lat_keys),
-                lat_p50_ms=round(percentile(lat, 50) * 1000, 1),
-                lat_p99_ms=round(percentile(lat, 99) * 1000, 1),
-                lat_max_ms=round(max(lat) * 1000, 1),
-                lat_mean_ms=round(statistics.fmean(lat) * 1000, 1),
-                lat_offered_eps=ctx.sizes.w7_rate,
-                lat_achieved_eps=round(len(lat) / max(last - first, 1e-6), 1),
-            )
+            result.update(latency_figures(ctx, lat, len(lat_keys), first, last))
 
         # 3. sustained, as fast as the publisher goes
         cpu_before = process_cpu_s(tool_pid) if tool_pid else None
         t0 = time.time()
         publisher.publish(sus_keys)
         result["publish_s"] = round(time.time() - t0, 3)
-        sus_ok = landings.wait_for(sus_keys, 60.0 + len(sus_keys) / 10, proc)
-        landed = [landings.times[k] for k in sus_keys if k in landings.times]
-        if not sus_ok:
-            problems.append(f"sustained phase: {len(sus_keys) - len(landed)} keys never landed")
-        if landed:
-            span = max(landed) - t0
-            result.update(
-                sus_events=len(sus_keys), sus_s=round(span, 3), sus_eps=round(len(landed) / span, 1)
-            )
-            if cpu_before is not None:
-                cpu_used = process_cpu_s(tool_pid) - cpu_before
-                result["sus_cpu_ms_per_event"] = round(cpu_used / len(landed) * 1000, 3)
+        sustained(landings, proc, sus_keys, t0, tool_pid, cpu_before, result, problems)
     except RuntimeError as exc:
         problems.append(str(exc))
     finally:

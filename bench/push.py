@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import data
 from .context import Context
 from .data import Dataset
-from .listener import WARM_TIMEOUT_S, Landings, percentile
+from .listener import WARM_TIMEOUT_S, Landings, latency_figures, sustained
 from .measure import TimedProcess
 from .peers import s3s3 as s3s3_peer
 from .servers import count_requests, process_cpu_s
@@ -200,32 +200,13 @@ def push_run(
         if lat_s:
             first = min(put_at[k] for k in lat_keys if k in put_at)
             last = max(landings.times[k] for k in lat_keys if k in landings.times)
-            result.update(
-                lat_events=len(lat_keys),
-                lat_p50_ms=round(percentile(lat_s, 50) * 1000, 1),
-                lat_p99_ms=round(percentile(lat_s, 99) * 1000, 1),
-                lat_max_ms=round(max(lat_s) * 1000, 1),
-                lat_offered_eps=ctx.sizes.w7_rate,
-                lat_achieved_eps=round(len(lat_s) / max(last - first, 1e-6), 1),
-            )
+            result.update(latency_figures(ctx, lat_s, len(lat_keys), first, last))
 
         cpu_before = process_cpu_s(tool_pid) if tool_pid else None
         t0 = time.time()
         _put_all(put, sus)
         result["publish_s"] = round(time.time() - t0, 3)
-        sus_keys = [k for k, _ in sus]
-        sus_ok = landings.wait_for(sus_keys, 60.0 + len(sus_keys) / 10, proc)
-        landed = [landings.times[k] for k in sus_keys if k in landings.times]
-        if not sus_ok:
-            problems.append(f"sustained phase: {len(sus_keys) - len(landed)} keys never landed")
-        if landed:
-            span = max(landed) - t0
-            result.update(
-                sus_events=len(sus_keys), sus_s=round(span, 3), sus_eps=round(len(landed) / span, 1)
-            )
-            if cpu_before is not None:
-                cpu_used = process_cpu_s(tool_pid) - cpu_before
-                result["sus_cpu_ms_per_event"] = round(cpu_used / len(landed) * 1000, 3)
+        sustained(landings, proc, [k for k, _ in sus], t0, tool_pid, cpu_before, result, problems)
     except RuntimeError as exc:
         problems.append(str(exc))
     finally:

@@ -36,27 +36,25 @@ from botocore.credentials import Credentials
 ALL_OBJECT_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
 
 
-def s3_client(info: dict):
-    """A plain S3 client (path style) for the RGW ``info`` describes."""
+def _client(service: str, info: dict, **options):
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=info["endpoint_url"],
         region_name=info["region"],
         aws_access_key_id=info["access_key"],
         aws_secret_access_key=info["secret_key"],
-        config=botocore.config.Config(s3={"addressing_style": "path"}),
+        **options,
     )
+
+
+def s3_client(info: dict):
+    """A plain S3 client (path style) for the RGW ``info`` describes."""
+    return _client("s3", info, config=botocore.config.Config(s3={"addressing_style": "path"}))
 
 
 def sns_client(info: dict):
     """An SNS client for the topic API of the RGW ``info`` describes (a ``ceph`` fixture)."""
-    return boto3.client(
-        "sns",
-        endpoint_url=info["endpoint_url"],
-        region_name=info["region"],
-        aws_access_key_id=info["access_key"],
-        aws_secret_access_key=info["secret_key"],
-    )
+    return _client("sns", info)
 
 
 def create_topic(info: dict, name: str, push_endpoint: str, *, persistent: bool = False) -> str:
