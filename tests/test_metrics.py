@@ -312,7 +312,8 @@ def test_the_observer_counts_per_destination_and_the_lag_of_each_event():
     m.failed("a", TransientEndpointError("503 SlowDown", op="PutObject", endpoint="a", bucket="b"))
     m.failed("a", FatalEndpointError("AccessDenied", op="PutObject", endpoint="a", bucket="b"))
     m.finished(JobResult("k", "copy", Outcome.COPIED), [990.0, 999.5])
-    m.finished(JobResult("j", "copy", Outcome.FAILED), [900.0])  # no lag for a failure
+    # No lag for a failure; b had the key already, so only a counts it as failed.
+    m.finished(JobResult("j", "copy", Outcome.FAILED, destinations=("b",)), [900.0])
     m.finished(JobResult("m", "copy", Outcome.MISSING), [])
     from prometheus_client import generate_latest
 
@@ -321,6 +322,7 @@ def test_the_observer_counts_per_destination_and_the_lag_of_each_event():
     assert got[("s3s3_objects_total", (("destination", "b"), ("outcome", "skipped")))] == 1
     assert got[("s3s3_objects_total", (("destination", "b"), ("outcome", "deleted")))] == 1
     assert got[("s3s3_objects_total", (("destination", "a"), ("outcome", "failed")))] == 1
+    assert got[("s3s3_objects_total", (("destination", "b"), ("outcome", "failed")))] == 0
     assert got[("s3s3_objects_total", (("destination", "b"), ("outcome", "missing")))] == 1
     assert got[("s3s3_bytes_written_total", (("destination", "a"),))] == 10
     assert got[("s3s3_bytes_written_total", (("destination", "b"),))] == 0

@@ -152,8 +152,10 @@ class ListenerMetrics:
 
     def finished(self, result: JobResult, event_times: Sequence[float]) -> None:
         if result.outcome in (Outcome.MISSING, Outcome.FAILED):
+            # A failed job may have finished some destinations: those were counted already.
             for name in self.destinations:
-                self.objects.labels(name, result.outcome.value).inc()
+                if name not in result.destinations:
+                    self.objects.labels(name, result.outcome.value).inc()
         if result.outcome is Outcome.FAILED or not event_times:
             return
         now = self.clock()
