@@ -33,11 +33,11 @@ from s3s3.config import AmqpConfig
 from s3s3.errors import BrokerRefused, ConfigError, MessageError, QueueUnavailable
 from s3s3.model import MAX_MESSAGE_BYTES
 from s3s3.queue.announce import Announcer
+from s3s3.queue.link import RedisLink
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
 from s3s3.queue.stream.dead_letters import dead_letter_fields
 from s3s3.queue.tally import Tally
 from s3s3.redact import redact, url_secrets
-from s3s3.retry import Policy
 
 log = logging.getLogger("s3s3.intake")
 
@@ -80,10 +80,22 @@ class AmqpIntake:
         self.cfg = cfg
         self.announcer = announcer
         self.tally = tally
-        policy = Policy(attempts=None, base_s=retry_base_s, max_s=retry_max_s)
         self._secrets = url_secrets(cfg.url)
-        self._broker = _Outage("the AMQP broker", cfg.safe_url, policy, secrets=self._secrets)
-        self._redis = _Outage("Redis", announcer.cfg.safe_url, policy, secrets=())
+
+        def link(what: str, url: str, secrets: tuple[str, ...] | list[str] = ()) -> RedisLink:
+            # Each outage (the broker's, Redis's) logs its first failure and its end once.
+            return RedisLink(
+                url,
+                what=what,
+                retry_base_s=retry_base_s,
+                retry_max_s=retry_max_s,
+                log=log,
+                prefix="amqp intake: ",
+                secrets=secrets,
+            )
+
+        self._broker = link("the AMQP broker", cfg.safe_url, self._secrets)
+        self._redis = link("Redis", announcer.cfg.safe_url)
         #: Names this intake in dead letters and in the broker's connection list.
         self.consumer = f"s3s3intake-amqp@{socket.gethostname()}"
 
@@ -113,13 +125,13 @@ class AmqpIntake:
             try:
                 connection = self._connect()
             except _LOST as exc:
-                self._wait(None, self._broker.down(exc), stop)
+                self._wait(None, self._broker.failed(exc), stop)
                 continue
             try:
                 self._consume(connection, stop)
             except _LOST as exc:
                 if not stop.is_set():
-                    self._wait(None, self._broker.down(exc), stop)
+                    self._wait(None, self._broker.failed(exc), stop)
             finally:
                 _close(connection)
 
@@ -267,7 +279,7 @@ class AmqpIntake:
             try:
                 write()
             except QueueUnavailable as exc:
-                if self._wait(connection, self._redis.down(exc), stop):
+                if self._wait(connection, self._redis.failed(exc), stop):
                     return False
                 continue
             self._redis.up()
@@ -314,53 +326,6 @@ class AmqpIntake:
             else:
                 connection.sleep(min(left, STOP_CHECK_S))
         return stop.is_set()
-
-
-class _Outage:
-    """What this intake knows of one server's health: the first failure of an outage and
-    the recovery are logged once each, and the failures in between set the backoff."""
-
-    def __init__(
-        self, what: str, safe_url: str, policy: Policy, *, secrets: tuple[str, ...] | list[str]
-    ) -> None:
-        self.what = what
-        self.safe_url = safe_url
-        self.policy = policy
-        self.secrets = tuple(secrets)
-        self.failures = 0
-        self.down_since: float | None = None
-        self.ever_up = False
-
-    def down(self, exc: BaseException) -> float:
-        """Count a failure; return how long to wait before the next try."""
-        self.failures += 1
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            log.warning(
-                "amqp intake: %s %s at %s (%s: %s); retrying with backoff up to %gs, "
-                "quietly until it answers",
-                "lost" if self.ever_up else "cannot reach",
-                self.what,
-                self.safe_url,
-                type(exc).__name__,
-                redact(str(exc), self.secrets) or "no detail",
-                self.policy.max_s,
-            )
-        return self.policy.delay_s(self.failures)
-
-    def up(self) -> None:
-        if self.down_since is not None:
-            log.warning(
-                "amqp intake: %s at %s is reachable again after %.1fs",
-                self.what,
-                self.safe_url,
-                time.monotonic() - self.down_since,
-            )
-        elif not self.ever_up:
-            log.info("amqp intake: connected to %s at %s", self.what, self.safe_url)
-        self.ever_up = True
-        self.failures = 0
-        self.down_since = None
 
 
 def _close(connection: Any) -> None:

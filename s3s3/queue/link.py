@@ -14,7 +14,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import redis
 import redis.exceptions
@@ -25,6 +25,7 @@ from redis.retry import Retry
 from s3s3.config import RedisConfig
 from s3s3.model import Outcome
 from s3s3.queue.contract import Finished
+from s3s3.queue.outage import Outage
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, connect
 from s3s3.redact import redact, redact_url
 from s3s3.retry import Policy
@@ -61,11 +62,15 @@ def daemon_client(cfg: RedisConfig, *, socket_timeout_s: float = 15.0) -> redis.
 
 
 class RedisLink:
-    """The state of one Redis server as seen by all the threads of one process.
+    """The state of one server (Redis, unless ``what`` names another) as seen by all the
+    threads of one process.
 
     ``down()`` logs the first failure after a success and then waits (``policy``'s
     backoff, never giving up); ``up()`` logs the recovery once. A thousand failed retries
-    make two log lines.
+    make two log lines. :meth:`failed` is ``down()`` without the wait, for a caller that
+    waits its own way (the AMQP intake keeps its broker connection serviced meanwhile).
+    ``log`` and ``prefix`` are where the lines go and how they start; ``secrets`` are masked
+    in the errors they quote.
     """
 
     def __init__(
@@ -75,71 +80,72 @@ class RedisLink:
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
         what: str = "Redis",
+        log: logging.Logger = log,
+        prefix: str = "",
+        secrets: Iterable[str] = (),
     ) -> None:
         self.safe_url = safe_url
         self.policy = Policy(attempts=None, base_s=retry_base_s, max_s=retry_max_s)
         self.what = what
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._down_since: float | None = None
-        self._ever_up = False
-        self._last_error = ""
+        self.log = log
+        self.prefix = prefix
+        self.secrets = tuple(secrets)
+        self._outage = Outage()
 
     def state(self) -> tuple[bool, str]:
-        """Whether Redis answered the last try, and if not, what the failure was and for how
-        long (readiness and the ``s3s3_redis_up`` gauge read this; it makes no request)."""
-        with self._lock:
-            if self._down_since is None and self._ever_up:
-                return True, ""
-            if self._down_since is None:
-                return False, f"{self.what} at {redact_url(self.safe_url)}: not reached yet"
-            return False, (
-                f"{self.what} at {redact_url(self.safe_url)} unreachable for "
-                f"{time.monotonic() - self._down_since:.0f}s ({self._last_error})"
-            )
+        """Whether the server answered the last try, and if not, what the failure was and for
+        how long (readiness and the ``s3s3_redis_up`` gauge read this; it makes no request)."""
+        outage = self._outage.current()
+        if outage is None and self._outage.ever_up:
+            return True, ""
+        if outage is None:
+            return False, f"{self.what} at {redact_url(self.safe_url)}: not reached yet"
+        return False, (
+            f"{self.what} at {redact_url(self.safe_url)} unreachable for "
+            f"{outage.lasted_s:.0f}s ({outage.error})"
+        )
 
     def up(self) -> None:
-        with self._lock:
-            was_down = self._down_since
-            first = not self._ever_up
-            self._ever_up = True
-            self._failures = 0
-            self._down_since = None
-        if was_down is not None:
-            log.warning(
-                "%s at %s is reachable again after %.1fs",
+        ended = self._outage.recovered()
+        if ended is None:
+            return
+        if ended.failures:
+            self.log.warning(
+                "%s%s at %s is reachable again after %.1fs",
+                self.prefix,
                 self.what,
                 redact_url(self.safe_url),
-                time.monotonic() - was_down,
+                ended.lasted_s,
             )
-        elif first:
-            log.info("connected to %s at %s", self.what, redact_url(self.safe_url))
+        else:
+            self.log.info(
+                "%sconnected to %s at %s", self.prefix, self.what, redact_url(self.safe_url)
+            )
 
     def down(self, exc: BaseException, stop: threading.Event | None = None) -> None:
         """Record a failure and wait before the next try (returns early when ``stop`` is set)."""
-        with self._lock:
-            self._failures += 1
-            failures = self._failures
-            self._last_error = f"{type(exc).__name__}: {redact(str(exc))}"[:200]
-            first = self._down_since is None
-            if first:
-                self._down_since = time.monotonic()
-        if first:
-            verb = "lost" if self._ever_up else "cannot reach"
-            log.warning(
-                "%s %s at %s (%s: %s); retrying with backoff up to %gs, quietly until it answers",
-                verb,
-                self.what,
-                redact_url(self.safe_url),
-                type(exc).__name__,
-                redact(str(exc)),
-                self.policy.max_s,
-            )
-        delay = self.policy.delay_s(failures)
+        delay = self.failed(exc)
         if stop is None:
             time.sleep(delay)
         else:
             stop.wait(delay)
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure (logging the first of an outage); return how long to wait before
+        the next try."""
+        error = f"{type(exc).__name__}: {redact(str(exc), self.secrets) or 'no detail'}"
+        failures = self._outage.failed(error[:200])
+        if failures == 1:
+            self.log.warning(
+                "%s%s %s at %s (%s); retrying with backoff up to %gs, quietly until it answers",
+                self.prefix,
+                "lost" if self._outage.ever_up else "cannot reach",
+                self.what,
+                redact_url(self.safe_url),
+                error,
+                self.policy.max_s,
+            )
+        return self.policy.delay_s(failures)
 
 
 class Writer:
