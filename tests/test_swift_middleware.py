@@ -39,15 +39,9 @@ from s3s3.errors import ConfigError
 from s3s3.listener.daemon import Listener, Status
 from s3s3.queue.intake import open_intake
 from s3s3.queue.redis_client import connect
-from s3s3.queue.swift_middleware import (
-    Backlog,
-    RedisHealth,
-    SwiftOptions,
-    Write,
-    options_from,
-    timestamp_order,
-    write_of,
-)
+from s3s3.queue.swift_backlog import Backlog, RedisHealth
+from s3s3.queue.swift_options import SwiftOptions, options_from
+from s3s3.queue.swift_requests import Write, timestamp_order, write_of
 from s3s3.queue.tally import Tally
 from servers import swift_s3api
 from servers.swift_s3api import ProxyFilter
