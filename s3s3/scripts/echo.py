@@ -1,4 +1,5 @@
-"""``echo_s3s3_ini_template`` and ``echo_s3s3_supervisord_conf``: print shipped files."""
+"""``echo_s3s3_ini_template``, ``echo_s3s3_supervisord_conf``, ``echo_s3s3_alert_rules`` and
+``echo_s3s3_grafana_dashboard``: print shipped files."""
 
 from __future__ import annotations
 
@@ -39,6 +40,31 @@ def supervisord_conf(argv: list[str] | None = None) -> int:
     sys.stdout.write(
         _data("supervisord.conf").format(bindir=bindir, config=args.config, logdir=args.logdir)
     )
+    return 0
+
+
+def alert_rules(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="echo_s3s3_alert_rules",
+        description="Print the Prometheus alerting rules for s3s3 (rule_files: of prometheus.yml). "
+        "Save them as s3s3-alerts.yml; with --tests, print their promtool unit tests, to save "
+        "beside them as s3s3-alerts.test.yml for `promtool test rules`.",
+    )
+    p.add_argument(
+        "--tests", action="store_true", help="print the rules' promtool unit tests instead"
+    )
+    args = p.parse_args(argv)
+    sys.stdout.write(_data("s3s3-alerts.test.yml" if args.tests else "s3s3-alerts.yml"))
+    return 0
+
+
+def grafana_dashboard(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="echo_s3s3_grafana_dashboard",
+        description="Print the Grafana dashboard for s3s3 (JSON: import it, or provision it; "
+        "it asks for a Prometheus data source).",
+    ).parse_args(argv)
+    sys.stdout.write(_data("s3s3-dashboard.json"))
     return 0
 
 
