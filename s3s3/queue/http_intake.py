@@ -40,7 +40,6 @@ import socket
 import socketserver
 import ssl
 import threading
-import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,7 +48,9 @@ from typing import Any
 from s3s3.config import HttpConfig
 from s3s3.errors import MessageError, QueueUnavailable, RedisFatal
 from s3s3.queue.announce import Announcer
+from s3s3.queue.http_connections import Connections
 from s3s3.queue.tally import Tally
+from s3s3.queue.throttle import LogThrottle
 
 log = logging.getLogger("s3s3.intake")
 
@@ -69,82 +70,6 @@ GRACE_S = 8.0
 SLOT_WAIT_S = 0.25
 
 
-class _Quiet:
-    """Says whether a line keyed by ``key`` should be logged now, and how many like it were
-    held back since the last one."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.lock = threading.Lock()
-        self.seen: dict[tuple[Any, ...], tuple[float, int]] = {}
-
-    def check(self, key: tuple[Any, ...]) -> tuple[bool, int]:
-        now = time.monotonic()
-        with self.lock:
-            last, held = self.seen.get(key, (None, 0))
-            if last is not None and now - last < self.interval_s:
-                self.seen[key] = (last, held + 1)
-                return False, held + 1
-            if len(self.seen) > 1000:  # many clients or reasons: forget, do not grow
-                self.seen.clear()
-            self.seen[key] = (now, 0)
-            return True, held
-
-
-class _Connections:
-    """The connections being served, and which of them are in the middle of a request, so
-    that a stop closes the idle ones at once and waits for the others."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.busy: dict[socket.socket, bool] = {}
-        self.stopping = False
-
-    def add(self, conn: socket.socket) -> None:
-        with self.cond:
-            self.busy[conn] = False
-
-    def remove(self, conn: socket.socket) -> None:
-        with self.cond:
-            self.busy.pop(conn, None)
-            self.cond.notify_all()
-
-    def mark(self, conn: socket.socket, busy: bool) -> None:
-        with self.cond:
-            if conn in self.busy:
-                self.busy[conn] = busy
-
-    def close_idle(self) -> None:
-        with self.cond:
-            self.stopping = True
-            idle = [c for c, busy in self.busy.items() if not busy]
-        for conn in idle:
-            _wake(conn)
-
-    def wait_empty(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with self.cond:
-            while self.busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.cond.wait(left)
-            rest = list(self.busy)
-        for conn in rest:
-            _wake(conn)
-        return not rest
-
-
-def _wake(conn: socket.socket) -> None:
-    """End the reads of a connection another thread serves: its handler sees the end of the
-    stream and returns. The plain socket's shutdown, also under TLS: the TLS layer's own
-    would tear down state the serving thread is using."""
-    try:
-        socket.socket.shutdown(conn, socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by its thread
-
-
 class _Server(ThreadingHTTPServer):
     """The listening socket and the thread per connection, bounded by connection slots."""
 
@@ -157,7 +82,7 @@ class _Server(ThreadingHTTPServer):
         self.intake = intake
         self.address_family = family
         self.slots = threading.BoundedSemaphore(intake.cfg.max_connections)
-        self.connections = _Connections()
+        self.connections = Connections()
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -191,7 +116,7 @@ class _Server(ThreadingHTTPServer):
             try:
                 request.do_handshake()
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                self.intake.refused_quietly(
+                self.intake.quiet.log(
                     ("tls", client_address[0], type(exc).__name__),
                     "HTTP intake: TLS handshake with %s failed: %s",
                     _client(client_address),
@@ -210,7 +135,7 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Instead of socketserver's traceback on stderr.
-        self.intake.refused_quietly(
+        self.intake.quiet.log(
             ("error", client_address[0]),
             "HTTP intake: connection from %s failed",
             _client(client_address),
@@ -451,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
         close = refusal.close or not self.drop_body()
         reason = intake.mask(refusal.reason)
         self.answer(refusal.status, {"error": reason}, headers=refusal.headers, close=close)
-        intake.refused_quietly(
+        intake.quiet.log(
             (refusal.status, self.client_address[0], reason),
             "HTTP intake: %d for %s %s from %s: %s",
             refusal.status,
@@ -463,7 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def fail(self) -> None:
         intake = self.server.intake
-        intake.refused_quietly(
+        intake.quiet.log(
             (500, "bug"),
             "HTTP intake: 500 for %s %s from %s: unexpected error",
             self.command,
@@ -554,7 +479,8 @@ class HttpIntake:
         self.server: _Server | None = None
         self.fatal_error: RedisFatal | None = None
         self.fatal_seen = threading.Event()
-        self.quiet = _Quiet(QUIET_S)
+        #: Logs refusals, each like one within :data:`QUIET_S` only counted.
+        self.quiet = LogThrottle(QUIET_S, log)
         self.token_path = ("/" + cfg.token).encode("utf-8")
         self.token = cfg.token.encode("utf-8")
 
@@ -665,23 +591,6 @@ class HttpIntake:
         if self.fatal_error is None:
             self.fatal_error = exc
         self.fatal_seen.set()
-
-    def refused_quietly(
-        self,
-        key: tuple[Any, ...],
-        fmt: str,
-        *args: Any,
-        exc_info: bool = False,
-        level: int = logging.WARNING,
-    ) -> None:
-        """Log a refusal unless one like it was logged within :data:`QUIET_S`."""
-        now, held = self.quiet.check(key)
-        if not now:
-            return
-        if held:
-            fmt += " (%d more like it since the last such line)"
-            args = (*args, held)
-        log.log(level, fmt, *args, exc_info=exc_info)
 
 
 __all__ = ["HttpIntake"]
