@@ -3,7 +3,8 @@
 promtool (Debian's prometheus package; servers/install-debian.sh installs it) checks the rules,
 runs their unit tests, and parses every PromQL expression of the dashboard. The metric and label
 names they use are pinned to the ones s3s3 exposes (issue #13's list), so a rename on either
-side fails here rather than in an operator's empty graph.
+side fails here rather than in an operator's empty graph; and a real Prometheus loads the rules
+while scraping a real s3s3listen, whose exposition must hold every listener metric they read.
 """
 
 from __future__ import annotations
@@ -14,10 +15,28 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
+from conftest import raw_client, unique_bucket
+from prometheus_client.parser import text_string_to_metric_families
+from test_listener_support import (  # noqa: F401  (fixtures)
+    ListenerProcess,
+    keys_in,
+    names,
+    put_keys,
+    wait_until,
+    write_ini,
+)
+
+from s3s3.config import RedisConfig
+from s3s3.queue.producer import publish_keys
+from servers._common import free_port
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -447,3 +466,161 @@ def test_echo_s3s3_grafana_dashboard_prints_the_dashboard():
     printed = echo("echo_s3s3_grafana_dashboard")
     assert json.loads(printed) == load_dashboard()
     assert "echo_s3s3_grafana_dashboard" in echo("echo_s3s3_grafana_dashboard", "--help")
+
+
+# --- against a real listener and a real Prometheus --------------------------------------------
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Prometheus:
+    """A Prometheus of the test's own: scrapes ``targets`` as job s3s3listen and evaluates
+    the shipped rules, every second."""
+
+    def __init__(self, tmp: Path, targets: list[str]) -> None:
+        prometheus = shutil.which("prometheus") or "/usr/bin/prometheus"
+        assert Path(prometheus).exists(), "prometheus is missing: servers/install-debian.sh"
+        self.port = free_port()
+        shutil.copy(RULES, tmp / RULES.name)
+        config = tmp / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files: [{json.dumps(str(tmp / RULES.name))}]\n"
+            "scrape_configs:\n  - job_name: s3s3listen\n    static_configs:\n"
+            f"      - targets: {json.dumps(targets)}\n"
+        )
+        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_until(self._ready, 60, interval_s=0.2, what="Prometheus to answer /-/ready")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, "prometheus exited"
+        try:
+            return get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200
+        except OSError:
+            return False
+
+    def api(self, path: str, **params: str):
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        status, body = get(url)
+        answer = json.loads(body)
+        assert status == 200 and answer["status"] == "success", (params, answer)
+        return answer["data"]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def test_a_real_prometheus_evaluates_the_rules_and_dashboard_over_a_real_listener(
+    tmp_path, moto_servers, names, redis_url
+):
+    a, b = moto_servers
+    src, dst = unique_bucket("asrc"), unique_bucket("adst")
+    raw_client(a).create_bucket(Bucket=src)
+    raw_client(b).create_bucket(Bucket=dst)
+    ini = write_ini(
+        tmp_path / "s3s3.ini",
+        source=(a, src),
+        dests=[(b, dst)],
+        channel=names.channel,
+        redis_url=redis_url,
+        mode="stream",
+    )
+    port = free_port()
+    with ini.open("a") as f:
+        f.write(f"\n[metrics]\nlisten = 127.0.0.1:{port}\n")
+    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
+    prometheus = None
+    try:
+        keys = [f"alerts/{i}" for i in range(3)]
+        put_keys(a, src, keys)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            cfg = RedisConfig(
+                url=redis_url, mode="stream", stream=names.stream, channel=names.channel
+            )
+            publish_keys(client, cfg, keys)
+        finally:
+            client.close()
+        wait_until(lambda: keys_in(b, dst) >= set(keys), 60, what="the keys copied")
+
+        # Every listener metric the rules and the dashboard read is in the exposition.
+        status, body = get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        exposed = {s.name for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+        used = {n for r in load_rules() for n in metric_names(r["expr"])}
+        used |= {n for _, e in dashboard_exprs(load_dashboard()) for n in metric_names(e)}
+        listener_side = {
+            n
+            for n in used
+            if n.startswith("s3s3_") and not n.startswith(("s3s3_intake_", "s3s3bucket_"))
+        }
+        # (Failed tries are by endpoint and retryable: no series before the first one.)
+        listener_side.discard("s3s3_copy_errors_total")
+        assert listener_side - exposed == set(), listener.output()[-2000:]
+
+        prometheus = Prometheus(tmp_path, [f"127.0.0.1:{port}"])
+        wait_until(
+            lambda: prometheus.api("query", query='up{job="s3s3listen"} == 1')["result"],
+            60,
+            interval_s=0.5,
+            what="Prometheus to scrape the listener",
+        )
+        # Prometheus loaded every rule and evaluates it without error.
+        (group,) = prometheus.api("rules")["groups"]
+        assert group["name"] == "s3s3" and len(group["rules"]) == len(load_rules())
+        wait_until(
+            lambda: all(
+                r.get("lastEvaluation", "").startswith("20")
+                for r in prometheus.api("rules")["groups"][0]["rules"]
+            ),
+            30,
+            interval_s=0.5,
+            what="every rule evaluated",
+        )
+        for rule in prometheus.api("rules")["groups"][0]["rules"]:
+            assert rule["health"] == "ok", rule
+            assert rule["state"] == "inactive", rule  # nothing is wrong yet
+        # Every dashboard query runs, and the listener's gauges come back with data.
+        for where, expr in dashboard_exprs(load_dashboard()):
+            promql = grafana_to_promql(expr.replace("$__rate_interval", "1m"))
+            result = prometheus.api("query", query=promql)["result"]
+            if re.fullmatch(r"(min|max) by \(\w+(, \w+)*\) \(s3s3_\w+\{[^}]*\}\)", expr):
+                assert result, f"{where}: {promql} found nothing"
+
+        # The listener gone, S3s3ListenerDown goes pending for its instance (it fires 2m on).
+        listener.stop()
+
+        def listener_down():
+            alerts = prometheus.api("alerts")["alerts"]
+            return [x for x in alerts if x["labels"]["alertname"] == "S3s3ListenerDown"]
+
+        (alert,) = wait_until(listener_down, 60, interval_s=0.5, what="S3s3ListenerDown")
+        assert alert["state"] == "pending"
+        assert alert["labels"]["instance"] == f"127.0.0.1:{port}"
+        assert alert["labels"]["job"] == "s3s3listen"
+        assert alert["annotations"]["summary"] == f"s3s3listen at 127.0.0.1:{port} is down"
+    finally:
+        listener.stop()
+        if prometheus is not None:
+            prometheus.stop()
