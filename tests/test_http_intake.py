@@ -33,6 +33,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
     listeners,
     names,
     put_keys,
+    stream_config,
     wait_until,
     write_ini,
 )
@@ -240,10 +241,6 @@ def ended(sock: socket.socket) -> bool:
 
 def stream_items(client: redis.Redis, stream: str):
     return [parse_entry(fields).items[0] for _, fields in client.xrange(stream)]
-
-
-def rcfg_for(names, url: str) -> RedisConfig:
-    return RedisConfig(url=url, mode="stream", stream=names.stream, channel=names.channel)
 
 
 def body_at(info: dict, bucket: str, key: str) -> bytes | None:
@@ -456,7 +453,7 @@ def test_bad_requests_get_their_status_and_good_events_keep_being_replicated(
 def test_refusals_are_logged_once_each_naming_status_client_and_masked_path(
     caplog, names, redis_url
 ):
-    with Served(http_cfg(), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(), stream_config(names, redis_url)) as served:
         served.post(rgw_event("src", "k"), path="/" + TOKEN[:-1] + "Z")
         served.post({"hello": 1})
         status, _, body = served.post(rgw_event("src", "k"))
@@ -473,7 +470,7 @@ def test_refusals_are_logged_once_each_naming_status_client_and_masked_path(
 
 
 def test_a_sender_retrying_a_refusal_in_a_tight_loop_is_logged_once(caplog, names, redis_url):
-    with Served(http_cfg(), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(), stream_config(names, redis_url)) as served:
         conn = served.connection()
         for _ in range(50):
             conn.request("POST", "/wrong-token-wrong-token", body=b"{}", headers=JSON)
@@ -490,7 +487,7 @@ def test_a_sender_retrying_a_refusal_in_a_tight_loop_is_logged_once(caplog, name
 def test_rgw_minio_and_sns_shapes_reach_the_stream_with_the_exact_keys(names, redis_url):
     keys = ["a b+c.txt", "dir/x%2Fy", "ü/日本語", " lead and trail ", "100% +"]
     r = redis.Redis.from_url(redis_url)
-    with Served(http_cfg(), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(), stream_config(names, redis_url)) as served:
         for key in keys:  # Ceph RGW: the token as the path, keys raw
             assert served.post(rgw_event("src", key))[0] == 200
         deleted = rgw_event("src", "gone now", name="ObjectRemoved:Delete")
@@ -524,7 +521,7 @@ def test_redis_down_answers_503_and_the_retry_lands_once_it_is_back(tmp_path, na
     private = PrivateRedis(tmp_path / "redis", persistent=True).start()
     try:
         event = rgw_event("src", "while down.txt")
-        with Served(http_cfg(), rcfg_for(names, private.url)) as served:
+        with Served(http_cfg(), stream_config(names, private.url)) as served:
             assert served.post(rgw_event("src", "before.txt"))[0] == 200
             private.stop()
             status, headers, body = served.post(event)
@@ -572,7 +569,7 @@ def test_redis_refusing_s3s3_answers_503_and_ends_serve_with_redis_fatal(tmp_pat
 
 
 def test_several_posts_share_one_keep_alive_connection(names, redis_url):
-    with Served(http_cfg(max_body=4096), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(max_body=4096), stream_config(names, redis_url)) as served:
         conn = served.connection()
         conn.request("POST", "/" + TOKEN, body=json.dumps(rgw_event("src", "k0")), headers=JSON)
         assert answer_of(conn.getresponse())[0] == 200
@@ -602,7 +599,7 @@ def test_several_posts_share_one_keep_alive_connection(names, redis_url):
 
 def test_expect_100_continue_is_refused_before_the_body_or_continued(names, redis_url):
     body = json.dumps(rgw_event("src", "continued")).encode()
-    with Served(http_cfg(), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(), stream_config(names, redis_url)) as served:
         head = (
             "POST /{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
@@ -619,7 +616,7 @@ def test_expect_100_continue_is_refused_before_the_body_or_continued(names, redi
 
 
 def test_head_and_other_methods_get_405(names, redis_url):
-    with Served(http_cfg(), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(), stream_config(names, redis_url)) as served:
         conn = served.connection()
         conn.request("HEAD", "/" + TOKEN)
         response = conn.getresponse()
@@ -635,7 +632,7 @@ def test_head_and_other_methods_get_405(names, redis_url):
 
 
 def test_framing_errors_http_server_finds_get_json_and_never_echo_the_token(names, redis_url):
-    with Served(http_cfg(), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(), stream_config(names, redis_url)) as served:
         status, headers, body = served.raw(
             f"POST /{TOKEN} extra HTTP/1.1\r\nHost: x\r\n\r\n".encode()
         )
@@ -663,7 +660,7 @@ def test_a_bug_answers_500_is_logged_with_its_traceback_and_serving_goes_on(
                 raise RuntimeError("a bug in the parser")
             return super().parse(body)
 
-    with Served(http_cfg(), rcfg_for(names, redis_url), announcer_class=Buggy) as served:
+    with Served(http_cfg(), stream_config(names, redis_url), announcer_class=Buggy) as served:
         status, headers, body = served.post(rgw_event("src", "boom"))
         assert (status, body) == (500, {"error": "internal error in the intake (logged)"})
         assert served.post(rgw_event("src", "fine"))[:3:2] == (200, {"queued": 1, "skipped": 0})
@@ -678,7 +675,7 @@ def test_connections_beyond_max_connections_wait_for_a_free_slot(names, redis_ur
         f"POST /{TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-    with Served(http_cfg(max_connections=2), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(max_connections=2), stream_config(names, redis_url)) as served:
         idle = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(2)]
         wait_until(lambda: len(served.intake.server.connections.busy) == 2, 10, what="2 held")
         third = socket.create_connection(("127.0.0.1", served.port), timeout=10)
@@ -695,7 +692,7 @@ def test_connections_beyond_max_connections_wait_for_a_free_slot(names, redis_ur
 
 def test_a_slow_client_is_cut_after_the_timeout_and_others_are_served(names, redis_url):
     body = json.dumps(rgw_event("src", "slow")).encode()
-    with Served(http_cfg(timeout_s=0.5), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(timeout_s=0.5), stream_config(names, redis_url)) as served:
         silent = socket.create_connection(("127.0.0.1", served.port), timeout=10)
         slow = socket.create_connection(("127.0.0.1", served.port), timeout=10)
         slow.sendall(
@@ -719,11 +716,15 @@ def test_a_slow_client_is_cut_after_the_timeout_and_others_are_served(names, red
 def test_stop_lets_the_request_in_hand_finish_and_closes_idle_connections(names, redis_url):
     r = redis.Redis.from_url(redis_url)
     body = json.dumps(rgw_event("src", "in hand")).encode()
-    served = Served(http_cfg(), rcfg_for(names, redis_url)).__enter__()
+    served = Served(http_cfg(), stream_config(names, redis_url)).__enter__()
     try:
         idle = served.connection()
         idle.request("POST", "/" + TOKEN, body=json.dumps(rgw_event("src", "a")), headers=JSON)
         assert answer_of(idle.getresponse())[0] == 200
+        connections = served.intake.server.connections
+        # The idle connection is marked idle just after its answer is out: until then the
+        # busy count below could be its own, and the stop would cut the request in hand.
+        wait_until(lambda: not any(connections.busy.values()), 10, what="the idle connection")
         busy = socket.create_connection(("127.0.0.1", served.port), timeout=10)
         busy.sendall(
             (
@@ -732,7 +733,6 @@ def test_stop_lets_the_request_in_hand_finish_and_closes_idle_connections(names,
             ).encode()
             + body[:20]
         )
-        connections = served.intake.server.connections
         wait_until(lambda: sum(connections.busy.values()) == 1, 10, what="a request in hand")
         served.stop.set()
         assert idle.sock.recv(10) == b"", "the idle connection was not closed on stop"
@@ -761,7 +761,7 @@ def test_tls_serves_https_and_survives_a_plain_http_client(tmp_path, names, redi
     cfg = http_cfg(tls_cert=str(cert), tls_key=str(key))
     context = ssl.create_default_context(cafile=str(ca))
     body = json.dumps(rgw_event("src", "over tls")).encode()
-    with Served(cfg, rcfg_for(names, redis_url)) as served:
+    with Served(cfg, stream_config(names, redis_url)) as served:
         assert served.intake.url == f"https://127.0.0.1:{served.port}"
         conn = http.client.HTTPSConnection("127.0.0.1", served.port, context=context, timeout=10)
         conn.request("POST", "/" + TOKEN, body=body, headers=JSON)
@@ -788,7 +788,7 @@ def test_tls_serves_https_and_survives_a_plain_http_client(tmp_path, names, redi
 
 
 def test_describe_repr_and_url_name_no_token_and_a_taken_port_is_an_oserror(names, redis_url):
-    with Served(http_cfg(), rcfg_for(names, redis_url)) as served:
+    with Served(http_cfg(), stream_config(names, redis_url)) as served:
         intake = served.intake
         assert intake.describe() == f"HTTP intake at http://127.0.0.1:{served.port}/***"
         assert TOKEN not in repr(intake) and TOKEN not in intake.url

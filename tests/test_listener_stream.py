@@ -22,6 +22,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
     listeners,
     names,
     put_keys,
+    stream_config,
     wait_until,
     write_ini,
 )
@@ -31,15 +32,7 @@ from s3s3.queue.producer import add_entries
 
 
 def cfg_for(names, url: str, **kw) -> RedisConfig:
-    return RedisConfig(
-        url=url,
-        channel=names.channel,
-        mode="stream",
-        stream=names.stream,
-        dead_letter_stream=names.dead,
-        consumer="test",
-        **kw,
-    )
+    return stream_config(names, url, consumer="test", **kw)
 
 
 def pending(client: redis.Redis, names) -> int:

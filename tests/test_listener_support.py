@@ -6,7 +6,7 @@
 - ``TcpProxy``: a TCP forwarder that can be closed (connections refused and cut) and
   reopened on the same port, to take a destination away and bring it back;
 - ``write_ini``, ``wait_until``, ``keys_in`` and the ``names`` fixture (unique channel,
-  stream keys removed afterwards).
+  stream keys removed afterwards), ``stream_config`` (a stream-mode RedisConfig on them).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import redis
 from conftest import ROOT, raw_client
 from redis_server import PrivateRedis  # noqa: F401  (re-exported for the listener tests)
 
+from s3s3.config import RedisConfig
 from servers._common import free_port
 
 PYTHON = sys.executable
@@ -89,6 +90,19 @@ def names(redis_url):
             client.delete(*markers)
     finally:
         client.close()
+
+
+def stream_config(names, url: str, **kw) -> RedisConfig:
+    """The stream-mode Redis settings of a test's ``names`` (its channel, stream and dead
+    letters) at ``url``, for producing entries or reading the stream as a listener would."""
+    return RedisConfig(
+        url=url,
+        channel=names.channel,
+        mode="stream",
+        stream=names.stream,
+        dead_letter_stream=names.dead,
+        **kw,
+    )
 
 
 def endpoint_section(name: str, info: dict, bucket: str, **extra) -> str:
