@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -32,9 +31,6 @@ import pika
 import pika.exceptions
 import pytest
 import redis
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from s3s3.config import AmqpConfig, RedisConfig
 from s3s3.errors import BrokerRefused
@@ -44,6 +40,7 @@ from s3s3.queue.announce import Announcer
 from s3s3.queue.link import daemon_client
 from s3s3.queue.messages import parse_entry
 from s3s3.queue.tally import Tally
+from servers import rgw_topics
 from servers._common import free_port
 from tests.conftest import ROOT, raw_client, unique_bucket
 from tests.redis_server import PrivateRedis
@@ -564,20 +561,6 @@ def test_s3s3intake_exits_2_with_one_line_on_a_wrong_password(vhost, redis_url, 
     assert f"guest:***@127.0.0.1:5672/{vhost}" in ours[0]
 
 
-def remove_notifications(info: dict, bucket: str) -> None:
-    """RGW's own ``DELETE /bucket?notification`` (boto3 has no call for it, and RGW 16.2
-    rejects an empty PutBucketNotificationConfiguration as MalformedXML)."""
-    request = AWSRequest(method="DELETE", url=f"{info['endpoint_url']}/{bucket}?notification")
-    S3SigV4Auth(Credentials(info["access_key"], info["secret_key"]), "s3", "us-east-1").add_auth(
-        request
-    )
-    prepared = request.prepare()
-    urllib.request.urlopen(
-        urllib.request.Request(prepared.url, method="DELETE", headers=dict(prepared.headers)),
-        timeout=30,
-    ).close()
-
-
 def test_a_real_rgw_topic_into_rabbitmq_loses_nothing_when_the_consumer_is_killed(
     ceph, vhost, broker, redis_url, rclient, tmp_path
 ):
@@ -634,14 +617,7 @@ def test_a_real_rgw_topic_into_rabbitmq_loses_nothing_when_the_consumer_is_kille
                 "amqp-ack-level": "broker",
             },
         )["TopicArn"]
-        s3.put_bucket_notification_configuration(
-            Bucket=bucket,
-            NotificationConfiguration={
-                "TopicConfigurations": [
-                    {"Id": "n1", "TopicArn": arn, "Events": ["s3:ObjectCreated:*"]}
-                ]
-            },
-        )
+        rgw_topics.attach(ceph, bucket, arn, events=("s3:ObjectCreated:*",))
         # Four PUTs at a time: with 16, radosgw 16.2 segfaulted twice in ~15 runs (in beast,
         # a synchronous topic waiting for the broker's ack), which would take the session's
         # shared RGW down with it.
@@ -683,10 +659,8 @@ def test_a_real_rgw_topic_into_rabbitmq_loses_nothing_when_the_consumer_is_kille
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
-        remove_notifications(ceph, bucket)
-        assert not s3.get_bucket_notification_configuration(Bucket=bucket).get(
-            "TopicConfigurations"
-        )
+        rgw_topics.detach(ceph, bucket)
+        assert not rgw_topics.attached(ceph, bucket)
         if arn:
             sns.delete_topic(TopicArn=arn)
         for key in keys:  # one at a time: DeleteObjects on a notified bucket aborts RGW 16.2
