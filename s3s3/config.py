@@ -204,7 +204,8 @@ class MetricsConfig:
     listen: tuple[str, int, int] | None = None  # s3s3listen: /metrics, /healthz, /readyz
     intake: tuple[str, int, int] | None = None  # s3s3intake: /metrics, /healthz, /readyz
     textfile: str | None = None  # s3s3bucket: node_exporter's textfile format, written here
-    pushgateway: str | None = field(default=None, repr=False)  # s3s3bucket: pushed here
+    #: s3s3bucket pushes there; user:password@ in it is basic auth (hence no repr).
+    pushgateway: str | None = field(default=None, repr=False)
     job: str = "s3s3bucket"  # the Pushgateway's job label
     #: How often s3s3bucket runs (cron, supervisord's TICK): the staleness alert uses it.
     period_s: float = 3600.0
@@ -1225,7 +1226,11 @@ def _metrics(section: _Section | None) -> MetricsConfig:
         raise r.error("textfile", f"value {textfile!r} for 'textfile': its folder does not exist")
     gateway = r.nonblank("pushgateway")
     if gateway is not None:
-        problem = http_url_problem(gateway)
+        # user:password@ is the Pushgateway's basic auth (s3s3.metrics.bucketjob sends it).
+        scheme, sep, rest = gateway.partition("://")
+        authority, slash, path = rest.partition("/")
+        bare = scheme + sep + authority.rpartition("@")[2] + slash + path if sep else gateway
+        problem = http_url_problem(bare)
         if problem:
             raise r.error(
                 "pushgateway", f"value {redact_url(gateway)!r} for 'pushgateway' {problem}"
