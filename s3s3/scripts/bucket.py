@@ -229,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
 def report_metrics(
     args: argparse.Namespace, started: float, code: int, summary: JobSummary | None
 ) -> None:
-    """Leave the run in the metrics file and push it, where configured; a run that could
-    not start (a configuration error) is written too, when --metrics-file names the file."""
+    """Leave the run in the metrics file and push it, where configured. A run that could
+    not read its configuration is written too when ``--metrics-file`` names the file,
+    under the source the file named before (so its last success is kept)."""
     try:
         settings = _cli.load_settings(args)
     except S3S3Error:
@@ -241,28 +242,21 @@ def report_metrics(
         return
     from s3s3.metrics import bucketjob
 
+    if settings is not None:
+        source = settings.source.bucket
+    else:
+        named = bucketjob.sources_in(path) if path else []
+        source = named[0] if len(named) == 1 else "unknown"
     run = bucketjob.Run(
-        source=settings.source.bucket if settings else "unknown",
+        source=source,
         started=started,
         ended=time.time(),
         exit_status=code,
         summary=summary,
         period_s=settings.metrics.period_s if settings else 3600.0,
     )
-    last_success = None
-    if path:
-        last_success = bucketjob.last_success_in(path, run.source)
-        try:
-            bucketjob.write_textfile(path, run)
-        except OSError as exc:
-            log.warning("writing the metrics file %s failed: %s", path, exc)
-    if gateway:
-        bucketjob.push(
-            gateway,
-            settings.metrics.job if settings else "s3s3bucket",
-            run,
-            last_success=last_success,
-        )
+    job = settings.metrics.job if settings else "s3s3bucket"
+    bucketjob.publish(run, textfile=path, pushgateway=gateway, job=job)
 
 
 def serve_supervisord(
