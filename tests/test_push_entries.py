@@ -1,15 +1,19 @@
 """What the push intakes share below them: the order and time read from a record, the
-stream entry they write, SNS envelopes, and the ``[http]`` and ``[amqp]`` settings."""
+stream entry they write, SNS envelopes, the ``[http]`` and ``[amqp]`` settings, how an
+outage is tracked and how a failed write is sorted."""
 
 from __future__ import annotations
 
 import json
 import textwrap
+import threading
 
 import pytest
+import redis.exceptions
 
-from s3s3.config import load
-from s3s3.errors import ConfigError, MessageError
+from s3s3.config import RedisConfig, load
+from s3s3.errors import BacklogFull, ConfigError, MessageError, QueueUnavailable, RedisFatal
+from s3s3.queue.announce import sort_failure
 from s3s3.queue.messages import (
     entry_fields,
     event_time_of,
@@ -17,6 +21,7 @@ from s3s3.queue.messages import (
     parse_message,
     sequence_of,
 )
+from s3s3.queue.outage import Outage, Spell
 
 # A record as Ceph RGW 16.2 sent it (../shared/INTEROP.md), key raw.
 RGW = {
@@ -304,3 +309,81 @@ def test_metrics_and_logging_sections(tmp_path):
 def test_bad_metrics_settings(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         settings_of(tmp_path, extra)
+
+
+# --------------------------------------------------------------------------- outages
+
+
+def test_an_outage_is_told_at_its_first_failure_and_at_its_end_only():
+    outage = Outage()
+    assert (outage.current(), outage.ever_up) == (None, False)
+    assert outage.failed("ConnectionError: refused") == 1  # the one to log
+    assert [outage.failed(f"TimeoutError: {n}") for n in range(3)] == [2, 3, 4]
+    going_on = outage.current()
+    assert going_on is not None
+    assert (going_on.failures, going_on.error) == (4, "TimeoutError: 2")
+    ended = outage.recovered()
+    assert ended is not None and (ended.failures, ended.error) == (4, "TimeoutError: 2")
+    assert ended.lasted_s >= going_on.lasted_s >= 0
+    assert (outage.current(), outage.ever_up) == (None, True)
+    assert outage.recovered() is None  # a success with nothing to say
+    assert outage.failed() == 1  # the next outage is told again
+
+
+def test_the_first_success_of_all_is_told_once_even_without_an_outage():
+    outage = Outage()
+    assert outage.recovered() == Spell(0, 0.0)
+    assert outage.recovered() is None
+    assert outage.ever_up
+
+
+def test_failures_from_many_threads_make_one_first_and_add_up():
+    outage = Outage()
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def fail() -> None:
+        for _ in range(200):
+            n = outage.failed()
+            with lock:
+                counts.append(n)
+
+    threads = [threading.Thread(target=fail) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(counts) == list(range(1, 1601))
+    ended = outage.recovered()
+    assert ended is not None and ended.failures == 1600
+
+
+CFG = RedisConfig(url="redis://:pw-secret@127.0.0.1:6379/0", mode="stream", stream="s3s3:{t}:s")
+
+
+def test_a_refusal_is_fatal_though_redis_py_makes_it_a_connection_error():
+    exc = redis.exceptions.AuthenticationError("invalid username-password pair")
+    assert isinstance(exc, redis.exceptions.ConnectionError)
+    error = sort_failure(CFG, exc)
+    assert isinstance(error, RedisFatal)
+    assert str(error) == (
+        "Redis at redis://:***@127.0.0.1:6379/0 refused s3s3: AuthenticationError: "
+        "invalid username-password pair"
+    )
+    assert str(sort_failure(CFG, exc, detail=True)) == str(error)
+
+
+def test_a_full_stream_and_a_lost_connection_are_unavailable_said_for_senders_or_logs():
+    full = BacklogFull("stream s3s3:{t}:s still holds 10 entries, at its maxlen of 10", added=3)
+    for detail in (False, True):
+        error = sort_failure(CFG, full, detail=detail)
+        assert type(error) is QueueUnavailable and str(error) == str(full)
+    lost = redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379, pw-secret")
+    error = sort_failure(CFG, lost)
+    assert type(error) is QueueUnavailable
+    # What a sender is answered names the type only.
+    assert (
+        str(error) == "Redis at redis://:***@127.0.0.1:6379/0 cannot take entries: ConnectionError"
+    )
+    logged = sort_failure(CFG, lost, detail=True)
+    assert str(logged) == "ConnectionError: Error 111 connecting to 127.0.0.1:6379, ***"
