@@ -28,14 +28,14 @@ import pytest
 import redis
 from conftest import ROOT, raw_client
 from test_listener_support import (  # noqa: F401  (fixtures)
-    ListenerProcess,
     PrivateRedis,
     listeners,
     names,
     put_keys,
+    start_listener,
     stream_config,
+    stream_ini,
     wait_until,
-    write_ini,
 )
 
 from s3s3 import config
@@ -266,19 +266,11 @@ def test_bad_requests_get_their_status_and_good_events_keep_being_replicated(
     # Objects the bad requests name: none of them may be copied.
     put_keys(a, src, ["bad/no-token", "bad/wrong-path", "bad/wrong-bearer", "bad/type"])
     cfg = http_cfg(max_body=4096)
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
-        source=(a, src),
-        dests=[(b, dst)],
-        channel=names.channel,
-        mode="stream",
-        redis_url=redis_url,
-    )
+    ini = stream_ini(tmp_path, names, redis_url, source=(a, src), dests=[(b, dst)])
     settings = config.load(ini, search_path=())
     assert settings.redis.stream == names.stream
     r = redis.Redis.from_url(redis_url)
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-    listeners.append(listener)
+    start_listener(ini, tmp_path / "listen.log", listeners)
 
     posted: list[str] = []
 

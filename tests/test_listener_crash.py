@@ -24,6 +24,8 @@ from test_listener_support import (  # noqa: F401  (fixtures)
     listeners,
     names,
     put_keys,
+    start_listener,
+    stream_ini,
     wait_until,
     write_ini,
 )
@@ -166,8 +168,9 @@ def test_stream_intake_crash_exits_3_and_hands_back(
     # The supervisor's restart (here: a plain second listener) finishes the work.
     dest.open()
     try:
-        second = ListenerProcess(ini, tmp_path / "second.log").start(ready="listening on stream")
-        listeners.append(second)
+        second = start_listener(
+            ini, tmp_path / "second.log", listeners, ready="listening on stream"
+        )
         r.xadd(names.stream, {"key": "after/1", "op": "copy"})
         wait_until(
             lambda: keys_in(b, dst) == {"held/1", "held/2", "after/1"},
@@ -190,8 +193,7 @@ def test_pubsub_intake_crash_exits_3_and_names_the_lost_keys(
     )
     put_keys(a, src, ["held/1"])
     ini.write_text(ini.read_text().replace(f"url = {redis_url}", f"url = {garbling.url}"))
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready="listening on pub/sub")
-    listeners.append(listener)
+    listener = start_listener(ini, tmp_path / "listen.log", listeners, ready="listening on pub/sub")
     r = redis.Redis.from_url(redis_url)
     assert r.publish(names.channel, "held/1") == 1
     # The destination is down and the key is held. Neither the start-up check nor the
@@ -219,17 +221,15 @@ def test_list_mover_on_a_key_of_the_wrong_type_is_fatal(
     dst = make_bucket(b, name="dest").bucket
     r = redis.Redis.from_url(redis_url)
     r.set(names.list_key, "not a list")
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
+    ini = stream_ini(
+        tmp_path,
+        names,
+        redis_url,
         source=(a, src),
         dests=[(b, dst)],
-        channel=names.channel,
-        redis_url=redis_url,
-        mode="stream",
         pubsub={"list": names.list_key},
     )
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready=None)
-    listeners.append(listener)
+    listener = start_listener(ini, tmp_path / "listen.log", listeners, ready=None)
     assert listener.wait(30) == 2
     out = listener.output()
     assert f"Redis rejected a command on list '{names.list_key}': WRONGTYPE" in out
@@ -289,14 +289,8 @@ def test_listener_with_a_crashed_worker_stops_with_exit_3(
     src = make_bucket(a, name="source").bucket
     put_keys(a, src, ["k"])
     dst = unique_bucket("gone")
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
-        source=(a, src),
-        dests=[(b, dst)],
-        channel=names.channel,
-        redis_url=redis_url,
-        mode="stream",
-        listen={"grace": "1"},
+    ini = stream_ini(
+        tmp_path, names, redis_url, source=(a, src), dests=[(b, dst)], listen={"grace": "1"}
     )
     # The destination is checked at start-up: give it a bucket, then take it away.
     raw_client(b).create_bucket(Bucket=dst)
@@ -380,14 +374,8 @@ def test_a_crashed_redis_writer_stops_the_listener_with_exit_3(
     src = make_bucket(a, name="source").bucket
     dst = make_bucket(b, name="dest").bucket
     put_keys(a, src, ["k"])
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
-        source=(a, src),
-        dests=[(b, dst)],
-        channel=names.channel,
-        redis_url=redis_url,
-        mode="stream",
-        listen={"grace": "1"},
+    ini = stream_ini(
+        tmp_path, names, redis_url, source=(a, src), dests=[(b, dst)], listen={"grace": "1"}
     )
     client = ExplodingPipelineRedis.from_url(redis_url)
     listener = Listener(load(str(ini)), open_intake=functools.partial(open_intake, client=client))

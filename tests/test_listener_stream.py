@@ -15,14 +15,15 @@ import time
 import redis
 from conftest import ROOT, raw_client
 from test_listener_support import (  # noqa: F401  (fixtures)
-    ListenerProcess,
     PrivateRedis,
     TcpProxy,
     keys_in,
     listeners,
     names,
     put_keys,
+    start_listener,
     stream_config,
+    stream_ini,
     wait_until,
     write_ini,
 )
@@ -65,19 +66,17 @@ def test_kill9_in_flight_publish_while_down_restart(
     first = [f"first/{i:03d}" for i in range(40)]
     later = [f"later/{i:03d}" for i in range(15)]
     put_keys(a, src, first + later)
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
+    ini = stream_ini(
+        tmp_path,
+        names,
+        redis_url,
         source=(a, src),
         dests=[(b, d1), (a, d2)],
-        channel=names.channel,
-        mode="stream",
         pubsub={"consumer": "host-1"},
         listen={"workers": "3"},
-        redis_url=redis_url,
     )
     r = redis.Redis.from_url(redis_url)
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-    listeners.append(listener)
+    listener = start_listener(ini, tmp_path / "listen.log", listeners)
     add_entries(r, cfg_for(names, redis_url), ({"key": k, "op": "copy"} for k in first))
     wait_until(lambda: len(keys_in(b, d1)) >= 3, what="the first copies")
     listener.kill()  # kill -9 while copies are in flight
@@ -110,18 +109,17 @@ def test_two_listeners_share_one_stream(
     put_keys(a, src, keys)
     procs = []
     for name in ("host-a", "host-b"):
-        ini = write_ini(
-            tmp_path / f"{name}.ini",
+        ini = stream_ini(
+            tmp_path,
+            names,
+            redis_url,
             source=(a, src),
             dests=[(b, d1), (a, d2)],
-            channel=names.channel,
-            mode="stream",
             pubsub={"consumer": name},
             listen={"workers": "4"},
-            redis_url=redis_url,
+            file_name=f"{name}.ini",
         )
-        procs.append(ListenerProcess(ini, tmp_path / f"{name}.log").start())
-        listeners.append(procs[-1])
+        procs.append(start_listener(ini, tmp_path / f"{name}.log", listeners))
     r = redis.Redis.from_url(redis_url)
     add_entries(r, cfg_for(names, redis_url), ({"key": k, "op": "copy"} for k in keys))
     wait_until(lambda: both([(b, d1), (a, d2)], keys), 60, what="every key")
@@ -138,17 +136,15 @@ def test_sigterm_drains_cleanly(tmp_path, moto_servers, make_bucket, names, list
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = [f"drain/{i:03d}" for i in range(20)]
     put_keys(a, src, keys)
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
+    ini = stream_ini(
+        tmp_path,
+        names,
+        redis_url,
         source=(a, src),
         dests=[(b, d1), (a, d2)],
-        channel=names.channel,
-        mode="stream",
         listen={"workers": "2", "grace": "60"},
-        redis_url=redis_url,
     )
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-    listeners.append(listener)
+    listener = start_listener(ini, tmp_path / "listen.log", listeners)
     r = redis.Redis.from_url(redis_url)
     add_entries(r, cfg_for(names, redis_url), ({"key": k} for k in keys))
     wait_until(lambda: len(keys_in(b, d1)) >= 3, what="the first copies")
@@ -170,17 +166,15 @@ def test_sigterm_hands_back_what_grace_did_not_cover(
     put_keys(a, src, keys)
     slow = TcpProxy(int(b["endpoint_url"].rsplit(":", 1)[1]), delay_s=0.3).open()
     try:
-        ini = write_ini(
-            tmp_path / "s3s3.ini",
+        ini = stream_ini(
+            tmp_path,
+            names,
+            redis_url,
             source=(a, src),
             dests=[({**b, "endpoint_url": slow.url}, d1)],
-            channel=names.channel,
-            mode="stream",
             listen={"workers": "1", "grace": "0"},
-            redis_url=redis_url,
         )
-        listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-        listeners.append(listener)
+        listener = start_listener(ini, tmp_path / "listen.log", listeners)
         r = redis.Redis.from_url(redis_url)
         add_entries(r, cfg_for(names, redis_url), ({"key": k} for k in keys))
         wait_until(lambda: len(keys_in(b, d1)) >= 1, what="the first copy")
@@ -191,14 +185,8 @@ def test_sigterm_hands_back_what_grace_did_not_cover(
     assert "unfinished entries to" in listener.output()
     assert len(keys_in(b, d1)) < len(keys)
     assert pending(r, names) == 0  # handed back: re-added and acknowledged
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
-        source=(a, src),
-        dests=[(b, d1)],
-        channel=names.channel,
-        mode="stream",
-        listen={"workers": "4"},
-        redis_url=redis_url,
+    ini = stream_ini(
+        tmp_path, names, redis_url, source=(a, src), dests=[(b, d1)], listen={"workers": "4"}
     )
     listener.start()  # any listener picks them up again
     wait_until(lambda: both([(b, d1)], keys), 60, what="every key after the hand-back")
@@ -223,17 +211,10 @@ def test_entries_of_a_dead_consumer_are_reclaimed_and_poison_is_dead_lettered(
     add_entries(r, cfg, ({"key": k} for k in keys))
     r.xreadgroup("s3s3", "ghost", {names.stream: ">"}, count=100)
     assert pending(r, names) == 21
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
-        source=(a, src),
-        dests=[(b, d1)],
-        channel=names.channel,
-        mode="stream",
-        pubsub={"reclaim_idle": "0.5"},
-        redis_url=redis_url,
+    ini = stream_ini(
+        tmp_path, names, redis_url, source=(a, src), dests=[(b, d1)], pubsub={"reclaim_idle": "0.5"}
     )
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-    listeners.append(listener)
+    listener = start_listener(ini, tmp_path / "listen.log", listeners)
     wait_until(lambda: both([(b, d1)], keys), 30, what="the reclaimed keys")
     wait_until(lambda: pending(r, names) == 0, 15, what="every entry acknowledged")
     assert "poison" not in keys_in(b, d1)
@@ -250,16 +231,8 @@ def test_dead_letter_after_failures_then_requeue(
     a, b, src, d1, d2 = _buckets(moto_servers, make_bucket)
     keys = ["dl/1", "dl/2"]
     put_keys(a, src, keys)
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
-        source=(a, src),
-        dests=[(b, d1)],
-        channel=names.channel,
-        mode="stream",
-        redis_url=redis_url,
-    )
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-    listeners.append(listener)
+    ini = stream_ini(tmp_path, names, redis_url, source=(a, src), dests=[(b, d1)])
+    listener = start_listener(ini, tmp_path / "listen.log", listeners)
     raw_client(b).delete_bucket(Bucket=d1)  # every PUT now fails: NoSuchBucket
     r = redis.Redis.from_url(redis_url)
     add_entries(r, cfg_for(names, redis_url), ({"key": k, "op": "copy"} for k in keys))
@@ -300,17 +273,15 @@ def test_redis_restart_listener_reconnects_and_continues(
     put_keys(a, src, before + after)
     server = PrivateRedis(tmp_path / "redis").start()
     try:
-        ini = write_ini(
-            tmp_path / "s3s3.ini",
+        ini = stream_ini(
+            tmp_path,
+            names,
+            server.url,
             source=(a, src),
             dests=[(b, d1)],
-            channel=names.channel,
-            mode="stream",
-            redis_url=server.url,
             pubsub={"consumer": "host-1"},
         )
-        listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-        listeners.append(listener)
+        listener = start_listener(ini, tmp_path / "listen.log", listeners)
         r = server.client()
         cfg = cfg_for(names, url=server.url)
         add_entries(r, cfg, ({"key": k} for k in before))
@@ -346,8 +317,7 @@ def test_pubsub_listener_resubscribes_after_redis_restart(
             channel=names.channel,
             redis_url=server.url,
         )
-        listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-        listeners.append(listener)
+        listener = start_listener(ini, tmp_path / "listen.log", listeners)
         server.client().publish(names.channel, "one")
         wait_until(lambda: both([(b, d1)], ["one"]), 30, what="'one'")
         server.stop()
@@ -370,17 +340,15 @@ def test_destination_down_for_a_while_then_back(
     proxy = TcpProxy(int(b["endpoint_url"].rsplit(":", 1)[1])).open()
     try:
         proxied = {**b, "endpoint_url": proxy.url}
-        ini = write_ini(
-            tmp_path / "s3s3.ini",
+        ini = stream_ini(
+            tmp_path,
+            names,
+            redis_url,
             source=(a, src),
             dests=[(proxied, d1), (a, d2)],
-            channel=names.channel,
-            mode="stream",
             dest_extra={"max_attempts": "1", "connect_timeout": "1", "read_timeout": "3"},
-            redis_url=redis_url,
         )
-        listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-        listeners.append(listener)
+        listener = start_listener(ini, tmp_path / "listen.log", listeners)
         proxy.close()
         r = redis.Redis.from_url(redis_url)
         add_entries(r, cfg_for(names, redis_url), ({"key": k} for k in keys))
@@ -430,17 +398,15 @@ def test_minio_list_is_moved_into_the_stream(
         '{"not": "an event"}',
         *[access(k) for k in keys[6:]],
     )
-    ini = write_ini(
-        tmp_path / "s3s3.ini",
+    ini = stream_ini(
+        tmp_path,
+        names,
+        redis_url,
         source=(a, src),
         dests=[(b, d1)],
-        channel=names.channel,
-        mode="stream",
         pubsub={"list": names.list_key},
-        redis_url=redis_url,
     )
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-    listeners.append(listener)
+    start_listener(ini, tmp_path / "listen.log", listeners)
     wait_until(lambda: both([(b, d1)], keys), 30, what="every key from the list")
     wait_until(lambda: pending(r, names) == 0, 15, what="every entry acknowledged")
     assert r.llen(names.list_key) == 0 and r.llen(processing) == 0
@@ -456,16 +422,8 @@ def test_wrong_redis_password_is_fatal_and_not_logged(
     server = PrivateRedis(tmp_path / "redis", password="right-one").start()
     try:
         url = f"redis://:hunter2-wrong@127.0.0.1:{server.port}/0"
-        ini = write_ini(
-            tmp_path / "s3s3.ini",
-            source=(a, src),
-            dests=[(b, d1)],
-            channel=names.channel,
-            mode="stream",
-            redis_url=url,
-        )
-        listener = ListenerProcess(ini, tmp_path / "listen.log").start(ready=None)
-        listeners.append(listener)
+        ini = stream_ini(tmp_path, names, url, source=(a, src), dests=[(b, d1)])
+        listener = start_listener(ini, tmp_path / "listen.log", listeners, ready=None)
         assert listener.wait(30) == 2  # retrying cannot fix a password: fatal, and says so
         out = listener.output()
         assert (

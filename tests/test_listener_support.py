@@ -6,7 +6,9 @@
 - ``TcpProxy``: a TCP forwarder that can be closed (connections refused and cut) and
   reopened on the same port, to take a destination away and bring it back;
 - ``write_ini``, ``wait_until``, ``keys_in`` and the ``names`` fixture (unique channel,
-  stream keys removed afterwards), ``stream_config`` (a stream-mode RedisConfig on them).
+  stream keys removed afterwards), ``stream_config`` (a stream-mode RedisConfig on them),
+  ``stream_ini`` (a stream-mode INI on them) and ``start_listener`` (a ListenerProcess
+  started and handed to the ``listeners`` fixture).
 """
 
 from __future__ import annotations
@@ -155,6 +157,29 @@ def write_ini(
     return path
 
 
+def stream_ini(
+    tmp_path: Path,
+    names,
+    redis_url: str,
+    *,
+    source: tuple[dict, str],
+    dests: list[tuple[dict, str]],
+    file_name: str = "s3s3.ini",
+    **kw,
+) -> Path:
+    """:func:`write_ini` for a stream-mode listener on a test's ``names``, written to
+    ``tmp_path / file_name``; ``kw`` are write_ini's other options."""
+    return write_ini(
+        tmp_path / file_name,
+        source=source,
+        dests=dests,
+        channel=names.channel,
+        redis_url=redis_url,
+        mode="stream",
+        **kw,
+    )
+
+
 class ListenerProcess:
     """One ``s3s3listen`` subprocess; its combined output goes to ``log_path``."""
 
@@ -251,6 +276,15 @@ def listeners():
     yield started
     for proc in started:
         proc.stop()
+
+
+def start_listener(ini: Path, log_path: Path, listeners: list, **start) -> ListenerProcess:
+    """Start s3s3listen on ``ini`` (its output in ``log_path``; ``start`` as
+    :meth:`ListenerProcess.start` takes it) and add it to the ``listeners`` fixture's list,
+    which stops what still runs at the end."""
+    listener = ListenerProcess(ini, log_path).start(**start)
+    listeners.append(listener)
+    return listener
 
 
 class TcpProxy:
