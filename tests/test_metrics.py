@@ -1,9 +1,8 @@
 """``s3s3listen``'s metrics and health, read the way operators read them.
 
 A real Prometheus server (Debian's ``prometheus``) scrapes running listeners every second;
-the series are read back through its HTTP API with the values the work implies. ``/readyz``
-turns 503 with a reason when Redis stops and when a destination goes down, and 200 again
-after. The intake's metrics, the address range that keeps several listeners on one host
+the series are read back through its HTTP API with the values the work implies (``/readyz``
+is tests/test_readyz.py's). The intake's metrics, the address range that keeps several listeners on one host
 apart, and the observer's arithmetic (through prometheus_client's own parser) are here too.
 moto is the S3 here: nothing about S3 compatibility is claimed.
 """
@@ -22,7 +21,6 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import raw_client, unique_bucket
-from faultproxy import FaultProxy
 from prometheus_client.parser import text_string_to_metric_families
 from test_listener_support import (  # noqa: F401  (fixtures)
     ListenerProcess,
@@ -206,6 +204,20 @@ def test_prometheus_scrapes_two_listeners_sharing_one_ini_and_reads_the_work_bac
             what="nothing pending",
         )
         assert prom.value("max(s3s3_stream_consumers)") == 2
+        # The stream's length as Redis tells it (read again: trimming may cut it meanwhile).
+        xlen = redis.Redis.from_url(redis_url)
+        try:
+            wait_until(
+                lambda: prom.value("max(s3s3_stream_length)") == xlen.xlen(names.stream),
+                20,
+                interval_s=0.5,
+                what="the stream's length",
+            )
+        finally:
+            xlen.close()
+        assert prom.value("max(s3s3_stream_undelivered)") == 0
+        assert prom.value("max(s3s3_oldest_pending_age_seconds)") == 0
+        assert prom.value('sum(s3s3_jobs{state="queued_or_running"})') == 0
         assert prom.value("max(s3s3_dead_letters)") == 0
         # No series carries an object key.
         for series in prom.query('{__name__=~"s3s3_.*"}'):
@@ -216,66 +228,6 @@ def test_prometheus_scrapes_two_listeners_sharing_one_ini_and_reads_the_work_bac
         one.stop()
         two.stop()
     assert raw_client(moto_servers[1]).list_objects_v2(Bucket=dst)["KeyCount"] == len(sizes)
-
-
-def test_readyz_says_why_while_redis_is_down_and_while_a_destination_is_down(
-    tmp_path, moto_servers, names
-):
-    server = PrivateRedis(tmp_path / "redis").start()
-    proxy = FaultProxy(moto_servers[1]["endpoint_url"]).start()
-    port = free_port()
-    ini, src, dst = metrics_ini(
-        tmp_path, moto_servers, names, server.url, listen=str(port), dst_url=proxy.url
-    )
-    listener = ListenerProcess(ini, tmp_path / "listen.log").start()
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> tuple[int, dict]:
-        status, body = get(base + "/readyz")
-        return status, json.loads(body)
-
-    try:
-        assert get(base + "/healthz") == (200, b'{"status": "alive"}\n')
-        wait_until(lambda: ready()[0] == 200, 20, what="ready")
-        assert ready()[1] == {"ready": True, "reasons": []}
-
-        server.stop()
-        wait_until(lambda: ready()[0] == 503, 30, interval_s=0.2, what="503 with Redis down")
-        [reason] = ready()[1]["reasons"]
-        assert "Redis at redis://127.0.0.1:" in reason and "unreachable" in reason, reason
-        assert get(base + "/healthz")[0] == 200  # alive, though not ready
-        metrics = samples(get(base + "/metrics")[1].decode())
-        assert metrics[("s3s3_redis_up", ())] == 0
-        server.start()
-        wait_until(lambda: ready()[0] == 200, 30, interval_s=0.2, what="ready with Redis back")
-
-        raw_client(moto_servers[0]).put_object(Bucket=src, Key="k", Body=b"v" * 100)
-        proxy.fail_if = lambda method, path: True  # every request: 503
-        announce(server.url, names, ["k"])
-        wait_until(lambda: ready()[0] == 503, 30, interval_s=0.2, what="503, destination down")
-        [reason] = ready()[1]["reasons"]
-        assert reason.startswith("destination 'dest1' down for "), reason
-        metrics = samples(get(base + "/metrics")[1].decode())
-        assert metrics[("s3s3_endpoint_up", (("endpoint", "dest1"), ("role", "destination")))] == 0
-        assert (
-            metrics[("s3s3_copy_errors_total", (("endpoint", "dest1"), ("retryable", "true")))] >= 1
-        )
-        proxy.fail_if = None
-        wait_until(lambda: ready()[0] == 200, 60, interval_s=0.2, what="ready, destination back")
-        wait_until(
-            lambda: (
-                samples(get(base + "/metrics")[1].decode()).get(
-                    ("s3s3_objects_total", (("destination", "dest1"), ("outcome", "copied")))
-                )
-                == 1
-            ),
-            30,
-            what="the held key copied",
-        )
-    finally:
-        listener.stop()
-        proxy.stop()
-        server.stop()
 
 
 def test_a_range_without_a_free_port_is_a_clear_error(tmp_path, moto_servers, names, redis_url):
@@ -332,6 +284,85 @@ def test_the_observer_counts_per_destination_and_the_lag_of_each_event():
     assert got[("s3s3_listener_info", (("mode", "stream"),))] == 1
     # Before the listener runs, no gauge pretends to know its state.
     assert ("s3s3_redis_up", ()) not in got
+
+
+def test_the_gauges_read_the_running_listener_and_the_backlog_when_scraped():
+    from prometheus_client import generate_latest
+
+    from s3s3.listener.daemon import Running
+    from s3s3.listener.replicator import ReplicatorState
+    from s3s3.queue.stream.status import ConsumerStatus, StreamStatus
+
+    counters = Counters()
+    counters.add(received=7)
+    m = ListenerMetrics(source="src", destinations=["a", "b"], counters=counters)
+    state = Running(
+        replicator=ReplicatorState(held=5, jobs=3, running=2, down={"b": (12.0, 3)}),
+        redis_up=False,
+        redis_problem="Redis at redis://127.0.0.1:1 unreachable for 3s (ConnectionError)",
+        source="src",
+        destinations=("a", "b"),
+    )
+    reads = []
+
+    def backlog() -> StreamStatus:
+        reads.append(1)
+        if len(reads) > 1:
+            raise redis.ConnectionError("Redis away")
+        return StreamStatus(
+            stream="s",
+            group="g",
+            dead_letter_stream="s:dead",
+            exists=True,
+            group_exists=True,
+            length=40,
+            undelivered=6,
+            pending=4,
+            oldest_pending_age_s=9.5,
+            oldest_undelivered_age_s=20.0,
+            last_delivered_id="1-0",
+            consumers=(ConsumerStatus("c1", 4, 0.1), ConsumerStatus("c2", 0, 2.0)),
+            dead_letters=1,
+        )
+
+    m.bind(lambda: state, backlog, backlog_ttl_s=0.0)
+    got = samples(generate_latest(m.registry).decode())
+    assert got[("s3s3_events_received_total", ())] == 7
+    assert got[("s3s3_jobs", (("state", "held"),))] == 5
+    assert got[("s3s3_jobs", (("state", "queued_or_running"),))] == 3
+    assert got[("s3s3_copies_running", ())] == 2
+    assert got[("s3s3_endpoint_up", (("endpoint", "src"), ("role", "source")))] == 1
+    assert got[("s3s3_endpoint_up", (("endpoint", "a"), ("role", "destination")))] == 1
+    assert got[("s3s3_endpoint_up", (("endpoint", "b"), ("role", "destination")))] == 0
+    assert got[("s3s3_redis_up", ())] == 0
+    assert got[("s3s3_stream_length", ())] == 40
+    assert got[("s3s3_stream_undelivered", ())] == 6
+    assert got[("s3s3_stream_pending", ())] == 4
+    assert got[("s3s3_stream_consumers", ())] == 2
+    assert got[("s3s3_dead_letters", ())] == 1
+    # The oldest entry not acknowledged, delivered or not.
+    assert got[("s3s3_oldest_pending_age_seconds", ())] == 20.0
+    assert state.problems() == [
+        "Redis at redis://127.0.0.1:1 unreachable for 3s (ConnectionError)",
+        "destination 'b' down for 12s (3 jobs held)",
+    ]
+    # Redis away at the next reading: the backlog's series go, the scrape still answers.
+    got = samples(generate_latest(m.registry).decode())
+    assert len(reads) == 2
+    assert ("s3s3_stream_length", ()) not in got
+    assert got[("s3s3_jobs", (("state", "held"),))] == 5
+
+
+def test_the_observer_never_raises_into_the_copy():
+    m = ListenerMetrics(source="src", destinations=["a"], counters=Counters())
+    # A size the counter refuses (negative): the hook logs and returns.
+    m.copied("a", CopyResult("k", "a", Outcome.COPIED, size=-1, duration_s=0.1))
+    m.copied("new", CopyResult("k", "new", Outcome.SKIPPED, size=1))  # a name met late
+    m.finished(JobResult("k", "copy", Outcome.COPIED), [float("nan")])
+    from prometheus_client import generate_latest
+
+    got = samples(generate_latest(m.registry).decode())
+    assert got[("s3s3_objects_total", (("destination", "new"), ("outcome", "skipped")))] == 1
 
 
 def test_s3s3intake_serves_its_requests_and_records_and_is_not_ready_without_redis(tmp_path, names):

@@ -17,6 +17,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -105,11 +107,11 @@ class ListenerMetrics:
             registry=r,
         )
         self.destinations = tuple(destinations)
+        # Each destination's series, made once: a hook then updates a child it holds
+        # instead of looking it up (and taking the family's lock) on every copy.
+        self._children: dict[str, _Children] = {}
         for name in self.destinations:
-            for outcome in ("copied", "skipped", "deleted", "missing", "failed"):
-                self.objects.labels(name, outcome)
-            self.bytes_written.labels(name)
-            self.copy_seconds.labels(name)
+            self._child(name)
         Gauge("s3s3_build_info", "The s3s3 version.", ("version",), registry=r).labels(
             __version__
         ).set(1)
@@ -133,34 +135,80 @@ class ListenerMetrics:
         self._gauges.running = running
         self._gauges.backlog = _Cached(backlog, backlog_ttl_s) if backlog is not None else None
 
-    # --- the Observer hooks (s3s3.listener.observer), from worker threads
+    def _child(self, destination: str) -> _Children:
+        children = self._children.get(destination)
+        if children is None:  # a name not given at start: made once, then held too
+            objects = self.objects
+            children = self._children[destination] = _Children(
+                copied=objects.labels(destination, "copied"),
+                skipped=objects.labels(destination, "skipped"),
+                deleted=objects.labels(destination, "deleted"),
+                missing=objects.labels(destination, "missing"),
+                failed=objects.labels(destination, "failed"),
+                bytes_written=self.bytes_written.labels(destination),
+                copy_seconds=self.copy_seconds.labels(destination),
+            )
+        return children
+
+    # --- the Observer hooks (s3s3.listener.observer), from worker threads: a metric's
+    # failure must never become the copy's, so each hook swallows (and logs) its own.
 
     def copied(self, destination: str, result: CopyResult) -> None:
-        outcome = "copied" if result.outcome is Outcome.COPIED else "skipped"
-        self.objects.labels(destination, outcome).inc()
-        if result.outcome is Outcome.COPIED:
-            self.bytes_written.labels(destination).inc(result.size)
-            self.copy_seconds.labels(destination).observe(result.duration_s)
-        if result.bytes_read:
-            self.bytes_read.inc(result.bytes_read)
+        try:
+            children = self._child(destination)
+            if result.outcome is Outcome.COPIED:
+                children.copied.inc()
+                children.bytes_written.inc(result.size)
+                children.copy_seconds.observe(result.duration_s)
+            else:
+                children.skipped.inc()
+            if result.bytes_read:
+                self.bytes_read.inc(result.bytes_read)
+        except Exception:
+            log.debug("counting a copy to %s failed", destination, exc_info=True)
 
     def deleted(self, destination: str) -> None:
-        self.objects.labels(destination, "deleted").inc()
+        try:
+            self._child(destination).deleted.inc()
+        except Exception:
+            log.debug("counting a delete at %s failed", destination, exc_info=True)
 
     def failed(self, destination: str, exc: BaseException) -> None:
-        self.errors.labels(destination, "true" if is_retryable(exc) else "false").inc()
+        try:
+            self.errors.labels(destination, "true" if is_retryable(exc) else "false").inc()
+        except Exception:
+            log.debug("counting a failed try at %s failed", destination, exc_info=True)
 
     def finished(self, result: JobResult, event_times: Sequence[float]) -> None:
-        if result.outcome in (Outcome.MISSING, Outcome.FAILED):
-            # A failed job may have finished some destinations: those were counted already.
-            for name in self.destinations:
-                if name not in result.destinations:
-                    self.objects.labels(name, result.outcome.value).inc()
-        if result.outcome is Outcome.FAILED or not event_times:
-            return
-        now = self.clock()
-        for at in event_times:
-            self.lag.observe(max(0.0, now - at))
+        try:
+            if result.outcome is Outcome.MISSING or result.outcome is Outcome.FAILED:
+                # A failed job may have finished some destinations: those were counted.
+                missing = result.outcome is Outcome.MISSING
+                for name in self.destinations:
+                    if name not in result.destinations:
+                        children = self._child(name)
+                        (children.missing if missing else children.failed).inc()
+                return  # no lag: the key is not in step everywhere
+            if not event_times:
+                return
+            now = self.clock()
+            for at in event_times:
+                self.lag.observe(max(0.0, now - at))
+        except Exception:
+            log.debug("counting a finished job failed", exc_info=True)
+
+
+@dataclass(frozen=True)
+class _Children:
+    """One destination's series (prometheus_client children)."""
+
+    copied: Any
+    skipped: Any
+    deleted: Any
+    missing: Any
+    failed: Any
+    bytes_written: Any
+    copy_seconds: Any
 
 
 class _Cached:
@@ -205,9 +253,15 @@ class _Gauges(Collector):
             yield family
         state = self.running()
         if state is not None:
-            jobs = GaugeMetricFamily("s3s3_jobs", "Keys with work in hand.", labels=("state",))
+            jobs = GaugeMetricFamily(
+                "s3s3_jobs",
+                "Work in hand: held = events taken and not yet reported back to the intake; "
+                "queued_or_running = keys with work (queued, running, held for an endpoint "
+                "down, or waiting to retry).",
+                labels=("state",),
+            )
             jobs.add_metric(["held"], state.replicator.held)
-            jobs.add_metric(["in_hand"], state.replicator.jobs)
+            jobs.add_metric(["queued_or_running"], state.replicator.jobs)
             yield jobs
             yield GaugeMetricFamily(
                 "s3s3_copies_running", "Copier calls running now.", value=state.replicator.running
