@@ -18,6 +18,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
     PrivateRedis,
     TcpProxy,
     keys_in,
+    listen_cli,
     listeners,
     names,
     put_keys,
@@ -240,23 +241,14 @@ def test_dead_letter_after_failures_then_requeue(
     wait_until(lambda: pending(r, names) == 0, 15, what="dead letters acknowledged")
     assert listener.proc.poll() is None
 
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "s3s3.scripts.listen", "--config", str(ini), *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    listed = cli("dead-letters", "list")
+    listed = listen_cli(ini, "dead-letters", "list")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert len(lines) == 2 and all("reason='failed 3 times'" in line for line in lines)
     assert sorted(line.split(" key=")[1].split(" ")[0] for line in lines) == ["'dl/1'", "'dl/2'"]
     assert all("NoSuchBucket" in line for line in lines)
     raw_client(b).create_bucket(Bucket=d1)  # the cause is fixed
-    requeued = cli("dead-letters", "requeue")
+    requeued = listen_cli(ini, "dead-letters", "requeue")
     assert requeued.returncode == 0, requeued.stderr
     assert requeued.stdout.strip() == f"requeued 2 dead letters into {names.stream}"
     wait_until(lambda: both([(b, d1)], keys), 30, what="the requeued keys")

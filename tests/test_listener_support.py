@@ -7,8 +7,9 @@
   reopened on the same port, to take a destination away and bring it back;
 - ``write_ini``, ``wait_until``, ``keys_in`` and the ``names`` fixture (unique channel,
   stream keys removed afterwards), ``stream_config`` (a stream-mode RedisConfig on them),
-  ``stream_ini`` (a stream-mode INI on them) and ``start_listener`` (a ListenerProcess
-  started and handed to the ``listeners`` fixture).
+  ``stream_ini`` (a stream-mode INI on them), ``start_listener`` (a ListenerProcess
+  started and handed to the ``listeners`` fixture) and ``listen_cli`` (a subcommand of
+  s3s3listen run to its end).
 """
 
 from __future__ import annotations
@@ -285,6 +286,18 @@ def start_listener(ini: Path, log_path: Path, listeners: list, **start) -> Liste
     listener = ListenerProcess(ini, log_path).start(**start)
     listeners.append(listener)
     return listener
+
+
+def listen_cli(ini: Path, *args: str) -> subprocess.CompletedProcess:
+    """``s3s3listen --config INI ARGS...`` run to its end (a subcommand such as
+    ``dead-letters list`` or ``status``), its output captured as text."""
+    return subprocess.run(
+        [PYTHON, "-m", "s3s3.scripts.listen", "--config", str(ini), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 class TcpProxy:
