@@ -246,6 +246,28 @@ def test_a_range_without_a_free_port_is_a_clear_error(tmp_path, moto_servers, na
         taken.close()
 
 
+def test_the_command_line_address_overrides_the_ini_and_off_serves_nothing(
+    tmp_path, moto_servers, names, redis_url
+):
+    in_ini, given = free_port(), free_port()
+    ini, _, _ = metrics_ini(tmp_path, moto_servers, names, redis_url, listen=str(in_ini))
+    listener = ListenerProcess(
+        ini, tmp_path / "given.log", args=("--metrics", f"127.0.0.1:{given}")
+    ).start()
+    try:
+        assert served_port(listener) == given
+        assert get(f"http://127.0.0.1:{given}/healthz")[0] == 200
+    finally:
+        listener.stop()
+    quiet = ListenerProcess(ini, tmp_path / "off.log", args=("--metrics", "off")).start()
+    try:
+        assert "serves /metrics" not in quiet.output()
+        with pytest.raises(OSError):
+            get(f"http://127.0.0.1:{in_ini}/healthz")
+    finally:
+        quiet.stop()
+
+
 def test_the_observer_counts_per_destination_and_the_lag_of_each_event():
     now = [1000.0]
     m = ListenerMetrics(
