@@ -15,9 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ import redis
 import yaml
 from conftest import raw_client, unique_bucket
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_server import Prometheus, get
 from test_listener_support import (  # noqa: F401  (fixtures)
     ListenerProcess,
     keys_in,
@@ -471,66 +469,6 @@ def test_echo_s3s3_grafana_dashboard_prints_the_dashboard():
 # --- against a real listener and a real Prometheus --------------------------------------------
 
 
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-class Prometheus:
-    """A Prometheus of the test's own: scrapes ``targets`` as job s3s3listen and evaluates
-    the shipped rules, every second."""
-
-    def __init__(self, tmp: Path, targets: list[str]) -> None:
-        prometheus = shutil.which("prometheus") or "/usr/bin/prometheus"
-        assert Path(prometheus).exists(), "prometheus is missing: servers/install-debian.sh"
-        self.port = free_port()
-        shutil.copy(RULES, tmp / RULES.name)
-        config = tmp / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files: [{json.dumps(str(tmp / RULES.name))}]\n"
-            "scrape_configs:\n  - job_name: s3s3listen\n    static_configs:\n"
-            f"      - targets: {json.dumps(targets)}\n"
-        )
-        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_until(self._ready, 60, interval_s=0.2, what="Prometheus to answer /-/ready")
-
-    def _ready(self) -> bool:
-        assert self.proc.poll() is None, "prometheus exited"
-        try:
-            return get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200
-        except OSError:
-            return False
-
-    def api(self, path: str, **params: str):
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        status, body = get(url)
-        answer = json.loads(body)
-        assert status == 200 and answer["status"] == "success", (params, answer)
-        return answer["data"]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
-
-
 def test_a_real_prometheus_evaluates_the_rules_and_dashboard_over_a_real_listener(
     tmp_path, moto_servers, names, redis_url
 ):
@@ -579,7 +517,7 @@ def test_a_real_prometheus_evaluates_the_rules_and_dashboard_over_a_real_listene
         listener_side.discard("s3s3_copy_errors_total")
         assert listener_side - exposed == set(), listener.output()[-2000:]
 
-        prometheus = Prometheus(tmp_path, [f"127.0.0.1:{port}"])
+        prometheus = Prometheus(tmp_path, [f"127.0.0.1:{port}"], rules=RULES)
         wait_until(
             lambda: prometheus.api("query", query='up{job="s3s3listen"} == 1')["result"],
             60,

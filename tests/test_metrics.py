@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import urllib.error
-import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import pytest
 import redis
 from conftest import raw_client, unique_bucket
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_server import Prometheus, get
 from test_listener_support import (  # noqa: F401  (fixtures)
     ListenerProcess,
     PrivateRedis,
@@ -39,17 +34,6 @@ from s3s3.model import CopyResult, Outcome
 from s3s3.queue.producer import publish_keys
 from servers._common import free_port
 
-#: Debian's prometheus package (servers/install-debian.sh installs it; `make test` runs that).
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
     """Every sample of an exposition, by name and sorted labels."""
@@ -66,58 +50,6 @@ def served_port(listener: ListenerProcess) -> int:
     )
     assert found, listener.output()[-3000:]
     return int(found.group(1))
-
-
-class Prometheus:
-    """A Prometheus server of the test's own, scraping ``targets`` every second."""
-
-    def __init__(self, tmp: Path, targets: list[str]) -> None:
-        self.port = free_port()
-        config = tmp / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: s3s3listen\n    static_configs:\n"
-            f"      - targets: {json.dumps(targets)}\n"
-        )
-        self.log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_until(lambda: self._ready(), 60, interval_s=0.2, what="Prometheus to answer /-/ready")
-
-    def _ready(self) -> bool:
-        assert self.proc.poll() is None, "prometheus exited"
-        try:
-            return get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200
-        except OSError:
-            return False
-
-    def query(self, expr: str) -> list[dict]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
-            {"query": expr}
-        )
-        status, body = get(url)
-        assert status == 200, body
-        answer = json.loads(body)
-        assert answer["status"] == "success", answer
-        return answer["data"]["result"]
-
-    def value(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
 
 
 def metrics_ini(tmp_path, moto_servers, names, redis_url, *, listen: str, dst_url=None):
