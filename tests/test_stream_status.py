@@ -17,6 +17,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
     listeners,
     names,
     put_keys,
+    stream_config,
     wait_until,
     write_ini,
 )
@@ -32,14 +33,7 @@ T0_MS = 1_700_000_000_000
 
 
 def cfg_for(names, url: str) -> RedisConfig:
-    return RedisConfig(
-        url=url,
-        channel=names.channel,
-        mode="stream",
-        stream=names.stream,
-        dead_letter_stream=names.dead,
-        group="s3s3",
-    )
+    return stream_config(names, url, group="s3s3")
 
 
 @pytest.fixture
