@@ -267,6 +267,61 @@ def sustained(
             result["sus_cpu_ms_per_event"] = round(cpu_used / len(landed) * 1000, 3)
 
 
+def record_run(
+    ctx: Context,
+    *,
+    tool: str,
+    family: str,
+    run: int,
+    label: str,
+    measurement,
+    wanted: list[str],
+    sustained_keys: int,
+    server_cpu: float,
+    requests,
+    check,
+    problems: list[str],
+    dst: str,
+    command: str,
+    method: str,
+    result: dict,
+) -> dict:
+    """Record one W7 run (every listener variant, push included) and log its line."""
+    m = measurement
+    ok = not problems and check is not None and check.ok
+    rec = ctx.record(
+        workload="W7",
+        tool=tool,
+        family=family,
+        run=run,
+        ok=ok,
+        exit_status=m.exit_status,
+        wall_s=round(m.wall_s, 3),
+        user_s=m.user_s,
+        sys_s=m.sys_s,
+        cpu_s=m.cpu_s,
+        peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None,
+        objects=len(wanted),
+        bytes=0,
+        server_cpu_s=round(server_cpu, 3),
+        requests=requests,
+        verified=check.summary() if check else "; ".join(problems),
+        dst_bucket=dst,
+        command=command,
+        log=m.log_path,
+        notes=m.notes + problems,
+        method=method,
+        **result,
+    )
+    ctx.log(
+        f"  W7 run {run} {label:<28} sustained {result.get('sus_eps', '-')} ev/s "
+        f"({sustained_keys} keys)  latency p50 {result.get('lat_p50_ms', '-')} ms "
+        f"p99 {result.get('lat_p99_ms', '-')} ms at {ctx.sizes.w7_rate:g}/s  "
+        f"rss {rec['peak_rss_mb']} MB  {'ok' if ok else 'FAILED: ' + rec['verified']}"
+    )
+    return rec
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0-100)."""
     ordered = sorted(values)
@@ -374,38 +429,24 @@ def listener_run(ctx: Context, variant: Variant, ds: Dataset, run: int) -> dict 
     wanted = [warm] + lat_keys + sus_keys
     check = data.verify(ctx, ds, dst, keys=wanted) if not problems else None
     publisher.cleanup(ds.prefix)
-    ok = not problems and check is not None and check.ok
-    rec = ctx.record(
-        workload="W7",
+    return record_run(
+        ctx,
         tool=variant.name,
         family=variant.family,
         run=run,
-        ok=ok,
-        exit_status=m.exit_status,
-        wall_s=round(m.wall_s, 3),
-        user_s=m.user_s,
-        sys_s=m.sys_s,
-        cpu_s=m.cpu_s,
-        peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None,
-        objects=len(wanted),
-        bytes=0,
-        server_cpu_s=round(server_cpu, 3),
+        label=variant.name,
+        measurement=m,
+        wanted=wanted,
+        sustained_keys=len(sus_keys),
+        server_cpu=server_cpu,
         requests=requests,
-        verified=check.summary() if check else "; ".join(problems),
-        dst_bucket=dst,
+        check=check,
+        problems=problems,
+        dst=dst,
         command=" ".join(argv),
-        log=m.log_path,
-        notes=m.notes + problems,
         method="RGW access log" if landings.log else "listing every 0.2 s",
-        **result,
+        result=result,
     )
-    ctx.log(
-        f"  W7 run {run} {variant.name:<28} sustained {result.get('sus_eps', '-')} ev/s "
-        f"({len(sus_keys)} keys)  latency p50 {result.get('lat_p50_ms', '-')} ms "
-        f"p99 {result.get('lat_p99_ms', '-')} ms at {ctx.sizes.w7_rate:g}/s  "
-        f"rss {rec['peak_rss_mb']} MB  {'ok' if ok else 'FAILED: ' + rec['verified']}"
-    )
-    return rec
 
 
 def listener_workload(ctx: Context) -> None:

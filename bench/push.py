@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import data
 from .context import Context
 from .data import Dataset
-from .listener import WARM_TIMEOUT_S, Landings, latency_figures, sustained
+from .listener import WARM_TIMEOUT_S, Landings, latency_figures, record_run, sustained
 from .measure import TimedProcess
 from .peers import s3s3 as s3s3_peer
 from .servers import count_requests, process_cpu_s
@@ -224,39 +224,25 @@ def push_run(
     wanted = [warm[0], *lat_keys, *(k for k, _ in sus)]
     check = data.verify(ctx, ds, dst, keys=wanted) if not problems else None
     data.empty_bucket(ctx, src, side="src", remove=True)
-    ok = not problems and check is not None and check.ok
-    rec = ctx.record(
-        workload="W7",
+    result["push_variant"] = "writer" if writer else "rgw-sync-topic"
+    return record_run(
+        ctx,
         tool=tool,
         family="s3s3",
         run=run,
-        ok=ok,
-        exit_status=m.exit_status,
-        wall_s=round(m.wall_s, 3),
-        user_s=m.user_s,
-        sys_s=m.sys_s,
-        cpu_s=m.cpu_s,
-        peak_rss_mb=round(m.peak_rss_mb, 1) if m.peak_rss_mb else None,
-        objects=len(wanted),
-        bytes=0,
-        server_cpu_s=round(server_cpu, 3),
+        label="writer XADDs" if writer else "push (sync topic)",
+        measurement=m,
+        wanted=wanted,
+        sustained_keys=n_sus,
+        server_cpu=server_cpu,
         requests=requests,
-        verified=check.summary() if check else "; ".join(problems),
-        dst_bucket=dst,
+        check=check,
+        problems=problems,
+        dst=dst,
         command=" ".join([*intake_argv, "&", *argv]) if intake_argv else " ".join(argv),
-        log=m.log_path,
-        notes=m.notes + problems,
         method="RGW access log (source PUT to destination PUT)",
-        push_variant="writer" if writer else "rgw-sync-topic",
-        **result,
+        result=result,
     )
-    ctx.log(
-        f"  W7 run {run} {'writer XADDs' if writer else 'push (sync topic)':<28} sustained {result.get('sus_eps', '-')} ev/s "
-        f"({n_sus} keys)  latency p50 {result.get('lat_p50_ms', '-')} ms "
-        f"p99 {result.get('lat_p99_ms', '-')} ms at {ctx.sizes.w7_rate:g}/s  "
-        f"rss {rec['peak_rss_mb']} MB  {'ok' if ok else 'FAILED: ' + rec['verified']}"
-    )
-    return rec
 
 
 def _source_puts(landings: Landings, bucket: str) -> dict[str, float]:
