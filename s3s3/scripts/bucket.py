@@ -28,6 +28,7 @@ from typing import BinaryIO
 
 from s3s3.bucketjob.runner import run_bucket_job
 from s3s3.bucketjob.summary import JobSummary, ProgressLog
+from s3s3.config import MetricsConfig
 from s3s3.errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
 from s3s3.scripts import _cli, progress
 from s3s3.scripts._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
@@ -236,8 +237,10 @@ def report_metrics(
         settings = _cli.load_settings(args)
     except S3S3Error:
         settings = None
-    path = args.metrics_file or (settings.metrics.textfile if settings else None)
-    gateway = args.pushgateway or (settings.metrics.pushgateway if settings else None)
+    # Without settings, [metrics]' defaults (period, job) still apply to what is written.
+    metrics = settings.metrics if settings is not None else MetricsConfig()
+    path = args.metrics_file or metrics.textfile
+    gateway = args.pushgateway or metrics.pushgateway
     if not path and not gateway:
         return
     from s3s3.metrics import bucketjob
@@ -253,10 +256,9 @@ def report_metrics(
         ended=time.time(),
         exit_status=code,
         summary=summary,
-        period_s=settings.metrics.period_s if settings else 3600.0,
+        period_s=metrics.period_s,
     )
-    job = settings.metrics.job if settings else "s3s3bucket"
-    bucketjob.publish(run, textfile=path, pushgateway=gateway, job=job)
+    bucketjob.publish(run, textfile=path, pushgateway=gateway, job=metrics.job)
 
 
 def serve_supervisord(
