@@ -100,5 +100,8 @@ def test_a_short_deadline_stops_the_retries_before_the_attempts_run_out(failing_
     # Waits of at least 0.25, 0.5, 1.0 s... : at most 4 fit in 2 s (5 tries); at most
     # 0.5, 1.0 s: at least 2 do (3 tries), and the next would end past the deadline.
     assert 3 <= len(sent) <= 5, proxy.requests
-    assert sent[-1] - sent[0] <= 2.0
+    # The policy lets the last try start at the deadline; it reaches the proxy a little
+    # later than the first did (a sleep's overshoot, a new connection), well under the
+    # shortest wait a further try would have needed.
+    assert sent[-1] - sent[0] <= 2.0 + 0.1
     assert elapsed <= 2.0 + 3.0  # the deadline, and the run's own listings and checks
