@@ -263,24 +263,38 @@ def _copy_once(
     src: Store, dst: Store, key: str, dest_key: str, *, cancel: threading.Event | None = None
 ) -> CopyResult:
     with src.get(key) as obj:
-        size = obj.info.size
-        src_md5 = obj.info.known_md5  # the ETag when it is an md5, else s3s3-md5
-        cfg = dst.cfg
-        if cfg.multipart_enabled and size > cfg.multipart_threshold_bytes:
-            return _copy_multipart(
-                src, dst, key, dest_key, obj.body, size, src_md5, obj.headers, cancel=cancel
-            )
-        if size > MAX_SINGLE_PUT_BYTES:
-            raise ObjectTooLarge(
-                f"{size} bytes is over the 5 GiB single-PUT limit and multipart is off for "
-                f"[{dst.name}] (multipart_threshold = 0)",
-                key=key,
-                src=src.name,
-                dst=dst.name,
-            )
-        return _copy_single(
-            src, dst, key, dest_key, obj.body, size, src_md5, obj.headers, cancel=cancel
+        return copy_from(src, dst, key, dest_key, obj.body, obj.info, obj.headers, cancel=cancel)
+
+
+def copy_from(
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    body: Body,
+    info: ObjectInfo,
+    headers: ContentHeaders,
+    *,
+    cancel: threading.Event | None = None,
+) -> CopyResult:
+    """Write ``key`` to ``dst`` (as ``dest_key``) from ``body``, the source's bytes from
+    the first on, which ``info`` and ``headers`` describe (a GET's, or a read shared by
+    several destinations: :mod:`s3s3.fanout`). Verified as :func:`copy_object` verifies;
+    one try; nothing is compared first."""
+    size = info.size
+    src_md5 = info.known_md5  # the ETag when it is an md5, else s3s3-md5
+    cfg = dst.cfg
+    if cfg.multipart_enabled and size > cfg.multipart_threshold_bytes:
+        return _copy_multipart(src, dst, key, dest_key, body, size, src_md5, headers, cancel=cancel)
+    if size > MAX_SINGLE_PUT_BYTES:
+        raise ObjectTooLarge(
+            f"{size} bytes is over the 5 GiB single-PUT limit and multipart is off for "
+            f"[{dst.name}] (multipart_threshold = 0)",
+            key=key,
+            src=src.name,
+            dst=dst.name,
         )
+    return _copy_single(src, dst, key, dest_key, body, size, src_md5, headers, cancel=cancel)
 
 
 def _copy_single(
