@@ -80,6 +80,9 @@ class EndpointConfig:
     # Multipart uploads of s3s3's own older than this are aborted when a listener starts
     # (uploads a killed copy left behind); 0 = never sweep.
     abort_uploads_after_s: float = 86400.0
+    # On the source: how far (bytes) the destinations sharing one GET may drift apart
+    # before the slowest drops out and reads on its own (s3s3.fanout); 0 = one GET each.
+    fanout_buffer_bytes: int = 64 * MiB
 
     @property
     def multipart_enabled(self) -> bool:
@@ -781,6 +784,7 @@ _ENDPOINT_KEYS = {
     "retry_deadline",
     "data_path",
     "abort_uploads_after",
+    "fanout_buffer",
 }
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
@@ -880,6 +884,13 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
             f"value {r.raw('multipart_threshold')!r} for 'multipart_threshold' must be "
             "at most 5GiB (a single PUT cannot be larger)",
         )
+    fanout_buffer = r.positive("fanout_buffer", to_size, 64 * MiB, allow_zero=True)
+    if 0 < fanout_buffer < 2 * MiB:
+        raise r.error(
+            "fanout_buffer",
+            f"value {r.raw('fanout_buffer')!r} for 'fanout_buffer' must be 0 (one read per "
+            "destination) or at least 2MiB (two of the 1 MiB chunks a read takes)",
+        )
     list_version = r.get("list_version", to_int, 2)
     if list_version not in (1, 2):
         raise r.error(
@@ -913,6 +924,7 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         retry_deadline_s=r.duration("retry_deadline", 300.0),
         data_path=r.choice("data_path", {"raw": "raw", "botocore": "botocore"}, "raw"),
         abort_uploads_after_s=r.duration("abort_uploads_after", 86400.0, allow_zero=True),
+        fanout_buffer_bytes=fanout_buffer,
     )
 
 

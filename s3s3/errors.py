@@ -12,6 +12,8 @@
     │   ├── CorruptedOnTransfer    the bytes written differ from the bytes read; the bad copy
     │   │                          was deleted (retryable: the next copy reads again)
     │   ├── ObjectTooLarge         the object cannot be written with the destination's settings
+    │   ├── LeftBehind             a destination fell too far behind the others sharing one
+    │   │                          read of the source; it reads on its own (retryable)
     │   └── CopyCancelled          the copy was abandoned (shutdown past its grace); its
     │                              multipart upload, if any, was aborted
     ├── ShortRead              the source's body ended before its length (retryable)
@@ -159,6 +161,15 @@ class ShortRead(S3S3Error):
 
 class ObjectTooLarge(TransferError):
     """The object exceeds what the destination's settings allow (single PUT over 5 GiB)."""
+
+
+class LeftBehind(TransferError):
+    """A destination fell further behind the others sharing one read of the source than the
+    shared buffer holds (``fanout_buffer``), so it left the shared read; its copy is made
+    again with a read of its own (:mod:`s3s3.fanout`)."""
+
+    retryable = True
+    scope = Scope.KEY
 
 
 class CopyCancelled(TransferError):

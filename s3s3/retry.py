@@ -90,16 +90,22 @@ def call(
     retryable: Callable[[BaseException], bool] = is_retryable,
     cancel: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
+    failed: tuple[BaseException, float] | None = None,
 ) -> T:
     """``fn()``, tried again after a retryable failure while ``policy`` allows.
 
     The last failure is raised as it is, so the caller still sees its ``retryable`` and
     ``scope``. A set ``cancel`` ends the wait and raises that failure at once. ``what``
     names the operation in the log line of each retry (never a secret: a key and an
-    endpoint's section name).
+    endpoint's section name). ``failed`` is a first try already made elsewhere (its
+    retryable failure, and the ``clock()`` it began at): the loop goes on from it, its
+    backoff, attempts and deadline included (a copy that first ran as part of a fan-out).
     """
-    started = clock()
+    started = clock() if failed is None else failed[1]
     attempt = 0
+    if failed is not None:
+        attempt = 1
+        _back_off(failed[0], attempt, policy, what, cancel, clock() - started)
     while True:
         attempt += 1
         try:
@@ -107,15 +113,26 @@ def call(
         except Exception as exc:
             if not retryable(exc):
                 raise
-            delay = policy.next_delay_s(attempt, clock() - started)
-            if delay is None:
-                raise
-            total = "" if policy.attempts is None else f" of {policy.attempts}"
-            log.warning(
-                "%s failed (attempt %d%s), retrying in %.1fs: %s", what, attempt, total, delay, exc
-            )
-            if cancel is not None:
-                if cancel.wait(delay):
-                    raise
-            else:
-                time.sleep(delay)
+            _back_off(exc, attempt, policy, what, cancel, clock() - started)
+
+
+def _back_off(
+    exc: BaseException,
+    attempt: int,
+    policy: Policy,
+    what: str,
+    cancel: threading.Event | None,
+    elapsed_s: float,
+) -> None:
+    """Wait before the try after ``attempt`` failed with ``exc``; raise ``exc`` when the
+    policy allows no further try, or when ``cancel`` is set meanwhile."""
+    delay = policy.next_delay_s(attempt, elapsed_s)
+    if delay is None:
+        raise exc
+    total = "" if policy.attempts is None else f" of {policy.attempts}"
+    log.warning("%s failed (attempt %d%s), retrying in %.1fs: %s", what, attempt, total, delay, exc)
+    if cancel is not None:
+        if cancel.wait(delay):
+            raise exc
+    else:
+        time.sleep(delay)

@@ -1,7 +1,7 @@
 """A small HTTP proxy for tests: forwards to an S3 server, and misbehaves on request.
 
 Faults: answer 5xx for the next N requests, or for good for the requests a predicate picks
-(``fail_if``), corrupt GET bodies, replace PUT ETags, or refuse connections (``stop``). It
+(``fail_if``), stall chosen requests (``delay_if``), corrupt GET bodies, replace PUT ETags, or refuse connections (``stop``). It
 also counts requests by method, and records each (method, path), so a test can show that a
 run downloaded nothing, or how many requests one key sent.
 """
@@ -39,6 +39,9 @@ class FaultProxy:
         self.fail_methods: set[str] | None = None  # None: any method
         # Fails every request it answers True for (method, path), for as long as it is set.
         self.fail_if: Callable[[str, str], bool] | None = None
+        # Seconds to stall a request it answers a number for (method, path) before reading
+        # its body: a slow destination (the sender blocks once the socket buffers fill).
+        self.delay_if: Callable[[str, str], float] | None = None
         self.corrupt_get_body = False
         self.fake_put_etag: str | None = None
         self.counts: collections.Counter = collections.Counter()
@@ -73,6 +76,11 @@ class FaultProxy:
                         proxy.fail_next -= 1
                     elif proxy.fail_if is not None:
                         fail = proxy.fail_if(self.command, self.path)
+                    delay = (
+                        0.0 if proxy.delay_if is None else proxy.delay_if(self.command, self.path)
+                    )
+                if delay:
+                    time.sleep(delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 if fail:
                     self._drain(length)

@@ -57,8 +57,10 @@ def test_host_port_is_secure_and_calling_format(tmp_path):
         port = 7480
         is_secure = False
         calling_format = boto.s3.connection.SubdomainCallingFormat
+        fanout_buffer = 16MiB
         [dest-1]
         bucket_name = b
+        fanout_buffer = 0
         endpoint_url = https://s3.example.org
         signature_version = s3
         multipart_threshold = 0
@@ -73,7 +75,9 @@ def test_host_port_is_secure_and_calling_format(tmp_path):
     s = load(path, search_path=[], env={})
     assert s.source.endpoint_url == "http://rgw.example.org:7480"
     assert s.source.addressing_style == "virtual"
+    assert s.source.fanout_buffer_bytes == 16 * MiB
     d1, d2 = s.destinations
+    assert (d1.fanout_buffer_bytes, d2.fanout_buffer_bytes) == (0, 64 * MiB)
     assert (
         d1.signature_version,
         d1.multipart_enabled,
@@ -142,6 +146,11 @@ def test_redis_url_password_is_masked(tmp_path):
             "1GiB) in section 'dest' (file: '{path}')",
         ),
         (
+            "[dest]\nfanout_buffer = 1MiB\n",
+            "value '1MiB' for 'fanout_buffer' must be 0 (one read per destination) or at least "
+            "2MiB (two of the 1 MiB chunks a read takes) in section 'dest' (file: '{path}')",
+        ),
+        (
             "[dest]\nlist_version = 3\n",
             "value '3' for 'list_version' is not 1 or 2 in section 'dest' (file: '{path}')",
         ),
@@ -171,7 +180,7 @@ def test_redis_url_password_is_masked(tmp_path):
             "[dest]\nverfy_md5 = True\n",
             "unknown key 'verfy_md5' (known keys: abort_uploads_after, addressing_style, "
             "aws_access_key_id, aws_secret_access_key, bucket_name, ca_bundle, calling_format, "
-            "connect_timeout, data_path, endpoint_url, host, is_secure, list_version, max_attempts, "
+            "connect_timeout, data_path, endpoint_url, fanout_buffer, host, is_secure, list_version, max_attempts, "
             "max_pool_connections, multipart_chunksize, multipart_threshold, port, read_timeout, "
             "region, retry_deadline, signature_version, verify_md5, verify_tls) in section 'dest' (file: '{path}')",
         ),

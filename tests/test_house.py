@@ -207,8 +207,16 @@ MAY_IMPORT = {
     "s3s3.listing": {"s3s3.store"},
     "s3s3.transfer": {"s3s3.store", "s3s3.plan"},
     "s3s3.queue": set(),
-    "s3s3.listener": {"s3s3.transfer", "s3s3.store"},
-    "s3s3.bucketjob": {"s3s3.transfer", "s3s3.store", "s3s3.listing", "s3s3.plan", "s3s3.queue"},
+    "s3s3.fanout": {"s3s3.transfer", "s3s3.store", "s3s3.plan"},
+    "s3s3.listener": {"s3s3.fanout", "s3s3.transfer", "s3s3.store"},
+    "s3s3.bucketjob": {
+        "s3s3.fanout",
+        "s3s3.transfer",
+        "s3s3.store",
+        "s3s3.listing",
+        "s3s3.plan",
+        "s3s3.queue",
+    },
     # Metrics read the state of the rooms they watch; those never import it (the scripts
     # wire them together).
     "s3s3.metrics": {"s3s3.listener", "s3s3.queue", "s3s3.bucketjob"},

@@ -1,7 +1,9 @@
 """What becomes of the keys the plan says to copy, check or delete: a sink takes them.
 
 - :class:`CopySink` copies them here, on the run's worker pool, each copy retried under
-  the destination's policy (:mod:`s3s3.retry`; the transfer itself tries once);
+  the destination's policy (:mod:`s3s3.retry`; the transfer itself tries once); a key that
+  several destinations need is read from the source once for all of them
+  (:mod:`s3s3.fanout`), and a destination whose shared copy failed retries alone;
 - :class:`EnqueueSink` adds them to the listener's Redis Stream
   (:func:`s3s3.queue.producer.add_entries`, which waits while the stream is full), for a
   fleet of ``s3s3listen`` workers to copy; deletions are still made here;
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -28,7 +31,8 @@ from s3s3.bucketjob.deletion import delete_batch
 from s3s3.bucketjob.destination import Destination
 from s3s3.bucketjob.pool import WorkPool
 from s3s3.config import RedisConfig
-from s3s3.errors import S3S3Error, SourceKeyMissing
+from s3s3.errors import S3S3Error, SourceKeyMissing, is_retryable
+from s3s3.fanout import copy_to_all
 from s3s3.model import COPY, CopyResult, ObjectInfo, Outcome
 from s3s3.plan import Action, Verdict, decide, reason
 from s3s3.store.endpoint import Endpoint
@@ -103,8 +107,15 @@ class _PoolSink:
     def _delete(self, dest: Destination, keys: list[str]) -> None:
         delete_batch(dest, keys, cancel=self.pool.abandon)
 
-    def _retried(self, fn: Callable[[], T], *, policy: retry.Policy, what: str) -> T:
-        return retry.call(fn, policy=policy, what=what, cancel=self.pool.abandon)
+    def _retried(
+        self,
+        fn: Callable[[], T],
+        *,
+        policy: retry.Policy,
+        what: str,
+        failed: tuple[BaseException, float] | None = None,
+    ) -> T:
+        return retry.call(fn, policy=policy, what=what, cancel=self.pool.abandon, failed=failed)
 
 
 class _CheckingSink(_PoolSink):
@@ -186,19 +197,54 @@ class CopySink(_CheckingSink):
 
     def __init__(self, *, copier: Copier = copy_object) -> None:
         self.copier = copier
+        # A copier a test gives copies destination by destination, so it sees every copy.
+        self.fans_out = copier is copy_object
 
     def take(
         self, key: str, src: ObjectInfo, copies: Sequence[Copy], checks: Sequence[Check]
     ) -> None:
-        for dest, _ in copies:
-            self.pool.submit(self._copy, key, src, dest)
+        if len(copies) > 1 and self.fans_out and self.src.cfg.fanout_buffer_bytes:
+            self.pool.submit(self._copy_all, key, src, [dest for dest, _ in copies])
+        else:
+            for dest, _ in copies:
+                self.pool.submit(self._copy, key, src, dest)
         if checks:
             self.pool.submit(self._check, key, src, checks)
 
-    def _copy(self, key: str, src: ObjectInfo, dest: Destination) -> None:
-        """Worker thread: copy one key to one destination."""
+    def _copy_all(self, key: str, src: ObjectInfo, dests: Sequence[Destination]) -> None:
+        """Worker thread: copy one key to several destinations over one read of the source
+        (:mod:`s3s3.fanout`); a destination whose copy failed and may succeed later goes on
+        retrying alone, its shared try counted as its first."""
+        started = time.monotonic()
+        results = copy_to_all(
+            self.src,
+            [dest.endpoint for dest in dests],
+            key,
+            force=True,
+            src_info=src,
+            cancel=self.pool.abandon,
+        )
+        for dest, result in zip(dests, results, strict=True):
+            if isinstance(result, CopyResult):
+                _count(dest, result)
+                continue
+            if not is_retryable(result) or self.pool.abandon.is_set():
+                dest.fail_or_stop(key, result, op="copy")
+                continue
+            self._copy(key, src, dest, failed=(result, started))
+
+    def _copy(
+        self,
+        key: str,
+        src: ObjectInfo,
+        dest: Destination,
+        *,
+        failed: tuple[BaseException, float] | None = None,
+    ) -> None:
+        """Worker thread: copy one key to one destination (after a ``failed`` first try,
+        as :func:`retry.call` takes it)."""
         try:
-            result = self._copied(key, src, dest)
+            result = self._copied(key, src, dest, failed=failed)
         except Exception as exc:
             dest.fail_or_stop(key, exc, op="copy")
         else:
@@ -207,7 +253,14 @@ class CopySink(_CheckingSink):
     def _differs(self, key: str, src: ObjectInfo, dest: Destination) -> None:
         _count(dest, self._copied(key, src, dest))
 
-    def _copied(self, key: str, src: ObjectInfo, dest: Destination) -> CopyResult:
+    def _copied(
+        self,
+        key: str,
+        src: ObjectInfo,
+        dest: Destination,
+        *,
+        failed: tuple[BaseException, float] | None = None,
+    ) -> CopyResult:
         dst = dest.endpoint
         return self._retried(
             functools.partial(
@@ -215,6 +268,7 @@ class CopySink(_CheckingSink):
             ),
             policy=dest.policy,
             what=f"copy {key!r} to [{dst.name}]",
+            failed=failed,
         )
 
 

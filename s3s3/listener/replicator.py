@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from s3s3.errors import CopyCancelled, Scope, is_retryable, scope_of
+from s3s3.fanout import Result, copy_to_all, one_by_one
 from s3s3.listener.counters import Counters
 from s3s3.listener.health import Breaker, Health, is_outage
 from s3s3.listener.observer import NoObserver, Observer
@@ -92,6 +93,21 @@ class Copier(Protocol):
         force: bool = False,
         cancel: threading.Event | None = None,
     ) -> CopyResult: ...
+
+
+class FanOut(Protocol):
+    """What copies one key to several destinations: :func:`s3s3.fanout.copy_to_all`'s shape,
+    one result (a CopyResult or the exception raised) per destination."""
+
+    def __call__(
+        self,
+        src: Endpoint,
+        dsts: Sequence[Endpoint],
+        key: str,
+        *,
+        force: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> list[Result]: ...
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,11 @@ class Replicator:
         self.destinations = tuple(destinations)
         self.on_complete = on_complete
         self.copier = copier
+        # One read of the source for every destination; a copier a test gives copies
+        # destination by destination, so it sees every copy.
+        self.fan_out: FanOut = (
+            copy_to_all if copier is copy_object else functools.partial(one_by_one, copier)
+        )
         self.workers = workers
         self.delete = delete
         self.retry = retry
@@ -392,47 +413,59 @@ class Replicator:
             op = job.resolved_op
         blocked_on: Health | None = None
         failure: BaseException | None = None
+        ready: list[tuple[Endpoint, tuple[Health, ...]]] = []
         for dst in self.destinations:
             if dst.name in job.done:
                 continue
             health = self._breaker[dst.name]
-            involved = (src, health) if op == COPY else (health,)
+            involved: tuple[Health, ...] = (src, health) if op == COPY else (health,)
             blocked = self._gate(job, involved)
             if blocked is None:
-                try:
-                    if op == COPY:
-                        result: CopyResult | None = self._copy(job, dst)
-                    else:
-                        dst.delete(job.key)
-                        result = None
-                except CopyCancelled:
-                    return  # abandoned by drain(): its tickets were handed back
-                except Exception as exc:
-                    self.observer.failed(dst.name, exc)
-                    if not is_outage(exc):
-                        with self._cond:
-                            self._release(self._breaker.release_probes(job))
-                        failure = failure or exc
-                        continue
-                    blocked = self._failed(job, exc, involved)
-                    if blocked is None:
-                        return  # given up
-                else:
-                    self._healthy(job, involved)
-                    if result is not None:
-                        if result.outcome is Outcome.MISSING:
-                            self._finish(job, Outcome.MISSING)
-                            return
-                        job.results[dst.name] = result
-                        self.observer.copied(dst.name, result)
-                    else:
-                        self.observer.deleted(dst.name)
-                    job.done.add(dst.name)
-                    continue
+                ready.append((dst, involved))
+                continue
             if blocked is src:
                 self._park(job, src)  # nothing can be copied while the source is down
                 return
             blocked_on = blocked_on or blocked  # the other destinations go ahead meanwhile
+        if ready:
+            outcomes: list[Result | None]
+            if op == COPY:
+                # One read of the source for every destination that is up (s3s3.fanout).
+                outcomes = list(self._copy(job, [dst for dst, _ in ready]))
+            else:
+                outcomes = [self._delete(dst, job.key) for dst, _ in ready]
+            source_down = False
+            for (dst, involved), outcome in zip(ready, outcomes, strict=True):
+                if isinstance(outcome, CopyCancelled):
+                    return  # abandoned by drain(): its tickets were handed back
+                if isinstance(outcome, BaseException):
+                    self.observer.failed(dst.name, outcome)
+                    if not is_outage(outcome):
+                        with self._cond:
+                            self._release(self._breaker.release_probes(job))
+                        failure = failure or outcome
+                        continue
+                    if source_down:
+                        continue  # the shared read's failure, counted once
+                    blocked = self._failed(job, outcome, involved)
+                    if blocked is None:
+                        return  # given up
+                    source_down = blocked is src
+                    blocked_on = blocked_on or blocked
+                    continue
+                self._healthy(job, involved)
+                if outcome is not None:
+                    if outcome.outcome is Outcome.MISSING:
+                        self._finish(job, Outcome.MISSING)
+                        return
+                    job.results[dst.name] = outcome
+                    self.observer.copied(dst.name, outcome)
+                else:
+                    self.observer.deleted(dst.name)
+                job.done.add(dst.name)
+            if source_down:
+                self._park(job, src)  # nothing can be copied while the source is down
+                return
         if failure is not None:
             self._job_failed(job, failure)
         elif blocked_on is not None:
@@ -443,17 +476,26 @@ class Replicator:
         else:
             self._finish(job, Outcome.DELETED)
 
-    def _copy(self, job: Job, dst: Endpoint) -> CopyResult:
-        """One copier call, counted so that drain() can wait for cancelled ones."""
+    def _copy(self, job: Job, dsts: Sequence[Endpoint]) -> list[Result]:
+        """One copy of the job's key to ``dsts`` (one read of the source for them all),
+        counted so that drain() can wait for cancelled ones."""
         with self._cond:
             self._copying += 1
         try:
-            return self.copier(self.source, dst, job.key, force=job.force, cancel=self._abandon)
+            return self.fan_out(self.source, dsts, job.key, force=job.force, cancel=self._abandon)
         finally:
             with self._cond:
                 self._copying -= 1
                 if self._stopping and not self._copying:
                     self._cond.notify_all()  # only then: idle workers wait on this condition
+
+    @staticmethod
+    def _delete(dst: Endpoint, key: str) -> BaseException | None:
+        try:
+            dst.delete(key)
+        except Exception as exc:
+            return exc
+        return None
 
     # ------------------------------------------------------------------ endpoint health
 
