@@ -500,7 +500,10 @@ def summarize(results: dict, objects: int) -> dict:
 
 
 def breakdowns(results: dict, objects: int) -> dict[str, list[tuple]]:
-    """The report's tables as data (group, share, Ir/object with and without start-up)."""
+    """The report's tables as data (group, share, Ir/object with and without start-up).
+
+    Shares are of the whole run, except in ``s3s3_interpreter``: of the interpreter's part.
+    """
     out: dict[str, list[tuple]] = {}
     for tool, name, key in (
         ("s3s3", "s3s3_by_object_file", lambda ob, fn: object_category(ob)),
