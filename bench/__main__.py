@@ -5,6 +5,7 @@
     python -m bench --workloads w1,w4 --runs 5
     python -m bench profile               # s3s3bucket on W2 under py-spy
     python -m bench options               # client CPU per small copy, per way of sending it
+    python -m bench callgrind             # instructions per copied object, s3s3 vs rclone
     python -m bench install               # only install the peers
     python -m bench report bench/results/DATE.json   # render a run's records again
 
@@ -33,13 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:9]),
+        epilog="\n".join(__doc__.splitlines()[2:10]),
     )
     p.add_argument(
         "command",
         nargs="?",
         default="run",
-        choices=("run", "profile", "options", "install", "report"),
+        choices=("run", "profile", "options", "callgrind", "install", "report"),
     )
     p.add_argument(
         "results",
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(WORKLOADS),
         help="comma-separated subset of " + ",".join(WORKLOADS),
     )
-    p.add_argument("--runs", type=int, help="runs per tool (default 3; 1 with --quick)")
+    p.add_argument(
+        "--runs", type=int, help="runs per tool (default 3; 1 with --quick and for callgrind)"
+    )
     p.add_argument(
         "--moto",
         action="store_true",
@@ -89,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--objects",
         type=int,
-        help="profile, options: objects to copy (default W2's; 3,000 for options)",
+        help="profile, options, callgrind: objects to copy "
+        "(default W2's; 3,000 for options; W1's 1,000 for callgrind)",
+    )
+    p.add_argument(
+        "--tools",
+        help="callgrind: comma-separated subset of s3s3,rclone (default both)",
     )
     p.add_argument("--rate", type=int, default=200, help="profile: py-spy samples per second")
     p.add_argument(
@@ -145,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         from .options import options
 
         return options(args, run_dir=run_dir, log=log)
+    if args.command == "callgrind":
+        from .callgrind import callgrind
+
+        return callgrind(args, run_dir=run_dir, log=log)
     return run(args, workloads, run_dir=run_dir, log=log, argv=argv)
 
 
