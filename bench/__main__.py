@@ -6,6 +6,7 @@
     python -m bench profile               # s3s3bucket on W2 under py-spy
     python -m bench options               # client CPU per small copy, per way of sending it
     python -m bench callgrind             # instructions per copied object, s3s3 vs rclone
+    python -m bench fanout                # W8: two destinations, source bytes read per byte written
     python -m bench install               # only install the peers
     python -m bench report bench/results/DATE.json   # render a run's records again
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="run",
-        choices=("run", "profile", "options", "callgrind", "install", "report"),
+        choices=("run", "profile", "options", "callgrind", "fanout", "install", "report"),
     )
     p.add_argument(
         "results",
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         from .options import options
 
         return options(args, run_dir=run_dir, log=log)
+    if args.command == "fanout":
+        from .fanout import fanout
+
+        return fanout(args, run_dir=run_dir, log=log)
     if args.command == "callgrind":
         from .callgrind import callgrind
 
