@@ -401,7 +401,7 @@ def to_list(value: str) -> tuple[str, ...]:
 
 
 #: rclone's rate suffixes, in powers of 1024; a bare number is KiB/s, as in rclone.
-_RATE = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)([bkmgtp]?)(?:i?b)?(?:/s)?$", re.IGNORECASE)
+_RATE = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)([bkmgtp]?)(?:ib?|b)?(?:/s)?$", re.IGNORECASE)
 _RATE_FACTOR = {"b": 1, "": 1024, "k": 1024, "m": MiB, "g": GiB, "t": 1024 * GiB, "p": MiB * MiB}
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 _BWLIMIT_HELP = (
