@@ -693,6 +693,9 @@ def test_every_key_the_template_documents_loads_with_its_example_value(tmp_path)
         "lock_ttl",
         "max_attempts",
         "connect_timeout",
+        "tpslimit",
+        "tpslimit_burst",
+        "bwlimit",
     } <= set(tried)
 
 
