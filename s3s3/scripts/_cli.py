@@ -101,7 +101,7 @@ def apply_limits(settings: config.Settings, args: argparse.Namespace) -> config.
             bucket=dataclasses.replace(settings.bucket, bwlimit=timetable),
             listen=dataclasses.replace(settings.listen, bwlimit=timetable),
         )
-    changes: dict[str, object] = {}
+    rate: float | None = None
     tps = getattr(args, "tpslimit", None)
     if tps is not None:
         try:
@@ -110,7 +110,7 @@ def apply_limits(settings: config.Settings, args: argparse.Namespace) -> config.
             raise ConfigError(f"--tpslimit {tps!r} {exc}") from None
         if not 0 <= rate <= config.MAX_TPS:
             raise ConfigError(f"--tpslimit {tps!r} must be between 0 (no limit) and 100000")
-        changes["tpslimit"] = rate
+    count: int | None = None
     burst = getattr(args, "tpslimit_burst", None)
     if burst is not None:
         try:
@@ -121,15 +121,19 @@ def apply_limits(settings: config.Settings, args: argparse.Namespace) -> config.
             raise ConfigError(
                 f"--tpslimit-burst {burst!r} must be between 1 and {config.MAX_WORKERS}"
             )
-        changes["tpslimit_burst"] = count
-    if changes:
+
+    def limited(endpoint: config.EndpointConfig) -> config.EndpointConfig:
+        return dataclasses.replace(
+            endpoint,
+            tpslimit=endpoint.tpslimit if rate is None else rate,
+            tpslimit_burst=endpoint.tpslimit_burst if count is None else count,
+        )
+
+    if rate is not None or count is not None:
         settings = dataclasses.replace(
             settings,
-            source=dataclasses.replace(settings.source, **changes),  # type: ignore[arg-type]
-            destinations=tuple(
-                dataclasses.replace(d, **changes)  # type: ignore[arg-type]
-                for d in settings.destinations
-            ),
+            source=limited(settings.source),
+            destinations=tuple(limited(d) for d in settings.destinations),
         )
     return settings
 
