@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -83,6 +84,10 @@ class EndpointConfig:
     # On the source: how far (bytes) the destinations sharing one GET may drift apart
     # before the slowest drops out and reads on its own (s3s3.fanout); 0 = one GET each.
     fanout_buffer_bytes: int = 64 * MiB
+    # Requests per second toward this endpoint (0: no limit), and how many may go at once
+    # after a quiet spell (rclone's --tpslimit and --tpslimit-burst); s3s3.store.pacing.
+    tpslimit: float = 0.0
+    tpslimit_burst: int = 1
 
     @property
     def multipart_enabled(self) -> bool:
@@ -100,6 +105,77 @@ def verifies_md5(
     asked for by the caller (``--verify-md5``, ``upload(verify_md5=True)``) or set on either
     endpoint (``verify_md5 = True``)."""
     return asked or source.verify_md5 or destination.verify_md5
+
+
+#: Days as rclone's timetable names them, Monday first (``datetime.weekday()``).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_NAMES = {
+    **{d: i for i, d in enumerate(WEEKDAYS)},
+    **{
+        name: i
+        for i, name in enumerate(
+            ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+        )
+    },
+}
+MINUTES_A_WEEK = 7 * 1440
+
+
+@dataclass(frozen=True)
+class RateSlot:
+    """One entry of a bandwidth timetable: from ``minute`` (of the day) of ``weekday``
+    (0 = Monday; None: every day) on, ``rate_bytes_s`` applies (None: no limit)."""
+
+    weekday: int | None
+    minute: int
+    rate_bytes_s: float | None
+
+
+@dataclass(frozen=True)
+class BwTimetable:
+    """A ``bwlimit``: one rate, or rclone's timetable of rates by time of day and weekday.
+
+    Empty (the default): no limit. An entry applies from its time until the next entry's;
+    before the first entry of the week the last one still applies (the week wraps), and an
+    entry without a day applies on every day, as in rclone.
+    """
+
+    slots: tuple[RateSlot, ...] = ()
+    text: str = "off"
+
+    @property
+    def is_off(self) -> bool:
+        return all(slot.rate_bytes_s is None for slot in self.slots)
+
+    def _week(self) -> list[tuple[int, float | None, RateSlot]]:
+        week = []
+        for slot in self.slots:
+            days = range(7) if slot.weekday is None else (slot.weekday,)
+            week += [(day * 1440 + slot.minute, slot.rate_bytes_s, slot) for day in days]
+        # Stable: of two entries for the same minute, the later written wins.
+        week.sort(key=lambda item: item[0])
+        return week
+
+    def slot_at(self, when: datetime) -> RateSlot | None:
+        """The entry in force at local time ``when`` (None: no entry, no limit)."""
+        week = self._week()
+        if not week:
+            return None
+        now = when.weekday() * 1440 + when.hour * 60 + when.minute
+        current = week[-1][2]  # before the week's first entry: the last one, wrapped
+        for minute, _rate, slot in week:
+            if minute > now:
+                break
+            current = slot
+        return current
+
+    def rate_at(self, when: datetime) -> float | None:
+        """Bytes per second allowed at local time ``when``, or None for no limit."""
+        slot = self.slot_at(when)
+        return None if slot is None else slot.rate_bytes_s
+
+
+NO_BWLIMIT = BwTimetable()
 
 
 @dataclass(frozen=True)
@@ -144,6 +220,8 @@ class ListenConfig:
     # How keys in S3 event records are encoded: "auto" decodes them (AWS, MinIO: URL-encoded,
     # + for space) except from Ceph RGW, which sends them raw; "url" or "raw" force one way.
     event_key_encoding: str = "auto"
+    # Bytes per second read from GET bodies by this process (rclone's --bwlimit syntax).
+    bwlimit: BwTimetable = NO_BWLIMIT
 
 
 @dataclass(frozen=True)
@@ -162,6 +240,8 @@ class BucketConfig:
     lock_dir: str = "/tmp"
     progress_interval_s: float = 30.0
     grace_s: float = 30.0  # after SIGTERM, then copies in flight are cancelled (aborted)
+    # Bytes per second read from GET bodies by this process (rclone's --bwlimit syntax).
+    bwlimit: BwTimetable = NO_BWLIMIT
 
 
 @dataclass(frozen=True)
@@ -256,6 +336,7 @@ MAX_DURATION_S = 366 * 86400.0
 MAX_WORKERS = 1024
 MAX_POOL_CONNECTIONS = 1024
 MAX_ATTEMPTS = 100
+MAX_TPS = 100_000.0
 MAX_DELIVERIES = 1000
 MAX_STREAM_LEN = 10**12
 
@@ -320,6 +401,86 @@ def to_port(value: str) -> int:
 
 def to_list(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in re.split(r"[,\n]", value) if p.strip())
+
+
+#: rclone's rate suffixes, in powers of 1024; a bare number is KiB/s, as in rclone.
+_RATE = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)([bkmgtp]?)(?:ib?|b)?(?:/s)?$", re.IGNORECASE)
+_RATE_FACTOR = {"b": 1, "": 1024, "k": 1024, "m": MiB, "g": GiB, "t": 1024 * GiB, "p": MiB * MiB}
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+_BWLIMIT_HELP = (
+    "(a rate such as 512k, 10M or off, or a timetable such as "
+    "'08:00,512k 18:00,10M 23:00,off' or 'Mon-08:00,1M Sat-00:00,off')"
+)
+
+
+def to_rate(value: str) -> float | None:
+    """A bandwidth in rclone's words: bytes per second, or None for ``off``.
+
+    ``10M`` is 10 MiB/s, ``512k`` 512 KiB/s, ``100B`` 100 bytes/s; suffixes B, K, M, G, T,
+    P are powers of 1024 (``Ki``, ``KiB`` and a trailing ``/s`` are taken too); a bare number
+    is KiB/s, as rclone reads it. ``off`` and ``0`` mean no limit.
+    """
+    text = value.strip()
+    if text.lower() in ("off", "", "0"):
+        return None
+    if ":" in text:
+        raise ValueError(
+            "uses rclone's UP:DOWN form, which s3s3 does not take: s3s3 limits one "
+            "direction only, the bytes it reads from GET bodies (each source read once, "
+            "however many destinations it feeds); give one rate"
+        )
+    m = _RATE.match(text)
+    if not m:
+        raise ValueError(f"is not a rate {_BWLIMIT_HELP}")
+    rate = float(m.group(1)) * _RATE_FACTOR[m.group(2).lower()]
+    if not math.isfinite(rate) or rate > 2**62:
+        raise ValueError("is too large to be a rate")
+    return None if rate == 0 else rate
+
+
+def _rate_slot(entry: str) -> RateSlot:
+    when, comma, rate_text = entry.partition(",")
+    if not comma:
+        raise ValueError(f"has an entry {entry!r} that is not TIME,RATE {_BWLIMIT_HELP}")
+    weekday = None
+    day, dash, hhmm = when.partition("-")
+    if dash:
+        if day.lower() not in _WEEKDAY_NAMES:
+            raise ValueError(f"has an entry {entry!r} whose day {day!r} is not Mon, Tue... Sun")
+        weekday = _WEEKDAY_NAMES[day.lower()]
+    else:
+        hhmm = when
+    m = _HHMM.match(hhmm)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(f"has an entry {entry!r} whose time {hhmm!r} is not HH:MM (00:00-23:59)")
+    try:
+        rate = to_rate(rate_text)
+    except ValueError as exc:
+        raise ValueError(f"has an entry {entry!r} whose rate {rate_text!r} {exc}") from None
+    return RateSlot(weekday, int(m.group(1)) * 60 + int(m.group(2)), rate)
+
+
+def to_bwlimit(value: str) -> BwTimetable:
+    """A ``bwlimit`` in rclone's syntax: one rate (:func:`to_rate`), or a timetable of
+    ``[DAY-]HH:MM,RATE`` entries separated by spaces or semicolons."""
+    text = value.strip()
+    entries = [e for e in re.split(r"[\s;]+", text) if e]
+    if len(entries) == 1 and "," not in entries[0]:
+        rate = to_rate(entries[0])
+        return BwTimetable((RateSlot(None, 0, rate),) if rate is not None else (), text or "off")
+    if not entries:
+        return NO_BWLIMIT
+    return BwTimetable(tuple(_rate_slot(e) for e in entries), " ".join(entries))
+
+
+def describe_rate(rate_bytes_s: float | None) -> str:
+    """A rate for a log line: ``off``, ``512 KiB/s``, ``10 MiB/s``."""
+    if rate_bytes_s is None:
+        return "off"
+    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if rate_bytes_s >= factor:
+            return f"{rate_bytes_s / factor:g} {unit}/s"
+    return f"{rate_bytes_s:g} B/s"
 
 
 #: Kept for scripts that imported it: the one redaction function now masks URLs.
@@ -785,6 +946,8 @@ _ENDPOINT_KEYS = {
     "data_path",
     "abort_uploads_after",
     "fanout_buffer",
+    "tpslimit",
+    "tpslimit_burst",
 }
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
@@ -925,6 +1088,10 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         data_path=r.choice("data_path", {"raw": "raw", "botocore": "botocore"}, "raw"),
         abort_uploads_after_s=r.duration("abort_uploads_after", 86400.0, allow_zero=True),
         fanout_buffer_bytes=fanout_buffer,
+        tpslimit=r.positive(
+            "tpslimit", to_float, 0.0, allow_zero=True, maximum=MAX_TPS, maximum_text="100000"
+        ),
+        tpslimit_burst=r.count("tpslimit_burst", 1, maximum=MAX_WORKERS),
     )
 
 
@@ -1030,6 +1197,7 @@ _LISTEN_KEYS = {
     "retry_base",
     "retry_max",
     "event_keys",
+    "bwlimit",
 }
 
 
@@ -1053,6 +1221,7 @@ def _listen(section: _Section | None) -> ListenConfig:
         event_key_encoding=r.choice(
             "event_keys", {"auto": "auto", "url": "url", "raw": "raw"}, "auto"
         ),
+        bwlimit=r.get("bwlimit", to_bwlimit, NO_BWLIMIT),
     )
 
 
@@ -1069,6 +1238,7 @@ _BUCKET_KEYS = {
     "lock_dir",
     "progress_interval",
     "grace",
+    "bwlimit",
 }
 
 
@@ -1094,6 +1264,7 @@ def _bucket(section: _Section | None) -> BucketConfig:
         lock_dir=r.get("lock_dir") or "/tmp",
         progress_interval_s=r.duration("progress_interval", 30.0),
         grace_s=r.duration("grace", 30.0, allow_zero=True),
+        bwlimit=r.get("bwlimit", to_bwlimit, NO_BWLIMIT),
     )
 
 

@@ -1,7 +1,9 @@
 """A small HTTP proxy for tests: forwards to an S3 server, and misbehaves on request.
 
-Faults: answer 5xx for the next N requests, or for good for the requests a predicate picks
-(``fail_if``), stall chosen requests (``delay_if``), corrupt GET bodies, replace PUT ETags, or refuse connections (``stop``). It
+Faults: answer 5xx (``fail_status``, with the S3 error code ``fail_code``: SlowDown, say)
+for the next N requests, or for good for the requests a predicate picks
+(``fail_if``), stall chosen requests (``delay_if``), corrupt GET bodies, replace PUT ETags,
+or refuse connections (``stop``). It
 also counts requests by method, and records each (method, path), so a test can show that a
 run downloaded nothing, or how many requests one key sent.
 """
@@ -36,6 +38,7 @@ class FaultProxy:
         self.upstream = (parts.hostname, parts.port or 80)
         self.fail_next = 0
         self.fail_status = 503
+        self.fail_code = "ServiceUnavailable"  # the S3 error code of a failed answer
         self.fail_methods: set[str] | None = None  # None: any method
         # Fails every request it answers True for (method, path), for as long as it is set.
         self.fail_if: Callable[[str, str], bool] | None = None
@@ -85,9 +88,9 @@ class FaultProxy:
                 if fail:
                     self._drain(length)
                     body = (
-                        b"<Error><Code>ServiceUnavailable</Code><Message>fault proxy"
-                        b"</Message></Error>"
-                    )
+                        f"<Error><Code>{proxy.fail_code}</Code><Message>fault proxy"
+                        "</Message></Error>"
+                    ).encode()
                     self.send_response(proxy.fail_status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(body)))

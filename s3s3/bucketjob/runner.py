@@ -50,7 +50,7 @@ from s3s3.errors import EndpointError, FatalEndpointError, ListingOrderError
 from s3s3.listing import list_objects_ahead
 from s3s3.model import ObjectInfo
 from s3s3.plan import Action, KeyFilter, KeyPlan, plan_keys
-from s3s3.store.endpoint import Endpoint
+from s3s3.store.endpoint import Endpoint, make_endpoints
 from s3s3.transfer import abort_stale_uploads
 
 if TYPE_CHECKING:
@@ -118,8 +118,11 @@ def run_bucket_job(
 
     if progress is None:
         progress = ProgressLog(interval_s=settings.bucket.progress_interval_s)
-    src = Endpoint(settings.source)
-    dsts = [Endpoint(cfg) for cfg in settings.destinations]
+    src, *dsts = make_endpoints(
+        [settings.source, *settings.destinations],
+        bwlimit=settings.bucket.bwlimit,
+        workers=options.bucket.workers,
+    )
     if options.dry_run:
         return sync_buckets(src, dsts, options, progress=progress, stop=stop, on_plan=on_plan)
     with job_lock(

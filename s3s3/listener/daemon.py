@@ -28,7 +28,7 @@ from s3s3.listener.observer import Observer
 from s3s3.listener.replicator import Copier, JobResult, Replicator, ReplicatorState
 from s3s3.listener.threads import guarded, log_crash
 from s3s3.retry import Policy
-from s3s3.store.endpoint import Endpoint
+from s3s3.store.endpoint import Endpoint, make_endpoints
 from s3s3.transfer import copy_object, sweep_uploads
 
 log = logging.getLogger("s3s3.listen")
@@ -166,8 +166,14 @@ class Listener:
         hurry = hurry or threading.Event()
         settings = self.settings
         lcfg = settings.listen
-        source_ep = self._source or Endpoint(settings.source)
-        dest_eps = list(self._destinations or [Endpoint(d) for d in settings.destinations])
+        if self._source is None or not self._destinations:
+            built = make_endpoints(
+                [settings.source, *settings.destinations],
+                bwlimit=lcfg.bwlimit,
+                workers=lcfg.workers,
+            )
+        source_ep = self._source or built[0]
+        dest_eps = list(self._destinations or built[1:])
         if not _check_endpoints([source_ep, *dest_eps]):
             return Stopped(Status.REFUSED)
         # Uploads an earlier run left open (kill -9, a copy stuck past the grace); in the

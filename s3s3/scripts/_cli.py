@@ -19,6 +19,7 @@ replaced by ``***``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
@@ -58,6 +59,83 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="text (the default) or json: one JSON object a line; overrides [logging] format",
     )
     return p
+
+
+def add_limit_options(p: argparse.ArgumentParser, *, section: str) -> None:
+    """``--bwlimit``, ``--tpslimit`` and ``--tpslimit-burst``, which :func:`apply_limits`
+    lays over the INI (``section`` holds the script's ``bwlimit``)."""
+    p.add_argument(
+        "--bwlimit",
+        metavar="RATE_OR_TIMETABLE",
+        help="bytes per second read from GET bodies by this process, in rclone's syntax: "
+        "10M, 512k, off, or a timetable such as '08:00,512k 18:00,10M 23:00,off' "
+        f"(days: 'Mon-08:00,1M'); overrides 'bwlimit' in [{section}]",
+    )
+    p.add_argument(
+        "--tpslimit",
+        metavar="N",
+        help="requests per second toward each endpoint (0: no limit); overrides "
+        "'tpslimit' in every endpoint section",
+    )
+    p.add_argument(
+        "--tpslimit-burst",
+        metavar="N",
+        help="requests that may go at once after a quiet spell (default 1); overrides "
+        "'tpslimit_burst' in every endpoint section",
+    )
+
+
+def apply_limits(settings: config.Settings, args: argparse.Namespace) -> config.Settings:
+    """``settings`` with the command line's ``--bwlimit`` (for both [bucket] and
+    [listen]: one process runs one of them) and ``--tpslimit``/``--tpslimit-burst`` (for
+    every endpoint, as rclone's ``--tpslimit``) laid over; a bad value is a ConfigError
+    naming the option."""
+    bwlimit = getattr(args, "bwlimit", None)
+    if bwlimit is not None:
+        try:
+            timetable = config.to_bwlimit(bwlimit)
+        except ValueError as exc:
+            raise ConfigError(f"--bwlimit {bwlimit!r} {exc}") from None
+        settings = dataclasses.replace(
+            settings,
+            bucket=dataclasses.replace(settings.bucket, bwlimit=timetable),
+            listen=dataclasses.replace(settings.listen, bwlimit=timetable),
+        )
+    rate: float | None = None
+    tps = getattr(args, "tpslimit", None)
+    if tps is not None:
+        try:
+            rate = config.to_float(tps)
+        except ValueError as exc:
+            raise ConfigError(f"--tpslimit {tps!r} {exc}") from None
+        if not 0 <= rate <= config.MAX_TPS:
+            raise ConfigError(f"--tpslimit {tps!r} must be between 0 (no limit) and 100000")
+    count: int | None = None
+    burst = getattr(args, "tpslimit_burst", None)
+    if burst is not None:
+        try:
+            count = config.to_int(burst)
+        except ValueError as exc:
+            raise ConfigError(f"--tpslimit-burst {burst!r} {exc}") from None
+        if not 1 <= count <= config.MAX_WORKERS:
+            raise ConfigError(
+                f"--tpslimit-burst {burst!r} must be between 1 and {config.MAX_WORKERS}"
+            )
+
+    def limited(endpoint: config.EndpointConfig) -> config.EndpointConfig:
+        return dataclasses.replace(
+            endpoint,
+            tpslimit=endpoint.tpslimit if rate is None else rate,
+            tpslimit_burst=endpoint.tpslimit_burst if count is None else count,
+        )
+
+    if rate is not None or count is not None:
+        settings = dataclasses.replace(
+            settings,
+            source=limited(settings.source),
+            destinations=tuple(limited(d) for d in settings.destinations),
+        )
+    return settings
 
 
 LOG_FORMATS = ("text", "json")

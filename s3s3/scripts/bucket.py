@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="push the run's metrics to this Prometheus Pushgateway; overrides [metrics] "
         "pushgateway",
     )
+    _cli.add_limit_options(p, section="bucket")
     return p
 
 
@@ -141,7 +142,7 @@ def run_once(
     on_plan: Callable[[str], None] = print_line,
 ) -> JobSummary:
     """One run with the flags of ``args``; raises what keeps it from happening."""
-    settings = _cli.load_settings(args)
+    settings = _cli.apply_limits(_cli.load_settings(args), args)
     interval_s = settings.bucket.progress_interval_s
     shown = (
         ProgressLog(interval_s=interval_s)

@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics, /healthz and /readyz on PORT, HOST:PORT or HOST:PORT-PORT "
         "(the first free port of a range), or 'off'; overrides [metrics] listen",
     )
+    _cli.add_limit_options(parser, section="listen")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     dead = commands.add_parser(
         "dead-letters",
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def effective_settings(args: argparse.Namespace) -> config.Settings:
     """The INI settings with command-line overrides applied (and checked)."""
-    settings = _cli.load_settings(args)
+    settings = _cli.apply_limits(_cli.load_settings(args), args)
     if args.mode and args.mode != settings.redis.mode:
         if Mode(args.mode) is not Mode.STREAM and settings.redis.list_key:
             raise ConfigError(

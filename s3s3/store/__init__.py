@@ -9,6 +9,9 @@
     signing.py    SigV4 and SigV2 signatures for the lean store
     endpoint.py   :class:`~s3s3.store.endpoint.Endpoint`, the Store callers use: per
                   operation the lean store or the boto3 store, decided once
+    pacing.py     what every request and GET body of an endpoint goes through: the
+                  process's bwlimit, the endpoint's tpslimit, and its concurrency, halved
+                  on SlowDown and recovering
 
 A store tries every operation once and raises an error of the tree (``s3s3.errors``)
 whose ``retryable`` says whether trying again may help; the owner of the operation

@@ -18,6 +18,11 @@ pages; boto3 serves streamed PUTs, multipart uploads, deletes and bucket checks.
 their failures into the same errors (``s3s3.store.s3errors``), so callers cannot tell them
 apart. Every operation is tried once; pagers (:meth:`Endpoint.list_uploads`) retry each
 page through ``s3s3.retry``, the listing owning its pages.
+
+Every request, on either store, goes through the endpoint's
+:class:`~s3s3.store.pacing.EndpointPacing` first: a slot of its adaptive concurrency (halved
+on SlowDown), a token of its ``tpslimit``; and every GET body it hands out is read through
+the process's bandwidth limiter (``bwlimit``), so the layers above pace nothing themselves.
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import botocore.exceptions
 
 from s3s3 import retry
-from s3s3.config import EndpointConfig
+from s3s3.config import NO_BWLIMIT, BwTimetable, EndpointConfig
 from s3s3.errors import FatalEndpointError
 from s3s3.model import ObjectInfo, UploadInfo
 from s3s3.store.base import (
@@ -47,11 +52,14 @@ from s3s3.store.base import (
 )
 from s3s3.store.boto import BotoStore
 from s3s3.store.lean import SIGV2, LeanStore, proxy_for
+from s3s3.store.pacing import EndpointPacing, bandwidth_limiter
 
 if TYPE_CHECKING:
     from s3s3.store.base import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The operations the lean store may serve (``put``: of a bytes body).
 LEAN_OPERATIONS = frozenset({"head", "get", "put", "list_page", "list_uploads"})
@@ -61,11 +69,17 @@ class Endpoint:
     """One configured bucket on one S3 server (a :class:`~s3s3.store.base.Store`).
 
     ``client``, when given, is the boto3 client to use (else one is built on first use).
-    Thread-safe: share one per endpoint.
+    ``pacing`` is what its requests go through (by default
+    :meth:`EndpointPacing.for_endpoint <s3s3.store.pacing.EndpointPacing.for_endpoint>` of
+    ``cfg``: its ``tpslimit`` and an adaptive concurrency, no bandwidth limit). Thread-safe:
+    share one per endpoint.
     """
 
-    def __init__(self, cfg: EndpointConfig, client=None) -> None:
+    def __init__(
+        self, cfg: EndpointConfig, client=None, *, pacing: EndpointPacing | None = None
+    ) -> None:
         self.cfg = cfg
+        self.pacing = pacing or EndpointPacing.for_endpoint(cfg)
         self.boto = BotoStore(cfg, client=client)
         # Decided from the configuration, once.
         self._lean_wanted = cfg.data_path == "raw"
@@ -140,36 +154,49 @@ class Endpoint:
                 log.info("[%s] %s; object calls use botocore from now on", self.name, exc)
                 self._lean = None
 
+    def _send(self, request: Callable[[], T]) -> T:
+        """One request, through this endpoint's pacing."""
+        with self.pacing.request():
+            return request()
+
+    def _serve(
+        self,
+        lean_call: Callable[[LeanStore], T],
+        boto_call: Callable[[], T],
+    ) -> T:
+        """Through the lean store where there is one, else, or once it is redirected,
+        through botocore; each request paced."""
+        store = self.lean
+        if store is not None:
+            try:
+                return self._send(functools.partial(lean_call, store))
+            except FatalEndpointError as exc:
+                if not store.redirected:
+                    raise
+                self._leave_lean(store, exc)
+        return self._send(boto_call)
+
+    def concurrency_limit(self) -> int:
+        """Requests allowed in flight toward this endpoint now (halved on SlowDown)."""
+        return self.pacing.concurrency.limit
+
     # ------------------------------------------------------------------- objects
 
     def check_bucket(self) -> None:
         """Fail fast, with a fatal error, on bad credentials or a missing bucket."""
-        self.boto.check_bucket()
+        self._send(self.boto.check_bucket)
 
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size, ETag and s3s3 md5, or None when it does not exist."""
-        store = self.lean
-        if store is not None:
-            try:
-                return store.head(key)
-            except FatalEndpointError as exc:
-                if not store.redirected:
-                    raise
-                self._leave_lean(store, exc)
-        return self.boto.head(key)
+        return self._serve(lambda lean: lean.head(key), lambda: self.boto.head(key))
 
     def get(self, key: str) -> ObjectStream:
         """The object's body to stream (read it, then close it), with its ObjectInfo and
         the headers a copy carries; :class:`~s3s3.errors.SourceKeyMissing` if missing."""
-        store = self.lean
-        if store is not None:
-            try:
-                return store.get(key)
-            except FatalEndpointError as exc:
-                if not store.redirected:
-                    raise
-                self._leave_lean(store, exc)
-        return self.boto.get(key)
+        obj = self._serve(lambda lean: lean.get(key), lambda: self.boto.get(key))
+        if self.pacing.bandwidth is None:
+            return obj
+        return ObjectStream(obj.info, obj.headers, self.pacing.paced_body(obj.body))
 
     def put(
         self,
@@ -182,36 +209,39 @@ class Endpoint:
     ) -> str:
         """Write ``key``: a bytes body through the lean store, a stream (``size`` bytes)
         through botocore. With ``md5`` (hex) the server checks the bytes. Answers the ETag."""
-        store = self.lean
-        if store is not None and isinstance(body, (bytes, bytearray)):
-            try:
-                return store.put(key, bytes(body), size=size, headers=headers, md5=md5)
-            except FatalEndpointError as exc:
-                if not store.redirected:
-                    raise
-                self._leave_lean(store, exc)
-        return self.boto.put(key, body, size=size, headers=headers, md5=md5)
+
+        def boto_put() -> str:
+            return self.boto.put(key, body, size=size, headers=headers, md5=md5)
+
+        if not isinstance(body, (bytes, bytearray)):
+            return self._send(boto_put)
+        data = bytes(body)
+        return self._serve(
+            lambda lean: lean.put(key, data, size=size, headers=headers, md5=md5), boto_put
+        )
 
     def create_upload(self, key: str, *, headers: ContentHeaders = NO_HEADERS) -> str:
-        return self.boto.create_upload(key, headers=headers)
+        return self._send(lambda: self.boto.create_upload(key, headers=headers))
 
     def upload_part(
         self, key: str, upload_id: str, *, number: int, body: Readable, size: int
     ) -> Part:
-        return self.boto.upload_part(key, upload_id, number=number, body=body, size=size)
+        return self._send(
+            lambda: self.boto.upload_part(key, upload_id, number=number, body=body, size=size)
+        )
 
     def complete_upload(self, key: str, upload_id: str, parts: Sequence[Part]) -> str:
-        return self.boto.complete_upload(key, upload_id, parts)
+        return self._send(lambda: self.boto.complete_upload(key, upload_id, parts))
 
     def abort_upload(self, key: str, upload_id: str) -> None:
-        self.boto.abort_upload(key, upload_id)
+        self._send(lambda: self.boto.abort_upload(key, upload_id))
 
     def delete(self, key: str) -> None:
-        self.boto.delete(key)
+        self._send(lambda: self.boto.delete(key))
 
     def delete_many(self, keys: Sequence[str]) -> DeleteFailures:
         """See :meth:`BotoStore.delete_many <s3s3.store.boto.BotoStore.delete_many>`."""
-        return self.boto.delete_many(keys)
+        return self._send(lambda: self.boto.delete_many(keys))
 
     # ------------------------------------------------------------------- listings
 
@@ -219,15 +249,10 @@ class Endpoint:
         self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
     ) -> Page:
         """One listing page (V2, or V1 where ``list_version = 1``) after ``marker``."""
-        store = self.lean
-        if store is not None:
-            try:
-                return store.list_page(prefix, page_size=page_size, marker=marker)
-            except FatalEndpointError as exc:
-                if not store.redirected:
-                    raise
-                self._leave_lean(store, exc)
-        return self.boto.list_page(prefix, page_size=page_size, marker=marker)
+        return self._serve(
+            lambda lean: lean.list_page(prefix, page_size=page_size, marker=marker),
+            lambda: self.boto.list_page(prefix, page_size=page_size, marker=marker),
+        )
 
     def list_uploads_page(
         self,
@@ -240,21 +265,25 @@ class Endpoint:
         """One ListMultipartUploads page: through the lean store (this runs once per
         destination on every start-up, and botocore's first ListMultipartUploads of a
         process costs ~28 ms of CPU), except with SigV2 or ``data_path = botocore``."""
-        store = self.lean if self._lean_lists_uploads else None
-        if store is not None:
-            try:
-                return store.list_uploads_page(
-                    prefix,
-                    page_size=page_size,
-                    key_marker=key_marker,
-                    upload_id_marker=upload_id_marker,
-                )
-            except FatalEndpointError as exc:
-                if not store.redirected:
-                    raise
-                self._leave_lean(store, exc)
-        return self.boto.list_uploads_page(
-            prefix, page_size=page_size, key_marker=key_marker, upload_id_marker=upload_id_marker
+
+        def boto_page() -> UploadPage:
+            return self.boto.list_uploads_page(
+                prefix,
+                page_size=page_size,
+                key_marker=key_marker,
+                upload_id_marker=upload_id_marker,
+            )
+
+        if not self._lean_lists_uploads or self.lean is None:
+            return self._send(boto_page)
+        return self._serve(
+            lambda lean: lean.list_uploads_page(
+                prefix,
+                page_size=page_size,
+                key_marker=key_marker,
+                upload_id_marker=upload_id_marker,
+            ),
+            boto_page,
         )
 
     def list_uploads(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[UploadInfo]:
@@ -275,10 +304,23 @@ class Endpoint:
         For tests and benchmarks that set buckets up (PutObject, CreateBucket...); nothing in
         s3s3 above the store calls it: the engines speak the Store protocol.
         """
-        return self.boto.call(op, key, **params)
+        return self._send(lambda: self.boto.call(op, key, **params))
 
 
 if TYPE_CHECKING:  # both are Stores, as mypy checks here
 
     def _is_a_store(endpoint: Endpoint, boto: BotoStore) -> tuple[Store, Store]:
         return endpoint, boto
+
+
+def make_endpoints(
+    cfgs: Sequence[EndpointConfig], *, bwlimit: BwTimetable = NO_BWLIMIT, workers: int
+) -> list[Endpoint]:
+    """One :class:`Endpoint` per configuration for one process: they share one bandwidth
+    limiter (``bwlimit``, over every GET body they read), and each one's concurrency starts
+    at ``workers`` (the most that may call it at once) and backs off on SlowDown."""
+    bandwidth = bandwidth_limiter(bwlimit)
+    return [
+        Endpoint(cfg, pacing=EndpointPacing.for_endpoint(cfg, ceiling=workers, bandwidth=bandwidth))
+        for cfg in cfgs
+    ]

@@ -54,6 +54,8 @@ THROTTLE_CODES = frozenset(
         "502",
         "504",
         "TooManyRequests",
+        "RequestLimitExceeded",
+        "RequestThrottled",
     }
 )
 
@@ -75,7 +77,7 @@ def classify_error(
         cls, text = FatalEndpointError, f"bucket does not exist: {text}"
     elif code in MISSING_CODES and key is not None:
         cls, text = SourceKeyMissing, f"no such key: {text}"
-    elif code in THROTTLE_CODES:
+    elif code in THROTTLE_CODES or status == 429:
         cls = TransientEndpointError
     # Before the 5xx rule: a 501 NotImplemented will not be implemented on a retry.
     elif code in FATAL_CODES or status in (401, 403):
