@@ -7,6 +7,7 @@
     python -m bench options               # client CPU per small copy, per way of sending it
     python -m bench callgrind             # instructions per copied object, s3s3 vs rclone
     python -m bench fanout                # W8: two destinations, source bytes read per byte written
+    python -m bench bwlimit               # W10: W3 under --bwlimit 20M, s3s3 and rclone
     python -m bench install               # only install the peers
     python -m bench report bench/results/DATE.json   # render a run's records again
 
@@ -41,7 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="run",
-        choices=("run", "profile", "options", "callgrind", "fanout", "install", "report"),
+        choices=(
+            "run",
+            "profile",
+            "options",
+            "callgrind",
+            "fanout",
+            "bwlimit",
+            "install",
+            "report",
+        ),
     )
     p.add_argument(
         "results",
@@ -154,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         from .options import options
 
         return options(args, run_dir=run_dir, log=log)
-    if args.command == "fanout":
-        from .fanout import fanout
+    if args.command in ("fanout", "bwlimit"):
+        from . import datapath
 
-        return fanout(args, run_dir=run_dir, log=log)
+        return getattr(datapath, args.command)(args, run_dir=run_dir, log=log)
     if args.command == "callgrind":
         from .callgrind import callgrind
 
