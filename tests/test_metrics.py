@@ -251,7 +251,13 @@ def test_the_gauges_read_the_running_listener_and_the_backlog_when_scraped():
     counters.add(received=7)
     m = ListenerMetrics(source="src", destinations=["a", "b"], counters=counters)
     state = Running(
-        replicator=ReplicatorState(held=5, jobs=3, running=2, down={"b": (12.0, 3)}),
+        replicator=ReplicatorState(
+            held=5,
+            jobs=3,
+            running=2,
+            down={"b": (12.0, 3)},
+            request_limits={"src": 64, "a": 32, "b": 4},
+        ),
         redis_up=False,
         redis_problem="Redis at redis://127.0.0.1:1 unreachable for 3s (ConnectionError)",
         source="src",
@@ -289,6 +295,9 @@ def test_the_gauges_read_the_running_listener_and_the_backlog_when_scraped():
     assert got[("s3s3_endpoint_up", (("endpoint", "a"), ("role", "destination")))] == 1
     assert got[("s3s3_endpoint_up", (("endpoint", "b"), ("role", "destination")))] == 0
     assert got[("s3s3_redis_up", ())] == 0
+    limit = "s3s3_endpoint_requests_limit"
+    assert got[(limit, (("endpoint", "src"), ("role", "source")))] == 64
+    assert got[(limit, (("endpoint", "b"), ("role", "destination")))] == 4
     assert got[("s3s3_stream_length", ())] == 40
     assert got[("s3s3_stream_undelivered", ())] == 6
     assert got[("s3s3_stream_pending", ())] == 4

@@ -48,7 +48,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from s3s3.errors import CopyCancelled, Scope, is_retryable, scope_of
@@ -133,6 +133,8 @@ class ReplicatorState:
     jobs: int  # keys with work: running, queued, held, waiting to retry or for their key
     running: int  # copier calls running now
     down: dict[str, tuple[float, int]]  # endpoint name -> (seconds down, jobs held for it)
+    # endpoint name -> requests it allows in flight now (halved on SlowDown, store.pacing)
+    request_limits: dict[str, int] = field(default_factory=dict)
 
 
 def cannot_succeed(exc: BaseException) -> bool:
@@ -328,6 +330,9 @@ class Replicator:
                 jobs=len(self._order),
                 running=self._copying,
                 down={h.name: (now - h.down_since, len(h.waiting)) for h in self._breaker.down()},
+                request_limits={
+                    ep.name: ep.concurrency_limit() for ep in (self.source, *self.destinations)
+                },
             )
 
     def summary_line(self) -> str:

@@ -277,6 +277,16 @@ class _Gauges(Collector):
             for name in state.destinations:
                 up.add_metric([name, "destination"], 0 if name in state.replicator.down else 1)
             yield up
+            limits = GaugeMetricFamily(
+                "s3s3_endpoint_requests_limit",
+                "Requests s3s3 allows in flight toward the endpoint now: halved on 503 "
+                "SlowDown, raised again while it answers.",
+                labels=("endpoint", "role"),
+            )
+            for name, limit in state.replicator.request_limits.items():
+                role = "source" if name == state.source else "destination"
+                limits.add_metric([name, role], limit)
+            yield limits
             yield GaugeMetricFamily(
                 "s3s3_redis_up", "1 when Redis answers the listener.", value=int(state.redis_up)
             )
