@@ -7,6 +7,7 @@
     python -m bench options               # client CPU per small copy, per way of sending it
     python -m bench callgrind             # instructions per copied object, s3s3 vs rclone
     python -m bench fanout                # W8: two destinations, source bytes read per byte written
+    python -m bench resume                # W9: kill -9 at 60% of a 1 GiB copy, then again
     python -m bench bwlimit               # W10: W3 under --bwlimit 20M, s3s3 and rclone
     python -m bench install               # only install the peers
     python -m bench report bench/results/DATE.json   # render a run's records again
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         from .options import options
 
         return options(args, run_dir=run_dir, log=log)
-    if args.command in ("fanout", "bwlimit"):
+    if args.command in ("fanout", "resume", "bwlimit"):
         from . import datapath
 
         return getattr(datapath, args.command)(args, run_dir=run_dir, log=log)

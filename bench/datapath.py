@@ -11,6 +11,10 @@ source bucket: a figure the machine's load does not change), verifies every dest
   rclone has to. The figure is **source bytes read per destination byte written** (target
   1/N = 0.5), beside the wall time to both destinations in step, throughput over the bytes
   written and peak RSS (rclone's two runs: the larger).
+- ``python -m bench resume`` (W9): a 1 GiB object copied in 64 MiB parts, the copy killed
+  (SIGKILL) once RGW has logged 60% of its parts, then run again: the source bytes the second
+  run reads and the parts it sends again (target: less than two parts read again), and the
+  time to completion. rclone, which starts a multipart upload over, beside it.
 - ``python -m bench bwlimit`` (W10): W3 with ``--bwlimit 20M`` for s3s3bucket and rclone:
   the rate achieved (source bytes over wall time) against the limit (target within 10%).
 """
@@ -80,32 +84,49 @@ class Session:
             self.server, start, end, bucket
         )
 
-    def s3s3_bucket(
-        self, run: Run, work: Path, src: str, dsts: list[str], args: tuple[str, ...] = ()
-    ) -> None:
-        from .measure import run_timed
+    def s3s3_bucket_argv(
+        self,
+        work: Path,
+        src: str,
+        dsts: list[str],
+        args: tuple[str, ...] = (),
+        dest_lines: tuple[str, ...] = (),
+    ) -> tuple[list[str], dict, Path]:
         from .peers import s3s3 as s3s3_peer
 
         work.mkdir(parents=True, exist_ok=True)
-        config = s3s3_peer.write_ini(self.ctx, work / "bench.ini", src_bucket=src, dst_buckets=dsts)
-        argv = [self.ctx.python, "-m", "s3s3.scripts.bucket", "--config", str(config), *args]
-        n = len(run.commands)
-        run.add(
-            run_timed(argv, log_path=work / f"output-{n}.log", env=s3s3_peer._env(), cwd=work),
-            argv,
+        config = s3s3_peer.write_ini(
+            self.ctx, work / "bench.ini", src_bucket=src, dst_buckets=dsts, dest_lines=dest_lines
         )
+        argv = [self.ctx.python, "-m", "s3s3.scripts.bucket", "--config", str(config), *args]
+        return argv, s3s3_peer._env(), work
 
-    def rclone_copy(
-        self, run: Run, work: Path, src: str, dst: str, args: tuple[str, ...] = ()
-    ) -> None:
-        from .measure import run_timed
+    def rclone_argv(
+        self, work: Path, src: str, dst: str, args: tuple[str, ...] = ()
+    ) -> tuple[list[str], dict, Path]:
         from .peers import rclone
 
         work.mkdir(parents=True, exist_ok=True)
         argv, env, cwd = rclone.copy_default(self.ctx, src, dst, work)
-        argv = [*argv[:-2], *args, *argv[-2:]]
-        n = len(run.commands)
-        run.add(run_timed(argv, log_path=work / f"output-{n}.log", env=env, cwd=cwd), argv)
+        return [*argv[:-2], *args, *argv[-2:]], env, cwd
+
+    @staticmethod
+    def timed(run: Run, invocation: tuple[list[str], dict, Path]) -> None:
+        from .measure import run_timed
+
+        argv, env, cwd = invocation
+        log_path = cwd / f"output-{len(run.commands)}.log"
+        run.add(run_timed(argv, log_path=log_path, env=env, cwd=cwd), argv)
+
+    def s3s3_bucket(
+        self, run: Run, work: Path, src: str, dsts: list[str], args: tuple[str, ...] = ()
+    ) -> None:
+        self.timed(run, self.s3s3_bucket_argv(work, src, dsts, args))
+
+    def rclone_copy(
+        self, run: Run, work: Path, src: str, dst: str, args: tuple[str, ...] = ()
+    ) -> None:
+        self.timed(run, self.rclone_argv(work, src, dst, args))
 
 
 @contextmanager
@@ -342,6 +363,144 @@ def render_w10(records: list[dict]) -> str:
         cells = [
             median_cell(recs, f)
             for f in ("mib_per_s", "of_limit", "wall_s", "cpu_s", "peak_rss_mb")
+        ]
+        ok = "yes" if all(r["ok"] for r in recs) else "NO"
+        lines.append(f"| {tool} | {' | '.join(cells)} | {ok} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- W9
+
+W9_PART = 64 * 1024**2
+W9_KILL_AT = 0.6
+
+
+def parts_put(server, start: int, end: int | None, bucket: str) -> int:
+    """UploadPart requests RGW answered 200 for in ``bucket`` between two log offsets."""
+    requests, _ = server.access_log.read(start, end)
+    return sum(
+        1
+        for r in requests
+        if r.method == "PUT" and r.bucket == bucket and "partNumber=" in r.query and r.status == 200
+    )
+
+
+def resume(args, *, run_dir: Path, log) -> int:
+    """W9: kill -9 at about 60% of a 1 GiB multipart copy, then run again: what the second
+    run reads from the source again, the parts it sends again, and its time."""
+    import math
+    import signal
+
+    from . import data
+    from .measure import TimedProcess
+    from .workloads import bucket_name
+
+    began, load_start = time.monotonic(), os.getloadavg()
+    with session(args, run_dir=run_dir, log=log) as sess:
+        ctx, sizes, server = sess.ctx, sess.ctx.sizes, sess.server
+        size = sizes.w5_bytes
+        ds = data.make_large(ctx, "w9", 1, size, keep_files=False)
+        parts = math.ceil(size / W9_PART)
+        kill_after = math.ceil(parts * W9_KILL_AT)
+        client = server.client("src")
+        for run in range(ctx.runs):
+            for tool in ("s3s3", "rclone"):
+                dst = bucket_name("w9", tool, run)
+                data.create_bucket(ctx, dst)
+                work = run_dir / f"{tool}-{run}"
+                if tool == "s3s3":
+                    invocation = sess.s3s3_bucket_argv(
+                        work,
+                        ds.bucket,
+                        [dst],
+                        dest_lines=(
+                            f"multipart_threshold = {W9_PART}",
+                            f"multipart_chunksize = {W9_PART}",
+                            f"upload_state = {work / 'uploads'}",
+                        ),
+                    )
+                else:
+                    invocation = sess.rclone_argv(
+                        work,
+                        ds.bucket,
+                        dst,
+                        ("--s3-chunk-size", "64M", "--s3-upload-cutoff", "64M"),
+                    )
+                argv, env, cwd = invocation
+                start = server.access_log.mark(client)
+                first = TimedProcess(argv, log_path=cwd / "first.log", env=env, cwd=cwd)
+                done_before = 0
+                while first.running():
+                    done_before = parts_put(server, start, None, dst)
+                    if done_before >= kill_after:
+                        first.stop(signal.SIGKILL, grace_s=10)
+                        break
+                    time.sleep(0.05)
+                first.wait()
+                killed_s = first.measurement().wall_s
+                mid = server.access_log.mark(client)
+                read_before, _ = source_get_bytes(server, start, mid, ds.bucket)
+                with sess.counted(ds.bucket) as again:
+                    sess.timed(again, invocation)
+                end = server.access_log.mark(client)
+                sent_again = parts_put(server, mid, end, dst)
+                check = data.verify(ctx, ds, dst)
+                killed = done_before >= kill_after
+                verified = check.ok and again.exit_status == 0 and killed
+                sess.ok = sess.ok and verified
+                rec = {
+                    "workload": "W9",
+                    "tool": "s3s3bucket" if tool == "s3s3" else "rclone copy",
+                    "run": run,
+                    "ok": verified,
+                    "bytes": size,
+                    "parts": parts,
+                    "parts_before_kill": done_before,
+                    "killed_after_s": round(killed_s, 2),
+                    "read_before_kill": read_before,
+                    "read_again": again.source_get_bytes,
+                    "read_again_parts": round(again.source_get_bytes / W9_PART, 2),
+                    "parts_sent_again": sent_again,
+                    "restart_wall_s": round(again.wall_s, 2),
+                    "total_wall_s": round(killed_s + again.wall_s, 2),
+                    "restart_cpu_s": round(again.cpu_s, 2),
+                    "restart_peak_rss_mb": round(again.peak_rss_mb, 1),
+                    "verified": check.summary() if killed else "never reached the kill point",
+                    "commands": [" ".join(argv)],
+                }
+                sess.records.append(rec)
+                log(
+                    f"  W9 run {run} {tool:6s} killed at {done_before}/{parts} parts after "
+                    f"{killed_s:.1f} s; the restart read {rec['read_again_parts']} parts again "
+                    f"and sent {sent_again} parts in {again.wall_s:.1f} s  "
+                    + ("ok" if verified else "FAILED: " + rec["verified"])
+                )
+                data.empty_bucket(ctx, dst, remove=True)
+    title = "W9: kill -9 at 60% of a 1 GiB multipart copy, then run again"
+    return finish("resume", title, args, sess, began, load_start, log, render_w9)
+
+
+def render_w9(records: list[dict]) -> str:
+    lines = [
+        f"Parts of {W9_PART // 1024**2} MiB for both tools. The restart's source bytes come "
+        "from RGW's access log (target for s3s3: less than two parts read again); "
+        "parts sent again are UploadParts the restart made.",
+        "",
+        "| tool | parts done at the kill | read again (parts) | parts sent again | restart s "
+        "| total s | restart CPU s | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (tool,), recs in grouped(records, "tool").items():
+        cells = [
+            median_cell(recs, f)
+            for f in (
+                "parts_before_kill",
+                "read_again_parts",
+                "parts_sent_again",
+                "restart_wall_s",
+                "total_wall_s",
+                "restart_cpu_s",
+            )
         ]
         ok = "yes" if all(r["ok"] for r in recs) else "NO"
         lines.append(f"| {tool} | {' | '.join(cells)} | {ok} |")

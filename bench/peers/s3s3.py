@@ -30,12 +30,14 @@ def write_ini(
     dst_buckets: list[str],
     mode: str = "pubsub",
     extra: str = "",
+    dest_lines: tuple[str, ...] = (),
 ) -> Path:
-    """An INI for one run (owner-only: it holds the keys)."""
+    """An INI for one run (owner-only: it holds the keys); ``dest_lines`` go into every
+    destination section."""
     server = ctx.server
     lines = []
 
-    def endpoint(section: str, site, bucket: str) -> None:
+    def endpoint(section: str, site, bucket: str, more: tuple[str, ...] = ()) -> None:
         lines.extend(
             [
                 f"[{section}]",
@@ -44,13 +46,15 @@ def write_ini(
                 f"bucket_name = {bucket}",
                 f"endpoint_url = {site.url}",
                 f"region = {site.region}",
+                *more,
                 "",
             ]
         )
 
     endpoint("source", server.src, src_bucket)
     for i, bucket in enumerate(dst_buckets):
-        endpoint("destination" if i == 0 else f"destination{i + 1}", server.dst, bucket)
+        section = "destination" if i == 0 else f"destination{i + 1}"
+        endpoint(section, server.dst, bucket, dest_lines)
     lock_dir = WORK_DIR / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     lines += [
