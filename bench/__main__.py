@@ -9,6 +9,7 @@
     python -m bench fanout                # W8: two destinations, source bytes read per byte written
     python -m bench resume                # W9: kill -9 at 60% of a 1 GiB copy, then again
     python -m bench bwlimit               # W10: W3 under --bwlimit 20M, s3s3 and rclone
+    python -m bench ab --checkouts OLD,NEW  # W2 and W3 by s3s3bucket from each checkout in turn
     python -m bench install               # only install the peers
     python -m bench report bench/results/DATE.json   # render a run's records again
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:10]),
+        epilog="\n".join(__doc__.splitlines()[2:15]),
     )
     p.add_argument(
         "command",
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
             "options",
             "callgrind",
             "fanout",
+            "resume",
             "bwlimit",
+            "ab",
             "install",
             "report",
         ),
@@ -111,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tools",
         help="callgrind: comma-separated subset of s3s3,rclone (default both)",
     )
+    p.add_argument(
+        "--checkouts",
+        help="ab: comma-separated repository checkouts whose s3s3bucket copies W2 and W3 in turn",
+    )
     p.add_argument("--rate", type=int, default=200, help="profile: py-spy samples per second")
     p.add_argument(
         "--gil",
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         from .options import options
 
         return options(args, run_dir=run_dir, log=log)
-    if args.command in ("fanout", "resume", "bwlimit"):
+    if args.command in ("fanout", "resume", "bwlimit", "ab"):
         from . import datapath
 
         return getattr(datapath, args.command)(args, run_dir=run_dir, log=log)

@@ -505,3 +505,88 @@ def render_w9(records: list[dict]) -> str:
         ok = "yes" if all(r["ok"] for r in recs) else "NO"
         lines.append(f"| {tool} | {' | '.join(cells)} | {ok} |")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- A/B
+
+
+def ab(args, *, run_dir: Path, log) -> int:
+    """W2 and W3 copied by s3s3bucket from each of ``--checkouts`` in turn, round after
+    round: a change to the data path measured against the code before it, same server,
+    same session."""
+    from . import data
+    from .measure import tool_env
+    from .workloads import bucket_name
+
+    checkouts = [Path(c).resolve() for c in (args.checkouts or "").split(",") if c]
+    if len(checkouts) < 2:
+        log("ab: give --checkouts OLD,NEW (two or more repository checkouts)")
+        return 2
+    began, load_start = time.monotonic(), os.getloadavg()
+    with session(args, run_dir=run_dir, log=log) as sess:
+        ctx, sizes = sess.ctx, sess.ctx.sizes
+        sets = [
+            data.make_small(ctx, "ab-w2", sizes.w2_count, sizes.small_bytes),
+            data.make_large(ctx, "ab-w3", sizes.w3_count, sizes.w3_bytes, keep_files=False),
+        ]
+        for run in range(ctx.runs):
+            for ds in sets:
+                for n, checkout in enumerate(checkouts):
+                    dst = bucket_name("ab", ds.name, n, run)
+                    data.create_bucket(ctx, dst)
+                    work = run_dir / f"{ds.name}-{n}-{run}"
+                    argv, _, cwd = sess.s3s3_bucket_argv(work, ds.bucket, [dst])
+                    env = tool_env({"PYTHONPATH": str(checkout)})
+                    m = Run()
+                    sess.timed(m, (argv, env, cwd))
+                    check = data.verify(ctx, ds, dst)
+                    verified = check.ok and m.exit_status == 0
+                    sess.ok = sess.ok and verified
+                    rec = {
+                        "workload": "W2" if ds.name == "ab-w2" else "W3",
+                        "checkout": f"{checkout.name}@{_revision(checkout)}",
+                        "run": run,
+                        "ok": verified,
+                        "wall_s": round(m.wall_s, 3),
+                        "cpu_s": round(m.cpu_s, 3),
+                        "peak_rss_mb": round(m.peak_rss_mb, 1),
+                        "objects_per_s": round(ds.count / m.wall_s, 1),
+                        "mb_per_s": round(ds.total_bytes / m.wall_s / 1e6, 2),
+                        "verified": check.summary(),
+                    }
+                    sess.records.append(rec)
+                    log(
+                        f"  {rec['workload']} run {run} {rec['checkout']:28s} {m.wall_s:8.2f} s"
+                        f"  cpu {m.cpu_s:6.2f} s  rss {m.peak_rss_mb:5.0f} MB  "
+                        + ("ok" if verified else "FAILED: " + check.summary())
+                    )
+                    data.empty_bucket(ctx, dst, remove=True)
+    title = "W2 and W3, s3s3bucket before and after"
+    return finish("ab", title, args, sess, began, load_start, log, render_ab)
+
+
+def _revision(checkout: Path) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or "?"
+
+
+def render_ab(records: list[dict]) -> str:
+    lines = [
+        "Each checkout's s3s3bucket copies the same source into a fresh bucket, in turns. "
+        "Medians over the runs, range in brackets.",
+        "",
+        "| workload | checkout | wall s | obj/s | MB/s | CPU s | peak RSS MB | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (workload, checkout), recs in grouped(records, "workload", "checkout").items():
+        cells = [
+            median_cell(recs, f)
+            for f in ("wall_s", "objects_per_s", "mb_per_s", "cpu_s", "peak_rss_mb")
+        ]
+        ok = "yes" if all(r["ok"] for r in recs) else "NO"
+        lines.append(f"| {workload} | {checkout} | {' | '.join(cells)} | {ok} |")
+    return "\n".join(lines) + "\n"
