@@ -418,14 +418,21 @@ def test_requests_beyond_the_limit_wait_for_a_slot():
 def test_an_endpoints_pacing_counts_a_slowdown_from_the_request():
     clock = FakeClock()
     pacing = EndpointPacing(AdaptiveConcurrency("dest", ceiling=8, clock=clock))
+
+    def raising(exc: Exception):
+        def request():
+            raise exc
+
+        return request
+
     with pytest.raises(TransientEndpointError):
-        with pacing.request():
-            raise slowdown()
+        pacing.send(raising(slowdown()))
     assert pacing.concurrency.limit == 4 and pacing.concurrency.in_flight == 0
     with pytest.raises(FatalEndpointError):
-        with pacing.request():
-            raise FatalEndpointError("no", op="PutObject", endpoint="dest", bucket="b")
-    assert pacing.concurrency.limit == 4
+        pacing.send(raising(FatalEndpointError("no", op="PutObject", endpoint="dest", bucket="b")))
+    assert pacing.concurrency.limit == 4 and pacing.concurrency.in_flight == 0
+    assert pacing.send(lambda: "answer") == "answer"
+    assert pacing.concurrency.in_flight == 0
 
 
 # --------------------------------------------------------------------------- real servers

@@ -156,8 +156,7 @@ class Endpoint:
 
     def _send(self, request: Callable[[], T]) -> T:
         """One request, through this endpoint's pacing."""
-        with self.pacing.request():
-            return request()
+        return self.pacing.send(request)
 
     def _serve(
         self,

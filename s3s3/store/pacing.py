@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from s3s3.config import BwTimetable, EndpointConfig, describe_rate
 from s3s3.errors import EndpointError
@@ -52,6 +52,8 @@ SLOWDOWN_CODES = frozenset(
     }
 )
 SLOWDOWN_STATUSES = frozenset({429, 503})
+
+T = TypeVar("T")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -228,7 +230,9 @@ class AdaptiveConcurrency:
         self._in_flight = 0
         self._epoch = 0  # bumped by each halving
         self._changed_at = clock()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # threads waiting for a slot
 
     @property
     def limit(self) -> int:
@@ -241,9 +245,15 @@ class AdaptiveConcurrency:
 
     def acquire(self) -> int:
         """Wait for a free slot; answers the ticket to :meth:`release` it with."""
-        with self._cond:
+        # The plain lock, not the condition's Python-level ``with``: this runs around
+        # every request; the condition is used only when a slot must be waited for.
+        with self._lock:
             while self._in_flight >= self._limit:
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
             self._in_flight += 1
             return self._epoch
 
@@ -251,15 +261,17 @@ class AdaptiveConcurrency:
         """Free the slot of ``ticket``. ``outcome``: ``"ok"`` (the server answered),
         ``"slowdown"`` (it asked us to slow down), or ``"failed"`` (anything else, which
         changes nothing)."""
-        with self._cond:
+        with self._lock:
             self._in_flight -= 1
-            if outcome == "slowdown" and ticket == self._epoch:
+            if outcome == "ok":
+                if self._limit < self.ceiling:
+                    if self._clock() - self._changed_at >= self.increase_every_s:
+                        self._change(self._limit + 1, "speeding up")
+            elif outcome == "slowdown" and ticket == self._epoch:
                 self._epoch += 1
                 self._change(max(self.floor, self._limit // 2), "slowed down")
-            elif outcome == "ok" and self._limit < self.ceiling:
-                if self._clock() - self._changed_at >= self.increase_every_s:
-                    self._change(self._limit + 1, "speeding up")
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     def _change(self, new: int, why: str) -> None:
         self._changed_at = self._clock()
@@ -315,23 +327,21 @@ class EndpointPacing:
         )
         return cls(concurrency, tps=tps, bandwidth=bandwidth)
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
-        """Around one request: wait for a slot and a token, then tell the concurrency how
-        the request went."""
-        ticket = self.concurrency.acquire()
-        outcome = "failed"
+    def send(self, request: Callable[[], T]) -> T:
+        """``request()`` once a slot and a token are free; the concurrency then hears how
+        it went. A plain call rather than a context manager: it wraps every request s3s3
+        sends, where a generator's frames cost more than the slot itself."""
+        concurrency = self.concurrency
+        ticket = concurrency.acquire()
         try:
             if self.tps is not None:
                 self.tps.take(1)
-            yield
-            outcome = "ok"
+            result = request()
         except BaseException as exc:
-            if is_slowdown(exc):
-                outcome = "slowdown"
+            concurrency.release(ticket, outcome="slowdown" if is_slowdown(exc) else "failed")
             raise
-        finally:
-            self.concurrency.release(ticket, outcome=outcome)
+        concurrency.release(ticket, outcome="ok")
+        return result
 
     def paced_body(self, body: Body) -> Body:
         """``body``, its reads paced by the bandwidth limiter when there is one."""
