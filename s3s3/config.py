@@ -88,6 +88,10 @@ class EndpointConfig:
     # after a quiet spell (rclone's --tpslimit and --tpslimit-burst); s3s3.store.pacing.
     tpslimit: float = 0.0
     tpslimit_burst: int = 1
+    # Where the progress of multipart uploads to this endpoint is kept, so an interrupted
+    # copy resumes (s3s3.resume): "" = $XDG_STATE_HOME/s3s3/uploads or
+    # ~/.local/state/s3s3/uploads; "none" = keep none (a failed copy aborts its upload).
+    upload_state: str = ""
 
     @property
     def multipart_enabled(self) -> bool:
@@ -948,6 +952,7 @@ _ENDPOINT_KEYS = {
     "fanout_buffer",
     "tpslimit",
     "tpslimit_burst",
+    "upload_state",
 }
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
@@ -1092,7 +1097,15 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
             "tpslimit", to_float, 0.0, allow_zero=True, maximum=MAX_TPS, maximum_text="100000"
         ),
         tpslimit_burst=r.count("tpslimit_burst", 1, maximum=MAX_WORKERS),
+        upload_state=_upload_state(r.get("upload_state")),
     )
+
+
+def _upload_state(value: str | None) -> str:
+    """``upload_state``: a directory (``~`` expanded when used), ``none``, or "" (the
+    default directory)."""
+    value = (value or "").strip()
+    return "none" if value.lower() == "none" else value
 
 
 _REDIS_KEYS = {
