@@ -1222,6 +1222,7 @@ def abort_stale_uploads(
                 )
                 continue
             aborted += 1
+            _forget(dst, upload)
             log.info(
                 "aborted stale upload bucket=%s key=%r upload_id=%s age=%.0fs on [%s]",
                 dst.bucket,
@@ -1253,3 +1254,112 @@ def abort_stale_uploads(
 def sweep_uploads(dsts: Sequence[Store], *, prefix: str = "") -> int:
     """:func:`abort_stale_uploads` on every destination; the total aborted."""
     return sum(abort_stale_uploads(dst, prefix=prefix) for dst in dsts)
+
+
+def _forget(dst: Store, upload: UploadInfo) -> None:
+    """Drop the progress record of an upload that was aborted (if it is that upload's)."""
+    progress = resume.progress_for(dst.cfg)
+    if progress is None:
+        return
+    record = progress.load(_endpoint_id(dst), dst.bucket, upload.key)
+    if record is not None and record.upload_id == upload.upload_id:
+        progress.delete(record.endpoint, record.bucket, record.key)
+
+
+# --------------------------------------------------------------------------- the uploads command
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadState:
+    """One multipart upload in progress at a destination, as ``s3s3bucket uploads`` shows
+    it: ``parts`` and ``size`` from ListParts, ``tracked`` when s3s3 keeps its progress
+    (a copy of the key will resume it)."""
+
+    destination: str
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: datetime | None
+    initiator: str
+    parts: int
+    size: int
+    tracked: bool
+
+    def info(self) -> UploadInfo:
+        return UploadInfo(self.key, self.upload_id, self.initiator, self.initiated)
+
+
+def survey_uploads(dst: Store, *, prefix: str = "") -> list[UploadState]:
+    """Every multipart upload in progress under ``prefix`` at ``dst``, with its parts
+    (one ListParts each) and whether s3s3 has its progress."""
+    progress = resume.progress_for(dst.cfg)
+    found: list[UploadState] = []
+    for upload in dst.list_uploads(prefix):
+        try:
+            parts = dst.list_parts(upload.key, upload.upload_id)
+        except EndpointError as exc:
+            if exc.code == "NoSuchUpload":
+                continue  # completed or aborted since it was listed
+            raise
+        record = progress.load(_endpoint_id(dst), dst.bucket, upload.key) if progress else None
+        found.append(
+            UploadState(
+                destination=dst.name,
+                bucket=dst.bucket,
+                key=upload.key,
+                upload_id=upload.upload_id,
+                initiated=upload.initiated,
+                initiator=upload.initiator,
+                parts=len(parts),
+                size=sum(p.size for p in parts),
+                tracked=record is not None and record.upload_id == upload.upload_id,
+            )
+        )
+    return found
+
+
+def older_than(
+    uploads: Sequence[UploadState], seconds: float, *, now: datetime | None = None
+) -> list[UploadState]:
+    """The uploads initiated more than ``seconds`` ago (all of them for 0; one listed
+    without a time only for 0)."""
+    if seconds <= 0:
+        return list(uploads)
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+    return [u for u in uploads if is_stale(u.info(), cutoff=cutoff)]
+
+
+def abort_own_uploads(dst: Store, uploads: Sequence[UploadState]) -> list[UploadState]:
+    """Abort those of ``uploads`` that s3s3 initiated (the server's Initiator for s3s3's
+    principal, asked with a probe upload as :func:`abort_stale_uploads` asks) and forget
+    their progress; the ones aborted. Where the server lists no Initiator, none is."""
+    if not uploads:
+        return []
+    initiator = own_initiator(dst)
+    if initiator is None:
+        log.warning(
+            "[%s] lists no Initiator for uploads: s3s3 cannot tell its own from others', "
+            "and aborts none",
+            dst.name,
+        )
+        return []
+    aborted: list[UploadState] = []
+    for upload in uploads:
+        if upload.initiator != initiator:
+            log.info(
+                "keeping upload %s of %r on [%s]: initiated by %r, not s3s3",
+                upload.upload_id,
+                upload.key,
+                dst.name,
+                upload.initiator,
+            )
+            continue
+        try:
+            dst.abort_upload(upload.key, upload.upload_id)
+        except EndpointError as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+            continue
+        _forget(dst, upload.info())
+        aborted.append(upload)
+    return aborted
