@@ -17,17 +17,40 @@ known, and otherwise with the md5 computed while streaming (the part md5s, for m
 Otherwise the destination object is deleted and :class:`CorruptedOnTransfer` is raised:
 a bad copy is never left looking valid.
 
-A copy can be cancelled through an event (``cancel``), which the reader checks at every
-chunk and the multipart loop before each part and before completing: a cancelled or
-failed multipart copy aborts its upload, whatever the exception, and raises
-:class:`CopyCancelled` when it was cancelled (the reader raises it, so it comes out of a
-streamed PUT as itself). Uploads that outlive their process anyway
-(kill -9, a copy stuck past the shutdown's wait) are aborted later by
-:func:`abort_stale_uploads`, which both scripts run at start-up.
+A multipart copy keeps its progress (:mod:`s3s3.resume`: the upload, the source version,
+each acknowledged part's md5) where the destination's ``upload_state`` says, saved after
+every part. A copy that fails for a reason that may pass, or whose process dies, leaves
+its upload open; the next copy of that key to that destination resumes it: ListParts (a
+part counts where its ETag is the recorded md5 and its size the recorded one), a ranged GET
+of the source from the first missing byte ``If-Match`` the recorded ETag, the missing parts,
+completion. A changed source (412: :class:`SourceChanged`) aborts the old upload and
+starts over. :func:`copy_from`, whose body starts at byte 0, resumes by reading the present
+parts through and checking their md5s instead of sending them. A resumed copy that did not
+read the first bytes is verified by the multipart ETag of the recorded part md5s.
 
-One try: nothing here retries. A failure is raised with its ``retryable`` for the caller
-(the bucket job, the listener, ``api.upload``) to retry through ``s3s3.retry``; it does not
-loop over keys either.
+A part or a streamed PUT (over 1 MiB) that the destination refuses with a retryable error
+is sent again from a ranged GET of exactly its bytes, ``If-Match`` the source's ETag, under
+the destination's policy; the main body is then read on past the rest of that part (never
+closed or sought: it may be a read that other destinations share). How this composes with
+the caller's retry of the whole copy is told in :mod:`s3s3.retry`.
+
+Where the source's md5 is not known before a multipart copy, the md5 computed while
+streaming is written as ``s3s3-md5`` once the upload is complete (:func:`_store_md5`: a
+CopyObject onto itself with the same headers, up to 5 GiB).
+
+A copy can be cancelled through an event (``cancel``), which the reader checks at every
+chunk and the multipart loop before each part and before completing: a cancelled multipart
+copy aborts its upload (the operator's drain leaves nothing behind; a SIGTERM past grace
+is a decision to stop, and a supervisor's restart will copy the key again from the start),
+as does one that failed for good (a changed source, corruption, an error not retryable),
+and raises :class:`CopyCancelled` when it was cancelled (the reader raises it, so it comes
+out of a streamed PUT as itself). Uploads that outlive their process and are not resumed
+are aborted later by :func:`abort_stale_uploads`, which both scripts run at start-up, or by
+``s3s3bucket uploads --abort`` (:func:`survey_uploads`, :func:`abort_own_uploads`).
+
+One try of the copy: apart from a part's in place, nothing here retries. A failure is
+raised with its ``retryable`` for the caller (the bucket job, the listener, ``api.upload``)
+to retry through ``s3s3.retry``; it does not loop over keys either.
 """
 
 from __future__ import annotations
