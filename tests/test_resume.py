@@ -543,3 +543,54 @@ def test_an_object_over_5_gib_is_copied_and_verified_on_ceph(ceph, tmp_path):
     # compares the multipart ETag (and the modification time) instead of reading.
     assert head.md5 is None
     assert decide(src.head("huge"), head) is Verdict.SKIP
+
+
+# --------------------------------------------------------------------------- the state
+
+
+@pytest.mark.parametrize(
+    "line, kept, where",
+    [
+        ("", "", "default"),
+        ("upload_state = None", "none", None),
+        ("upload_state = ~/s3s3-uploads", "~/s3s3-uploads", "home"),
+    ],
+)
+def test_upload_state_names_where_progress_is_kept(tmp_path, line, kept, where):
+    from s3s3.config import load
+
+    ini = tmp_path / "s3s3.ini"
+    ini.write_text(f"[source]\nbucket_name = a\n\n[dest1]\nbucket_name = b\n{line}\n")
+    cfg = load(ini, search_path=[], env={}).destinations[0]
+    assert cfg.upload_state == kept
+    store = resume.progress_for(cfg)
+    if where is None:
+        assert store is None
+    elif where == "home":
+        assert store is not None and store.directory == Path.home() / "s3s3-uploads"
+    else:
+        assert store is not None and store.directory == resume.default_state_dir()
+    assert resume.default_state_dir({"XDG_STATE_HOME": "/var/lib/x"}) == Path(
+        "/var/lib/x/s3s3/uploads"
+    )
+
+
+def test_a_record_is_replaced_whole_and_a_foreign_file_is_ignored(tmp_path):
+    store = resume.FileProgress(tmp_path / "state")
+    source = resume.SourceVersion("src", "k", "e" * 32, 12, "2026-01-01T00:00:00+00:00")
+    record = resume.UploadRecord("http://x", "b", "k", "up-1", source, PART)
+    store.save(record)
+    store.save(record.with_part(resume.PartRecord(1, "a" * 32, PART)))
+    got = store.load("http://x", "b", "k")
+    assert got is not None and got.parts == (resume.PartRecord(1, "a" * 32, PART),)
+    assert got.matches(source, PART) and not got.matches(source, 2 * PART)
+    assert store.load("http://y", "b", "k") is None
+    # Only the record: the temporary files were renamed over it.
+    assert [p.name for p in (tmp_path / "state").iterdir()] == [
+        resume.record_name("http://x", "b", "k")
+    ]
+    (tmp_path / "state" / resume.record_name("http://x", "b", "k")).write_text("{half")
+    assert store.load("http://x", "b", "k") is None and list(store.records()) == []
+    store.delete("http://x", "b", "k")
+    store.delete("http://x", "b", "k")  # a missing record is no error
+    assert list((tmp_path / "state").iterdir()) == []
