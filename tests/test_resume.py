@@ -29,14 +29,24 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 from conftest import ROOT, endpoint_config, raw_client, unique_bucket
-from test_listener_support import endpoint_section
+from test_listener_support import (  # noqa: F401  (fixtures)
+    endpoint_section,
+    listeners,
+    names,
+    start_listener,
+    stream_config,
+    wait_until,
+    write_ini,
+)
 
 from s3s3 import resume
 from s3s3.config import GiB, MiB
 from s3s3.errors import SourceChanged, TransientEndpointError
 from s3s3.model import MD5_META, Outcome
 from s3s3.plan import Verdict, decide
+from s3s3.queue.producer import add_entries
 from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object, multipart_etag
 from tests.faultproxy import FaultProxy
@@ -358,6 +368,63 @@ def test_kill_9_of_the_bucket_job_mid_copy_is_resumed_without_resending_parts(ce
     assert list(resume.FileProgress(state).records()) == []
     head = raw_client(ceph).head_object(Bucket=dst_bucket, Key="big")
     assert head["Metadata"][MD5_META] == hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.interop
+def test_kill_9_of_the_stream_listener_mid_copy_is_resumed_by_the_next(
+    ceph, tmp_path, redis_url, names, listeners
+):
+    """The same in stream mode: the entry stays pending when the listener dies; the next
+    listener reclaims it and sends only the parts that were not acknowledged."""
+    k = 2
+    src_bucket, dst_bucket = unique_bucket("src"), unique_bucket("dst")
+    for bucket in (src_bucket, dst_bucket):
+        raw_client(ceph).create_bucket(Bucket=bucket)
+    data = os.urandom(6 * PART)
+    raw_client(ceph).put_object(Bucket=src_bucket, Key="big", Body=data)
+    state = tmp_path / "state"
+    killed = threading.Event()
+    with FaultProxy(ceph["endpoint_url"]) as dp:
+        ini = write_ini(
+            tmp_path / "s3s3.ini",
+            source=(ceph, src_bucket),
+            dests=[({**ceph, "endpoint_url": dp.url}, dst_bucket)],
+            channel=names.channel,
+            mode="stream",
+            redis_url=redis_url,
+            listen={"workers": "1"},
+            dest_extra={
+                "multipart_threshold": "5MiB",
+                "multipart_chunksize": "5MiB",
+                "upload_state": str(state),
+            },
+        )
+        listener = start_listener(ini, tmp_path / "listen.log", listeners)
+
+        def kill_at_part(method: str, path: str) -> None:
+            if part_number(method, path) == k + 1 and not killed.is_set():
+                listener.kill()
+                killed.set()
+
+        dp.before = kill_at_part
+        r = redis.Redis.from_url(redis_url)
+        add_entries(r, stream_config(names, redis_url), [{"key": "big", "op": "copy"}])
+        wait_until(killed.is_set, 60, what="the kill at part k + 1")
+        dp.before = None
+        assert _sent_parts(dp) == list(range(1, k + 2))
+        assert [p.number for p in next(resume.FileProgress(state).records()).parts] == [1, 2]
+        seen = len(dp.requests)
+        listener.start()  # reclaims the pending entry after reclaim_idle (3 s)
+        wait_until(
+            lambda: "big" in [o.key for o in endpoint(ceph, dst_bucket, "d").list_page().objects],
+            60,
+            what="the resumed copy",
+        )
+        second = _sent_parts(dp, seen)
+    assert second == list(range(k + 1, 7)), listener.output()[-3000:]
+    assert "resuming upload" in listener.output(since_start=True)
+    assert body_of(ceph, dst_bucket, "big") == data
+    assert uploads(ceph, dst_bucket) == []
 
 
 # --------------------------------------------------------------------------- s3s3-md5
