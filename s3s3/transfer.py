@@ -392,13 +392,14 @@ def _copy_single(
                         etag = _put(dst, dest_key, second, size=size, headers=headers, md5=src_md5)
                         return etag, second
 
-                put_etag, second = retry.call(
-                    replay,
-                    policy=_in_place_policy(dst, failures=1),
-                    what=f"sending {what} to [{dst.name}] again",
-                    retryable=lambda e: _retries_in_place(e, dst, cancel),
-                    cancel=cancel,
-                )
+                # After the policy's first backoff, as retry.call would wait.
+                delay_s = retry.Policy.for_endpoint(dst.cfg).delay_s(1)
+                if cancel is not None:
+                    if cancel.wait(delay_s):
+                        raise
+                else:
+                    time.sleep(delay_s)
+                put_etag, second = replay()
                 # The main body may be a read other destinations share: read it on past
                 # the bytes this PUT did not take, never close or seek it.
                 _advance(body, size - reader.count, reader)
@@ -454,12 +455,12 @@ def _retries_in_place(exc: BaseException, dst: Store, cancel: threading.Event | 
     )
 
 
-def _in_place_policy(dst: Store, *, failures: int) -> retry.Policy:
-    """The destination's policy, less the ``failures`` already spent: the tries in place
-    (the failed first one included) stay within its ``max_attempts`` and deadline. At
-    least one try is left, which is the replay itself."""
+def _in_place_policy(dst: Store, *, allowed: int | None, failures: int) -> retry.Policy:
+    """The destination's policy with ``allowed`` tries in place less the ``failures``
+    already spent (the failed first one included), within its deadline. At least one try
+    is left, which is the replay itself."""
     policy = retry.Policy.for_endpoint(dst.cfg)
-    attempts = None if policy.attempts is None else max(1, policy.attempts - failures)
+    attempts = None if allowed is None else max(1, allowed - failures)
     return retry.Policy(
         attempts=attempts, base_s=policy.base_s, max_s=policy.max_s, deadline_s=policy.deadline_s
     )
@@ -647,6 +648,7 @@ def _resume(
         obj = None
         info = src.head(key)
         if info is None:
+            _give_up_upload(dst, record, progress, "the source object was deleted")
             raise SourceKeyMissing(
                 "no such key", op="HeadObject", endpoint=src.name, bucket=src.bucket, key=key
             )
@@ -656,6 +658,9 @@ def _resume(
         except SourceChanged:
             _give_up_upload(dst, record, progress, "the source object changed")
             return None
+        except SourceKeyMissing:
+            _give_up_upload(dst, record, progress, "the source object was deleted")
+            raise
         info = obj.info
     try:
         version = resume.SourceVersion.of(src.bucket, info)
@@ -958,6 +963,11 @@ class _Progress:
         self.record = record
         self._store = store
 
+    @property
+    def kept(self) -> bool:
+        """Whether the record outlives this copy (``upload_state`` is not ``none``)."""
+        return self._store is not None
+
     def part_done(self, part: resume.PartRecord) -> None:
         self.record = self.record.with_part(part)
         self._save()
@@ -1013,9 +1023,13 @@ def _send_part(
         state.part_failed()
         spent = state.record.part_failures
         allowed = retry.Policy.for_endpoint(dst.cfg).attempts
+        if not state.kept and allowed is not None:
+            # Without kept progress the caller's retry starts the upload over, and the
+            # count with it: one replay per part, as a streamed PUT gets.
+            allowed = min(allowed, 2)
         if allowed is not None and spent >= allowed:
             raise  # this upload spent the destination's attempts in place: the caller's turn
-        policy = _in_place_policy(dst, failures=spent)
+        policy = _in_place_policy(dst, allowed=allowed, failures=spent)
         log.info("%s to [%s] failed (%s); sending it again from its range", label, dst.name, exc)
 
         def again() -> tuple[Part, HashingReader]:

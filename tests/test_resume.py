@@ -288,6 +288,69 @@ def test_a_source_changed_since_the_interruption_starts_over(two_buckets, tmp_pa
     assert uploads(b, dst_bucket) == []
 
 
+def test_copy_from_a_body_at_byte_0_resumes_by_reading_the_parts_through(two_buckets, tmp_path):
+    """copy_from (a read other destinations may share) resumes too: the parts already there
+    are read from the body and checked, not sent, and the whole md5 is known again."""
+    from s3s3.transfer import copy_from
+
+    a, b, src_bucket, dst_bucket = two_buckets
+    data = data_of(17 * MiB)
+    up = raw_client(a).create_multipart_upload(Bucket=src_bucket, Key="k")["UploadId"]
+    part = raw_client(a).upload_part(
+        Bucket=src_bucket, Key="k", UploadId=up, PartNumber=1, Body=data
+    )
+    raw_client(a).complete_multipart_upload(
+        Bucket=src_bucket,
+        Key="k",
+        UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    src = endpoint(a, src_bucket, "source")
+    with FaultProxy(b["endpoint_url"]) as dp:
+        _interrupt_at_part(src, dp, b, dst_bucket, tmp_path, 3)
+        seen = len(dp.requests)
+        dst = multipart_dest(b, dst_bucket, tmp_path, endpoint_url=dp.url)
+        with src.get("k") as obj:
+            result = copy_from(src, dst, "k", "k", obj.body, obj.info, obj.headers)
+        sent = _sent_parts(dp, seen)
+    assert sent == [3, 4]
+    assert result.outcome is Outcome.COPIED and result.md5 == hashlib.md5(data).hexdigest()
+    assert body_of(b, dst_bucket, "k") == data
+    head = raw_client(b).head_object(Bucket=dst_bucket, Key="k")
+    assert head["Metadata"][MD5_META] == hashlib.md5(data).hexdigest()  # written after
+    assert uploads(b, dst_bucket) == []
+
+
+def test_a_source_deleted_since_the_interruption_is_missing_and_its_upload_aborted(
+    two_buckets, tmp_path
+):
+    a, b, src_bucket, dst_bucket = two_buckets
+    raw_client(a).put_object(Bucket=src_bucket, Key="k", Body=data_of(12 * MiB))
+    src = endpoint(a, src_bucket, "source")
+    with FaultProxy(b["endpoint_url"]) as dp:
+        _interrupt_at_part(src, dp, b, dst_bucket, tmp_path, 2)
+        raw_client(a).delete_object(Bucket=src_bucket, Key="k")
+        dst = multipart_dest(b, dst_bucket, tmp_path, endpoint_url=dp.url)
+        assert copy_object(src, dst, "k", force=True).outcome is Outcome.MISSING
+    assert uploads(b, dst_bucket) == []
+    assert list(resume.FileProgress(tmp_path).records()) == []
+
+
+def test_without_upload_state_a_failed_copy_aborts_and_a_part_is_replayed_once(
+    two_buckets, tmp_path
+):
+    a, b, src_bucket, dst_bucket = two_buckets
+    raw_client(a).put_object(Bucket=src_bucket, Key="k", Body=data_of(12 * MiB))
+    with FaultProxy(b["endpoint_url"]) as dp:
+        dp.fail_if = lambda m, p: part_number(m, p) == 2
+        dst = multipart_dest(b, dst_bucket, tmp_path, endpoint_url=dp.url, upload_state="none")
+        with pytest.raises(TransientEndpointError):
+            copy_object(endpoint(a, src_bucket, "source"), dst, "k", force=True)
+        assert _sent_parts(dp) == [1, 2, 2]
+    assert uploads(b, dst_bucket) == []
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- kill -9
 
 
