@@ -14,21 +14,27 @@ Where it is kept (:class:`FileProgress`): one small JSON file per upload in a st
 directory, written to a temporary name, flushed to disk and renamed over the old one, so
 a kill -9 at any moment leaves either the previous record or the new one, never half a
 file. Why a file and not the upload alone: ListParts gives the part ETags, but not the
-source version the parts came from, nor the part size chosen; and why not Redis: the
-bucket job runs without Redis, and both scripts on one host share the directory. (A
-fleet of listeners in stream mode, where another host may claim a job, would need the
-record in Redis; that store is not written yet: such a claim starts the copy over, and
-the first host's upload is aborted by the stale sweep.)
+source version the parts came from, nor the part size chosen; and why a file by default:
+the bucket job runs without Redis, and both scripts on one host share the directory.
 
-The directory is the destination's ``upload_state`` key (``s3s3.config``): by default
-``$XDG_STATE_HOME/s3s3/uploads`` (``~/.local/state/s3s3/uploads``), ``none`` to keep no
-progress (a failed multipart copy then aborts its upload, as before resuming existed).
-Nothing here talks to S3.
+A fleet of listeners in stream mode, where another host may claim a job whose listener
+died, keeps the records in Redis instead (:class:`RedisProgress`, ``upload_state =
+redis``: the ``[pubsub]`` Redis): one string key per upload holding the same JSON, replaced
+with one SET per part, expiring twice ``abort_uploads_after`` after its last write (the
+stale sweep has aborted such an upload by then). A Redis that does not answer loses no
+copy: a record that cannot be written is logged, one that cannot be read is a copy that
+starts over.
+
+Where: the destination's ``upload_state`` key (``s3s3.config``): by default
+``$XDG_STATE_HOME/s3s3/uploads`` (``~/.local/state/s3s3/uploads``), a directory, ``redis``,
+or ``none`` to keep no progress (a failed multipart copy then aborts its upload, as before
+resuming existed). Nothing here talks to S3.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -40,8 +46,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import redis
+
 if TYPE_CHECKING:
-    from s3s3.config import EndpointConfig
+    from s3s3.config import EndpointConfig, RedisConfig
     from s3s3.model import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -218,6 +226,91 @@ class FileProgress:
                 yield record
 
 
+#: Where :class:`RedisProgress` keeps each record (``{hash}``: :func:`record_name`'s).
+REDIS_KEY_PREFIX = "s3s3:upload:"
+#: How long a Redis record outlives its last write where ``abort_uploads_after = 0``.
+REDIS_TTL_DEFAULT_S = 30 * 86400.0
+
+
+class RedisProgress:
+    """Upload records in Redis, one JSON string key each, shared by every host."""
+
+    def __init__(self, client: redis.Redis, *, ttl_s: float) -> None:
+        self._client = client
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+
+    def __repr__(self) -> str:
+        return "RedisProgress()"
+
+    @staticmethod
+    def key_of(endpoint: str, bucket: str, key: str) -> str:
+        return REDIS_KEY_PREFIX + record_name(endpoint, bucket, key).removesuffix(".json")
+
+    def load(self, endpoint: str, bucket: str, key: str) -> UploadRecord | None:
+        try:
+            raw = self._client.get(self.key_of(endpoint, bucket, key))
+        except redis.RedisError as exc:
+            log.warning("cannot read upload progress from Redis (the copy starts over): %s", exc)
+            return None
+        if raw is None:
+            return None
+        record = UploadRecord.from_json(_text(raw))
+        if record is None or (record.endpoint, record.bucket, record.key) != (
+            endpoint,
+            bucket,
+            key,
+        ):
+            return None
+        return record
+
+    def save(self, record: UploadRecord) -> None:
+        try:
+            self._client.set(
+                self.key_of(record.endpoint, record.bucket, record.key),
+                record.to_json(),
+                px=self._ttl_ms,
+            )
+        except redis.RedisError as exc:
+            log.warning(
+                "cannot keep the progress of upload %s of s3://%s/%s in Redis: %s",
+                record.upload_id,
+                record.bucket,
+                record.key,
+                exc,
+            )
+
+    def delete(self, endpoint: str, bucket: str, key: str) -> None:
+        try:
+            self._client.delete(self.key_of(endpoint, bucket, key))
+        except redis.RedisError as exc:
+            log.warning("cannot drop upload progress in Redis (it expires): %s", exc)
+
+    def records(self) -> Iterator[UploadRecord]:
+        try:
+            for name in self._client.scan_iter(match=REDIS_KEY_PREFIX + "*", count=1000):
+                raw = self._client.get(name)
+                record = UploadRecord.from_json(_text(raw)) if raw else None
+                if record is not None:
+                    yield record
+        except redis.RedisError as exc:
+            log.warning("cannot list upload progress in Redis: %s", exc)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+
+
+@functools.lru_cache(maxsize=16)
+def _redis_client(cfg: RedisConfig) -> redis.Redis:
+    """One client (and connection pool) per Redis configuration, made on first use."""
+    options: dict = {"socket_connect_timeout": 5, "socket_timeout": 10}
+    if cfg.password:
+        options["password"] = cfg.password
+    if cfg.ssl_ca_certs and cfg.url.startswith("rediss://"):
+        options["ssl_ca_certs"] = cfg.ssl_ca_certs
+    return redis.Redis.from_url(cfg.url, **options)
+
+
 def default_state_dir(env: dict[str, str] | None = None) -> Path:
     """``$XDG_STATE_HOME/s3s3/uploads``, or ``~/.local/state/s3s3/uploads``."""
     env = dict(os.environ) if env is None else env
@@ -225,11 +318,16 @@ def default_state_dir(env: dict[str, str] | None = None) -> Path:
     return Path(base) / "s3s3" / "uploads"
 
 
-def progress_for(cfg: EndpointConfig) -> FileProgress | None:
+def progress_for(cfg: EndpointConfig) -> ProgressStore | None:
     """The progress store of uploads to ``cfg``'s bucket, or None with ``upload_state =
     none``."""
     if cfg.upload_state == "none":
         return None
+    if cfg.upload_state == "redis":
+        if cfg.upload_state_redis is None:  # an EndpointConfig made without load()
+            return FileProgress(default_state_dir())
+        ttl_s = 2 * cfg.abort_uploads_after_s or REDIS_TTL_DEFAULT_S
+        return RedisProgress(_redis_client(cfg.upload_state_redis), ttl_s=ttl_s)
     return FileProgress(
         Path(cfg.upload_state).expanduser() if cfg.upload_state else default_state_dir()
     )

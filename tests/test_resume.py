@@ -42,7 +42,7 @@ from test_listener_support import (  # noqa: F401  (fixtures)
 )
 
 from s3s3 import resume
-from s3s3.config import GiB, MiB
+from s3s3.config import GiB, MiB, RedisConfig
 from s3s3.errors import SourceChanged, TransientEndpointError
 from s3s3.model import MD5_META, Outcome
 from s3s3.plan import Verdict, decide
@@ -354,6 +354,57 @@ def test_without_upload_state_a_failed_copy_aborts_and_a_part_is_replayed_once(
         assert _sent_parts(dp) == [1, 2, 2]
     assert uploads(b, dst_bucket) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_kept_in_redis_lets_another_process_resume(two_buckets, redis_url):
+    """upload_state = redis: what a fleet of listeners shares, so the host that claims a
+    dead listener's entry resumes its upload."""
+    a, b, src_bucket, dst_bucket = two_buckets
+    data = data_of(12 * MiB)
+    raw_client(a).put_object(Bucket=src_bucket, Key="k", Body=data)
+    src = endpoint(a, src_bucket, "source")
+    shared = dict(
+        upload_state="redis",
+        upload_state_redis=RedisConfig(url=redis_url),
+        abort_uploads_after_s=3600.0,
+    )
+    r = redis.Redis.from_url(redis_url)
+    with FaultProxy(b["endpoint_url"]) as dp:
+        dp.fail_if = lambda m, p: part_number(m, p) == 3
+        one = multipart_dest(
+            b, dst_bucket, Path("unused"), endpoint_url=dp.url, max_attempts=1, **shared
+        )
+        with pytest.raises(TransientEndpointError):
+            copy_object(src, one, "k", force=True)
+        dp.fail_if = None
+        name = resume.RedisProgress.key_of(dp.url, dst_bucket, "k")
+        record = resume.UploadRecord.from_json(r.get(name).decode())
+        assert record is not None and [p.number for p in record.parts] == [1, 2]
+        assert 0 < r.pttl(name) <= 2 * 3600 * 1000  # expires after twice abort_uploads_after
+        seen = len(dp.requests)
+        other = multipart_dest(b, dst_bucket, Path("unused"), endpoint_url=dp.url, **shared)
+        result = copy_object(src, other, "k", force=True)
+        assert _sent_parts(dp, seen) == [3]
+    assert result.outcome is Outcome.COPIED and body_of(b, dst_bucket, "k") == data
+    assert r.exists(name) == 0
+    assert not Path("unused").exists()
+
+
+def test_upload_state_redis_is_the_pubsub_redis(tmp_path):
+    from s3s3.config import load
+
+    ini = tmp_path / "s3s3.ini"
+    ini.write_text(
+        "[source]\nbucket_name = a\n\n[dest1]\nbucket_name = b\nupload_state = Redis\n\n"
+        "[dest2]\nbucket_name = c\n\n[pubsub]\nurl = redis://:pw@10.0.0.1:6390/2\n"
+    )
+    settings = load(ini, search_path=[], env={})
+    redis_dest, file_dest = settings.destinations
+    assert redis_dest.upload_state == "redis" and redis_dest.upload_state_redis == settings.redis
+    assert isinstance(resume.progress_for(redis_dest), resume.RedisProgress)
+    assert file_dest.upload_state_redis is None
+    assert isinstance(resume.progress_for(file_dest), resume.FileProgress)
+    assert "pw" not in repr(redis_dest)
 
 
 # --------------------------------------------------------------------------- kill -9
