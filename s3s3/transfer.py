@@ -264,7 +264,7 @@ def copy_object(
                 )
     _check_cancel(cancel, src, dst, key)
     try:
-        result = _copy_once(src, dst, key, dest_key, cancel=cancel)
+        result = _copy_once(src, dst, key, dest_key, src_info=src_info, cancel=cancel)
     except SourceKeyMissing:
         return CopyResult(key, dst.name, Outcome.MISSING)
     except CopyCancelled:
@@ -294,11 +294,19 @@ def _check_cancel(cancel: threading.Event | None, src: Store, dst: Store, key: s
 
 
 def _copy_once(
-    src: Store, dst: Store, key: str, dest_key: str, *, cancel: threading.Event | None = None
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    *,
+    src_info: ObjectInfo | None = None,
+    cancel: threading.Event | None = None,
 ) -> CopyResult:
-    resumed = _resume(src, dst, key, dest_key, cancel=cancel)
-    if resumed is not None:
-        return resumed
+    # A key the listing shows too small for parts has no upload to resume: no look-up.
+    if src_info is None or src_info.size > dst.cfg.multipart_threshold_bytes:
+        resumed = _resume(src, dst, key, dest_key, cancel=cancel)
+        if resumed is not None:
+            return resumed
     with src.get(key) as obj:
         return copy_from(src, dst, key, dest_key, obj.body, obj.info, obj.headers, cancel=cancel)
 
