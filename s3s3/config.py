@@ -12,6 +12,7 @@ are kept for scripts written against the 2015 package.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import ipaddress
 import math
 import os
@@ -88,6 +89,12 @@ class EndpointConfig:
     # after a quiet spell (rclone's --tpslimit and --tpslimit-burst); s3s3.store.pacing.
     tpslimit: float = 0.0
     tpslimit_burst: int = 1
+    # Where the progress of multipart uploads to this endpoint is kept, so an interrupted
+    # copy resumes (s3s3.resume): "" = $XDG_STATE_HOME/s3s3/uploads or
+    # ~/.local/state/s3s3/uploads; "none" = keep none (a failed copy aborts its upload);
+    # "redis" = in [pubsub]'s Redis (upload_state_redis), shared by a fleet of listeners.
+    upload_state: str = ""
+    upload_state_redis: RedisConfig | None = field(default=None, repr=False)
 
     @property
     def multipart_enabled(self) -> bool:
@@ -948,6 +955,7 @@ _ENDPOINT_KEYS = {
     "fanout_buffer",
     "tpslimit",
     "tpslimit_burst",
+    "upload_state",
 }
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
@@ -1092,7 +1100,15 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
             "tpslimit", to_float, 0.0, allow_zero=True, maximum=MAX_TPS, maximum_text="100000"
         ),
         tpslimit_burst=r.count("tpslimit_burst", 1, maximum=MAX_WORKERS),
+        upload_state=_upload_state(r.get("upload_state")),
     )
+
+
+def _upload_state(value: str | None) -> str:
+    """``upload_state``: a directory (``~`` expanded when used), ``none``, ``redis`` (the
+    ``[pubsub]`` Redis, joined by :func:`load`), or "" (the default directory)."""
+    value = (value or "").strip()
+    return value.lower() if value.lower() in ("none", "redis") else value
 
 
 _REDIS_KEYS = {
@@ -1504,10 +1520,13 @@ def load(
                 path=sections[name].path_of(),
                 section=name,
             )
+    redis_cfg = _redis(sections.get("pubsub"), env)
     return Settings(
         source=_endpoint(sections["source"], env),
-        destinations=tuple(_endpoint(sections[n], env) for n in dest_names),
-        redis=_redis(sections.get("pubsub"), env),
+        destinations=tuple(
+            _with_upload_state_redis(_endpoint(sections[n], env), redis_cfg) for n in dest_names
+        ),
+        redis=redis_cfg,
         listen=_listen(sections.get("listen")),
         bucket=_bucket(sections.get("bucket")),
         http=_http(sections["http"], env) if "http" in sections else None,
@@ -1516,6 +1535,13 @@ def load(
         log_format=_log_format(sections.get("logging")),
         files=tuple(read),
     )
+
+
+def _with_upload_state_redis(cfg: EndpointConfig, redis_cfg: RedisConfig) -> EndpointConfig:
+    """``upload_state = redis`` keeps upload progress in the ``[pubsub]`` Redis."""
+    if cfg.upload_state != "redis":
+        return cfg
+    return dataclasses.replace(cfg, upload_state_redis=redis_cfg)
 
 
 # --------------------------------------------------------------------------- 2015 surface

@@ -5,7 +5,9 @@
     ├── EndpointError          an S3 call failed; carries op, endpoint, bucket, key
     │   ├── FatalEndpointError     retrying cannot help: bad credentials, missing bucket, denied
     │   ├── TransientEndpointError throttling, 5xx, timeouts, connection resets (retryable)
-    │   └── SourceKeyMissing       the source key does not exist (deleted since it was announced)
+    │   ├── SourceKeyMissing       the source key does not exist (deleted since it was announced)
+    │   └── SourceChanged          a conditional read (If-Match) found another version: the
+    │                              range cannot be read again, the whole copy can (retryable)
     ├── ResponseError          a server's answer could not be read (malformed listing XML)
     ├── ListingOrderError      a listing is not in ascending UTF-8 byte order of keys
     ├── TransferError          a copy could not be completed
@@ -131,6 +133,18 @@ class TransientEndpointError(EndpointError):
 class SourceKeyMissing(EndpointError):
     """The source key does not exist (any more)."""
 
+    scope = Scope.KEY
+
+
+class SourceChanged(EndpointError):
+    """The source object is no longer the version a copy began with (HTTP 412 to a GET
+    with ``If-Match``): a part cannot be re-read from it, nor an upload resumed.
+
+    Retryable for the copy as a whole, which starts over from the new version; the
+    in-place retry of a part does not retry it.
+    """
+
+    retryable = True
     scope = Scope.KEY
 
 

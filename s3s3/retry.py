@@ -1,11 +1,27 @@
 """The one retry policy: how often, how long apart and for how long s3s3 tries again.
 
-Exactly one layer retries any operation. The stores (``store/``) and ``transfer`` try once
-and raise; the caller that owns the operation (the bucket job for a key, a listing page or a
-delete batch; the listener for a job; the Redis link for a connection) retries it through a
-:class:`Policy`, either blocking in :func:`call` or on its own timer with
-:meth:`Policy.next_delay_s`. So one key sends at most ``attempts`` requests of each kind to a
-destination that keeps failing, and is reported failed within ``deadline_s`` of its first try.
+One layer retries each operation. The stores (``store/``) try once and raise; the caller
+that owns the operation (the bucket job for a key, a listing page or a delete batch; the
+listener for a job; the Redis link for a connection) retries it through a :class:`Policy`,
+either blocking in :func:`call` or on its own timer with :meth:`Policy.next_delay_s`.
+
+One operation inside a copy is retried where it failed: a multipart part, or a streamed PUT,
+that the destination refused with a retryable error is sent again by ``transfer`` from a
+ranged GET of exactly its bytes (a streamed body cannot be replayed, and the caller's retry
+would otherwise read and send everything again). The two layers do not multiply:
+
+- the in-place tries of an upload's parts draw on the destination's ``attempts`` once for
+  the whole upload, over every attempt of the caller (the count is kept with the upload's
+  progress, ``s3s3.resume``); once they are spent, a failing part is tried once per attempt
+  of the caller and its failure raised as it is;
+- the caller's retry of the copy resumes the upload from the parts already there, so it
+  sends no part twice;
+- a streamed single PUT (no progress to keep) is sent again in place once.
+
+So a destination that keeps failing gets at most about ``2 x attempts`` requests for the
+failing part of one key, and the key is reported failed within the caller's ``deadline_s``
+(plus one in-place wait). The final failure keeps its ``retryable`` and ``scope``: the
+listener's breaker still hears of an outage.
 
 What may be retried is the error's own business (``retryable`` on every s3s3 error, see
 ``errors``); an exception s3s3 did not map is never retried.

@@ -17,21 +17,45 @@ known, and otherwise with the md5 computed while streaming (the part md5s, for m
 Otherwise the destination object is deleted and :class:`CorruptedOnTransfer` is raised:
 a bad copy is never left looking valid.
 
-A copy can be cancelled through an event (``cancel``), which the reader checks at every
-chunk and the multipart loop before each part and before completing: a cancelled or
-failed multipart copy aborts its upload, whatever the exception, and raises
-:class:`CopyCancelled` when it was cancelled (the reader raises it, so it comes out of a
-streamed PUT as itself). Uploads that outlive their process anyway
-(kill -9, a copy stuck past the shutdown's wait) are aborted later by
-:func:`abort_stale_uploads`, which both scripts run at start-up.
+A multipart copy keeps its progress (:mod:`s3s3.resume`: the upload, the source version,
+each acknowledged part's md5) where the destination's ``upload_state`` says, saved after
+every part. A copy that fails for a reason that may pass, or whose process dies, leaves
+its upload open; the next copy of that key to that destination resumes it: ListParts (a
+part counts where its ETag is the recorded md5 and its size the recorded one), a ranged GET
+of the source from the first missing byte ``If-Match`` the recorded ETag, the missing parts,
+completion. A changed source (412: :class:`SourceChanged`) aborts the old upload and
+starts over. :func:`copy_from`, whose body starts at byte 0, resumes by reading the present
+parts through and checking their md5s instead of sending them. A resumed copy that did not
+read the first bytes is verified by the multipart ETag of the recorded part md5s.
 
-One try: nothing here retries. A failure is raised with its ``retryable`` for the caller
-(the bucket job, the listener, ``api.upload``) to retry through ``s3s3.retry``; it does not
-loop over keys either.
+A part or a streamed PUT (over 1 MiB) that the destination refuses with a retryable error
+is sent again from a ranged GET of exactly its bytes, ``If-Match`` the source's ETag, under
+the destination's policy; the main body is then read on past the rest of that part (never
+closed or sought: it may be a read that other destinations share). How this composes with
+the caller's retry of the whole copy is told in :mod:`s3s3.retry`.
+
+Where the source's md5 is not known before a multipart copy, the md5 computed while
+streaming is written as ``s3s3-md5`` once the upload is complete (:func:`_store_md5`: a
+CopyObject onto itself with the same headers, up to 5 GiB).
+
+A copy can be cancelled through an event (``cancel``), which the reader checks at every
+chunk and the multipart loop before each part and before completing: a cancelled multipart
+copy aborts its upload (the operator's drain leaves nothing behind; a SIGTERM past grace
+is a decision to stop, and a supervisor's restart will copy the key again from the start),
+as does one that failed for good (a changed source, corruption, an error not retryable),
+and raises :class:`CopyCancelled` when it was cancelled (the reader raises it, so it comes
+out of a streamed PUT as itself). Uploads that outlive their process and are not resumed
+are aborted later by :func:`abort_stale_uploads`, which both scripts run at start-up, or by
+``s3s3bucket uploads --abort`` (:func:`survey_uploads`, :func:`abort_own_uploads`).
+
+One try of the copy: apart from a part's in place, nothing here retries. A failure is
+raised with its ``retryable`` for the caller (the bucket job, the listener, ``api.upload``)
+to retry through ``s3s3.retry``; it does not loop over keys either.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -41,13 +65,16 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
+from s3s3 import resume, retry
 from s3s3.config import MAX_PART_BYTES, MAX_SINGLE_PUT_BYTES, MiB, verifies_md5
 from s3s3.errors import (
     CopyCancelled,
     CorruptedOnTransfer,
     EndpointError,
     ObjectTooLarge,
+    S3S3Error,
     ShortRead,
+    SourceChanged,
     SourceKeyMissing,
 )
 from s3s3.model import (
@@ -60,7 +87,7 @@ from s3s3.model import (
     etag_is_md5,
 )
 from s3s3.plan import Verdict, decide
-from s3s3.store.base import Body, ContentHeaders, Part, Store
+from s3s3.store.base import Body, ContentHeaders, Part, Readable, Store
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +163,13 @@ class HashingReader:
 
     def __len__(self) -> int:  # lets botocore size the request without seeking
         return self._left
+
+    def absorb(self, data: bytes) -> None:
+        """Hash ``data`` as if it had been read (bytes of this part that were read past)."""
+        if self.md5 is not None:
+            self.md5.update(data)
+        if self._whole is not None:
+            self._whole.update(data)
 
 
 def part_size_for(size: int, configured: int) -> int:
@@ -230,7 +264,7 @@ def copy_object(
                 )
     _check_cancel(cancel, src, dst, key)
     try:
-        result = _copy_once(src, dst, key, dest_key, cancel=cancel)
+        result = _copy_once(src, dst, key, dest_key, src_info=src_info, cancel=cancel)
     except SourceKeyMissing:
         return CopyResult(key, dst.name, Outcome.MISSING)
     except CopyCancelled:
@@ -260,8 +294,19 @@ def _check_cancel(cancel: threading.Event | None, src: Store, dst: Store, key: s
 
 
 def _copy_once(
-    src: Store, dst: Store, key: str, dest_key: str, *, cancel: threading.Event | None = None
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    *,
+    src_info: ObjectInfo | None = None,
+    cancel: threading.Event | None = None,
 ) -> CopyResult:
+    # A key the listing shows too small for parts has no upload to resume: no look-up.
+    if src_info is None or src_info.size > dst.cfg.multipart_threshold_bytes:
+        resumed = _resume(src, dst, key, dest_key, cancel=cancel)
+        if resumed is not None:
+            return resumed
     with src.get(key) as obj:
         return copy_from(src, dst, key, dest_key, obj.body, obj.info, obj.headers, cancel=cancel)
 
@@ -280,12 +325,13 @@ def copy_from(
     """Write ``key`` to ``dst`` (as ``dest_key``) from ``body``, the source's bytes from
     the first on, which ``info`` and ``headers`` describe (a GET's, or a read shared by
     several destinations: :mod:`s3s3.fanout`). Verified as :func:`copy_object` verifies;
-    one try; nothing is compared first."""
+    one try of the copy (a failed part is retried in place, from a ranged GET of its bytes);
+    nothing is compared first. An upload of this key that an earlier copy of the same source
+    version left is resumed: its parts are read from ``body`` and checked, not sent again."""
     size = info.size
-    src_md5 = info.known_md5  # the ETag when it is an md5, else s3s3-md5
     cfg = dst.cfg
     if cfg.multipart_enabled and size > cfg.multipart_threshold_bytes:
-        return _copy_multipart(src, dst, key, dest_key, body, size, src_md5, headers, cancel=cancel)
+        return _copy_multipart(src, dst, key, dest_key, body, info, headers, cancel=cancel)
     if size > MAX_SINGLE_PUT_BYTES:
         raise ObjectTooLarge(
             f"{size} bytes is over the 5 GiB single-PUT limit and multipart is off for "
@@ -294,7 +340,7 @@ def copy_from(
             src=src.name,
             dst=dst.name,
         )
-    return _copy_single(src, dst, key, dest_key, body, size, src_md5, headers, cancel=cancel)
+    return _copy_single(src, dst, key, dest_key, body, info, headers, cancel=cancel)
 
 
 def _copy_single(
@@ -303,12 +349,13 @@ def _copy_single(
     key: str,
     dest_key: str,
     body: Body,
-    size: int,
-    src_md5: str | None,
+    info: ObjectInfo,
     headers: ContentHeaders,
     *,
     cancel: threading.Event | None = None,
 ) -> CopyResult:
+    size = info.size
+    src_md5 = info.known_md5
     what = f"s3://{src.bucket}/{key}"
     if size <= SMALL_OBJECT_BYTES:
         data = body.read()
@@ -321,18 +368,52 @@ def _copy_single(
         # Where the source's md5 is known, the destination checks the bytes it receives
         # against it (Content-MD5) and s3s3 hashes nothing: a GiB of md5 is ~1.5 s of CPU
         # on a machine the server shares. Otherwise the md5 is computed on the way.
-        reader = HashingReader(
-            body,
-            size,
-            what=what,
-            key=key,
-            src=src.name,
-            dst=dst.name,
-            hashed=src_md5 is None,
-            cancel=cancel,
-        )
+        def reader_of(stream: Body, label: str) -> HashingReader:
+            return HashingReader(
+                stream,
+                size,
+                what=label,
+                key=key,
+                src=src.name,
+                dst=dst.name,
+                hashed=src_md5 is None,
+                cancel=cancel,
+            )
+
+        reader = reader_of(body, what)
         try:
-            put_etag = _put(dst, dest_key, reader, size=size, headers=headers, md5=src_md5)
+            try:
+                put_etag = _put(dst, dest_key, reader, size=size, headers=headers, md5=src_md5)
+            except Exception as exc:
+                if not _retries_in_place(exc, dst, cancel):
+                    raise
+                # Replayed once from a ranged GET of the same version: a streamed PUT has
+                # no progress to keep, so its caller's retry would send it all again; one
+                # replay here keeps a failing destination at 2 x attempts PUTs at most.
+                log.info(
+                    "%s to [%s] failed (%s); sending it again from the source", what, dst.name, exc
+                )
+
+                def replay() -> tuple[str, HashingReader]:
+                    with src.get(key, start=0, end=size - 1, if_match=info.etag or None) as again:
+                        second = reader_of(again.body, f"{what} (again)")
+                        etag = _put(dst, dest_key, second, size=size, headers=headers, md5=src_md5)
+                        return etag, second
+
+                # After the policy's first backoff, as retry.call would wait.
+                delay_s = retry.Policy.for_endpoint(dst.cfg).delay_s(1)
+                if cancel is not None:
+                    if cancel.wait(delay_s):
+                        raise
+                else:
+                    time.sleep(delay_s)
+                put_etag, second = replay()
+                # The main body may be a read other destinations share: read it on past
+                # the bytes this PUT did not take, never close or seek it.
+                _advance(body, size - reader.count, reader)
+                if reader.md5 is not None and second.md5 is not None:
+                    _check_source(src, dst, key, second.md5.hexdigest(), reader.md5.hexdigest())
+                reader = second
         except EndpointError as exc:
             if exc.code not in DIGEST_REFUSED_CODES:
                 raise
@@ -366,6 +447,43 @@ def _copy_single(
     return CopyResult(
         key, dst.name, Outcome.COPIED, size=size, md5=got_md5, parts=0, bytes_read=size
     )
+
+
+def _retries_in_place(exc: BaseException, dst: Store, cancel: threading.Event | None) -> bool:
+    """Whether a failed part or streamed PUT is tried again from a ranged GET: a retryable
+    failure of the destination's own request (not of the source's body, not a source
+    that changed, not a cancellation)."""
+    if cancel is not None and cancel.is_set():
+        return False
+    return (
+        isinstance(exc, EndpointError)
+        and exc.retryable
+        and exc.endpoint == dst.name
+        and exc.op in ("UploadPart", "PutObject")
+    )
+
+
+def _in_place_policy(dst: Store, *, allowed: int | None, failures: int) -> retry.Policy:
+    """The destination's policy with ``allowed`` tries in place less the ``failures``
+    already spent (the failed first one included), within its deadline. At least one try
+    is left, which is the replay itself."""
+    policy = retry.Policy.for_endpoint(dst.cfg)
+    attempts = None if allowed is None else max(1, allowed - failures)
+    return retry.Policy(
+        attempts=attempts, base_s=policy.base_s, max_s=policy.max_s, deadline_s=policy.deadline_s
+    )
+
+
+def _advance(body: Body | Readable, count: int, reader: HashingReader | None) -> None:
+    """Read ``count`` bytes of ``body`` and drop them, md5ing them into ``reader``'s
+    digests (its own and the whole object's) where it has them."""
+    while count > 0:
+        data = body.read(min(READ_CHUNK_BYTES, count))
+        if not data:
+            raise ShortRead(f"the source ended {count} bytes early while skipping a part")
+        count -= len(data)
+        if reader is not None:
+            reader.absorb(data)
 
 
 def _put(dst: Store, dest_key: str, body, *, size: int, headers: ContentHeaders, md5) -> str:
@@ -431,66 +549,379 @@ def _discard(dst: Store, dest_key: str) -> None:
         )
 
 
+def _endpoint_id(dst: Store) -> str:
+    """What names the destination's server in an upload record."""
+    return dst.cfg.endpoint_url or ""
+
+
 def _copy_multipart(
     src: Store,
     dst: Store,
     key: str,
     dest_key: str,
     body: Body,
-    size: int,
-    src_md5: str | None,
+    info: ObjectInfo,
     headers: ContentHeaders,
     *,
     cancel: threading.Event | None = None,
 ) -> CopyResult:
-    part_size = part_size_for(size, dst.cfg.multipart_chunksize_bytes)
-    if src_md5:
+    """A multipart copy from ``body`` (byte 0 on): an upload of this source version that
+    an earlier copy left is resumed (its parts read through and checked, not sent);
+    otherwise a new one is started."""
+    part_size = part_size_for(info.size, dst.cfg.multipart_chunksize_bytes)
+    progress = resume.progress_for(dst.cfg)
+    found = _resumable(src, dst, key, dest_key, info, part_size, progress)
+    if found is not None:
+        record, present = found
+        return _upload_parts(
+            src,
+            dst,
+            key,
+            dest_key,
+            body,
+            info,
+            record,
+            present,
+            progress=progress,
+            body_start=0,
+            cancel=cancel,
+            headers=headers,
+        )
+    return _start_upload(src, dst, key, dest_key, body, info, headers, part_size, progress, cancel)
+
+
+def _start_upload(
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    body: Body,
+    info: ObjectInfo,
+    headers: ContentHeaders,
+    part_size: int,
+    progress: resume.ProgressStore | None,
+    cancel: threading.Event | None,
+) -> CopyResult:
+    if info.known_md5:
         # Stored so later runs can compare without reading the bytes.
-        headers = headers.with_metadata(MD5_META, src_md5)
+        headers = headers.with_metadata(MD5_META, info.known_md5)
     upload_id = dst.create_upload(dest_key, headers=headers)
-    whole = hashlib.md5()
+    record = resume.UploadRecord(
+        endpoint=_endpoint_id(dst),
+        bucket=dst.bucket,
+        key=dest_key,
+        upload_id=upload_id,
+        source=resume.SourceVersion.of(src.bucket, info),
+        part_size=part_size,
+    )
+    if progress is not None:
+        progress.save(record)
+    return _upload_parts(
+        src,
+        dst,
+        key,
+        dest_key,
+        body,
+        info,
+        record,
+        {},
+        progress=progress,
+        body_start=0,
+        cancel=cancel,
+        headers=headers,
+    )
+
+
+def _resume(
+    src: Store, dst: Store, key: str, dest_key: str, *, cancel: threading.Event | None
+) -> CopyResult | None:
+    """Resume the upload an earlier copy of ``key`` to ``dst`` left, reading the source
+    only from the first part that is missing (a ranged GET, ``If-Match`` the version the
+    upload began with); None when there is none to resume (a changed source's upload is
+    aborted first)."""
+    progress = resume.progress_for(dst.cfg)
+    if progress is None or not dst.cfg.multipart_enabled:
+        return None
+    record = progress.load(_endpoint_id(dst), dst.bucket, dest_key)
+    if record is None:
+        return None
+    if (record.source.bucket, record.source.key) != (src.bucket, key) or not record.source.etag:
+        _give_up_upload(dst, record, progress, "it was started from another source object")
+        return None
+    present = _present_parts(dst, record, progress)
+    if present is None:
+        return None
+    start = _first_missing_offset(record, present)
+    if start >= record.source.size:
+        obj = None
+        info = src.head(key)
+        if info is None:
+            _give_up_upload(dst, record, progress, "the source object was deleted")
+            raise SourceKeyMissing(
+                "no such key", op="HeadObject", endpoint=src.name, bucket=src.bucket, key=key
+            )
+    else:
+        try:
+            obj = src.get(key, start=start, if_match=record.source.etag)
+        except SourceChanged:
+            _give_up_upload(dst, record, progress, "the source object changed")
+            return None
+        except SourceKeyMissing:
+            _give_up_upload(dst, record, progress, "the source object was deleted")
+            raise
+        info = obj.info
+    try:
+        version = resume.SourceVersion.of(src.bucket, info)
+        if not record.matches(version, part_size_for(info.size, dst.cfg.multipart_chunksize_bytes)):
+            _give_up_upload(dst, record, progress, "the source object or the part size changed")
+            return None
+        log.info(
+            "resuming upload %s of s3://%s/%s on [%s]: %d of its parts are there, reading "
+            "the source from byte %d",
+            record.upload_id,
+            dst.bucket,
+            dest_key,
+            dst.name,
+            len(present),
+            start,
+        )
+        return _upload_parts(
+            src,
+            dst,
+            key,
+            dest_key,
+            obj.body if obj is not None else _NO_BODY,
+            info,
+            record,
+            present,
+            progress=progress,
+            body_start=start,
+            cancel=cancel,
+            headers=obj.headers if obj is not None else ContentHeaders(),
+        )
+    finally:
+        if obj is not None:
+            obj.close()
+
+
+class _EmptyBody:
+    """The body of a resumed copy whose parts are all there: nothing is left to read."""
+
+    def read(self, amt: int | None = None) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+_NO_BODY = _EmptyBody()
+
+
+def _resumable(
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    info: ObjectInfo,
+    part_size: int,
+    progress: resume.ProgressStore | None,
+) -> tuple[resume.UploadRecord, dict[int, Part]] | None:
+    """The recorded upload of this very source version, with its parts that are there."""
+    if progress is None:
+        return None
+    record = progress.load(_endpoint_id(dst), dst.bucket, dest_key)
+    if record is None:
+        return None
+    if not record.matches(resume.SourceVersion.of(src.bucket, info), part_size) or (
+        record.source.key != key
+    ):
+        _give_up_upload(dst, record, progress, "the source object or the part size changed")
+        return None
+    present = _present_parts(dst, record, progress)
+    return None if present is None else (record, present)
+
+
+def _present_parts(
+    dst: Store, record: resume.UploadRecord, progress: resume.ProgressStore
+) -> dict[int, Part] | None:
+    """The recorded parts the upload holds (ListParts: same md5 ETag, same size), by
+    number; None when the upload is gone (its record is dropped)."""
+    try:
+        listed = dst.list_parts(record.key, record.upload_id)
+    except EndpointError as exc:
+        if exc.code != "NoSuchUpload" and exc.status != 404:
+            raise
+        log.info(
+            "upload %s of s3://%s/%s on [%s] is gone (completed or aborted): starting over",
+            record.upload_id,
+            dst.bucket,
+            record.key,
+            dst.name,
+        )
+        progress.delete(record.endpoint, record.bucket, record.key)
+        return None
+    recorded = {p.number: p for p in record.parts}
+    present: dict[int, Part] = {}
+    for part in listed:
+        mine = recorded.get(part.number)
+        if mine is None:
+            continue  # sent, but its answer was never recorded: sent again
+        if clean_etag(part.etag) == mine.md5 and part.size in (0, mine.size):
+            present[part.number] = part
+    return present
+
+
+def _first_missing_offset(record: resume.UploadRecord, present: dict[int, Part]) -> int:
+    number = 1
+    while number in present:
+        number += 1
+    return min((number - 1) * record.part_size, record.source.size)
+
+
+def _give_up_upload(
+    dst: Store, record: resume.UploadRecord, progress: resume.ProgressStore, why: str
+) -> None:
+    """Abort a recorded upload that cannot be resumed, and forget it."""
+    log.info(
+        "aborting upload %s of s3://%s/%s on [%s]: %s; the copy starts over",
+        record.upload_id,
+        dst.bucket,
+        record.key,
+        dst.name,
+        why,
+    )
+    try:
+        dst.abort_upload(record.key, record.upload_id)
+    except EndpointError as exc:
+        if exc.code != "NoSuchUpload":
+            log.warning(
+                "could not abort upload %s of s3://%s/%s on [%s] (the stale sweep will): %s",
+                record.upload_id,
+                dst.bucket,
+                record.key,
+                dst.name,
+                exc,
+            )
+    progress.delete(record.endpoint, record.bucket, record.key)
+
+
+def _worth_keeping(exc: BaseException, cancel: threading.Event | None) -> bool:
+    """Whether an upload that failed with ``exc`` is left for the next copy to resume:
+    after a failure that may pass (an outage, a source read cut short) or the process
+    itself ending; not after a cancellation (the operator's drain aborts what it stops),
+    a changed source or a corrupted copy, nor an unexpected error."""
+    if cancel is not None and cancel.is_set():
+        return False
+    if not isinstance(exc, Exception):
+        return True  # KeyboardInterrupt, SystemExit: the process is going
+    if isinstance(exc, (CopyCancelled, SourceChanged, CorruptedOnTransfer)):
+        return False
+    return isinstance(exc, S3S3Error) and exc.retryable
+
+
+def _upload_parts(
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    body: Body,
+    info: ObjectInfo,
+    record: resume.UploadRecord,
+    present: dict[int, Part],
+    *,
+    progress: resume.ProgressStore | None,
+    body_start: int,
+    cancel: threading.Event | None,
+    headers: ContentHeaders,
+) -> CopyResult:
+    """Send the parts of ``record``'s upload that ``present`` lacks and complete it.
+
+    ``body`` holds the source's bytes from ``body_start`` on (0, or the first missing
+    part's offset): the present parts within it are read through and checked against
+    their recorded md5s, so from byte 0 the whole md5 is known; from further on it is not,
+    and the copy is verified by the multipart ETag of the recorded part md5s.
+    """
+    size = info.size
+    src_md5 = info.known_md5
+    part_size = record.part_size
+    upload_id = record.upload_id
+    count = max(1, math.ceil(size / part_size))
+    whole = hashlib.md5() if body_start == 0 else None
+    recorded = {p.number: p for p in record.parts}
     part_md5s: list[bytes] = []
     parts: list[Part] = []
+    state = _Progress(record, progress)
     try:
-        offset = 0
-        number = 0
-        while offset < size:
-            _check_cancel(cancel, src, dst, key)
-            number += 1
+        for number in range(1, count + 1):
+            offset = (number - 1) * part_size
             length = min(part_size, size - offset)
-            reader = HashingReader(
+            label = f"s3://{src.bucket}/{key} part {number}"
+            if number in present:
+                digest = bytes.fromhex(recorded[number].md5)
+                if offset >= body_start:
+                    # In the body: read through, and check it is the same bytes.
+                    reader = HashingReader(
+                        body,
+                        length,
+                        whole=whole,
+                        cancel=cancel,
+                        what=label,
+                        key=key,
+                        src=src.name,
+                        dst=dst.name,
+                    )
+                    _advance(reader, length, None)
+                    assert reader.md5 is not None
+                    if reader.md5.digest() != digest:
+                        raise SourceChanged(
+                            f"part {number} reads md5 {reader.md5.hexdigest()}, not the "
+                            f"{digest.hex()} uploaded; the upload is started over",
+                            op="GetObject",
+                            endpoint=src.name,
+                            bucket=src.bucket,
+                            key=key,
+                        )
+                part_md5s.append(digest)
+                parts.append(Part(number, present[number].etag, length))
+                continue
+            _check_cancel(cancel, src, dst, key)
+            part, digest = _send_part(
+                src,
+                dst,
+                key,
+                dest_key,
                 body,
-                length,
+                info,
+                upload_id=upload_id,
+                number=number,
+                offset=offset,
+                length=length,
                 whole=whole,
+                state=state,
                 cancel=cancel,
-                what=f"s3://{src.bucket}/{key} part {number}",
-                key=key,
-                src=src.name,
-                dst=dst.name,
             )
-            # The hashing reader is not seekable: a part cannot be replayed, so a failure
-            # here fails the whole copy, which its caller retries from the start.
-            part = dst.upload_part(dest_key, upload_id, number=number, body=reader, size=length)
-            assert reader.md5 is not None  # hashed: a part always is
-            digest = reader.md5.digest()
-            etag = clean_etag(part.etag)
-            if etag and etag_is_md5(etag) and etag != digest.hex():
-                raise CorruptedOnTransfer(
-                    f"corrupted on transfer: part {number} md5 differs src({digest.hex()}) vs "
-                    f"dst({etag})",
-                    key=key,
-                    src=src.name,
-                    dst=dst.name,
-                )
             part_md5s.append(digest)
-            parts.append(Part(number, part.etag or f'"{digest.hex()}"'))
-            offset += length
-        _check_source(src, dst, key, whole.hexdigest(), src_md5)
+            parts.append(Part(number, part.etag or f'"{digest.hex()}"', length))
+            state.part_done(resume.PartRecord(number, digest.hex(), length))
+        if whole is not None:
+            _check_source(src, dst, key, whole.hexdigest(), src_md5)
         _check_cancel(cancel, src, dst, key)
         done_etag = dst.complete_upload(dest_key, upload_id, parts)
     except BaseException as exc:
-        # Any failure, a cancellation included: an upload left open costs storage until
-        # someone aborts it, and is invisible in listings.
+        if progress is not None and _worth_keeping(exc, cancel):
+            log.info(
+                "left upload %s of s3://%s/%s on [%s] with %d parts for the next copy to "
+                "resume (%s)",
+                upload_id,
+                dst.bucket,
+                dest_key,
+                dst.name,
+                len(state.record.parts),
+                type(exc).__name__,
+            )
+            raise
+        # An upload left open costs storage until someone aborts it, and is invisible in
+        # listings.
         try:
             dst.abort_upload(dest_key, upload_id)
         except Exception as abort_exc:
@@ -510,20 +941,220 @@ def _copy_multipart(
                 dst.name,
                 "cancelled" if cancel is not None and cancel.is_set() else type(exc).__name__,
             )
+        if progress is not None:
+            progress.delete(record.endpoint, record.bucket, record.key)
         raise
+    if progress is not None:
+        progress.delete(record.endpoint, record.bucket, record.key)
     expected = multipart_etag(part_md5s)
     if done_etag != expected:
         # Ceph answers an empty ETag here; others may differ in form. Ask the object.
         _verify_by_head(dst, dest_key, key, src, size, expected_etag=expected)
+    md5 = whole.hexdigest() if whole is not None else src_md5
+    if src_md5 is None and md5 is not None:
+        _store_md5(src, dst, key, dest_key, size=size, md5=md5, etag=expected, headers=headers)
     return CopyResult(
         key,
         dst.name,
         Outcome.COPIED,
         size=size,
-        md5=whole.hexdigest(),
+        md5=md5,
         parts=len(parts),
-        bytes_read=size,
+        bytes_read=size - body_start,
     )
+
+
+class _Progress:
+    """The record of one upload as its parts are sent, saved after each."""
+
+    def __init__(self, record: resume.UploadRecord, store: resume.ProgressStore | None) -> None:
+        self.record = record
+        self._store = store
+
+    @property
+    def kept(self) -> bool:
+        """Whether the record outlives this copy (``upload_state`` is not ``none``)."""
+        return self._store is not None
+
+    def part_done(self, part: resume.PartRecord) -> None:
+        self.record = self.record.with_part(part)
+        self._save()
+
+    def part_failed(self) -> None:
+        self.record = dataclasses.replace(self.record, part_failures=self.record.part_failures + 1)
+        self._save()
+
+    def _save(self) -> None:
+        if self._store is not None:
+            self._store.save(self.record)
+
+
+def _send_part(
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    body: Body,
+    info: ObjectInfo,
+    *,
+    upload_id: str,
+    number: int,
+    offset: int,
+    length: int,
+    whole,
+    state: _Progress,
+    cancel: threading.Event | None,
+) -> tuple[Part, bytes]:
+    """Upload part ``number`` from the main ``body``; a retryable failure of the
+    destination is tried again from a ranged GET of exactly this part's bytes (``If-Match``
+    the source's ETag), and the main body is then read on past the rest of the part."""
+    label = f"s3://{src.bucket}/{key} part {number}"
+
+    def reader_of(stream: Body, what: str, whole_md5=None) -> HashingReader:
+        return HashingReader(
+            stream,
+            length,
+            whole=whole_md5,
+            cancel=cancel,
+            what=what,
+            key=key,
+            src=src.name,
+            dst=dst.name,
+        )
+
+    reader = reader_of(body, label, whole)
+    try:
+        part = dst.upload_part(dest_key, upload_id, number=number, body=reader, size=length)
+    except Exception as exc:
+        if not _retries_in_place(exc, dst, cancel):
+            raise
+        state.part_failed()
+        spent = state.record.part_failures
+        allowed = retry.Policy.for_endpoint(dst.cfg).attempts
+        if not state.kept and allowed is not None:
+            # Without kept progress the caller's retry starts the upload over, and the
+            # count with it: one replay per part, as a streamed PUT gets.
+            allowed = min(allowed, 2)
+        if allowed is not None and spent >= allowed:
+            raise  # this upload spent the destination's attempts in place: the caller's turn
+        policy = _in_place_policy(dst, allowed=allowed, failures=spent)
+        log.info("%s to [%s] failed (%s); sending it again from its range", label, dst.name, exc)
+
+        def again() -> tuple[Part, HashingReader]:
+            try:
+                with src.get(
+                    key, start=offset, end=offset + length - 1, if_match=info.etag or None
+                ) as ranged:
+                    second = reader_of(ranged.body, f"{label} (again)")
+                    sent = dst.upload_part(
+                        dest_key, upload_id, number=number, body=second, size=length
+                    )
+                    return sent, second
+            except Exception as retry_exc:
+                if _retries_in_place(retry_exc, dst, cancel):
+                    state.part_failed()
+                raise
+
+        part, second = retry.call(
+            again,
+            policy=policy,
+            what=f"sending {label} to [{dst.name}] again",
+            retryable=lambda e: _retries_in_place(e, dst, cancel),
+            cancel=cancel,
+        )
+        _advance(body, length - reader.count, reader)
+        assert reader.md5 is not None and second.md5 is not None
+        if reader.md5.digest() != second.md5.digest():
+            raise CorruptedOnTransfer(
+                f"corrupted on transfer: part {number} md5 differs stream("
+                f"{reader.md5.hexdigest()}) vs its range read again({second.md5.hexdigest()})",
+                key=key,
+                src=src.name,
+                dst=dst.name,
+            ) from exc
+        reader = second
+    assert reader.md5 is not None  # hashed: a part always is
+    digest = reader.md5.digest()
+    etag = clean_etag(part.etag)
+    if etag and etag_is_md5(etag) and etag != digest.hex():
+        raise CorruptedOnTransfer(
+            f"corrupted on transfer: part {number} md5 differs src({digest.hex()}) vs dst({etag})",
+            key=key,
+            src=src.name,
+            dst=dst.name,
+        )
+    return part, digest
+
+
+def _store_md5(
+    src: Store,
+    dst: Store,
+    key: str,
+    dest_key: str,
+    *,
+    size: int,
+    md5: str,
+    etag: str,
+    headers: ContentHeaders,
+) -> None:
+    """Write ``s3s3-md5`` on a multipart copy completed without it (the source's md5 was
+    not known before its bytes were read), so later runs can compare without reading.
+
+    A CopyObject of the object onto itself with ``MetadataDirective=REPLACE``, carrying
+    the content headers it was created with plus the md5, only if it is still the object
+    just completed (``CopySourceIfMatch`` its multipart ETag); verified by a HEAD after.
+    Objects over 5 GiB are left without it (CopyObject refuses them; a multipart
+    UploadPartCopy would write the bytes again): their multipart ETag stays what later runs
+    compare. A failure here leaves a verified copy without the md5, logged, not raised.
+    """
+    if size > MAX_SINGLE_PUT_BYTES:
+        log.info(
+            "s3://%s/%s on [%s] is over 5 GiB: left without %s (CopyObject cannot rewrite it)",
+            dst.bucket,
+            dest_key,
+            dst.name,
+            MD5_META,
+        )
+        return
+    wanted = headers.with_metadata(MD5_META, md5)
+    try:
+        try:
+            dst.replace_metadata(dest_key, headers=wanted, if_match=etag)
+        except SourceChanged:
+            # Swift 2.30 answers 412 to CopySourceIfMatch on any multipart object: check
+            # the ETag ourselves, then copy unconditionally.
+            now = dst.head(dest_key)
+            if now is None or now.etag != etag:
+                log.warning(
+                    "s3://%s/%s on [%s] changed after its copy completed: %s not written",
+                    dst.bucket,
+                    dest_key,
+                    dst.name,
+                    MD5_META,
+                )
+                return
+            dst.replace_metadata(dest_key, headers=wanted, if_match=None)
+    except EndpointError as exc:
+        log.warning(
+            "could not write %s on s3://%s/%s on [%s] (later runs compare its ETag): %s",
+            MD5_META,
+            dst.bucket,
+            dest_key,
+            dst.name,
+            exc,
+        )
+        return
+    after = dst.head(dest_key)
+    if after is None or after.size != size or after.md5 != md5:
+        log.warning(
+            "s3://%s/%s on [%s] does not show %s=%s after it was written (%r)",
+            dst.bucket,
+            dest_key,
+            dst.name,
+            MD5_META,
+            md5,
+            after,
+        )
 
 
 # --------------------------------------------------------------------------- stale uploads
@@ -636,6 +1267,7 @@ def abort_stale_uploads(
                 )
                 continue
             aborted += 1
+            _forget(dst, upload)
             log.info(
                 "aborted stale upload bucket=%s key=%r upload_id=%s age=%.0fs on [%s]",
                 dst.bucket,
@@ -667,3 +1299,112 @@ def abort_stale_uploads(
 def sweep_uploads(dsts: Sequence[Store], *, prefix: str = "") -> int:
     """:func:`abort_stale_uploads` on every destination; the total aborted."""
     return sum(abort_stale_uploads(dst, prefix=prefix) for dst in dsts)
+
+
+def _forget(dst: Store, upload: UploadInfo) -> None:
+    """Drop the progress record of an upload that was aborted (if it is that upload's)."""
+    progress = resume.progress_for(dst.cfg)
+    if progress is None:
+        return
+    record = progress.load(_endpoint_id(dst), dst.bucket, upload.key)
+    if record is not None and record.upload_id == upload.upload_id:
+        progress.delete(record.endpoint, record.bucket, record.key)
+
+
+# --------------------------------------------------------------------------- the uploads command
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadState:
+    """One multipart upload in progress at a destination, as ``s3s3bucket uploads`` shows
+    it: ``parts`` and ``size`` from ListParts, ``tracked`` when s3s3 keeps its progress
+    (a copy of the key will resume it)."""
+
+    destination: str
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: datetime | None
+    initiator: str
+    parts: int
+    size: int
+    tracked: bool
+
+    def info(self) -> UploadInfo:
+        return UploadInfo(self.key, self.upload_id, self.initiator, self.initiated)
+
+
+def survey_uploads(dst: Store, *, prefix: str = "") -> list[UploadState]:
+    """Every multipart upload in progress under ``prefix`` at ``dst``, with its parts
+    (one ListParts each) and whether s3s3 has its progress."""
+    progress = resume.progress_for(dst.cfg)
+    found: list[UploadState] = []
+    for upload in dst.list_uploads(prefix):
+        try:
+            parts = dst.list_parts(upload.key, upload.upload_id)
+        except EndpointError as exc:
+            if exc.code == "NoSuchUpload":
+                continue  # completed or aborted since it was listed
+            raise
+        record = progress.load(_endpoint_id(dst), dst.bucket, upload.key) if progress else None
+        found.append(
+            UploadState(
+                destination=dst.name,
+                bucket=dst.bucket,
+                key=upload.key,
+                upload_id=upload.upload_id,
+                initiated=upload.initiated,
+                initiator=upload.initiator,
+                parts=len(parts),
+                size=sum(p.size for p in parts),
+                tracked=record is not None and record.upload_id == upload.upload_id,
+            )
+        )
+    return found
+
+
+def older_than(
+    uploads: Sequence[UploadState], seconds: float, *, now: datetime | None = None
+) -> list[UploadState]:
+    """The uploads initiated more than ``seconds`` ago (all of them for 0; one listed
+    without a time only for 0)."""
+    if seconds <= 0:
+        return list(uploads)
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+    return [u for u in uploads if is_stale(u.info(), cutoff=cutoff)]
+
+
+def abort_own_uploads(dst: Store, uploads: Sequence[UploadState]) -> list[UploadState]:
+    """Abort those of ``uploads`` that s3s3 initiated (the server's Initiator for s3s3's
+    principal, asked with a probe upload as :func:`abort_stale_uploads` asks) and forget
+    their progress; the ones aborted. Where the server lists no Initiator, none is."""
+    if not uploads:
+        return []
+    initiator = own_initiator(dst)
+    if initiator is None:
+        log.warning(
+            "[%s] lists no Initiator for uploads: s3s3 cannot tell its own from others', "
+            "and aborts none",
+            dst.name,
+        )
+        return []
+    aborted: list[UploadState] = []
+    for upload in uploads:
+        if upload.initiator != initiator:
+            log.info(
+                "keeping upload %s of %r on [%s]: initiated by %r, not s3s3",
+                upload.upload_id,
+                upload.key,
+                dst.name,
+                upload.initiator,
+            )
+            continue
+        try:
+            dst.abort_upload(upload.key, upload.upload_id)
+        except EndpointError as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+            continue
+        _forget(dst, upload.info())
+        aborted.append(upload)
+    return aborted

@@ -3,9 +3,10 @@
 Faults: answer 5xx (``fail_status``, with the S3 error code ``fail_code``: SlowDown, say)
 for the next N requests, or for good for the requests a predicate picks
 (``fail_if``), stall chosen requests (``delay_if``), corrupt GET bodies, replace PUT ETags,
-or refuse connections (``stop``). It
-also counts requests by method, and records each (method, path), so a test can show that a
-run downloaded nothing, or how many requests one key sent.
+or refuse connections (``stop``). It also counts requests by method, and records each
+(method, path, and headers in ``sent``), so a test can show that a run downloaded nothing,
+how many requests one key sent, or which byte range a GET asked for; ``before`` is a hook
+called at each request.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class FaultProxy:
         self.counts: collections.Counter = collections.Counter()
         #: (monotonic time, method, path) of every request, in arrival order.
         self.requests: list[tuple[float, str, str]] = []
+        #: (method, path, headers with lower-case names) of every request, in arrival order.
+        self.sent: list[tuple[str, str, dict[str, str]]] = []
+        #: Called with (method, path) before a request is answered, outside the lock: a
+        #: test's hook to act at a given request (kill a client, count, wait).
+        self.before: Callable[[str, str], None] | None = None
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -72,6 +78,9 @@ class FaultProxy:
                 with proxy.lock:
                     proxy.counts[self.command] += 1
                     proxy.requests.append((time.monotonic(), self.command, self.path))
+                    proxy.sent.append(
+                        (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                    )
                     fail = proxy.fail_next > 0 and (
                         proxy.fail_methods is None or self.command in proxy.fail_methods
                     )
@@ -85,6 +94,8 @@ class FaultProxy:
                 if delay:
                     time.sleep(delay)
                 length = int(self.headers.get("Content-Length") or 0)
+                if proxy.before is not None:
+                    proxy.before(self.command, self.path)
                 if fail:
                     self._drain(length)
                     body = (

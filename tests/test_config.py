@@ -182,8 +182,8 @@ def test_redis_url_password_is_masked(tmp_path):
             "aws_access_key_id, aws_secret_access_key, bucket_name, ca_bundle, calling_format, "
             "connect_timeout, data_path, endpoint_url, fanout_buffer, host, is_secure, list_version, max_attempts, "
             "max_pool_connections, multipart_chunksize, multipart_threshold, port, read_timeout, "
-            "region, retry_deadline, signature_version, tpslimit, tpslimit_burst, verify_md5, "
-            "verify_tls) in section 'dest' (file: '{path}')",
+            "region, retry_deadline, signature_version, tpslimit, tpslimit_burst, upload_state, "
+            "verify_md5, verify_tls) in section 'dest' (file: '{path}')",
         ),
         (
             "[dest]\nca_bundle = /nonexistent/ca.pem\n",

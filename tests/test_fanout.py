@@ -200,11 +200,17 @@ def test_a_failing_destination_does_not_hold_back_the_others(ceph_source, ceph, 
         bad_proxy.fail_if = lambda method, path: method == "PUT"
         bad = Endpoint(dataclasses.replace(bad_bucket.cfg, endpoint_url=bad_proxy.url))
         results = copy_to_all(src, [bad, good], "k", force=True)
+        bad_puts = bad_proxy.counts["PUT"]
     assert isinstance(results[0], Exception) and results[0].retryable
     assert isinstance(results[1], CopyResult) and results[1].outcome is Outcome.COPIED
     assert results[1].bytes_read == len(data)
     assert md5_at(ceph, good.bucket, "k") == hashlib.md5(data).hexdigest()
-    assert len(source_gets(proxy, src.bucket)) == 1
+    # One shared read; the failing destination's streamed PUT was sent again once, from a
+    # ranged GET of its bytes of its own (transfer's retry in place), and no more.
+    assert bad_puts == 2
+    gets = [h for m, p, h in proxy.sent if m == "GET" and p.startswith(f"/{src.bucket}/")]
+    assert len(gets) == 2 and "range" not in gets[0]
+    assert gets[1]["range"] == f"bytes=0-{len(data) - 1}" and "if-match" in gets[1]
 
 
 def test_a_slow_destination_drops_out_and_reads_on_its_own(ceph_source, ceph, make_bucket, caplog):

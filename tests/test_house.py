@@ -205,7 +205,9 @@ MAY_IMPORT = {
     "s3s3.store": set(),
     "s3s3.plan": set(),
     "s3s3.listing": {"s3s3.store"},
-    "s3s3.transfer": {"s3s3.store", "s3s3.plan"},
+    # resume: where a multipart copy's progress is kept (no I/O to S3; transfer uses it).
+    "s3s3.resume": set(),
+    "s3s3.transfer": {"s3s3.store", "s3s3.plan", "s3s3.resume"},
     "s3s3.queue": set(),
     "s3s3.fanout": {"s3s3.transfer", "s3s3.store", "s3s3.plan"},
     "s3s3.listener": {"s3s3.fanout", "s3s3.transfer", "s3s3.store"},

@@ -178,20 +178,24 @@ def test_destination_5xx_for_a_while_is_retried(moto_servers, src_dst):
                 moto_servers[1], dst.bucket, name="dest", endpoint_url=proxy.url, max_attempts=2
             )
         )
-        # The transfer tries once; its caller retries the whole copy through s3s3.retry (a
-        # streamed body cannot be replayed, so each 503 costs one whole attempt: a new GET).
-        proxy.fail_next = 1
+        # A streamed PUT that fails is sent once more in place, from a ranged GET of the
+        # source; a second failure is its caller's to retry (through s3s3.retry), so a
+        # destination that keeps failing sees at most 2 PUTs per attempt of the caller.
+        proxy.fail_next = 2
         with pytest.raises(TransientEndpointError):
             copy_object(src, flaky, "k", force=True)
-        assert proxy.counts["PUT"] == 1
-        proxy.fail_next = 2
+        assert proxy.counts["PUT"] == 2
+        proxy.fail_next = 1
+        assert copy_object(src, flaky, "k", force=True).outcome is Outcome.COPIED
+        assert proxy.counts["PUT"] == 2 + 2
+        proxy.fail_next = 3
         result = retry.call(
             functools.partial(copy_object, src, flaky, "k", force=True),
             policy=retry.Policy(attempts=3, base_s=0.01, max_s=0.01),
             what="copy k",
         )
         assert result.outcome is Outcome.COPIED
-        assert proxy.counts["PUT"] == 1 + 3
+        assert proxy.counts["PUT"] == 4 + 2 + 2
     assert dst.head("k").size == 2 * MiB
 
 

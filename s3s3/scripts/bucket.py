@@ -1,6 +1,7 @@
 """``s3s3bucket``: reconcile the destination buckets with the source, from cron or supervisord.
 
     s3s3bucket --config /usr/local/etc/s3s3.ini [--dry-run] [--delete] [--prefix P] ...
+    s3s3bucket --config FILE uploads [--older-than AGE] [--abort]   (s3s3.scripts.uploads)
 
 Exit status: 0 everything in step, 1 some objects failed, 2 configuration or fatal error
 (including another run holding the lock, and a refused deletion).
@@ -30,7 +31,7 @@ from s3s3.bucketjob.runner import run_bucket_job
 from s3s3.bucketjob.summary import JobSummary, ProgressLog
 from s3s3.config import MetricsConfig
 from s3s3.errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
-from s3s3.scripts import _cli, progress
+from s3s3.scripts import _cli, progress, uploads
 from s3s3.scripts._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
 from s3s3.scripts.supervisor import EventListener
 
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pushgateway",
     )
     _cli.add_limit_options(p, section="bucket")
+    commands = p.add_subparsers(dest="command", metavar="COMMAND")
+    uploads.add_parser(commands)
     return p
 
 
@@ -211,6 +214,8 @@ class Lifecycle:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _cli.setup_logging(args)
+    if args.command == "uploads":
+        return _cli.run(uploads.uploads_command, args)
     life = Lifecycle()
     signal.signal(signal.SIGTERM, life.on_sigterm)
     if args.supervisord:

@@ -128,10 +128,28 @@ class UploadPage:
 
 @dataclass(frozen=True)
 class Part:
-    """One uploaded part: its number and the ETag the server gave it, as it gave it."""
+    """One uploaded part: its number and the ETag the server gave it, as it gave it (and
+    its size, where ListParts said; 0 when unknown)."""
 
     number: int
     etag: str
+    size: int = 0
+
+
+def content_range_size(value: str | None) -> int | None:
+    """The whole object's size from a Content-Range header (``bytes 0-9/123``), or None."""
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def range_header(start: int, end: int | None) -> str | None:
+    """The Range header of bytes ``start`` to ``end`` (inclusive; None: to the end), or
+    None for the whole object."""
+    if start == 0 and end is None:
+        return None
+    return f"bytes={start}-" + ("" if end is None else str(end))
 
 
 #: What :meth:`Store.delete_many` answers: each key that was not deleted, with its error
@@ -161,8 +179,14 @@ class Store(Protocol):
     def head(self, key: str) -> ObjectInfo | None:
         """Size, ETag and s3s3 md5 of ``key``, or None when it does not exist."""
 
-    def get(self, key: str) -> ObjectStream:
-        """``key``'s body to stream, with what it is and the headers a copy carries."""
+    def get(
+        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ObjectStream:
+        """``key``'s body to stream, with what it is and the headers a copy carries.
+
+        ``start``/``end`` (inclusive) ask for those bytes only (a ranged GET); the
+        ``ObjectInfo`` still gives the whole object's size. With ``if_match`` (an ETag) a
+        different version answers :class:`~s3s3.errors.SourceChanged`."""
 
     def put(
         self,
@@ -190,6 +214,16 @@ class Store(Protocol):
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort an upload; its parts are freed."""
+
+    def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        """The parts already uploaded, with their ETags and sizes, in number order (pages
+        retried each); :class:`~s3s3.errors.EndpointError` with code ``NoSuchUpload`` when
+        the upload is gone."""
+
+    def replace_metadata(self, key: str, *, headers: ContentHeaders, if_match: str | None) -> str:
+        """Rewrite ``key``'s content headers and metadata to ``headers`` (a CopyObject onto
+        itself, ``MetadataDirective=REPLACE``; objects up to 5 GiB), with ``if_match`` only
+        if it is still that version. Answers the new ETag (cleaned; may be empty)."""
 
     def list_page(
         self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None

@@ -29,6 +29,7 @@ Credentials, for the lean store too, come through boto3's public API
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
 import functools
 import hashlib
@@ -69,8 +70,10 @@ from s3s3.store.base import (
     Part,
     Readable,
     UploadPage,
+    content_range_size,
     iter_uploads,
     page_of,
+    range_header,
     upload_page_of,
 )
 from s3s3.store.s3errors import classify_error
@@ -413,10 +416,22 @@ class BotoStore:
             return None
         return info_from_response(key, resp)
 
-    def get(self, key: str) -> ObjectStream:
-        resp = self.call("GetObject", key)
+    def get(
+        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ObjectStream:
+        params: dict[str, Any] = {}
+        ranged = range_header(start, end)
+        if ranged is not None:
+            params["Range"] = ranged
+        if if_match is not None:
+            params["IfMatch"] = f'"{clean_etag(if_match)}"'
+        resp = self.call("GetObject", key, **params)
+        info = info_from_response(key, resp)
+        whole = content_range_size(resp.get("ContentRange"))
+        if whole is not None:  # a ranged answer's ContentLength is the range's
+            info = dataclasses.replace(info, size=whole)
         return ObjectStream(
-            info_from_response(key, resp),
+            info,
             content_headers_of(resp),
             BotoBody(resp["Body"], cfg=self._cfg, key=key),
         )
@@ -458,6 +473,45 @@ class BotoStore:
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.call("AbortMultipartUpload", key, UploadId=upload_id)
+
+    def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        """Every part of the upload, page by page, each page retried under this endpoint's
+        policy (the listing owns its pages)."""
+        policy = retry.Policy.for_endpoint(self._cfg)
+        parts: list[Part] = []
+        marker = 0
+        while True:
+            params: dict[str, Any] = {"UploadId": upload_id, "MaxParts": 1000}
+            if marker:
+                params["PartNumberMarker"] = marker
+            resp = retry.call(
+                functools.partial(self.call, "ListParts", key, **params),
+                policy=policy,
+                what=f"listing the parts of upload {upload_id} of s3://{self.bucket}/{key} "
+                f"on [{self.name}]",
+            )
+            page = [
+                Part(int(p["PartNumber"]), str(p.get("ETag") or ""), int(p.get("Size") or 0))
+                for p in resp.get("Parts") or ()
+            ]
+            parts.extend(page)
+            following = int(resp.get("NextPartNumberMarker") or (page[-1].number if page else 0))
+            if not resp.get("IsTruncated") or not page or following <= marker:
+                return sorted(parts, key=lambda p: p.number)
+            marker = following
+
+    def replace_metadata(self, key: str, *, headers: ContentHeaders, if_match: str | None) -> str:
+        params = put_params(headers)
+        if if_match is not None:
+            params["CopySourceIfMatch"] = f'"{clean_etag(if_match)}"'
+        resp = self.call(
+            "CopyObject",
+            key,
+            CopySource={"Bucket": self._cfg.bucket, "Key": key},
+            MetadataDirective="REPLACE",
+            **params,
+        )
+        return clean_etag((resp.get("CopyObjectResult") or {}).get("ETag"))
 
     def list_page(
         self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None

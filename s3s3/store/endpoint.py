@@ -189,10 +189,16 @@ class Endpoint:
         """The object's size, ETag and s3s3 md5, or None when it does not exist."""
         return self._serve(lambda lean: lean.head(key), lambda: self.boto.head(key))
 
-    def get(self, key: str) -> ObjectStream:
+    def get(
+        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ObjectStream:
         """The object's body to stream (read it, then close it), with its ObjectInfo and
-        the headers a copy carries; :class:`~s3s3.errors.SourceKeyMissing` if missing."""
-        obj = self._serve(lambda lean: lean.get(key), lambda: self.boto.get(key))
+        the headers a copy carries; :class:`~s3s3.errors.SourceKeyMissing` if missing.
+        ``start``/``end``/``if_match``: a ranged, conditional GET (see the Store protocol)."""
+        obj = self._serve(
+            lambda lean: lean.get(key, start=start, end=end, if_match=if_match),
+            lambda: self.boto.get(key, start=start, end=end, if_match=if_match),
+        )
         if self.pacing.bandwidth is None:
             return obj
         return ObjectStream(obj.info, obj.headers, self.pacing.paced_body(obj.body))
@@ -234,6 +240,15 @@ class Endpoint:
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self._send(lambda: self.boto.abort_upload(key, upload_id))
+
+    def list_parts(self, key: str, upload_id: str) -> list[Part]:
+        # Paced as one request: its pages (rarely more than one) are the listing's own.
+        return self._send(lambda: self.boto.list_parts(key, upload_id))
+
+    def replace_metadata(self, key: str, *, headers: ContentHeaders, if_match: str | None) -> str:
+        return self._send(
+            lambda: self.boto.replace_metadata(key, headers=headers, if_match=if_match)
+        )
 
     def delete(self, key: str) -> None:
         self._send(lambda: self.boto.delete(key))

@@ -52,6 +52,7 @@ trust.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
 import http.client
 import logging
@@ -86,7 +87,9 @@ from s3s3.store.base import (
     ObjectStream,
     Page,
     UploadPage,
+    content_range_size,
     page_of,
+    range_header,
     upload_page_of,
 )
 from s3s3.store.s3errors import classify_error
@@ -475,12 +478,24 @@ class LeanStore:
             return None
         return _object_headers(key, resp.headers, carry=False)[0]
 
-    def get(self, key: str) -> ObjectStream:
-        """GetObject; read the body and close it (or the stream)."""
+    def get(
+        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ObjectStream:
+        """GetObject (of bytes ``start``-``end`` only, and only of version ``if_match``,
+        where given); read the body and close it (or the stream)."""
+        wire: dict[str, str] = {}
+        ranged = range_header(start, end)
+        if ranged is not None:
+            wire["Range"] = ranged
+        if if_match is not None:
+            wire["If-Match"] = f'"{clean_etag(if_match)}"'
         resp, conn = self._request(
-            "GET", *self._object_paths(key), op="GetObject", key=key, stream=True
+            "GET", *self._object_paths(key), op="GetObject", key=key, stream=True, headers=wire
         )
         info, headers = _object_headers(key, resp.headers, carry=True)
+        whole = content_range_size(resp.headers.get("Content-Range"))
+        if whole is not None:  # a ranged answer's Content-Length is the range's
+            info = dataclasses.replace(info, size=whole)
         return ObjectStream(
             info, headers, LeanBody(resp, conn, pool=self._pool, store=self, key=key)
         )

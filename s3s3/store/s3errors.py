@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from s3s3.errors import (
     EndpointError,
     FatalEndpointError,
+    SourceChanged,
     SourceKeyMissing,
     TransientEndpointError,
 )
@@ -75,6 +76,9 @@ def classify_error(
     cls: type[EndpointError]
     if code == "NoSuchBucket" or (status == 404 and key is None):
         cls, text = FatalEndpointError, f"bucket does not exist: {text}"
+    elif (code == "PreconditionFailed" or status == 412) and key is not None:
+        # Only conditional requests (If-Match) get a 412: the object is another version.
+        cls, text = SourceChanged, f"the object changed: {text}"
     elif code in MISSING_CODES and key is not None:
         cls, text = SourceKeyMissing, f"no such key: {text}"
     elif code in THROTTLE_CODES or status == 429:
