@@ -312,3 +312,48 @@ def test_the_listener_reads_an_event_s_key_once_for_two_destinations(
     assert source_gets(proxy, src.bucket) == [f"/{src.bucket}/k"]
     want = hashlib.md5(data).hexdigest()
     assert md5_at(ceph, d1.bucket, "k") == want and md5_at(swift, d2.bucket, "k") == want
+
+
+def test_a_multipart_destination_left_behind_resumes_from_its_parts(
+    ceph_source, ceph, make_bucket, tmp_path
+):
+    src, proxy = ceph_source
+    src = Endpoint(dataclasses.replace(src.cfg, fanout_buffer_bytes=16 * MiB))
+    data = os.urandom(48 * MiB)
+    put(ceph, src.bucket, "k", data)
+    # Both multipart and both through a proxy of their own, so that only the stall sets
+    # them apart (a CreateMultipartUpload alone can take a Ceph here 16 MiB of another
+    # destination's single PUT).
+    parts = dict(multipart_threshold_bytes=5 * MiB, multipart_chunksize_bytes=5 * MiB)
+    fast_bucket = make_bucket(ceph, name="fast", **parts)
+    slow_bucket = make_bucket(ceph, name="slow", **parts, upload_state=str(tmp_path / "uploads"))
+    with (
+        FaultProxy(ceph["endpoint_url"]) as slow_proxy,
+        FaultProxy(ceph["endpoint_url"]) as fast_proxy,
+    ):
+        fast = Endpoint(dataclasses.replace(fast_bucket.cfg, endpoint_url=fast_proxy.url))
+        stalled = threading.Event()
+
+        def third_part_stalls(method: str, path: str) -> float:
+            if method == "PUT" and "partNumber=3&" in path + "&" and not stalled.is_set():
+                stalled.set()
+                return 8.0
+            return 0.0
+
+        slow_proxy.delay_if = third_part_stalls
+        slow = Endpoint(dataclasses.replace(slow_bucket.cfg, endpoint_url=slow_proxy.url))
+        results = copy_to_all(src, [fast, slow], "k", force=True)
+        sent = list(slow_proxy.sent)
+    assert [r.outcome for r in results] == [Outcome.COPIED, Outcome.COPIED], results
+    assert stalled.is_set()
+    # The copy of its own lists the upload's parts, reads the source from where the parts
+    # acknowledged before the drop end, and sends only the parts after them.
+    listed = next(n for n, (m, p, _) in enumerate(sent) if m == "GET" and "uploadId=" in p)
+    ranges = [h.get("range") for m, p, h in proxy.sent if m == "GET" and p.endswith("/k")]
+    assert len(ranges) == 2 and ranges[0] is None, ranges
+    done = int(ranges[1].removeprefix("bytes=").removesuffix("-")) // (5 * MiB)
+    assert done >= 2 and ranges[1] == f"bytes={done * 5 * MiB}-", ranges
+    again = [int(p.rsplit("partNumber=", 1)[1]) for m, p, _ in sent[listed:] if m == "PUT"]
+    assert again == list(range(done + 1, 11)), again
+    want = hashlib.md5(data).hexdigest()
+    assert md5_at(ceph, fast_bucket.bucket, "k") == want == md5_at(ceph, slow_bucket.bucket, "k")
