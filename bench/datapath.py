@@ -200,6 +200,17 @@ def grouped(records: list[dict], *fields: str) -> dict[tuple, list[dict]]:
     return groups
 
 
+def w2_and_w3(ctx, small: str, large: str) -> list:
+    """W2's 10,000 x 4 KiB and W3's 4 x 256 MiB as sources of these names."""
+    from . import data
+
+    sizes = ctx.sizes
+    return [
+        data.make_small(ctx, small, sizes.w2_count, sizes.small_bytes),
+        data.make_large(ctx, large, sizes.w3_count, sizes.w3_bytes, keep_files=False),
+    ]
+
+
 # --------------------------------------------------------------------------- W8
 
 
@@ -209,11 +220,8 @@ def fanout(args, *, run_dir: Path, log) -> int:
 
     began, load_start = time.monotonic(), os.getloadavg()
     with session(args, run_dir=run_dir, log=log) as sess:
-        ctx, sizes = sess.ctx, sess.ctx.sizes
-        sets = [
-            data.make_small(ctx, "w8-small", sizes.w2_count, sizes.small_bytes),
-            data.make_large(ctx, "w8-large", sizes.w3_count, sizes.w3_bytes, keep_files=False),
-        ]
+        ctx = sess.ctx
+        sets = w2_and_w3(ctx, "w8-small", "w8-large")
         for run in range(ctx.runs):
             for ds in sets:
                 for tool in ("s3s3", "rclone"):
@@ -524,11 +532,8 @@ def ab(args, *, run_dir: Path, log) -> int:
         return 2
     began, load_start = time.monotonic(), os.getloadavg()
     with session(args, run_dir=run_dir, log=log) as sess:
-        ctx, sizes = sess.ctx, sess.ctx.sizes
-        sets = [
-            data.make_small(ctx, "ab-w2", sizes.w2_count, sizes.small_bytes),
-            data.make_large(ctx, "ab-w3", sizes.w3_count, sizes.w3_bytes, keep_files=False),
-        ]
+        ctx = sess.ctx
+        sets = w2_and_w3(ctx, "ab-w2", "ab-w3")
         for run in range(ctx.runs):
             for ds in sets:
                 for n, checkout in enumerate(checkouts):

@@ -152,6 +152,15 @@ def record_name(endpoint: str, bucket: str, key: str) -> str:
     return f"{digest}.json"
 
 
+def record_for(text: str, endpoint: str, bucket: str, key: str) -> UploadRecord | None:
+    """The record ``text`` holds, if it is one of this destination key (a file or Redis key
+    whose name collided, or that was edited, is not)."""
+    record = UploadRecord.from_json(text)
+    if record is None or (record.endpoint, record.bucket, record.key) != (endpoint, bucket, key):
+        return None
+    return record
+
+
 class FileProgress:
     """Upload records as JSON files in ``directory`` (created on the first save)."""
 
@@ -172,14 +181,7 @@ class FileProgress:
         except OSError as exc:
             log.warning("cannot read upload progress in %s: %s", self.directory, exc)
             return None
-        record = UploadRecord.from_json(text)
-        if record is None or (record.endpoint, record.bucket, record.key) != (
-            endpoint,
-            bucket,
-            key,
-        ):
-            return None
-        return record
+        return record_for(text, endpoint, bucket, key)
 
     def save(self, record: UploadRecord) -> None:
         """Write ``record`` atomically: a temporary file, flushed to disk, renamed over the
@@ -254,14 +256,7 @@ class RedisProgress:
             return None
         if raw is None:
             return None
-        record = UploadRecord.from_json(_text(raw))
-        if record is None or (record.endpoint, record.bucket, record.key) != (
-            endpoint,
-            bucket,
-            key,
-        ):
-            return None
-        return record
+        return record_for(_text(raw), endpoint, bucket, key)
 
     def save(self, record: UploadRecord) -> None:
         try:

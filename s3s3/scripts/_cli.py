@@ -85,6 +85,21 @@ def add_limit_options(p: argparse.ArgumentParser, *, section: str) -> None:
     )
 
 
+def _number_option(args, name: str, convert, low: float, high: float, between: str):
+    """The command line's ``--NAME`` converted and checked, or None when not given."""
+    raw = getattr(args, name, None)
+    if raw is None:
+        return None
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = convert(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {raw!r} {exc}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{flag} {raw!r} must be between {between}")
+    return value
+
+
 def apply_limits(settings: config.Settings, args: argparse.Namespace) -> config.Settings:
     """``settings`` with the command line's ``--bwlimit`` (for both [bucket] and
     [listen]: one process runs one of them) and ``--tpslimit``/``--tpslimit-burst`` (for
@@ -101,26 +116,13 @@ def apply_limits(settings: config.Settings, args: argparse.Namespace) -> config.
             bucket=dataclasses.replace(settings.bucket, bwlimit=timetable),
             listen=dataclasses.replace(settings.listen, bwlimit=timetable),
         )
-    rate: float | None = None
-    tps = getattr(args, "tpslimit", None)
-    if tps is not None:
-        try:
-            rate = config.to_float(tps)
-        except ValueError as exc:
-            raise ConfigError(f"--tpslimit {tps!r} {exc}") from None
-        if not 0 <= rate <= config.MAX_TPS:
-            raise ConfigError(f"--tpslimit {tps!r} must be between 0 (no limit) and 100000")
-    count: int | None = None
-    burst = getattr(args, "tpslimit_burst", None)
-    if burst is not None:
-        try:
-            count = config.to_int(burst)
-        except ValueError as exc:
-            raise ConfigError(f"--tpslimit-burst {burst!r} {exc}") from None
-        if not 1 <= count <= config.MAX_WORKERS:
-            raise ConfigError(
-                f"--tpslimit-burst {burst!r} must be between 1 and {config.MAX_WORKERS}"
-            )
+    rate = _number_option(
+        args, "tpslimit", config.to_float, 0, config.MAX_TPS, "0 (no limit) and 100000"
+    )
+    burst = _number_option(
+        args, "tpslimit_burst", config.to_int, 1, config.MAX_WORKERS, f"1 and {config.MAX_WORKERS}"
+    )
+    count = None if burst is None else int(burst)
 
     def limited(endpoint: config.EndpointConfig) -> config.EndpointConfig:
         return dataclasses.replace(
