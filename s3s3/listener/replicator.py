@@ -3,8 +3,9 @@
 :class:`Replicator` takes work items (``copy`` or ``delete`` of one key) with an opaque
 ticket each, runs them on a bounded pool of worker threads, and reports each finished job
 with its tickets and a :class:`JobResult` to ``on_complete``; the intake acknowledges a
-ticket only then. Copies go through the copier it is given (``s3s3.transfer.copy_object``
-unless a test gives another). It knows nothing of message formats or Redis, and does not
+ticket only then. A job's copies to every destination that is up share one read of the
+source (``s3s3.fanout.copy_to_all``); a copier a test gives copies destination by
+destination instead. It knows nothing of message formats or Redis, and does not
 retry inside a copy: a job is retried as a whole, on the replicator's timer.
 
 Rules, and why:
