@@ -193,11 +193,18 @@ def median_cell(recs: list[dict], name: str) -> str:
     return f"{mid:g}{spread}"
 
 
-def grouped(records: list[dict], *fields: str) -> dict[tuple, list[dict]]:
+def table_rows(records: list[dict], keys: tuple[str, ...], fields: tuple[str, ...]) -> list[str]:
+    """One Markdown row per group of ``records`` with the same ``keys``: the keys, the
+    median (and range) of each of ``fields``, and whether every run of the group was ok."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault(tuple(r[f] for f in fields), []).append(r)
-    return groups
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    rows = []
+    for group, recs in groups.items():
+        cells = [*map(str, group), *(median_cell(recs, f) for f in fields)]
+        ok = "yes" if all(r["ok"] for r in recs) else "NO"
+        rows.append(f"| {' | '.join(cells)} | {ok} |")
+    return rows
 
 
 def w2_and_w3(ctx, small: str, large: str) -> list:
@@ -283,21 +290,19 @@ def render_w8(records: list[dict]) -> str:
         "| CPU s | peak RSS MB | ok |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (name, tool), recs in grouped(records, "set", "tool").items():
-        cells = [
-            median_cell(recs, f)
-            for f in (
-                "read_per_written",
-                "source_gets",
-                "wall_s",
-                "mb_per_s_written",
-                "objects_per_s",
-                "cpu_s",
-                "peak_rss_mb",
-            )
-        ]
-        ok = "yes" if all(r["ok"] for r in recs) else "NO"
-        lines.append(f"| {name} | {tool} | {' | '.join(cells)} | {ok} |")
+    lines += table_rows(
+        records,
+        ("set", "tool"),
+        (
+            "read_per_written",
+            "source_gets",
+            "wall_s",
+            "mb_per_s_written",
+            "objects_per_s",
+            "cpu_s",
+            "peak_rss_mb",
+        ),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -367,13 +372,9 @@ def render_w10(records: list[dict]) -> str:
         "| tool | MiB/s | of the limit | wall s | CPU s | peak RSS MB | ok |",
         "|---|---|---|---|---|---|---|",
     ]
-    for (tool,), recs in grouped(records, "tool").items():
-        cells = [
-            median_cell(recs, f)
-            for f in ("mib_per_s", "of_limit", "wall_s", "cpu_s", "peak_rss_mb")
-        ]
-        ok = "yes" if all(r["ok"] for r in recs) else "NO"
-        lines.append(f"| {tool} | {' | '.join(cells)} | {ok} |")
+    lines += table_rows(
+        records, ("tool",), ("mib_per_s", "of_limit", "wall_s", "cpu_s", "peak_rss_mb")
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -498,20 +499,18 @@ def render_w9(records: list[dict]) -> str:
         "| total s | restart CPU s | ok |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (tool,), recs in grouped(records, "tool").items():
-        cells = [
-            median_cell(recs, f)
-            for f in (
-                "parts_before_kill",
-                "read_again_parts",
-                "parts_sent_again",
-                "restart_wall_s",
-                "total_wall_s",
-                "restart_cpu_s",
-            )
-        ]
-        ok = "yes" if all(r["ok"] for r in recs) else "NO"
-        lines.append(f"| {tool} | {' | '.join(cells)} | {ok} |")
+    lines += table_rows(
+        records,
+        ("tool",),
+        (
+            "parts_before_kill",
+            "read_again_parts",
+            "parts_sent_again",
+            "restart_wall_s",
+            "total_wall_s",
+            "restart_cpu_s",
+        ),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -587,11 +586,9 @@ def render_ab(records: list[dict]) -> str:
         "| workload | checkout | wall s | obj/s | MB/s | CPU s | peak RSS MB | ok |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (workload, checkout), recs in grouped(records, "workload", "checkout").items():
-        cells = [
-            median_cell(recs, f)
-            for f in ("wall_s", "objects_per_s", "mb_per_s", "cpu_s", "peak_rss_mb")
-        ]
-        ok = "yes" if all(r["ok"] for r in recs) else "NO"
-        lines.append(f"| {workload} | {checkout} | {' | '.join(cells)} | {ok} |")
+    lines += table_rows(
+        records,
+        ("workload", "checkout"),
+        ("wall_s", "objects_per_s", "mb_per_s", "cpu_s", "peak_rss_mb"),
+    )
     return "\n".join(lines) + "\n"
