@@ -46,9 +46,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import redis
-
 if TYPE_CHECKING:
+    import redis
+
     from s3s3.config import EndpointConfig, RedisConfig
     from s3s3.model import ObjectInfo
 
@@ -238,8 +238,13 @@ class RedisProgress:
     """Upload records in Redis, one JSON string key each, shared by every host."""
 
     def __init__(self, client: redis.Redis, *, ttl_s: float) -> None:
+        # redis-py only here: a process whose uploads keep their progress in files (the
+        # bucket job, by default) does not pay its 50 ms import at start-up.
+        import redis
+
         self._client = client
         self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._errors: type[Exception] = redis.RedisError
 
     def __repr__(self) -> str:
         return "RedisProgress()"
@@ -251,7 +256,7 @@ class RedisProgress:
     def load(self, endpoint: str, bucket: str, key: str) -> UploadRecord | None:
         try:
             raw = self._client.get(self.key_of(endpoint, bucket, key))
-        except redis.RedisError as exc:
+        except self._errors as exc:
             log.warning("cannot read upload progress from Redis (the copy starts over): %s", exc)
             return None
         if raw is None:
@@ -265,7 +270,7 @@ class RedisProgress:
                 record.to_json(),
                 px=self._ttl_ms,
             )
-        except redis.RedisError as exc:
+        except self._errors as exc:
             log.warning(
                 "cannot keep the progress of upload %s of s3://%s/%s in Redis: %s",
                 record.upload_id,
@@ -277,7 +282,7 @@ class RedisProgress:
     def delete(self, endpoint: str, bucket: str, key: str) -> None:
         try:
             self._client.delete(self.key_of(endpoint, bucket, key))
-        except redis.RedisError as exc:
+        except self._errors as exc:
             log.warning("cannot drop upload progress in Redis (it expires): %s", exc)
 
     def records(self) -> Iterator[UploadRecord]:
@@ -287,7 +292,7 @@ class RedisProgress:
                 record = UploadRecord.from_json(_text(raw)) if raw else None
                 if record is not None:
                     yield record
-        except redis.RedisError as exc:
+        except self._errors as exc:
             log.warning("cannot list upload progress in Redis: %s", exc)
 
 
@@ -298,6 +303,8 @@ def _text(raw: bytes | str) -> str:
 @functools.lru_cache(maxsize=16)
 def _redis_client(cfg: RedisConfig) -> redis.Redis:
     """One client (and connection pool) per Redis configuration, made on first use."""
+    import redis
+
     options: dict = {"socket_connect_timeout": 5, "socket_timeout": 10}
     if cfg.password:
         options["password"] = cfg.password
