@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 from s3s3 import retry
 from s3s3.errors import EndpointError
+from s3s3.keyspace import KeyRange
 from s3s3.model import ObjectInfo
 from s3s3.store.base import Store
 
@@ -31,28 +32,55 @@ PREFETCH_PAGES = 2
 
 
 def list_objects(
-    store: Store, prefix: str = "", *, page_size: int = 1000, policy: retry.Policy | None = None
+    store: Store,
+    prefix: str = "",
+    *,
+    page_size: int = 1000,
+    policy: retry.Policy | None = None,
+    key_range: KeyRange | None = None,
 ) -> Iterator[ObjectInfo]:
-    """Every object under ``prefix``, in ascending UTF-8 byte order of keys."""
-    for page in list_pages(store, prefix, page_size=page_size, policy=policy):
+    """Every object under ``prefix`` (and in ``key_range``), in ascending UTF-8 byte order
+    of keys."""
+    for page in list_pages(store, prefix, page_size=page_size, policy=policy, key_range=key_range):
         yield from page
 
 
 def list_pages(
-    store: Store, prefix: str = "", *, page_size: int = 1000, policy: retry.Policy | None = None
+    store: Store,
+    prefix: str = "",
+    *,
+    page_size: int = 1000,
+    policy: retry.Policy | None = None,
+    key_range: KeyRange | None = None,
 ) -> Iterator[list[ObjectInfo]]:
     """The listing one page at a time (V1 or V2 as the endpoint is configured), each page
-    retried under ``policy`` (default: the endpoint's, :meth:`retry.Policy.for_endpoint`)."""
+    retried under ``policy`` (default: the endpoint's, :meth:`retry.Policy.for_endpoint`).
+
+    With ``key_range``, the listing starts after its ``start_after`` (V2 StartAfter, V1
+    Marker) and ends at its ``end``: the page that crosses it is cut there, and no further
+    page is asked for."""
     policy = policy or retry.Policy.for_endpoint(store.cfg)
     v1 = store.cfg.list_version == 1
     what = f"listing s3://{store.bucket}/{prefix} on [{store.name}]"
+    if key_range is not None and (key_range.start_after, key_range.end) != (None, None):
+        what += f" in {key_range}"
+    start_after = key_range.start_after if key_range is not None else None
     marker: str | None = None
     while True:
         page = retry.call(
-            functools.partial(store.list_page, prefix, page_size=page_size, marker=marker),
+            functools.partial(
+                store.list_page,
+                prefix,
+                page_size=page_size,
+                marker=marker,
+                start_after=start_after if marker is None else None,
+            ),
             policy=policy,
             what=what,
         )
+        if key_range is not None and page.objects and key_range.past(page.objects[-1].key):
+            yield [o for o in page.objects if not key_range.past(o.key)]
+            return
         yield page.objects
         if v1:
             if not page.truncated or not page.objects:

@@ -204,7 +204,9 @@ MAY_IMPORT = {
     "s3s3.errors": set(),
     "s3s3.store": set(),
     "s3s3.plan": set(),
-    "s3s3.listing": {"s3s3.store"},
+    # keyspace: ranges of keys and split points (pure), for the listings and the stream.
+    "s3s3.keyspace": set(),
+    "s3s3.listing": {"s3s3.store", "s3s3.keyspace"},
     # resume: where a multipart copy's progress is kept (no I/O to S3; transfer uses it).
     "s3s3.resume": set(),
     "s3s3.transfer": {"s3s3.store", "s3s3.plan", "s3s3.resume"},
@@ -216,6 +218,7 @@ MAY_IMPORT = {
         "s3s3.transfer",
         "s3s3.store",
         "s3s3.listing",
+        "s3s3.keyspace",
         "s3s3.plan",
         "s3s3.queue",
     },

@@ -226,10 +226,16 @@ class Store(Protocol):
         if it is still that version. Answers the new ETag (cleaned; may be empty)."""
 
     def list_page(
-        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        marker: str | None = None,
+        start_after: str | None = None,
     ) -> Page:
         """One listing page after ``marker`` (ListObjectsV2, or V1 where ``list_version =
-        1``)."""
+        1``). ``start_after`` starts a listing after that key (V2 StartAfter, V1 Marker): the
+        first page of a range of the key space; ``marker`` wins when both are given."""
 
     def list_uploads(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[UploadInfo]:
         """Every multipart upload in progress under ``prefix`` (pages retried each)."""

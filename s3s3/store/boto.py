@@ -514,12 +514,19 @@ class BotoStore:
         return clean_etag((resp.get("CopyObjectResult") or {}).get("ETag"))
 
     def list_page(
-        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        marker: str | None = None,
+        start_after: str | None = None,
     ) -> Page:
         v1 = self._cfg.list_version == 1
         params: dict[str, Any] = {"Prefix": prefix, "MaxKeys": page_size}
         if marker is not None:
             params["Marker" if v1 else "ContinuationToken"] = marker
+        elif start_after is not None:
+            params["Marker" if v1 else "StartAfter"] = start_after
         return page_of(self.call("ListObjects" if v1 else "ListObjectsV2", **params), v1=v1)
 
     def list_uploads_page(

@@ -260,12 +260,22 @@ class Endpoint:
     # ------------------------------------------------------------------- listings
 
     def list_page(
-        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        marker: str | None = None,
+        start_after: str | None = None,
     ) -> Page:
-        """One listing page (V2, or V1 where ``list_version = 1``) after ``marker``."""
+        """One listing page (V2, or V1 where ``list_version = 1``) after ``marker``, or
+        after the key ``start_after``."""
         return self._serve(
-            lambda lean: lean.list_page(prefix, page_size=page_size, marker=marker),
-            lambda: self.boto.list_page(prefix, page_size=page_size, marker=marker),
+            lambda lean: lean.list_page(
+                prefix, page_size=page_size, marker=marker, start_after=start_after
+            ),
+            lambda: self.boto.list_page(
+                prefix, page_size=page_size, marker=marker, start_after=start_after
+            ),
         )
 
     def list_uploads_page(

@@ -521,21 +521,36 @@ class LeanStore:
     # ------------------------------------------------------------------- listings
 
     def list_page(
-        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        marker: str | None = None,
+        start_after: str | None = None,
     ) -> Page:
         v1 = self.cfg.list_version == 1
-        return page_of(self.list_answer(prefix, page_size=page_size, marker=marker), v1=v1)
+        answer = self.list_answer(
+            prefix, page_size=page_size, marker=marker, start_after=start_after
+        )
+        return page_of(answer, v1=v1)
 
     def list_answer(
-        self, prefix: str = "", *, page_size: int = 1000, marker: str | None = None
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        marker: str | None = None,
+        start_after: str | None = None,
     ) -> dict:
         """One ListObjectsV2 page (ListObjects where ``list_version = 1``; ``marker`` is its
-        continuation token or marker) parsed into botocore's shape: Contents (Key, Size,
-        ETag, LastModified), IsTruncated, KeyCount, NextContinuationToken or NextMarker…"""
+        continuation token or marker, ``start_after`` a key to start after) parsed into
+        botocore's shape: Contents (Key, Size, ETag, LastModified), IsTruncated, KeyCount,
+        NextContinuationToken or NextMarker…"""
         if self.cfg.list_version == 1:
             query = [("encoding-type", "url"), ("max-keys", str(page_size)), ("prefix", prefix)]
-            if marker is not None:
-                query.append(("marker", marker))
+            after = marker if marker is not None else start_after
+            if after is not None:
+                query.append(("marker", after))
             return self._list("ListObjects", query, _parse_v1)
         query = [
             ("list-type", "2"),
@@ -545,6 +560,8 @@ class LeanStore:
         ]
         if marker is not None:
             query.append(("continuation-token", marker))
+        elif start_after is not None:
+            query.append(("start-after", start_after))
         return self._list("ListObjectsV2", query, _parse_v2)
 
     def list_uploads_page(
