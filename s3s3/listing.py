@@ -103,16 +103,20 @@ def list_pages(
 
 
 def list_objects_ahead(
-    store: Store, prefix: str = "", *, page_size: int = 1000, depth: int = PREFETCH_PAGES
+    store: Store,
+    prefix: str = "",
+    *,
+    page_size: int = 1000,
+    depth: int = PREFETCH_PAGES,
+    key_range: KeyRange | None = None,
 ) -> Iterator[ObjectInfo]:
     """:func:`list_objects`, with up to ``depth`` pages fetched ahead in a thread.
 
     An error met by the thread is raised here, at the point of the listing where it
     happened. Closing the iterator early stops the thread after its current request.
     """
-    for page in prefetch(
-        list_pages(store, prefix, page_size=page_size), depth=depth, name=f"list-{store.name}"
-    ):
+    pages = list_pages(store, prefix, page_size=page_size, key_range=key_range)
+    for page in prefetch(pages, depth=depth, name=f"list-{store.name}"):
         yield from page
 
 
