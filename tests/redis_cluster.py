@@ -220,6 +220,12 @@ class RedisClusterNodes:
         self.procs[port].wait(timeout=10)
         return port
 
+    def restart(self, port: int) -> None:
+        """Start a killed node again: it keeps its nodes.conf, rejoins, and finding its
+        slots taken over, becomes a replica of the master that replaced it."""
+        self._start_node(port)
+        wait_for_port("127.0.0.1", port, 15.0, proc=self.procs[port])
+
     def wait_ok(self, timeout_s: float) -> None:
         """Until every living node says cluster_state:ok and all 16384 slots are covered."""
         deadline = time.monotonic() + timeout_s

@@ -18,7 +18,7 @@ import redis.cluster
 import redis.exceptions
 
 from s3s3.config import RedisConfig, redis_url_problem
-from s3s3.errors import ConfigError, RedisFatal
+from s3s3.errors import ConfigError, NotReplicated, RedisFatal
 from s3s3.redact import redact, redact_url
 
 #: Retrying cannot fix these.
@@ -35,6 +35,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ClusterError,  # ClusterDownError, MasterDownError, TTL exhausted
     redis.exceptions.TryAgainError,  # a slot being migrated
     redis.exceptions.SlotNotCoveredError,  # a master lost and no replica promoted yet
+    NotReplicated,  # wait_replicas: the replicas did not confirm in time
     OSError,
 )
 
@@ -79,6 +80,75 @@ def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
         ) from None
 
 
+def stream_pipeline(client: redis.Redis, cfg: RedisConfig) -> redis.client.Pipeline:
+    """A plain pipeline for a batch of writes to ``cfg.stream``.
+
+    With ``wait_replicas`` on a cluster it is the pipeline of the stream's master itself:
+    WAIT counts what reached the replicas of the connection that wrote, and redis-py's
+    cluster pipeline would send a keyless WAIT to whichever node it likes."""
+    if cfg.wait_replicas and is_cluster(client):
+        node = client.get_node_from_key(cfg.stream)  # type: ignore[attr-defined]
+        if node is not None and node.redis_connection is not None:
+            pipe: redis.client.Pipeline = node.redis_connection.pipeline(transaction=False)
+            return pipe
+    return client.pipeline(transaction=False)
+
+
+def execute_replicated(client: redis.Redis, cfg: RedisConfig, pipe: Any, *, added: int) -> Any:
+    """Run ``pipe`` (from :func:`stream_pipeline`), then with ``wait_replicas`` WAIT until
+    that many replicas have it; returns the last command's reply.
+
+    Raises :class:`NotReplicated` when fewer replicas confirm within ``wait_timeout``
+    (``added`` goes into it): the writes are on the master only, and a failover now could
+    lose them, so the caller must not count them sent (sending them again makes harmless
+    duplicates)."""
+    if cfg.wait_replicas:
+        pipe.execute_command("WAIT", cfg.wait_replicas, max(1, int(cfg.wait_timeout_s * 1000)))
+    try:
+        results = pipe.execute()
+    except (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.ResponseError,
+    ) as exc:
+        if cfg.wait_replicas and is_cluster(client):
+            # The stream's master went away or moved: ask the cluster for its new slot
+            # map, which redis-py does itself only for commands sent through it.
+            _refresh_slots(client)
+            if isinstance(exc, redis.exceptions.ResponseError):
+                raise redis.exceptions.ClusterError(f"{type(exc).__name__}: {exc}") from exc
+        raise
+    if not cfg.wait_replicas:
+        return results[-1]
+    replicas = int(results[-1])
+    if replicas < cfg.wait_replicas:
+        raise NotReplicated(
+            f"{cfg.stream}: {replicas} of {cfg.wait_replicas} replicas confirmed the batch "
+            f"within {cfg.wait_timeout_s:g}s ([pubsub] wait_replicas, wait_timeout)",
+            added=added,
+        )
+    return results[-2]
+
+
+def _refresh_slots(client: Any) -> None:
+    try:
+        client.nodes_manager.initialize()
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
+        pass  # the next command through the cluster client tries again
+
+
+def client_secrets(client: Any) -> list[str]:
+    """The password ``client`` authenticates with, to mask in messages; asks no server
+    (a cluster client that has not connected yet stays unconnected)."""
+    lazy_secrets = client.__dict__.get("_lazy_secrets") if hasattr(client, "__dict__") else None
+    if lazy_secrets is not None:
+        return list(lazy_secrets)
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return []
+    return [s for s in (pool.connection_kwargs.get("password"),) if s]
+
+
 def refused(safe_url: str, exc: BaseException) -> RedisFatal:
     """The error for Redis refusing s3s3 (password, ACL): retrying cannot fix it.
 
@@ -104,6 +174,7 @@ class _LazyCluster(redis.cluster.RedisCluster):
                 redis.cluster.ClusterNode(host, port) for host, port in cfg.cluster_nodes
             ]
         self.__dict__["_lazy"] = (cfg, options)
+        self.__dict__["_lazy_secrets"] = cfg.secrets()
         self.__dict__["_lazy_lock"] = threading.RLock()
 
     def __getattr__(self, name: str) -> Any:
