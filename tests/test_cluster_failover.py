@@ -124,7 +124,7 @@ def test_a_master_killed_mid_burst(
     # The listener settles: every key it will ever see from the stream gets copied.
     def settled() -> bool:
         before = len(keys_in(b, dst))
-        time.sleep(2.0)
+        time.sleep(1.0)
         return before == len(keys_in(b, dst)) and before > 0
 
     wait_until(settled, 90, interval_s=0.1, what="the listener settled")
