@@ -25,6 +25,7 @@
     ├── RedisFatal             Redis refused s3s3 for a reason retrying cannot fix
     ├── BrokerRefused          the AMQP broker refused s3s3 (credentials, vhost, permissions)
     ├── BacklogFull            the stream is full and did not drain within the wait
+    ├── NotReplicated          wait_replicas: too few replicas confirmed a batch in time
     └── QueueUnavailable       an intake cannot queue work now: Redis is unreachable or the
                                stream is full (retryable: the sender retries, nothing is lost)
 
@@ -260,6 +261,19 @@ class BacklogFull(S3S3Error):
     """The stream holds ``maxlen`` entries or more and did not drain within the wait.
 
     ``added`` is how many entries the call had added before it gave up.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, added: int = 0) -> None:
+        super().__init__(message)
+        self.added = added
+
+
+class NotReplicated(S3S3Error):
+    """``[pubsub] wait_replicas``: a batch of stream entries reached fewer replicas than
+    asked within ``wait_timeout``. It is on the master, not yet safe from a failover; the
+    producer does not count it sent. ``added`` is what earlier batches of the call added.
     """
 
     retryable = True

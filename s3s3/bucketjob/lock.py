@@ -372,12 +372,16 @@ def _problem(exc: Exception, client: redis.Redis) -> str:
 
 def _secrets(client: redis.Redis) -> list[str]:
     # What the client authenticates with, however it was given (URL, query, INI key).
-    return [s for s in (client.connection_pool.connection_kwargs.get("password"),) if s]
+    from s3s3.queue.redis_client import client_secrets
+
+    return client_secrets(client)
 
 
 def _client_url(client: redis.Redis) -> str:
     """Where ``client`` connects, without user or password (for callers that give no URL)."""
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a Redis Cluster: many nodes, no one URL
+        return "a Redis Cluster"
     kwargs = pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"

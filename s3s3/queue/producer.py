@@ -20,6 +20,7 @@ from s3s3.model import COPY, OPS
 from s3s3.queue.contract import Mode
 from s3s3.queue.messages import encode_key_message, validate_key
 from s3s3.queue.pubsub import publish_messages
+from s3s3.queue.redis_client import execute_replicated, stream_pipeline
 from s3s3.retry import Policy
 
 ADD_BATCH = 500
@@ -57,12 +58,12 @@ def add_entries(
         batch = list(itertools.islice(iterator, min(batch_size, room)))
         if not batch:
             return added
-        pipe = redis_client.pipeline(transaction=False)
+        pipe = stream_pipeline(redis_client, cfg)
         for entry in batch:
             # redis-py's field dict is invariant in its key type; str keys are field names.
             pipe.xadd(cfg.stream, dict(entry))  # type: ignore[arg-type]
         pipe.xlen(cfg.stream)
-        length = pipe.execute()[-1]
+        length = execute_replicated(redis_client, cfg, pipe, added=added)
         added += len(batch)
 
 

@@ -1,5 +1,6 @@
-"""Making a Redis connection from ``[pubsub]`` settings (URL, password, TLS), and the one
-table of which Redis errors retrying can fix and which it cannot.
+"""Making a Redis connection from ``[pubsub]`` settings (URL, password, TLS, a single
+server or a Redis Cluster), and the one table of which Redis errors retrying can fix and
+which it cannot.
 
 Every module that sorts Redis errors (the link, the intakes, the bucket job's lock) uses
 :data:`FATAL_ERRORS` and :data:`TRANSIENT_ERRORS` from here; none keeps a list of its own.
@@ -9,11 +10,15 @@ caller's first one.
 
 from __future__ import annotations
 
+import threading
+from typing import Any, TypeAlias
+
 import redis
+import redis.cluster
 import redis.exceptions
 
 from s3s3.config import RedisConfig, redis_url_problem
-from s3s3.errors import ConfigError, RedisFatal
+from s3s3.errors import ConfigError, NotReplicated, RedisFatal
 from s3s3.redact import redact, redact_url
 
 #: Retrying cannot fix these.
@@ -27,16 +32,28 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,
-    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterError,  # ClusterDownError, MasterDownError, TTL exhausted
+    redis.exceptions.TryAgainError,  # a slot being migrated
+    redis.exceptions.SlotNotCoveredError,  # a master lost and no replica promoted yet
+    NotReplicated,  # wait_replicas: the replicas did not confirm in time
     OSError,
 )
+
+#: A single server or a Redis Cluster: both take the same commands on one slot.
+RedisClient: TypeAlias = "redis.Redis | redis.cluster.RedisCluster"
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, redis.cluster.RedisCluster)
 
 
 def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
     """A Redis client for ``cfg``; no connection is made until the first command.
 
     ``kwargs`` go to redis-py (for instance ``socket_timeout``). Health checks keep an idle
-    blocking read from hanging on a dead connection.
+    blocking read from hanging on a dead connection. With ``cfg.cluster`` the client is a
+    :class:`redis.cluster.RedisCluster` (typed as ``redis.Redis``: it takes the same
+    commands, each on the node serving its key's slot).
     """
     options = {
         "health_check_interval": 30,
@@ -54,11 +71,82 @@ def connect(cfg: RedisConfig, **kwargs) -> redis.Redis:
     if problem:
         raise ConfigError(f"Redis URL {cfg.safe_url!r} {problem}")
     try:
+        if cfg.cluster:
+            return _LazyCluster(cfg, options)  # type: ignore[return-value]
         return redis.Redis.from_url(cfg.url, **options)
     except ValueError as exc:
         raise ConfigError(
             f"Redis URL {cfg.safe_url!r}: {redact(str(exc), cfg.secrets())}"
         ) from None
+
+
+def stream_pipeline(client: redis.Redis, cfg: RedisConfig) -> redis.client.Pipeline:
+    """A plain pipeline for a batch of writes to ``cfg.stream``.
+
+    With ``wait_replicas`` on a cluster it is the pipeline of the stream's master itself:
+    WAIT counts what reached the replicas of the connection that wrote, and redis-py's
+    cluster pipeline would send a keyless WAIT to whichever node it likes."""
+    if cfg.wait_replicas and is_cluster(client):
+        node = client.get_node_from_key(cfg.stream)  # type: ignore[attr-defined]
+        if node is not None and node.redis_connection is not None:
+            pipe: redis.client.Pipeline = node.redis_connection.pipeline(transaction=False)
+            return pipe
+    return client.pipeline(transaction=False)
+
+
+def execute_replicated(client: redis.Redis, cfg: RedisConfig, pipe: Any, *, added: int) -> Any:
+    """Run ``pipe`` (from :func:`stream_pipeline`), then with ``wait_replicas`` WAIT until
+    that many replicas have it; returns the last command's reply.
+
+    Raises :class:`NotReplicated` when fewer replicas confirm within ``wait_timeout``
+    (``added`` goes into it): the writes are on the master only, and a failover now could
+    lose them, so the caller must not count them sent (sending them again makes harmless
+    duplicates)."""
+    if cfg.wait_replicas:
+        pipe.execute_command("WAIT", cfg.wait_replicas, max(1, int(cfg.wait_timeout_s * 1000)))
+    try:
+        results = pipe.execute()
+    except (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.ResponseError,
+    ) as exc:
+        if cfg.wait_replicas and is_cluster(client):
+            # The stream's master went away or moved: ask the cluster for its new slot
+            # map, which redis-py does itself only for commands sent through it.
+            _refresh_slots(client)
+            if isinstance(exc, redis.exceptions.ResponseError):
+                raise redis.exceptions.ClusterError(f"{type(exc).__name__}: {exc}") from exc
+        raise
+    if not cfg.wait_replicas:
+        return results[-1]
+    replicas = int(results[-1])
+    if replicas < cfg.wait_replicas:
+        raise NotReplicated(
+            f"{cfg.stream}: {replicas} of {cfg.wait_replicas} replicas confirmed the batch "
+            f"within {cfg.wait_timeout_s:g}s ([pubsub] wait_replicas, wait_timeout)",
+            added=added,
+        )
+    return results[-2]
+
+
+def _refresh_slots(client: Any) -> None:
+    try:
+        client.nodes_manager.initialize()
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
+        pass  # the next command through the cluster client tries again
+
+
+def client_secrets(client: Any) -> list[str]:
+    """The password ``client`` authenticates with, to mask in messages; asks no server
+    (a cluster client that has not connected yet stays unconnected)."""
+    lazy_secrets = client.__dict__.get("_lazy_secrets") if hasattr(client, "__dict__") else None
+    if lazy_secrets is not None:
+        return list(lazy_secrets)
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return []
+    return [s for s in (pool.connection_kwargs.get("password"),) if s]
 
 
 def refused(safe_url: str, exc: BaseException) -> RedisFatal:
@@ -69,3 +157,63 @@ def refused(safe_url: str, exc: BaseException) -> RedisFatal:
     return RedisFatal(
         f"Redis at {redact_url(safe_url)} refused s3s3: {type(exc).__name__}: {redact(str(exc))}"
     )
+
+
+class _LazyCluster(redis.cluster.RedisCluster):
+    """A RedisCluster that asks for the cluster's slot map on its first command, not when
+    made, as ``redis.Redis`` does: the callers' loops that retry an unreachable Redis then
+    retry an unreachable cluster too (redis-py's constructor would raise outside them)."""
+
+    def __init__(self, cfg: RedisConfig, options: dict) -> None:
+        retry = options.pop("retry", None)
+        if retry is not None:
+            # A cluster takes its retry policy itself, not for each node's connection.
+            options["retry"] = retry
+        if cfg.cluster_nodes:
+            options["startup_nodes"] = [
+                redis.cluster.ClusterNode(host, port) for host, port in cfg.cluster_nodes
+            ]
+        self.__dict__["_lazy"] = (cfg, options)
+        self.__dict__["_lazy_secrets"] = cfg.secrets()
+        self.__dict__["_lazy_lock"] = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for an attribute the instance lacks: before the real __init__ (or
+        # while it runs: other threads wait for it; its own lookups see the truth).
+        if (
+            self.__dict__.get("_lazy") is None
+            or name.startswith("_lazy")
+            or self.__dict__.get("_lazy_owner") == threading.get_ident()
+        ):
+            raise AttributeError(name)
+        with self.__dict__["_lazy_lock"]:
+            lazy = self.__dict__.get("_lazy")
+            if lazy is not None:
+                cfg, options = lazy
+                self.__dict__["_lazy_owner"] = threading.get_ident()
+                try:
+                    redis.cluster.RedisCluster.__init__(self, url=cfg.url, **dict(options))
+                except redis.exceptions.RedisClusterException as exc:
+                    # "cannot be connected", a slot map missing slots: the cluster may
+                    # answer later, like a server that is down.
+                    raise redis.exceptions.ClusterError(
+                        f"Redis Cluster at {cfg.safe_url}: {redact(str(exc), cfg.secrets())}"
+                    ) from None
+                finally:
+                    self.__dict__["_lazy_owner"] = None
+                self.__dict__["_lazy"] = None
+        return object.__getattribute__(self, name)
+
+    def close(self) -> None:
+        if self.__dict__.get("_lazy") is None:
+            super().close()
+
+    def __del__(self) -> None:
+        if self.__dict__.get("_lazy") is None:
+            super().__del__()
+
+    def __repr__(self) -> str:
+        lazy = self.__dict__.get("_lazy")
+        if lazy is not None:
+            return f"<RedisCluster {lazy[0].safe_url} (not connected yet)>"
+        return super().__repr__()
