@@ -53,6 +53,22 @@ def redis_cluster(tmp_path_factory):
         cluster.stop()
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def redis_any(request, redis_url):
+    """A client of the session's single Redis, then of its Redis Cluster: a test taking it
+    runs on both (the client s3s3 itself makes, via ``connect``)."""
+    from s3s3.config import RedisConfig
+    from s3s3.queue.redis_client import connect
+
+    if request.param == "cluster":
+        cfg = RedisConfig(url=request.getfixturevalue("redis_cluster").url, cluster=True)
+    else:
+        cfg = RedisConfig(url=redis_url)
+    client = connect(cfg)
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def private_redis_cluster(tmp_path):
     """A Redis Cluster of this test's own, for killing masters."""
