@@ -62,7 +62,15 @@ def sharded(names, redis_url):
 
 
 def sharded_cfg(names, url: str, shards: int = SHARDS, **kw) -> RedisConfig:
-    return RedisConfig(url=url, channel=names.channel, mode="stream", shards=shards, **kw)
+    return RedisConfig(
+        url=url,
+        channel=names.channel,
+        mode="stream",
+        stream=names.stream,
+        dead_letter_stream=names.dead,
+        shards=shards,
+        **kw,
+    )
 
 
 def shard_keys(client: redis.Redis, cfg: RedisConfig) -> list[list[str]]:
@@ -387,3 +395,138 @@ def test_the_http_intakes_announcer_routes_by_key(sharded, redis_url):
     assert_routed(r, cfg, keys)
     entry = r.xrange(shard_configs(cfg)[shard_of(keys[0], SHARDS)].stream, count=1)[0][1]
     assert entry[b"via"] == b"http"
+
+
+# --------------------------------------------------------------------------- the listener
+
+
+def all_pending(client: redis.Redis, cfg: RedisConfig) -> int:
+    total = 0
+    for c in stream_configs(cfg):
+        try:
+            total += client.xpending(c.stream, "s3s3")["pending"]
+        except redis.ResponseError:
+            pass
+    return total
+
+
+def copied_all(info, bucket, keys) -> bool:
+    return set(keys) <= keys_in(info, bucket)
+
+
+def test_a_listener_on_four_shards_copies_every_key_and_drains_the_unsharded_stream(
+    tmp_path, moto_servers, make_bucket, sharded, listeners, redis_url
+):
+    a, b = moto_servers
+    src, dst = make_bucket(a, name="source").bucket, make_bucket(b, name="dest").bucket
+    before = [f"before/{i:02d}" for i in range(10)]  # announced while shards was 1
+    keys = [f"sharded/{i:03d}" for i in range(60)]
+    put_keys(a, src, before + keys)
+    r = redis.Redis.from_url(redis_url)
+    cfg = sharded_cfg(sharded, redis_url)
+    add_entries(r, sharded_cfg(sharded, redis_url, shards=1), ({"key": k} for k in before))
+    ini = stream_ini(
+        tmp_path,
+        sharded,
+        redis_url,
+        source=(a, src),
+        dests=[(b, dst)],
+        pubsub={"shards": str(SHARDS), "consumer": "host-1"},
+    )
+    listener = start_listener(ini, tmp_path / "listen.log", listeners)
+    assert f"5 streams s3s3:{{{sharded.channel}-0}}:stream" in listener.output()
+    add_entries(r, cfg, ({"key": k} for k in keys))
+    wait_until(lambda: copied_all(b, dst, before + keys), 60, what="every key")
+    wait_until(lambda: all_pending(r, cfg) == 0, 15, what="every entry acknowledged")
+    status = read_sharded_status(r, cfg)
+    assert [s.stream for s in status.shards] == [c.stream for c in shard_configs(cfg)]
+    assert [s.stream for s in status.retired] == [sharded.stream]
+    assert status.total.length <= 70  # what was not trimmed yet
+    assert all(
+        s.group_exists and [c.name for c in s.consumers] == ["host-1"] for s in status.shards
+    )
+    assert status.total.pending == 0 and status.total.dead_letters == 0
+    shown = listen_cli(ini, "status")
+    assert shown.returncode == 0, shown.stderr
+    for i in range(SHARDS):
+        assert f"shard {i}: stream s3s3:{{{sharded.channel}-{i}}}:stream" in shown.stdout
+    assert f"unsharded (drained): stream {sharded.stream}" in shown.stdout
+    assert "total: stream 4 shards" in shown.stdout
+    as_json = json.loads(listen_cli(ini, "status", "--json").stdout)
+    assert len(as_json["shards"]) == SHARDS and as_json["pending"] == 0
+    listener.signal(signal.SIGTERM)
+    assert listener.wait() == 0
+
+
+def test_dead_letters_land_in_their_shard_and_the_commands_cover_every_shard(
+    tmp_path, moto_servers, make_bucket, sharded, listeners, redis_url
+):
+    a, b = moto_servers
+    src, dst = make_bucket(a, name="source").bucket, make_bucket(b, name="dest").bucket
+    keys = [f"dl/{i:02d}" for i in range(8)]
+    put_keys(a, src, keys)
+    ini = stream_ini(
+        tmp_path,
+        sharded,
+        redis_url,
+        source=(a, src),
+        dests=[(b, dst)],
+        pubsub={"shards": str(SHARDS)},
+    )
+    listener = start_listener(ini, tmp_path / "listen.log", listeners)
+    raw_client(b).delete_bucket(Bucket=dst)  # every PUT now fails: NoSuchBucket
+    r = redis.Redis.from_url(redis_url)
+    cfg = sharded_cfg(sharded, redis_url)
+    add_entries(r, cfg, ({"key": k} for k in keys))
+    dead = lambda: sum(r.xlen(c.dead_letter_stream) for c in shard_configs(cfg))  # noqa: E731
+    wait_until(lambda: dead() == len(keys), 60, what="a dead letter per key")
+    for index, c in enumerate(shard_configs(cfg)):
+        in_shard = sorted(f[b"key"].decode() for _, f in r.xrange(c.dead_letter_stream))
+        assert in_shard == sorted(k for k in keys if shard_of(k, SHARDS) == index)
+    listed = listen_cli(ini, "dead-letters", "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert sorted(line.split(" key=")[1].split(" ")[0] for line in lines) == sorted(
+        repr(k) for k in keys
+    )
+    assert all(" in s3s3:{" + sharded.channel + "-" in line for line in lines)
+    assert f"{len(keys)} dead letters in the dead-letter streams of 4 shards" in listed.stderr
+    assert len(list_dead_letters(r, cfg, count=3)) == 3
+    # One requeued by its id, wherever it is; the rest all at once.
+    first = list_dead_letters(r, cfg, count=1)[0]
+    raw_client(b).create_bucket(Bucket=dst)  # the cause is fixed
+    assert requeue_dead_letters(r, cfg, ids=[first.id, "1-1"]) == 1
+    wait_until(lambda: first.fields["key"] in keys_in(b, dst), 30, what="the requeued key")
+    requeued = listen_cli(ini, "dead-letters", "requeue")
+    assert requeued.stdout.strip() == (
+        f"requeued {len(keys) - 1} dead letters into the stream of each one's shard"
+    )
+    wait_until(lambda: copied_all(b, dst, keys), 60, what="every requeued key")
+    wait_until(lambda: all_pending(r, cfg) == 0, 15, what="every entry acknowledged")
+    assert dead() == 0
+    listener.signal(signal.SIGTERM)
+    assert listener.wait() == 0
+    # Purge sees every shard too.
+    c0 = shard_configs(cfg)[0]
+    r.xadd(c0.dead_letter_stream, {"key": "x", "reason": "r"})
+    r.xadd(shard_configs(cfg)[3].dead_letter_stream, {"key": "y", "reason": "r"})
+    assert purge_dead_letters(r, cfg) == 2
+
+
+def test_status_warns_of_shards_a_smaller_setting_no_longer_reads(tmp_path, sharded, redis_url):
+    r = redis.Redis.from_url(redis_url)
+    wide = sharded_cfg(sharded, redis_url, shards=6)
+    keys = [f"w/{i:03d}" for i in range(60)]
+    add_entries(r, wide, ({"key": k} for k in keys))
+    narrow = sharded_cfg(sharded, redis_url, shards=4)
+    left = orphaned_streams(r, narrow)
+    assert sorted(left) == [shard_configs(wide)[4].stream, shard_configs(wide)[5].stream]
+    assert sum(left.values()) == sum(1 for k in keys if shard_of(k, 6) >= 4)
+    path = tmp_path / "s3s3.ini"
+    path.write_text(PUBLISH_INI.format(url=redis_url, channel=sharded.channel, shards=4))
+    shown = listen_cli(path, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert f"WARNING: {shard_configs(wide)[4].stream} holds" in shown.stdout
+    assert "no listener reads" in shown.stderr
+    # Unsharded again: every shard stream holding work is named.
+    assert len(orphaned_streams(r, sharded_cfg(sharded, redis_url, shards=1))) == 6
