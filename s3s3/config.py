@@ -1197,6 +1197,15 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
             f"value {r.raw('list')!r} for 'list' needs 'mode = stream' (list "
             "entries are moved into the stream)",
         )
+    list_key = r.get("list")
+    if list_key and "{" in list_key and list_key.split("{", 1)[1].startswith("}"):
+        # Redis hashes such a key whole; no processing list could share its slot.
+        raise r.error(
+            "list",
+            f"value {list_key!r} for 'list' starts its hash tag with '{{}}': Redis hashes "
+            "it as a whole, so no processing list can share its slot; name the list "
+            "without '{}' or with a non-empty tag ('minio{events}')",
+        )
     cluster, cluster_nodes = _redis_cluster(r, url)
     channel = (r.get("channel") or "backup").strip()
     # One hash tag for every key the daemon uses, so a Redis Cluster keeps them on one slot.
@@ -1215,7 +1224,7 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
         max_deliveries=r.count("max_deliveries", 5, maximum=MAX_DELIVERIES),
         reclaim_idle_s=r.duration("reclaim_idle", 300.0),
         maxlen=r.count("maxlen", 1_000_000, maximum=MAX_STREAM_LEN),
-        list_key=r.get("list"),
+        list_key=list_key,
         marker_keys=r.get("marker_keys", to_bool, True),
         shards=shards,
         cluster=cluster,

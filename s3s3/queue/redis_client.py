@@ -107,14 +107,19 @@ class _LazyCluster(redis.cluster.RedisCluster):
         self.__dict__["_lazy_lock"] = threading.RLock()
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for an attribute the instance lacks: before the real __init__.
-        lazy = self.__dict__.get("_lazy")
-        if lazy is None or name.startswith("_lazy") or self.__dict__.get("_lazy_busy"):
+        # Only reached for an attribute the instance lacks: before the real __init__ (or
+        # while it runs: other threads wait for it; its own lookups see the truth).
+        if (
+            self.__dict__.get("_lazy") is None
+            or name.startswith("_lazy")
+            or self.__dict__.get("_lazy_owner") == threading.get_ident()
+        ):
             raise AttributeError(name)
         with self.__dict__["_lazy_lock"]:
-            if self.__dict__.get("_lazy") is not None:
+            lazy = self.__dict__.get("_lazy")
+            if lazy is not None:
                 cfg, options = lazy
-                self.__dict__["_lazy_busy"] = True
+                self.__dict__["_lazy_owner"] = threading.get_ident()
                 try:
                     redis.cluster.RedisCluster.__init__(self, url=cfg.url, **dict(options))
                 except redis.exceptions.RedisClusterException as exc:
@@ -124,7 +129,7 @@ class _LazyCluster(redis.cluster.RedisCluster):
                         f"Redis Cluster at {cfg.safe_url}: {redact(str(exc), cfg.secrets())}"
                     ) from None
                 finally:
-                    self.__dict__["_lazy_busy"] = False
+                    self.__dict__["_lazy_owner"] = None
                 self.__dict__["_lazy"] = None
         return object.__getattribute__(self, name)
 
