@@ -6,6 +6,7 @@ The Redis Cluster runs are in ``test_shards_cluster.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -33,6 +34,8 @@ from test_listener_support import (  # noqa: F401  (fixtures)
 from s3s3 import config
 from s3s3.config import RedisConfig
 from s3s3.errors import BacklogFull, ConfigError
+from s3s3.listener.counters import Counters
+from s3s3.model import Outcome
 from s3s3.queue.announce import Announcer
 from s3s3.queue.bridge import run_bridge
 from s3s3.queue.link import RedisLink
@@ -47,6 +50,7 @@ from s3s3.queue.shards import (
     stream_configs,
 )
 from s3s3.queue.stream import list_dead_letters, purge_dead_letters, requeue_dead_letters
+from s3s3.queue.stream.sharded import ShardedSource, open_stream_source
 from s3s3.queue.stream.status import orphaned_streams, read_sharded_status
 from s3s3.queue.tally import Tally
 
@@ -530,3 +534,98 @@ def test_status_warns_of_shards_a_smaller_setting_no_longer_reads(tmp_path, shar
     assert "no listener reads" in shown.stderr
     # Unsharded again: every shard stream holding work is named.
     assert len(orphaned_streams(r, sharded_cfg(sharded, redis_url, shards=1))) == 6
+
+
+# --------------------------------------------------------------------------- consumers, metrics
+
+
+class RecordingFeed:
+    """A replicator stand-in that takes everything and keeps the tickets it was given."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.taken: list[tuple[str, object]] = []
+
+    def submit(self, item, ticket, *, prior_attempts: int = 0) -> None:
+        with self.lock:
+            self.taken.append((item.key, ticket))
+
+    def room(self) -> int:
+        return 1000
+
+    def wait_for_room(self, timeout_s: float) -> bool:
+        return True
+
+    def held(self) -> int:
+        return len(self.taken)
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+    key: str
+    outcome: Outcome = Outcome.COPIED
+    error: str | None = None
+    reason: str | None = None
+
+
+def test_one_job_with_tickets_of_two_streams_is_acknowledged_in_each_and_marked_once(
+    sharded, redis_url
+):
+    r = redis.Redis.from_url(redis_url)
+    cfg = sharded_cfg(sharded, redis_url, consumer="me")
+    key = "same/key"
+    # The same key in its shard and in the unsharded stream a sharded listener drains.
+    add_entries(r, cfg, [{"key": key}])
+    add_entries(r, sharded_cfg(sharded, redis_url, shards=1), [{"key": key}])
+    source = open_stream_source(r, cfg, link=RedisLink(cfg.safe_url), counters=Counters())
+    assert isinstance(source, ShardedSource) and len(source.sources) == SHARDS + 1
+    feed, stop = RecordingFeed(), threading.Event()
+    source.start()
+    thread = threading.Thread(target=source.run, args=(feed, stop))
+    thread.start()
+    try:
+        wait_until(lambda: len(feed.taken) == 2, 10, what="both entries read")
+        tickets = [t for _, t in feed.taken]
+        assert {t.owner.cfg.stream for t in tickets} == {
+            shard_configs(cfg)[shard_of(key, SHARDS)].stream,
+            sharded.stream,
+        }
+        source.complete(tickets, Done(key))
+        wait_until(lambda: all_pending(r, cfg) == 0, 10, what="both acknowledged")
+    finally:
+        stop.set()
+        thread.join(15)
+        source.close(5.0)
+    assert r.get(f"{sharded.channel}=>{key}") == b"True"
+    assert not thread.is_alive()
+
+
+def test_the_backlog_metrics_are_totals_under_the_old_names_and_per_stream_by_label(
+    sharded, redis_url
+):
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from s3s3.metrics.listener import ListenerMetrics
+
+    r = redis.Redis.from_url(redis_url)
+    cfg = sharded_cfg(sharded, redis_url)
+    keys = [f"m/{i:02d}" for i in range(30)]
+    add_entries(r, cfg, ({"key": k} for k in keys))
+    add_entries(r, sharded_cfg(sharded, redis_url, shards=1), [{"key": "old"}])
+    r.xadd(shard_configs(cfg)[2].dead_letter_stream, {"key": "x", "reason": "r"})
+    m = ListenerMetrics(source="src", destinations=["d"], counters=Counters())
+    m.bind(lambda: None, lambda: read_sharded_status(r, cfg), backlog_ttl_s=0.0)
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(m.registry).decode())
+        for s in family.samples
+    }
+    assert got[("s3s3_stream_length", ())] == 31
+    assert got[("s3s3_dead_letters", ())] == 1
+    assert got[("s3s3_stream_pending", ())] == 0
+    for index, c in enumerate(shard_configs(cfg)):
+        wanted = sum(1 for k in keys if shard_of(k, SHARDS) == index)
+        assert got[("s3s3_stream_shard_length", (("stream", c.stream),))] == wanted
+        assert got[("s3s3_stream_shard_dead_letters", (("stream", c.stream),))] == (index == 2)
+    assert got[("s3s3_stream_shard_length", (("stream", sharded.stream),))] == 1
