@@ -9,8 +9,11 @@ are on different slots, and XREADGROUP over several streams is a multi-key comma
 cluster refuses across slots, hence one reader per stream rather than one read of all.
 
 :class:`ShardedSource` hands every source the one replicator (which is thread-safe), and
-sends each finished entry's acknowledgement back through the source that read it. Nothing
-here reads Redis itself or copies objects.
+sends each finished entry's acknowledgement back through the source that read it. Each
+reader reads at most its batch when the replicator has room, so together they may hold up to
+one batch per stream beyond the replicator's bound: still bounded. They share one
+:class:`~s3s3.queue.link.RedisLink`, so an outage of one cluster node is reported as Redis
+down until that reader reconnects. Nothing here reads Redis itself or copies objects.
 """
 
 from __future__ import annotations
