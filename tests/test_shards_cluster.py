@@ -3,6 +3,7 @@ processes share the shards, every key reaches its end state, each key's events i
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections import Counter
 
@@ -93,3 +94,49 @@ def test_listeners_sharing_sharded_streams_on_a_cluster_apply_each_keys_events_i
     for c in stream_configs(cfg):
         client.delete(c.stream, c.dead_letter_stream)
     client.close()
+
+
+def test_dead_letters_status_and_back_pressure_of_sharded_streams_on_a_cluster(
+    tmp_path, redis_cluster
+):
+    from s3s3.errors import BacklogFull
+    from s3s3.queue.shards import shard_of
+    from s3s3.queue.stream import list_dead_letters, purge_dead_letters, requeue_dead_letters
+    from s3s3.queue.stream.status import orphaned_streams, read_sharded_status
+
+    channel = f"dl-{tmp_path.name[-12:]}"
+    cfg = RedisConfig(
+        url=redis_cluster.url, channel=channel, mode="stream", shards=SHARDS, cluster=True
+    )
+    client = connect(cfg)
+    try:
+        keys = [f"dead/{i:02d}" for i in range(12)]
+        for key in keys:
+            c = shard_configs(cfg)[shard_of(key, SHARDS)]
+            client.xadd(c.dead_letter_stream, {"key": key, "op": "copy", "reason": "failed"})
+        letters = list_dead_letters(client, cfg, count=None)
+        assert sorted(d.fields["key"] for d in letters) == keys
+        # Each goes back, in one MULTI/EXEC on its shard's slot, into its shard's stream.
+        assert requeue_dead_letters(client, cfg) == len(keys)
+        for index, c in enumerate(shard_configs(cfg)):
+            back = sorted(f[b"key"].decode() for _, f in client.xrange(c.stream))
+            assert back == sorted(k for k in keys if shard_of(k, SHARDS) == index)
+        status = read_sharded_status(client, cfg)
+        assert status.total.length == len(keys) and status.total.dead_letters == 0
+        assert sorted(orphaned_streams(client, dataclasses.replace(cfg, shards=2))) == [
+            c.stream for c in shard_configs(cfg)[2:] if client.xlen(c.stream)
+        ]
+        client.xadd(shard_configs(cfg)[1].dead_letter_stream, {"key": "z", "reason": "r"})
+        assert purge_dead_letters(client, cfg) == 1
+        # Back-pressure per shard on the cluster too.
+        full = dataclasses.replace(cfg, maxlen=1)
+        busy = next(i for i, c in enumerate(shard_configs(cfg)) if client.xlen(c.stream))
+        key = next(k for k in (f"p{i}" for i in range(200)) if shard_of(k, SHARDS) == busy)
+        with pytest.raises(BacklogFull) as caught:
+            add_entries(client, full, [{"key": key}], wait_s=0.2)
+        assert caught.value.added == 0
+        assert shard_configs(cfg)[busy].stream in str(caught.value)
+    finally:
+        for c in stream_configs(cfg):
+            client.delete(c.stream, c.dead_letter_stream)
+        client.close()
