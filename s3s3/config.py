@@ -203,6 +203,8 @@ class RedisConfig:
     maxlen: int = 1_000_000
     list_key: str | None = None  # a MinIO Redis target list to drain into the stream
     marker_keys: bool = True  # SET backup=>KEY after each copy, as in 2015
+    # Streams the work is spread over (s3s3.queue.shards names them); 1: the one stream.
+    shards: int = 1
     cluster: bool = False  # the URL names one node of a Redis Cluster
     cluster_nodes: tuple[tuple[str, int], ...] = ()  # more start-up nodes (host, port)
     wait_replicas: int = 0  # producers WAIT for this many replicas after each XADD batch
@@ -350,6 +352,8 @@ MAX_ATTEMPTS = 100
 MAX_TPS = 100_000.0
 MAX_DELIVERIES = 1000
 MAX_STREAM_LEN = 10**12
+#: Each shard is a reader and a writer thread in every listener: past this, use fewer.
+MAX_SHARDS = 128
 
 
 def to_bool(value: str) -> bool:
@@ -1136,6 +1140,7 @@ _REDIS_KEYS = {
     "maxlen",
     "list",
     "marker_keys",
+    "shards",
     "cluster",
     "cluster_nodes",
     "wait_replicas",
@@ -1205,6 +1210,7 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
     channel = (r.get("channel") or "backup").strip()
     # One hash tag for every key the daemon uses, so a Redis Cluster keeps them on one slot.
     tag = "{" + channel + "}"
+    shards = _shards(r)
     return RedisConfig(
         url=url,
         password=r.raw("password") or env.get("S3S3_REDIS_PASSWORD") or None,
@@ -1220,11 +1226,28 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
         maxlen=r.count("maxlen", 1_000_000, maximum=MAX_STREAM_LEN),
         list_key=list_key,
         marker_keys=r.get("marker_keys", to_bool, True),
+        shards=shards,
         cluster=cluster,
         cluster_nodes=cluster_nodes,
         wait_replicas=r.count("wait_replicas", 0, maximum=MAX_WAIT_REPLICAS, allow_zero=True),
         wait_timeout_s=r.duration("wait_timeout", 1.0),
     )
+
+
+def _shards(r: _Reader) -> int:
+    """``shards``: 1 to MAX_SHARDS. Each shard's stream names derive from ``channel``
+    (``s3s3:{CHANNEL-I}:stream``), so names given explicitly cannot hold with several."""
+    shards = r.count("shards", 1, maximum=MAX_SHARDS)
+    if shards > 1:
+        for key in ("stream", "dead_letter_stream"):
+            if r.raw(key) is not None:
+                raise r.error(
+                    key,
+                    f"'{key}' and 'shards = {shards}' cannot be combined: each shard's "
+                    f"streams are named after 'channel' (s3s3:{{CHANNEL-0}}:stream ...); "
+                    f"remove '{key}' or set 'shards = 1'",
+                )
+    return shards
 
 
 MAX_WAIT_REPLICAS = 16

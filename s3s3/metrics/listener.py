@@ -8,7 +8,9 @@ the copy verified at every destination). Read at scrape time, costing nothing be
 scrapes: the listener's totals (:class:`~s3s3.listener.counters.Counters`), the jobs in
 hand, which endpoints are down, whether Redis answers, and, in stream mode, the backlog in
 Redis (read at most every ``backlog_ttl_s`` and with a short timeout, so that a scrape
-never waits on a Redis that is away).
+never waits on a Redis that is away). With sharded streams the backlog series are the
+totals over every stream (so dashboards and alerts read the same names), and
+``s3s3_stream_shard_*`` gauges, labelled by ``stream``, say where the backlog is.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from s3s3.listener.counters import Counters
 from s3s3.listener.daemon import Running
 from s3s3.listener.replicator import JobResult
 from s3s3.model import CopyResult, Outcome
-from s3s3.queue.stream.status import StreamStatus
+from s3s3.queue.stream.status import ShardedStatus, StreamStatus
 
 log = logging.getLogger("s3s3.metrics")
 
@@ -126,7 +128,7 @@ class ListenerMetrics:
     def bind(
         self,
         running: Callable[[], Running | None],
-        backlog: Callable[[], StreamStatus] | None = None,
+        backlog: Callable[[], StreamStatus | ShardedStatus] | None = None,
         *,
         backlog_ttl_s: float = 5.0,
     ) -> None:
@@ -214,14 +216,14 @@ class _Children:
 class _Cached:
     """A reading of the backlog, kept ``ttl_s``; a failed reading is None, kept as long."""
 
-    def __init__(self, read: Callable[[], StreamStatus], ttl_s: float) -> None:
+    def __init__(self, read: Callable[[], StreamStatus | ShardedStatus], ttl_s: float) -> None:
         self.read = read
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._at = -float("inf")
-        self._value: StreamStatus | None = None
+        self._value: StreamStatus | ShardedStatus | None = None
 
-    def get(self) -> StreamStatus | None:
+    def get(self) -> StreamStatus | ShardedStatus | None:
         with self._lock:
             if time.monotonic() - self._at >= self.ttl_s:
                 try:
@@ -295,7 +297,37 @@ class _Gauges(Collector):
         backlog = self.backlog.get()
         if backlog is None:
             return
-        yield from _backlog(backlog)
+        if isinstance(backlog, ShardedStatus):
+            yield from _backlog(backlog.total)
+            if backlog.sharded:
+                yield from _shards(backlog)
+        else:
+            yield from _backlog(backlog)
+
+
+def _shards(status: ShardedStatus) -> Iterator[GaugeMetricFamily]:
+    """Per stream, where the totals of :func:`_backlog` come from."""
+    parts = (*status.shards, *status.retired)
+    for name, text, value in (
+        ("s3s3_stream_shard_length", "Entries in each stream of the shards.", "length"),
+        ("s3s3_stream_shard_pending", "Pending entries in each stream of the shards.", "pending"),
+        (
+            "s3s3_stream_shard_oldest_pending_age_seconds",
+            "Age of the oldest unacknowledged entry of each stream of the shards (0 with none).",
+            "age",
+        ),
+        ("s3s3_stream_shard_dead_letters", "Dead letters of each shard.", "dead"),
+    ):
+        family = GaugeMetricFamily(name, text, labels=("stream",))
+        for part in parts:
+            reading = {
+                "length": part.length,
+                "pending": part.pending,
+                "age": part.oldest_unfinished_age_s or 0.0,
+                "dead": part.dead_letters,
+            }[value]
+            family.add_metric([part.stream], reading)
+        yield family
 
 
 def _backlog(s: StreamStatus) -> Iterator[GaugeMetricFamily]:

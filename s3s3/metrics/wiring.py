@@ -45,7 +45,7 @@ class ServedListener:
         backlog = None
         if Mode(self.settings.redis.mode) is Mode.STREAM:
             from s3s3.queue.redis_client import connect
-            from s3s3.queue.stream.status import StreamStatus, read_status
+            from s3s3.queue.stream.status import ShardedStatus, read_sharded_status
 
             client = connect(
                 self.settings.redis,
@@ -55,8 +55,8 @@ class ServedListener:
             self._client = client
             cfg = self.settings.redis
 
-            def backlog() -> StreamStatus:
-                return read_status(client, cfg)
+            def backlog() -> ShardedStatus:
+                return read_sharded_status(client, cfg)
 
         self.metrics.bind(listener.running, backlog)
 

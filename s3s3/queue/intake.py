@@ -27,6 +27,7 @@ from s3s3.queue.link import RedisLink, daemon_client
 from s3s3.queue.minio_list import ListMover
 from s3s3.queue.pubsub import PubSubSource
 from s3s3.queue.stream import StreamSource
+from s3s3.queue.stream.sharded import ShardedSource, open_stream_source
 
 log = logging.getLogger("s3s3.listen")
 
@@ -39,7 +40,10 @@ class RedisIntake:
     the MinIO list mover feeding the stream."""
 
     def __init__(
-        self, source: StreamSource | PubSubSource, *, mover: ListMover | None = None
+        self,
+        source: StreamSource | ShardedSource | PubSubSource,
+        *,
+        mover: ListMover | None = None,
     ) -> None:
         self.source = source
         self.mover = mover
@@ -121,7 +125,7 @@ def open_intake(
                 key_encoding=lcfg.event_key_encoding,
             )
         )
-    source = StreamSource(
+    source = open_stream_source(
         client,
         rcfg,
         link=link,

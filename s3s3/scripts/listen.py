@@ -222,28 +222,38 @@ def _listen(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from s3s3.queue.stream import list_dead_letters, purge_dead_letters, requeue_dead_letters
+    from s3s3.queue.stream import (
+        dead_letter_counts,
+        list_dead_letters,
+        purge_dead_letters,
+        requeue_dead_letters,
+    )
 
     cfg = _cli.load_settings(args).redis
+    # Sharded streams: every shard's dead letters (and the unsharded ones), said as such.
+    where = (
+        cfg.dead_letter_stream
+        if cfg.shards <= 1
+        else f"the dead-letter streams of {cfg.shards} shards and {cfg.dead_letter_stream}"
+    )
     client = connect(cfg)
     try:
         if args.action == "list":
             letters = list_dead_letters(client, cfg, count=args.count or 100)
             for letter in letters:
                 print(letter.describe())
-            total = client.xlen(cfg.dead_letter_stream)
-            log.info(
-                "%d dead letters in %s (%d shown)", total, cfg.dead_letter_stream, len(letters)
-            )
+            total = sum(dead_letter_counts(client, cfg).values())
+            log.info("%d dead letters in %s (%d shown)", total, where, len(letters))
         elif args.action == "requeue":
             n = requeue_dead_letters(client, cfg, ids=args.ids or None, count=args.count)
-            print(f"requeued {n} dead letters into {cfg.stream}")
+            into = cfg.stream if cfg.shards <= 1 else "the stream of each one's shard"
+            print(f"requeued {n} dead letters into {into}")
         else:
             if not args.ids and not args.all:
                 log.error("purge needs --all or --id ID")
                 return _cli.EXIT_FATAL
             n = purge_dead_letters(client, cfg, ids=args.ids or None)
-            print(f"deleted {n} dead letters from {cfg.dead_letter_stream}")
+            print(f"deleted {n} dead letters from {where}")
     except redis.RedisError as exc:
         log.error("%s", _cli.redis_error(cfg, exc))
         return _cli.EXIT_FATAL

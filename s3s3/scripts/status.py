@@ -14,7 +14,12 @@ import json
 import redis
 
 from s3s3.queue.redis_client import connect
-from s3s3.queue.stream.status import StreamStatus, read_status
+from s3s3.queue.stream.status import (
+    ShardedStatus,
+    StreamStatus,
+    orphaned_streams,
+    read_sharded_status,
+)
 from s3s3.scripts import _cli
 
 
@@ -45,6 +50,25 @@ def format_status(status: StreamStatus) -> str:
     return "\n".join(lines)
 
 
+def format_sharded(status: ShardedStatus, orphans: dict[str, int]) -> str:
+    """One stream's text, or with sharded streams each stream's and then the total; and a
+    warning for each stream no listener reads that still holds work."""
+    if status.sharded:
+        parts = [f"shard {i}: {format_status(s)}" for i, s in enumerate(status.shards)]
+        parts += [f"unsharded (drained): {format_status(s)}" for s in status.retired]
+        parts.append(f"total: {format_status(status.total)}")
+        text = "\n".join(parts)
+    else:
+        text = format_status(status.total)
+    for name, left in orphans.items():
+        text += (
+            f"\nWARNING: {name} holds {left} unfinished entries that no listener with this "
+            "configuration reads (a larger 'shards' setting wrote them): raise 'shards' "
+            "again until they are done (see the README, sharded streams)"
+        )
+    return text
+
+
 def status_command(args: argparse.Namespace) -> int:
     """Print the status; 2 when Redis cannot be asked (the config's errors escape to
     :func:`~s3s3.scripts._cli.run`, which also answers 2)."""
@@ -58,14 +82,23 @@ def status_command(args: argparse.Namespace) -> int:
         )
     client = connect(cfg)
     try:
-        status = read_status(client, cfg)
+        status = read_sharded_status(client, cfg)
+        orphans = orphaned_streams(client, cfg)
     except redis.RedisError as exc:
         _cli.log.error("%s", _cli.redis_error(cfg, exc))
         return _cli.EXIT_FATAL
     finally:
         client.close()
-    print(json.dumps(status.to_dict(), indent=2) if args.json else format_status(status))
+    for name, left in orphans.items():
+        _cli.log.warning("%s holds %d unfinished entries that no listener reads", name, left)
+    if args.json:
+        shown = status.to_dict() if status.sharded else status.total.to_dict()
+        if orphans:
+            shown["orphaned"] = orphans
+        print(json.dumps(shown, indent=2))
+    else:
+        print(format_sharded(status, orphans))
     return _cli.EXIT_OK
 
 
-__all__ = ["format_status", "status_command"]
+__all__ = ["format_sharded", "format_status", "status_command"]

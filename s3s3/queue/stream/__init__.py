@@ -5,6 +5,8 @@
 - :mod:`.upkeep` — creating the group, trimming acknowledged entries, forgetting consumers
   long gone;
 - :mod:`.entries` — ids and fields of an entry, as the modules above read them;
+- :mod:`.sharded` — :class:`ShardedSource`, one consumer per stream when the work is spread
+  over several (``[pubsub] shards``, named by :mod:`s3s3.queue.shards`);
 - :mod:`.status` — what the stream holds and who works on it (``s3s3listen status``, the
   backlog gauges).
 
@@ -38,7 +40,8 @@ appears within ``wait_s``. The dead-letter stream, which no group reads, is capp
 ``MAXLEN ~ maxlen``: past that, the oldest dead letters are dropped.
 
 Every key shares the ``{channel}`` hash tag, so a Redis Cluster keeps them in one slot and
-the MULTI/EXEC batches are legal there.
+the MULTI/EXEC batches are legal there. With sharded streams each shard's stream and dead
+letters share a tag of their own (``{channel-I}``), and everything above holds per shard.
 
 The names below are the stream's public surface (``s3s3listen dead-letters`` and the README
 use ``s3s3.queue.stream.requeue_dead_letters``); each lives in the module named above. The
@@ -49,12 +52,14 @@ from s3s3.queue.stream.consumer import StreamSource
 from s3s3.queue.stream.dead_letters import (
     DEAD_FIELDS,
     DeadLetter,
+    dead_letter_counts,
     dead_letter_fields,
     list_dead_letters,
     purge_dead_letters,
     requeue_dead_letters,
 )
 from s3s3.queue.stream.entries import ATTEMPTS_FIELD
+from s3s3.queue.stream.sharded import ShardedSource
 from s3s3.queue.stream.status import ConsumerStatus, StreamStatus, read_status
 from s3s3.queue.stream.upkeep import (
     GroupUpkeep,
@@ -70,8 +75,10 @@ __all__ = [
     "DEAD_FIELDS",
     "DeadLetter",
     "GroupUpkeep",
+    "ShardedSource",
     "StreamSource",
     "StreamStatus",
+    "dead_letter_counts",
     "dead_letter_fields",
     "ensure_group",
     "list_dead_letters",

@@ -41,9 +41,18 @@ RENEW_CHUNK = 1000
 class _Entry:
     """One stream entry held by this process, until all its work items are finished."""
 
-    __slots__ = ("id", "fields", "remaining", "prior_attempts", "error", "reason")
+    __slots__ = ("id", "fields", "remaining", "prior_attempts", "error", "reason", "owner")
 
-    def __init__(self, entry_id: bytes, fields: dict, remaining: int, prior_attempts: int):
+    def __init__(
+        self,
+        entry_id: bytes,
+        fields: dict,
+        remaining: int,
+        prior_attempts: int,
+        owner: StreamSource | None = None,
+    ):
+        # The source that read it: with sharded streams, the one its XACK goes through.
+        self.owner = owner
         self.id = entry_id
         self.fields = fields
         self.remaining = remaining
@@ -238,7 +247,7 @@ class StreamSource(RedisLoop):
             if not parsed.items:
                 self.writer.ack(entry_id)
                 continue
-            entry = _Entry(entry_id, fields, len(parsed.items), prior)
+            entry = _Entry(entry_id, fields, len(parsed.items), prior, owner=self)
             with self._lock:
                 self._held[entry_id] = entry
             assert replicator is not None, "run() gives the replicator before any read"
@@ -353,8 +362,11 @@ class StreamSource(RedisLoop):
     def _ack_pipe(self, pipe: Pipeline, ids: list) -> None:
         pipe.xack(self.cfg.stream, self.cfg.group, *ids)
 
-    def complete(self, tickets: Sequence[_Entry], result: Finished) -> None:
-        """Called by a worker when a job is finished: acknowledge entries that are done."""
+    def complete(self, tickets: Sequence[_Entry], result: Finished, *, marker: bool = True) -> None:
+        """Called by a worker when a job is finished: acknowledge entries that are done.
+
+        ``marker`` False leaves the marker key to another source that was told of the same
+        job (sharded streams: one job's tickets may come from several streams)."""
         failed = result.outcome == Outcome.FAILED
         finished = []
         with self._lock:
@@ -372,7 +384,7 @@ class StreamSource(RedisLoop):
                 )
             else:
                 self.writer.ack(entry.id)
-        if self.cfg.marker_keys:
+        if marker and self.cfg.marker_keys:
             queue_marker(self.writer, self.cfg, result)
 
     def _dead_letter(self, entry_id: bytes, fields: Mapping, *, reason: str, error: str) -> None:

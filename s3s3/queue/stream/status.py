@@ -6,16 +6,23 @@ consumer, and the dead letters.
 read it when scraped. It only reads: a missing stream or group is a state to report
 (``exists`` False), not an error; Redis errors are raised as they come, for the caller to
 say.
+
+With sharded streams (``[pubsub] shards``) :func:`read_sharded_status` reads every shard's
+stream and the unsharded one that listeners drain, and sums them into one total (ages: the
+oldest; consumers: the distinct names). :func:`orphaned_streams` finds the streams of shards
+that a smaller ``shards`` setting no longer reads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 
 import redis
 
-from s3s3.config import RedisConfig
+from s3s3.config import MAX_SHARDS, RedisConfig
+from s3s3.queue.shards import retired_configs, shard_configs, shard_stream_names
 from s3s3.queue.stream.entries import id_after, parse_id
 from s3s3.queue.stream.entries import text as _text
 
@@ -130,4 +137,100 @@ def read_status(client: redis.Redis, cfg: RedisConfig, *, now: float | None = No
     )
 
 
-__all__ = ["ConsumerStatus", "StreamStatus", "read_status"]
+@dataclass(frozen=True)
+class ShardedStatus:
+    """Every stream a listener with this configuration reads, and their total."""
+
+    total: StreamStatus
+    #: One per shard, in shard order (one in all when unsharded).
+    shards: tuple[StreamStatus, ...]
+    #: The unsharded stream that sharded listeners drain (none when unsharded).
+    retired: tuple[StreamStatus, ...] = ()
+
+    @property
+    def sharded(self) -> bool:
+        return len(self.shards) > 1
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the total's fields, then each stream's."""
+        return {
+            **self.total.to_dict(),
+            "shards": [s.to_dict() for s in self.shards],
+            "retired": [s.to_dict() for s in self.retired],
+        }
+
+
+def read_sharded_status(
+    client: redis.Redis, cfg: RedisConfig, *, now: float | None = None
+) -> ShardedStatus:
+    """The status of every stream of ``cfg`` (see :class:`ShardedStatus`)."""
+    now = time.time() if now is None else now
+    shards = tuple(read_status(client, c, now=now) for c in shard_configs(cfg))
+    if len(shards) == 1:
+        return ShardedStatus(total=shards[0], shards=shards)
+    retired = tuple(read_status(client, c, now=now) for c in retired_configs(cfg))
+    return ShardedStatus(total=_total(cfg, shards + retired), shards=shards, retired=retired)
+
+
+def _total(cfg: RedisConfig, parts: tuple[StreamStatus, ...]) -> StreamStatus:
+    def oldest(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
+
+    consumers: dict[str, ConsumerStatus] = {}
+    for part in parts:
+        for c in part.consumers:
+            seen = consumers.get(c.name)
+            consumers[c.name] = ConsumerStatus(
+                name=c.name,
+                pending=c.pending + (seen.pending if seen else 0),
+                idle_s=min(c.idle_s, seen.idle_s) if seen else c.idle_s,
+            )
+    undelivered = [p.undelivered for p in parts if p.group_exists]
+    return StreamStatus(
+        stream=f"{cfg.shards} shards",
+        group=cfg.group,
+        dead_letter_stream=f"{len(parts)} dead-letter streams",
+        exists=any(p.exists for p in parts),
+        group_exists=any(p.group_exists for p in parts),
+        length=sum(p.length for p in parts),
+        undelivered=None if None in undelivered else sum(u or 0 for u in undelivered),
+        pending=sum(p.pending for p in parts),
+        oldest_pending_age_s=oldest([p.oldest_pending_age_s for p in parts]),
+        oldest_undelivered_age_s=oldest([p.oldest_undelivered_age_s for p in parts]),
+        last_delivered_id=None,
+        consumers=tuple(consumers.values()),
+        dead_letters=sum(p.dead_letters for p in parts),
+    )
+
+
+def orphaned_streams(client: redis.Redis, cfg: RedisConfig) -> dict[str, int]:
+    """Streams of shards that ``cfg`` does not read (left by a larger ``shards`` setting,
+    or by a sharded one when ``cfg`` is unsharded) that still hold unfinished entries, with
+    how many. No listener reads them: see the README on changing ``shards``."""
+    first = cfg.shards if cfg.shards > 1 else 0
+    names = [shard_stream_names(cfg.channel, i)[0] for i in range(first, MAX_SHARDS)]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.exists(name)
+    present = [n for n, e in zip(names, pipe.execute(), strict=True) if e]
+    out = {}
+    for name in present:
+        status = read_status(client, dataclasses.replace(cfg, stream=name, shards=1))
+        left = status.length
+        if status.group_exists and status.undelivered is not None:
+            # Acknowledged entries not trimmed yet are no loss: only what is unfinished.
+            left = status.undelivered + status.pending
+        if left:
+            out[name] = left
+    return out
+
+
+__all__ = [
+    "ConsumerStatus",
+    "ShardedStatus",
+    "StreamStatus",
+    "orphaned_streams",
+    "read_sharded_status",
+    "read_status",
+]
