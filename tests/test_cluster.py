@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -352,3 +353,36 @@ def test_the_bridge_hears_a_2015_publish_sent_to_any_node(
 @pytest.mark.parametrize("list_key", ["minio", "minio{events}", "a{b}", "a{b}c{d}", "x{"])
 def test_the_processing_list_shares_the_list_keys_slot(list_key):
     assert key_slot(processing_key(list_key).encode()) == key_slot(list_key.encode())
+
+
+def test_sharded_producers_wait_for_a_replica_of_each_shards_master(redis_cluster, cluster_client):
+    """With shards and wait_replicas, each shard's batch is written and WAITed for on the
+    master of that shard's slot (the shards land on different masters)."""
+    import uuid
+
+    from s3s3.queue.shards import shard_configs, shard_of
+
+    channel = f"w{uuid.uuid4().hex[:8]}"
+    cfg = RedisConfig(
+        url=redis_cluster.url,
+        cluster=True,
+        channel=channel,
+        shards=3,
+        wait_replicas=1,
+        wait_timeout_s=5.0,
+    )
+    keys = [f"k/{i:04d}" for i in range(900)]
+    assert add_entries(cluster_client, cfg, ({"key": k, "op": "copy"} for k in keys)) == 900
+    configs = shard_configs(cfg)
+    masters = {redis_cluster.master_port_of(c.stream) for c in configs}
+    for index, shard in enumerate(configs):
+        entries = cluster_client.xrange(shard.stream)
+        got = [fields[b"key"].decode() for _, fields in entries]
+        assert got == [k for k in keys if shard_of(k, 3) == index]
+    assert len(masters) >= 2, "the shard streams should live on different masters"
+    # Two replicas are asked for where each master has one: WAIT says so, per shard.
+    from s3s3.errors import NotReplicated
+
+    greedy = dataclasses.replace(cfg, wait_replicas=2, wait_timeout_s=0.1)
+    with pytest.raises(NotReplicated, match="1 of 2 replicas"):
+        add_entries(cluster_client, greedy, [{"key": "k/x", "op": "copy"}])
