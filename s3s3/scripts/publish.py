@@ -102,7 +102,7 @@ def _argument_key(key: str) -> str | bytes:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from s3s3.errors import BacklogFull
+    from s3s3.errors import BacklogFull, NotReplicated
     from s3s3.queue.messages import preview, validate_key
     from s3s3.queue.producer import publish_keys
 
@@ -121,8 +121,8 @@ def _publish(args: argparse.Namespace) -> int:
     client = connect(cfg)
     try:
         n = publish_keys(client, cfg, keys, op=DELETE if args.delete else COPY)
-    except BacklogFull as exc:
-        log.error("%s", exc)
+    except (BacklogFull, NotReplicated) as exc:
+        log.error("%s (%d keys were announced before it)", exc, exc.added)
         return _cli.EXIT_FATAL
     except redis.RedisError as exc:
         log.error("%s", _cli.redis_error(cfg, exc))
