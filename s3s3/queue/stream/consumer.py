@@ -226,6 +226,9 @@ class StreamSource(RedisLoop):
                 )
                 self._dead_letter(entry_id, fields, reason="bad message", error=error)
                 continue
+            if parsed.ranges:
+                self._accept_ranges(entry_id, fields, parsed, prior)
+                continue
             for skipped in parsed.skipped:
                 self.counters.add(ignored_events=1)
                 log.info(
@@ -248,6 +251,21 @@ class StreamSource(RedisLoop):
                     # No event said when: the lag counts from when the entry was added.
                     item = dataclasses.replace(item, event_time=added_s)
                 replicator.submit(item, entry, prior_attempts=prior)
+
+    def _accept_ranges(self, entry_id: bytes, fields: dict, parsed: Parsed, prior: int) -> None:
+        """A range entry on the stream of keys (a dead letter requeued there): moved to the
+        range stream, where listeners take ranges (:mod:`s3s3.queue.stream.ranges`)."""
+        target = self.cfg.stream + ":ranges"
+        moved = {k: v for k, v in fields.items() if text(k) != ATTEMPTS_FIELD}
+        moved[ATTEMPTS_FIELD] = str(prior)
+        cfg = self.cfg
+
+        def write(pipe: Pipeline) -> None:
+            pipe.xadd(target, moved)
+            pipe.xack(cfg.stream, cfg.group, entry_id)
+
+        self.writer.add(write, transaction=True)
+        log.info("moved range entry %s to %s", text(entry_id), target)
 
     def _delivery_counts(self, ids: Sequence[bytes]) -> dict[bytes, int]:
         if not ids:
