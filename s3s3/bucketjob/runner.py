@@ -47,6 +47,7 @@ from s3s3.bucketjob.sinks import CopySink, DryRunSink, EnqueueSink, Sink, log_pl
 from s3s3.bucketjob.summary import JobSummary, ProgressLog
 from s3s3.config import RedisConfig, Settings
 from s3s3.errors import EndpointError, FatalEndpointError, ListingOrderError
+from s3s3.keyspace import KeyRange
 from s3s3.listing import list_objects_ahead
 from s3s3.model import ObjectInfo
 from s3s3.plan import Action, KeyFilter, KeyPlan, plan_keys
@@ -156,8 +157,12 @@ def sync_buckets(
     redis_client: redis.Redis | None = None,
     redis_cfg: RedisConfig | None = None,
     abort_stale_uploads: bool = False,
+    key_range: KeyRange | None = None,
 ) -> JobSummary:
     """Make every destination bucket hold what the source holds (see the module doc).
+
+    ``key_range`` restricts the run to the keys of one range under the prefix (a range
+    of a ranged reconcile, ``s3s3.bucketjob.ranged``); it never deletes.
 
     No lock is taken here (:func:`run_bucket_job` takes it). ``sink`` takes the keys to
     copy and delete; by default the one ``options`` ask for (:func:`make_sink`), to which
@@ -178,6 +183,7 @@ def sync_buckets(
         sink=sink,
         stop=stop or threading.Event(),
         abort_uploads=abort_stale_uploads,
+        key_range=key_range,
     )
     if progress is not None:
         progress.start(run.summary, run.started)
@@ -230,7 +236,11 @@ class _Run:
         sink: Sink,
         stop: threading.Event,
         abort_uploads: bool = False,
+        key_range: KeyRange | None = None,
     ) -> None:
+        if key_range is not None and options.bucket.delete:
+            raise ValueError("a run over one key range cannot delete: it sees part of the bucket")
+        self.key_range = key_range
         self.src = src
         self.dests = dests
         self.options = options
@@ -352,7 +362,9 @@ class _Run:
         if dest.broken:
             return
         try:
-            yield from list_objects_ahead(dest.endpoint, self.options.bucket.prefix)
+            yield from list_objects_ahead(
+                dest.endpoint, self.options.bucket.prefix, key_range=self.key_range
+            )
         except FatalEndpointError:
             raise
         except EndpointError as exc:
@@ -361,7 +373,7 @@ class _Run:
     def _reconcile(self) -> None:
         cfg = self.options.bucket
         plans: Generator[KeyPlan, None, None] = plan_keys(
-            list_objects_ahead(self.src, cfg.prefix),
+            list_objects_ahead(self.src, cfg.prefix, key_range=self.key_range),
             [self._listing(d) for d in self.dests],
             strategies=[d.strategy for d in self.dests],
             delete=cfg.delete,
