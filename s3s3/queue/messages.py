@@ -413,21 +413,23 @@ def _bound(text: str, name: str) -> str:
 def _option_text(options: dict, name: str) -> str:
     value = options.get(name, "")
     if not isinstance(value, str):
-        raise MessageError(f"range option {name!r} is {_short(value)}; expected a string")
+        raise MessageError(f"range option {name!r} is {_describe_value(value)}; expected a string")
     return value
 
 
 def _option_texts(options: dict, name: str) -> tuple[str, ...]:
     value = options.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise MessageError(f"range option {name!r} is {_short(value)}; expected strings")
+        raise MessageError(f"range option {name!r} is {_describe_value(value)}; expected strings")
     return tuple(value)
 
 
 def _option_flag(options: dict, name: str) -> bool:
     value = options.get(name, False)
     if not isinstance(value, bool):
-        raise MessageError(f"range option {name!r} is {_short(value)}; expected true or false")
+        raise MessageError(
+            f"range option {name!r} is {_describe_value(value)}; expected true or false"
+        )
     return value
 
 
