@@ -203,6 +203,10 @@ class RedisConfig:
     maxlen: int = 1_000_000
     list_key: str | None = None  # a MinIO Redis target list to drain into the stream
     marker_keys: bool = True  # SET backup=>KEY after each copy, as in 2015
+    cluster: bool = False  # the URL names one node of a Redis Cluster
+    cluster_nodes: tuple[tuple[str, int], ...] = ()  # more start-up nodes (host, port)
+    wait_replicas: int = 0  # producers WAIT for this many replicas after each XADD batch
+    wait_timeout_s: float = 1.0  # how long that WAIT may take
 
     @property
     def safe_url(self) -> str:
@@ -1132,6 +1136,10 @@ _REDIS_KEYS = {
     "maxlen",
     "list",
     "marker_keys",
+    "cluster",
+    "cluster_nodes",
+    "wait_replicas",
+    "wait_timeout",
 }
 
 
@@ -1184,6 +1192,16 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
             f"value {r.raw('list')!r} for 'list' needs 'mode = stream' (list "
             "entries are moved into the stream)",
         )
+    list_key = r.get("list")
+    if list_key and "{" in list_key and list_key.split("{", 1)[1].startswith("}"):
+        # Redis hashes such a key whole; no processing list could share its slot.
+        raise r.error(
+            "list",
+            f"value {list_key!r} for 'list' starts its hash tag with '{{}}': Redis hashes "
+            "it as a whole, so no processing list can share its slot; name the list "
+            "without '{}' or with a non-empty tag ('minio{events}')",
+        )
+    cluster, cluster_nodes = _redis_cluster(r, url)
     channel = (r.get("channel") or "backup").strip()
     # One hash tag for every key the daemon uses, so a Redis Cluster keeps them on one slot.
     tag = "{" + channel + "}"
@@ -1200,9 +1218,53 @@ def _redis(section: _Section | None, env: Mapping[str, str] | None) -> RedisConf
         max_deliveries=r.count("max_deliveries", 5, maximum=MAX_DELIVERIES),
         reclaim_idle_s=r.duration("reclaim_idle", 300.0),
         maxlen=r.count("maxlen", 1_000_000, maximum=MAX_STREAM_LEN),
-        list_key=r.get("list"),
+        list_key=list_key,
         marker_keys=r.get("marker_keys", to_bool, True),
+        cluster=cluster,
+        cluster_nodes=cluster_nodes,
+        wait_replicas=r.count("wait_replicas", 0, maximum=MAX_WAIT_REPLICAS, allow_zero=True),
+        wait_timeout_s=r.duration("wait_timeout", 1.0),
     )
+
+
+MAX_WAIT_REPLICAS = 16
+
+
+def _redis_cluster(r: _Reader, url: str) -> tuple[bool, tuple[tuple[str, int], ...]]:
+    """``cluster`` and ``cluster_nodes``: whether ``url`` names a Redis Cluster node, and
+    the other start-up nodes; a cluster has only database 0 and no unix sockets."""
+    cluster = r.get("cluster", to_bool, False)
+    nodes = r.get("cluster_nodes", to_list, ())
+    if not cluster:
+        if nodes:
+            raise r.error("cluster_nodes", "'cluster_nodes' needs 'cluster = true'")
+        return False, ()
+    if url.startswith("unix://"):
+        raise r.error("cluster", "'cluster = true' needs a redis:// or rediss:// URL, not unix://")
+    parts = urlsplit(url)
+    path_db = parts.path.strip("/")
+    query_db = dict(parse_qsl(parts.query)).get("db")
+    for db in (path_db, query_db):
+        if db not in (None, "", "0"):
+            raise r.error(
+                "db" if r.raw("db") is not None else "url",
+                f"database {db} with 'cluster = true': a Redis Cluster has only database 0",
+            )
+    parsed = []
+    for node in nodes:
+        host, sep, port = node.rpartition(":")
+        host = host.strip("[]")
+        try:
+            number = to_port(port) if sep and host else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise r.error(
+                "cluster_nodes",
+                f"value {node!r} in 'cluster_nodes' is not host:port (give 'host:port, host:port')",
+            )
+        parsed.append((host, number))
+    return True, tuple(parsed)
 
 
 _LISTEN_KEYS = {

@@ -40,6 +40,48 @@ def redis_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real Redis Cluster (three masters, a replica each) on loopback that this session
+    shares; tests keep to names of their own. A test that kills nodes takes
+    ``private_redis_cluster`` instead."""
+    from redis_cluster import RedisClusterNodes
+
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_any(request, redis_url):
+    """A client of the session's single Redis, then of its Redis Cluster: a test taking it
+    runs on both (the client s3s3 itself makes, via ``connect``)."""
+    from s3s3.config import RedisConfig
+    from s3s3.queue.redis_client import connect
+
+    if request.param == "cluster":
+        cfg = RedisConfig(url=request.getfixturevalue("redis_cluster").url, cluster=True)
+    else:
+        cfg = RedisConfig(url=redis_url)
+    client = connect(cfg)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def private_redis_cluster(tmp_path):
+    """A Redis Cluster of this test's own, for killing masters."""
+    from redis_cluster import RedisClusterNodes
+
+    cluster = RedisClusterNodes(tmp_path / "redis-cluster").start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def moto_servers(tmp_path_factory):
     """Two separate moto server processes: the source and the destination store."""
     from servers import moto_server

@@ -31,10 +31,8 @@ from s3s3.errors import LockHeld, RedisFatal
 
 
 @pytest.fixture
-def client(redis_url):
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
+def client(redis_any):
+    return redis_any  # each test runs on a single Redis and on a Redis Cluster
 
 
 @pytest.fixture

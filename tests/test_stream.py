@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 from test_listener_support import names  # noqa: F401
 
 from s3s3.config import RedisConfig
@@ -25,10 +24,8 @@ from s3s3.queue.stream import (
 
 
 @pytest.fixture
-def r(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
+def r(redis_any):
+    return redis_any  # each test runs on a single Redis and on a Redis Cluster
 
 
 def cfg_for(names, url: str, **kw) -> RedisConfig:

@@ -37,10 +37,8 @@ def cfg_for(names, url: str) -> RedisConfig:
 
 
 @pytest.fixture
-def r(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
+def r(redis_any):
+    return redis_any  # each test runs on a single Redis and on a Redis Cluster
 
 
 def add_at(r: redis.Redis, stream: str, *seconds: int) -> list[str]:

@@ -33,8 +33,11 @@ MOVE_BATCH = 100
 
 
 def processing_key(list_key: str) -> str:
-    """The list that holds MinIO entries between BLMOVE and XADD, in the list's hash slot."""
-    if "{" in list_key and "}" in list_key.split("{", 1)[1]:
+    """The list that holds MinIO entries between BLMOVE and XADD, in the list's hash slot
+        (on a Redis Cluster BLMOVE must not cross slots): a key with a hash tag lends its tag,
+        any other key becomes the tag. (A key whose first tag is empty, ``{}x``, is hashed whole
+    and no name could share its slot: the configuration refuses it.)"""
+    if "{" in list_key and list_key.split("{", 1)[1].find("}") > 0:
         return f"{list_key}:s3s3-processing"
     return "{" + list_key + "}:s3s3-processing"
 

@@ -54,7 +54,9 @@ def publish_messages(
         nonlocal published, received
         pipe = redis_client.pipeline(transaction=False)
         for message in batch:
-            pipe.publish(cfg.channel, message)
+            # Not pipe.publish: redis-py's cluster pipeline refuses it by name, and routes
+            # the command by the channel's slot, where its pubsub() subscribes too.
+            pipe.execute_command("PUBLISH", cfg.channel, message)
         received += sum(int(n) for n in pipe.execute())
         published += len(batch)
         batch.clear()
