@@ -72,7 +72,8 @@ def ranged_ini(tmp_path: Path, names, redis_url: str, *, source, dests, **kw) ->
         ini.read_text()
         + f"\n[bucket]\nlock = local\nlock_dir = {tmp_path}\nworkers = 8\ngrace = 5\n"
     )
-    names.extra += [range_stream(stream_config(names, redis_url))]
+    cfg = stream_config(names, redis_url)
+    names.extra += [range_stream(cfg), runs_key(cfg)]
     return ini
 
 

@@ -288,6 +288,8 @@ def summary_of_run(record: RunRecord) -> JobSummary:
             dest.failures.extend(Failure(f["key"], f["op"], f["cause"]) for f in d["failures"])
             if d.get("error"):
                 dest.error = f"range {index}: {d['error']}"
+    for dest in dests.values():
+        dest.duration_s = duration  # the longest range: they ran side by side
     if record.dead:
         for dest in dests.values():
             dest.error = (

@@ -29,6 +29,7 @@ from s3s3.queue.contract import Counters, Feed, Finished, Mode
 from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker
 from s3s3.queue.messages import Parsed, parse_entry, unparsable
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
+from s3s3.queue.runs import range_stream
 from s3s3.queue.stream.dead_letters import dead_letter_fields
 from s3s3.queue.stream.entries import ATTEMPTS_FIELD, carried_attempts, id_after, parse_id, text
 from s3s3.queue.stream.upkeep import GroupUpkeep, ensure_group
@@ -255,7 +256,7 @@ class StreamSource(RedisLoop):
     def _accept_ranges(self, entry_id: bytes, fields: dict, parsed: Parsed, prior: int) -> None:
         """A range entry on the stream of keys (a dead letter requeued there): moved to the
         range stream, where listeners take ranges (:mod:`s3s3.queue.stream.ranges`)."""
-        target = self.cfg.stream + ":ranges"
+        target = range_stream(self.cfg)
         moved = {k: v for k, v in fields.items() if text(k) != ATTEMPTS_FIELD}
         moved[ATTEMPTS_FIELD] = str(prior)
         cfg = self.cfg
