@@ -59,6 +59,7 @@ def enqueue_ranged_run(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     verify_md5: bool = False,
+    list_concurrency: int | None = None,
     stop: threading.Event | None = None,
     redis_client: redis.Redis | None = None,
     split: Splitter | None = None,
@@ -79,6 +80,7 @@ def enqueue_ranged_run(
         include=include,
         exclude=exclude,
         verify_md5=verify_md5,
+        list_concurrency=list_concurrency,
     )
     cfg = options.bucket
     if cfg.delete:
@@ -111,7 +113,7 @@ def enqueue_ranged_run(
         redis_url=settings.redis.safe_url,
     ):
         check_endpoints(src, dsts)
-        key_ranges = split(src, cfg.prefix, ranges, concurrency=min(ranges, cfg.workers, 16))
+        key_ranges = split(src, cfg.prefix, ranges, concurrency=min(ranges, cfg.list_concurrency))
         run_id = new_run_id()
         works = [
             RangeWork(

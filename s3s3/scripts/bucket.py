@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent copies; overrides 'workers' in [bucket]",
     )
     p.add_argument(
+        "--list-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="listing requests at once on each side (1: one page at a time); "
+        "overrides 'list_concurrency' in [bucket]",
+    )
+    p.add_argument(
         "--enqueue",
         action="store_true",
         help="add the keys to copy to the listener's Redis Stream instead of "
@@ -186,6 +193,7 @@ def run_once(
         include=args.include,
         exclude=args.exclude,
         workers=args.workers,
+        list_concurrency=args.list_concurrency,
         verify_md5=args.verify_md5,
         progress=shown,
         stop=stop,

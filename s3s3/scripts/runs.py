@@ -60,6 +60,7 @@ def ranged_run(
         include=args.include,
         exclude=args.exclude,
         verify_md5=args.verify_md5,
+        list_concurrency=args.list_concurrency,
         stop=stop,
     )
     print(f"run {record.run_id}: {record.count} ranges enqueued", flush=True)
