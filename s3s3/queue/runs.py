@@ -58,7 +58,10 @@ def range_stream(cfg: RedisConfig) -> str:
 
 
 def range_config(cfg: RedisConfig) -> RedisConfig:
-    """``cfg`` with the range stream as its stream (the dead letters are shared)."""
+    """``cfg`` with the range stream as its stream (the dead letters are shared).
+
+    The range stream is meant to stay one stream: a run has a few ranges, not a stream's
+    worth, and ranges have no per-key order to keep."""
     return dataclasses.replace(cfg, stream=range_stream(cfg))
 
 
