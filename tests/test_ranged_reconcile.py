@@ -295,6 +295,11 @@ def test_twenty_thousand_keys_by_three_listeners_one_killed_mid_range(
     finished_by = [p for p in others if f"range 0 of run {run_id} reconciled" in p.output()]
     assert len(finished_by) == 1, [p.output()[-2000:] for p in others]
     assert "reclaimed 1 entries" in finished_by[0].output()
+    # Held ranges are renewed: redoing range 0 took longer than reclaim_idle (3 s), and
+    # still nothing but the killed listener's range was ever reclaimed.
+    took = re.search(rf"range 0 of run {run_id} reconciled in ([\d.]+)s", finished_by[0].output())
+    assert took and float(took.group(1)) > 3.0
+    assert sum(p.output().count("reclaimed ") for p in others) == 1
     assert f"range 0 of run {run_id} reconciled" not in first.output()
     # Every destination in step; one summary, summed over the ranges, each counted once.
     assert keys_in(b, dst) == set(keys)
