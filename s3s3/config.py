@@ -255,6 +255,8 @@ class BucketConfig:
     grace_s: float = 30.0  # after SIGTERM, then copies in flight are cancelled (aborted)
     # Bytes per second read from GET bodies by this process (rclone's --bwlimit syntax).
     bwlimit: BwTimetable = NO_BWLIMIT
+    # Listing requests at once per side (source, each destination); 1: one page at a time.
+    list_concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -1340,7 +1342,10 @@ _BUCKET_KEYS = {
     "progress_interval",
     "grace",
     "bwlimit",
+    "list_concurrency",
 }
+#: Listing requests one side of the bucket job may have on the wire at once.
+MAX_LIST_CONCURRENCY = 256
 
 
 def _bucket(section: _Section | None) -> BucketConfig:
@@ -1366,6 +1371,7 @@ def _bucket(section: _Section | None) -> BucketConfig:
         progress_interval_s=r.duration("progress_interval", 30.0),
         grace_s=r.duration("grace", 30.0, allow_zero=True),
         bwlimit=r.get("bwlimit", to_bwlimit, NO_BWLIMIT),
+        list_concurrency=r.count("list_concurrency", 8, maximum=MAX_LIST_CONCURRENCY),
     )
 
 

@@ -118,3 +118,34 @@ class WorkItem:
     # The sender redelivers (a store's push): compare with the destination before copying,
     # since a duplicate of an event already applied is likely.
     compare: bool = False
+
+
+#: The ``op`` of a stream entry that asks for a range of keys, not one key.
+RANGE = "range"
+
+
+@dataclass(frozen=True)
+class RangeWork:
+    """One range of a ranged reconcile (``s3s3bucket --enqueue --ranges``): make every
+    destination named hold what the source holds for the keys ``k`` under ``prefix`` with
+    ``start_after < k <= end`` (``None``: that side open), as the bucket job would.
+
+    The options are the run's, carried by the entry so that a listener needs nothing else.
+    ``destinations`` names the sections the run was made for; empty means all of them.
+    """
+
+    run_id: str
+    index: int
+    start_after: str | None = None
+    end: str | None = None
+    prefix: str = ""
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    size_only: bool = False
+    verify_md5: bool = False
+    destinations: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """What names this work in logs, where a key would be."""
+        return f"range {self.index} of run {self.run_id}"

@@ -33,6 +33,8 @@ class JobOptions:
         cfg = self.bucket
         if cfg.workers < 1:
             raise ValueError(f"workers must be at least 1, got {cfg.workers}")
+        if cfg.list_concurrency < 1:
+            raise ValueError(f"list_concurrency must be at least 1, got {cfg.list_concurrency}")
         if cfg.grace_s < 0:
             raise ValueError(f"grace_s must be zero or more, got {cfg.grace_s}")
         if not 0.0 <= cfg.max_delete_fraction <= 1.0:
@@ -69,6 +71,7 @@ def make_options(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     workers: int | None = None,
+    list_concurrency: int | None = None,
     verify_md5: bool = False,
 ) -> JobOptions:
     """The one place where overrides (command-line flags, API arguments) meet ``[bucket]``.
@@ -82,6 +85,7 @@ def make_options(
             ("size_only", size_only),
             ("prefix", prefix),
             ("workers", workers),
+            ("list_concurrency", list_concurrency),
         )
         if value is not None
     }

@@ -47,7 +47,8 @@ from s3s3.bucketjob.sinks import CopySink, DryRunSink, EnqueueSink, Sink, log_pl
 from s3s3.bucketjob.summary import JobSummary, ProgressLog
 from s3s3.config import RedisConfig, Settings
 from s3s3.errors import EndpointError, FatalEndpointError, ListingOrderError
-from s3s3.listing import list_objects_ahead
+from s3s3.keyspace import KeyRange
+from s3s3.listing import list_objects_ahead, list_objects_parallel
 from s3s3.model import ObjectInfo
 from s3s3.plan import Action, KeyFilter, KeyPlan, plan_keys
 from s3s3.store.endpoint import Endpoint, make_endpoints
@@ -81,6 +82,7 @@ def run_bucket_job(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     workers: int | None = None,
+    list_concurrency: int | None = None,
     progress: ProgressReporter | None = None,
     verify_md5: bool = False,
     stop: threading.Event | None = None,
@@ -104,6 +106,7 @@ def run_bucket_job(
         include=include,
         exclude=exclude,
         workers=workers,
+        list_concurrency=list_concurrency,
         verify_md5=verify_md5,
     )
     stop = stop or threading.Event()
@@ -156,8 +159,12 @@ def sync_buckets(
     redis_client: redis.Redis | None = None,
     redis_cfg: RedisConfig | None = None,
     abort_stale_uploads: bool = False,
+    key_range: KeyRange | None = None,
 ) -> JobSummary:
     """Make every destination bucket hold what the source holds (see the module doc).
+
+    ``key_range`` restricts the run to the keys of one range under the prefix (a range
+    of a ranged reconcile, ``s3s3.bucketjob.ranged``); it never deletes.
 
     No lock is taken here (:func:`run_bucket_job` takes it). ``sink`` takes the keys to
     copy and delete; by default the one ``options`` ask for (:func:`make_sink`), to which
@@ -178,6 +185,7 @@ def sync_buckets(
         sink=sink,
         stop=stop or threading.Event(),
         abort_uploads=abort_stale_uploads,
+        key_range=key_range,
     )
     if progress is not None:
         progress.start(run.summary, run.started)
@@ -230,7 +238,11 @@ class _Run:
         sink: Sink,
         stop: threading.Event,
         abort_uploads: bool = False,
+        key_range: KeyRange | None = None,
     ) -> None:
+        if key_range is not None and options.bucket.delete:
+            raise ValueError("a run over one key range cannot delete: it sees part of the bucket")
+        self.key_range = key_range
         self.src = src
         self.dests = dests
         self.options = options
@@ -352,7 +364,12 @@ class _Run:
         if dest.broken:
             return
         try:
-            yield from list_objects_ahead(dest.endpoint, self.options.bucket.prefix)
+            yield from list_keys(
+                dest.endpoint,
+                self.options.bucket.prefix,
+                concurrency=self.options.bucket.list_concurrency,
+                key_range=self.key_range,
+            )
         except FatalEndpointError:
             raise
         except EndpointError as exc:
@@ -361,7 +378,9 @@ class _Run:
     def _reconcile(self) -> None:
         cfg = self.options.bucket
         plans: Generator[KeyPlan, None, None] = plan_keys(
-            list_objects_ahead(self.src, cfg.prefix),
+            list_keys(
+                self.src, cfg.prefix, concurrency=cfg.list_concurrency, key_range=self.key_range
+            ),
             [self._listing(d) for d in self.dests],
             strategies=[d.strategy for d in self.dests],
             delete=cfg.delete,
@@ -421,6 +440,21 @@ class _Run:
                 [d.name for d, _ in checks],
             )
         self.sink.take(key, src, copies, checks)
+
+
+def list_keys(
+    endpoint: Endpoint,
+    prefix: str,
+    *,
+    concurrency: int,
+    key_range: KeyRange | None = None,
+) -> Iterator[ObjectInfo]:
+    """One side's listing for the merge, in key order: ``concurrency`` 1 is the serial
+    listing a few pages ahead (:func:`list_objects_ahead`), more lists ranges of the key
+    space at once (:func:`list_objects_parallel`)."""
+    if concurrency <= 1:
+        return list_objects_ahead(endpoint, prefix, key_range=key_range)
+    return list_objects_parallel(endpoint, prefix, concurrency=concurrency, key_range=key_range)
 
 
 def _check_bucket(endpoint: Endpoint) -> None:

@@ -25,6 +25,7 @@ from s3s3.config import Settings
 from s3s3.errors import EndpointError, FatalEndpointError
 from s3s3.listener.counters import Counters
 from s3s3.listener.observer import Observer
+from s3s3.listener.ranges import RangeReconciler, RangeWorker
 from s3s3.listener.replicator import Copier, JobResult, Replicator, ReplicatorState
 from s3s3.listener.threads import guarded, log_crash
 from s3s3.retry import Policy
@@ -60,6 +61,18 @@ class Intake(Protocol):
     def close(self, timeout_s: float) -> None: ...
 
     def redis_state(self) -> tuple[bool, str]: ...
+
+
+class RangeIntake(Intake, Protocol):
+    """An intake that also hands out ranges of ranged reconciles (stream mode): ``run_ranges``
+    reads them into a range worker until ``stop`` is set (returning at once when it has
+    none to give), ``complete_range`` and ``hand_back_ranges`` are told of them."""
+
+    def run_ranges(self, worker: RangeWorker, stop: threading.Event) -> None: ...
+
+    def complete_range(self, tickets: list, result: object) -> None: ...
+
+    def hand_back_ranges(self, tickets: list) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,8 @@ class Listener:
     event to stop. Nothing happens in the constructor: endpoints are checked, the intake
     opened and threads started by :meth:`run`. ``copier`` copies one key (tests give
     another); ``source`` and ``destinations`` replace the endpoints of ``settings``.
+    ``reconcile_range`` (the bucket job's, which ``s3s3listen`` injects) makes it take
+    ranges of ranged reconciles too, ``range_slots`` at a time, beside the keys.
     """
 
     def __init__(
@@ -122,8 +137,12 @@ class Listener:
         source: Endpoint | None = None,
         destinations: Sequence[Endpoint] | None = None,
         observer: Observer | None = None,
+        reconcile_range: RangeReconciler | None = None,
+        range_slots: int = 1,
     ) -> None:
         self.settings = settings
+        self.reconcile_range = reconcile_range
+        self.range_slots = range_slots
         self.open_intake = open_intake
         self.counters = counters or Counters()
         self.copier = copier
@@ -218,6 +237,25 @@ class Listener:
             daemon=True,
         )
         reader.start()
+        ranges: RangeWorker | None = None
+        range_reader: threading.Thread | None = None
+        if self.reconcile_range is not None and hasattr(intake, "run_ranges"):
+            ranged: RangeIntake = intake  # type: ignore[assignment]
+            ranges = RangeWorker(
+                self.reconcile_range,
+                on_complete=ranged.complete_range,
+                slots=self.range_slots,
+                retry=replicator.retry,
+                on_crash=crashed,
+            )
+            ranges.start()
+            range_reader = threading.Thread(
+                target=guarded(ranged.run_ranges, crashed),
+                args=(ranges, intake_stop),
+                name="s3s3-range-intake",
+                daemon=True,
+            )
+            range_reader.start()
         self._parts = (replicator, intake)
         log.info(
             "s3s3listen started: %s; source %s; destinations %s; %d workers; delete propagation %s",
@@ -240,10 +278,19 @@ class Listener:
                 lcfg.grace_s,
             )
         intake_stop.set()
+        if ranges is not None:
+            ranges.stop()
         reader.join(timeout=10.0)
+        if range_reader is not None:
+            range_reader.join(timeout=10.0)
         unfinished = replicator.drain(lcfg.grace_s, cancel=hurry)
         if unfinished:
             intake.hand_back(unfinished)
+        if ranges is not None:
+            # Their copies were told to stop with the rest; what is left goes back.
+            left = ranges.drain(lcfg.grace_s + self.settings.bucket.grace_s, cancel=hurry)
+            if left:
+                ranged.hand_back_ranges(left)
         intake.close(timeout_s=5.0)
         self._parts = None
         log.info("%s", replicator.summary_line())
@@ -282,4 +329,4 @@ def _check_endpoints(endpoints: Sequence[Endpoint]) -> bool:
     return True
 
 
-__all__ = ["Intake", "IntakeFactory", "Listener", "Status", "Stopped"]
+__all__ = ["Intake", "IntakeFactory", "Listener", "RangeIntake", "Status", "Stopped"]

@@ -27,6 +27,7 @@ from s3s3.queue.link import RedisLink, daemon_client
 from s3s3.queue.minio_list import ListMover
 from s3s3.queue.pubsub import PubSubSource
 from s3s3.queue.stream import StreamSource
+from s3s3.queue.stream.ranges import RangeSource
 from s3s3.queue.stream.sharded import ShardedSource, open_stream_source
 
 log = logging.getLogger("s3s3.listen")
@@ -44,16 +45,20 @@ class RedisIntake:
         source: StreamSource | ShardedSource | PubSubSource,
         *,
         mover: ListMover | None = None,
+        ranges: RangeSource | None = None,
     ) -> None:
         self.source = source
         self.mover = mover
+        self.ranges = ranges  # the range stream's consumer (stream mode), run on demand
+        self._ranges_started = False
         self._on_crash: Callable[[str, BaseException], None] | None = None
         self._mover_thread: threading.Thread | None = None
 
     @property
     def fatal(self) -> BaseException | None:
         """The error retrying cannot fix that stopped a loop (Redis refused s3s3), if any."""
-        return self.source.fatal or (self.mover.fatal if self.mover is not None else None)
+        fatal = self.source.fatal or (self.mover.fatal if self.mover is not None else None)
+        return fatal or (self.ranges.fatal if self.ranges is not None else None)
 
     def describe(self) -> str:
         return self.source.describe()
@@ -82,6 +87,24 @@ class RedisIntake:
         self.source.run(replicator, stop)
         self._join_mover()
 
+    def run_ranges(self, worker: Feed, stop: threading.Event) -> None:
+        """Read range entries into ``worker`` (the listener's range worker) until ``stop``
+        is set; returns at once in pub/sub mode, which has no ranges."""
+        if self.ranges is None:
+            return
+        if not self._ranges_started:
+            self.ranges.writer.on_crash = self._on_crash
+            self.ranges.start()
+            self._ranges_started = True
+        self.ranges.run(worker, stop)
+
+    def complete_range(self, tickets: Sequence, result: Finished) -> None:
+        assert self.ranges is not None
+        self.ranges.complete(tickets, result)  # type: ignore[arg-type]
+
+    def hand_back_ranges(self, tickets: Sequence) -> int:
+        return self.ranges.hand_back(tickets) if self.ranges is not None else 0
+
     def _move(self, mover: ListMover, stop: threading.Event) -> None:
         try:
             mover.run(stop)
@@ -104,6 +127,8 @@ class RedisIntake:
         """Write what is queued within ``timeout_s`` (after the mover has stopped)."""
         self._join_mover()
         self.source.close(timeout_s)
+        if self.ranges is not None and self._ranges_started:
+            self.ranges.close(timeout_s)
 
 
 def open_intake(
@@ -137,7 +162,16 @@ def open_intake(
         batch=max(16, min(256, 2 * lcfg.workers)),
     )
     mover = ListMover(client, rcfg, link=link) if rcfg.list_key else None
-    return RedisIntake(source, mover=mover)
+    ranges = RangeSource(
+        client,
+        rcfg,
+        link=link,
+        counters=counters,
+        source_bucket=settings.source.bucket,
+        key_encoding=lcfg.event_key_encoding,
+        batch=1,  # the range worker's room() bounds each read further
+    )
+    return RedisIntake(source, mover=mover, ranges=ranges)
 
 
 __all__ = ["RedisIntake", "open_intake"]

@@ -75,7 +75,7 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 from s3s3.errors import MessageError
-from s3s3.model import COPY, DELETE, MAX_MESSAGE_BYTES, OPS, WorkItem
+from s3s3.model import COPY, DELETE, MAX_MESSAGE_BYTES, OPS, RANGE, RangeWork, WorkItem
 
 #: S3 limits a key to 1,024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
@@ -109,9 +109,10 @@ class Skipped:
 class Parsed:
     """What one message asks for."""
 
-    format: str  # "key" | "entry" | "s3-event" | "minio-access" | "test-event"
+    format: str  # "key" | "entry" | "range" | "s3-event" | "minio-access" | "test-event"
     items: tuple[WorkItem, ...]
     skipped: tuple[Skipped, ...] = ()
+    ranges: tuple[RangeWork, ...] = ()  # a range entry's work (format "range")
 
 
 def preview(data: object) -> str:
@@ -269,11 +270,17 @@ def parse_entry(
 
     ``key`` (+ optional ``op``) is a key announced by :func:`~s3s3.queue.producer.add_entries`
     and is never format-detected; ``message`` holds a raw message (from the bridge or the
-    MinIO list) and is parsed with :func:`parse_message`.
+    MinIO list) and is parsed with :func:`parse_message`; ``op = range`` without a ``key``
+    is a range of a ranged reconcile (:func:`range_entry_fields`), whose work comes back in
+    :attr:`Parsed.ranges`.
     """
     if not isinstance(fields, Mapping):
         raise MessageError(f"stream entry must be a mapping of fields, not {type(fields).__name__}")
     key = _field(fields, "key")
+    if key is None and _field(fields, "message") is None:
+        op = _field(fields, "op")
+        if op is not None and _field_text(op, "op") == RANGE:
+            return Parsed("range", (), ranges=(parse_range_fields(fields),))
     if key is not None:
         text = _field_text(key, "key")
         op = _field(fields, "op")
@@ -315,6 +322,115 @@ def entry_fields(item: WorkItem, *, via: str) -> dict[str, str]:
     if item.event_time is not None:
         fields["time"] = repr(item.event_time)
     return fields
+
+
+#: The longest run id read: s3s3bucket makes ids of 29 characters.
+_MAX_RUN_ID = 64
+_RUN_ID = re.compile(r"^[0-9A-Za-z_.-]+$")
+#: The most ranges a run is split into (``s3s3bucket --ranges``).
+MAX_RANGES = 10_000
+
+
+def range_entry_fields(work: RangeWork) -> dict[str, str]:
+    """The stream entry for one range of a ranged reconcile; :func:`parse_entry` reads it
+    back. It has no ``key`` field, so that a listener that does not know ranges (before
+    s3s3 had them) dead-letters it as a bad message rather than copying anything."""
+    fields = {"op": RANGE, "run": work.run_id, "index": str(work.index)}
+    if work.start_after is not None:
+        fields["after"] = work.start_after
+    if work.end is not None:
+        fields["end"] = work.end
+    fields["options"] = json.dumps(
+        {
+            "prefix": work.prefix,
+            "include": list(work.include),
+            "exclude": list(work.exclude),
+            "size_only": work.size_only,
+            "verify_md5": work.verify_md5,
+            "destinations": list(work.destinations),
+        },
+        separators=(",", ":"),
+    )
+    return fields
+
+
+def parse_range_fields(fields: Mapping[Any, Any]) -> RangeWork:
+    """The :class:`RangeWork` of a range entry; :class:`MessageError` says what is wrong."""
+    run = _field(fields, "run")
+    if run is None:
+        raise MessageError("range entry has no 'run' field")
+    run_id = _field_text(run, "run")
+    if not run_id or len(run_id) > _MAX_RUN_ID or not _RUN_ID.match(run_id):
+        raise MessageError(f"'run' field is {_short(run_id)}; expected a run id")
+    index_field = _field(fields, "index")
+    index_text = "" if index_field is None else _field_text(index_field, "index")
+    if not index_text.isascii() or not index_text.isdigit() or int(index_text) >= MAX_RANGES:
+        raise MessageError(
+            f"'index' field is {_short(index_text)}; expected a whole number below {MAX_RANGES}"
+        )
+    bounds: list[str | None] = []
+    for name in ("after", "end"):
+        value = _field(fields, name)
+        bounds.append(None if value is None else _bound(_field_text(value, name), name))
+    start_after, end = bounds
+    if start_after is not None and end is not None and not start_after < end:
+        raise MessageError(
+            f"empty range: 'after' {_short(start_after)} is not below 'end' {_short(end)}"
+        )
+    options_field = _field(fields, "options")
+    options: Any = {}
+    if options_field is not None:
+        text = _field_text(options_field, "options")
+        if len(text) > MAX_MESSAGE_BYTES or nests_deeper_than(text):
+            raise MessageError("'options' field is too large")
+        options = _decode_json(text)
+        if not isinstance(options, dict):
+            raise MessageError(f"'options' field is not a JSON object (starts {preview(text)})")
+    return RangeWork(
+        run_id=run_id,
+        index=int(index_text),
+        start_after=start_after,
+        end=end,
+        prefix=_option_text(options, "prefix"),
+        include=_option_texts(options, "include"),
+        exclude=_option_texts(options, "exclude"),
+        size_only=_option_flag(options, "size_only"),
+        verify_md5=_option_flag(options, "verify_md5"),
+        destinations=_option_texts(options, "destinations"),
+    )
+
+
+def _bound(text: str, name: str) -> str:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise MessageError(f"'{name}' field is not UTF-8") from None
+    if size > MAX_KEY_BYTES:
+        raise MessageError(f"'{name}' field of {size:,} bytes is longer than any key")
+    return text
+
+
+def _option_text(options: dict, name: str) -> str:
+    value = options.get(name, "")
+    if not isinstance(value, str):
+        raise MessageError(f"range option {name!r} is {_describe_value(value)}; expected a string")
+    return value
+
+
+def _option_texts(options: dict, name: str) -> tuple[str, ...]:
+    value = options.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MessageError(f"range option {name!r} is {_describe_value(value)}; expected strings")
+    return tuple(value)
+
+
+def _option_flag(options: dict, name: str) -> bool:
+    value = options.get(name, False)
+    if not isinstance(value, bool):
+        raise MessageError(
+            f"range option {name!r} is {_describe_value(value)}; expected true or false"
+        )
+    return value
 
 
 #: The longest sequencer read: AWS documents no length; theirs and MinIO's are 16-20 digits.

@@ -2,6 +2,8 @@
 
     s3s3bucket --config /usr/local/etc/s3s3.ini [--dry-run] [--delete] [--prefix P] ...
     s3s3bucket --config FILE uploads [--older-than AGE] [--abort]   (s3s3.scripts.uploads)
+    s3s3bucket --config FILE --enqueue --ranges [N] [--wait [--timeout S]]  (s3s3.scripts.runs)
+    s3s3bucket --config FILE runs [RUN_ID] [--json]
 
 Exit status: 0 everything in step, 1 some objects failed, 2 configuration or fatal error
 (including another run holding the lock, and a refused deletion).
@@ -27,11 +29,12 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
+from s3s3.bucketjob.ranged import DEFAULT_RANGES
 from s3s3.bucketjob.runner import run_bucket_job
 from s3s3.bucketjob.summary import JobSummary, ProgressLog
 from s3s3.config import MetricsConfig
 from s3s3.errors import ConfigError, FatalEndpointError, LockHeld, S3S3Error
-from s3s3.scripts import _cli, progress, uploads
+from s3s3.scripts import _cli, progress, runs, uploads
 from s3s3.scripts._cli import EXIT_FAILURES, EXIT_FATAL, EXIT_OK
 from s3s3.scripts.supervisor import EventListener
 
@@ -85,10 +88,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent copies; overrides 'workers' in [bucket]",
     )
     p.add_argument(
+        "--list-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="listing requests at once on each side (1: one page at a time); "
+        "overrides 'list_concurrency' in [bucket]",
+    )
+    p.add_argument(
         "--enqueue",
         action="store_true",
         help="add the keys to copy to the listener's Redis Stream instead of "
         "copying them, for s3s3listen workers to copy",
+    )
+    p.add_argument(
+        "--ranges",
+        nargs="?",
+        type=_positive_int,
+        const=DEFAULT_RANGES,
+        metavar="N",
+        help="with --enqueue: add N ranges of the key space (default "
+        f"{DEFAULT_RANGES}) instead of keys, each reconciled by one s3s3listen of the fleet",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --ranges: wait until every range is done or dead, and print one summary",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="with --wait: give up waiting after S seconds (exit status 1)",
     )
     p.add_argument(
         "--supervisord",
@@ -110,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli.add_limit_options(p, section="bucket")
     commands = p.add_subparsers(dest="command", metavar="COMMAND")
     uploads.add_parser(commands)
+    runs.add_parser(commands)
     return p
 
 
@@ -162,6 +193,7 @@ def run_once(
         include=args.include,
         exclude=args.exclude,
         workers=args.workers,
+        list_concurrency=args.list_concurrency,
         verify_md5=args.verify_md5,
         progress=shown,
         stop=stop,
@@ -174,6 +206,8 @@ def reconcile(
 ) -> int:
     """One command-line run; its exit status. Its summary is appended to ``seen``."""
     try:
+        if args.ranges is not None:
+            return _ranged(args, stop=stop, seen=seen)
         summary = run_once(args, stop=stop)
         if seen is not None:
             seen.append(summary)
@@ -183,6 +217,15 @@ def reconcile(
     except S3S3Error as exc:  # the source cannot be listed, Redis is gone, ...
         log.error("%s", exc)
         return EXIT_FATAL
+
+
+def _ranged(args: argparse.Namespace, *, stop: threading.Event, seen: list | None) -> int:
+    if not args.enqueue:
+        raise ConfigError("--ranges needs --enqueue: the ranges are reconciled by s3s3listen")
+    if args.dry_run or args.supervisord:
+        raise ConfigError("--ranges cannot be combined with --dry-run or --supervisord")
+    summary = runs.ranged_run(args, stop=stop, seen=seen if seen is not None else [])
+    return EXIT_OK if summary is None else exit_status(summary)
 
 
 class Lifecycle:
@@ -216,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     _cli.setup_logging(args)
     if args.command == "uploads":
         return _cli.run(uploads.uploads_command, args)
+    if args.command == "runs":
+        return _cli.run(runs.runs_command, args)
+    if (args.wait or args.timeout is not None) and args.ranges is None:
+        log.error("--wait and --timeout go with --enqueue --ranges")
+        return EXIT_FATAL
     life = Lifecycle()
     signal.signal(signal.SIGTERM, life.on_sigterm)
     if args.supervisord:

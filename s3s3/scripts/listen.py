@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics, /healthz and /readyz on PORT, HOST:PORT or HOST:PORT-PORT "
         "(the first free port of a range), or 'off'; overrides [metrics] listen",
     )
+    parser.add_argument(
+        "--ranges-at-once",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ranges of ranged reconciles (s3s3bucket --enqueue --ranges) worked on at once, "
+        "beside the keys (default 1)",
+    )
     _cli.add_limit_options(parser, section="listen")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     dead = commands.add_parser(
@@ -181,7 +189,9 @@ def exit_code(stopped: Stopped) -> int:
     return _cli.EXIT_OK
 
 
-def run_listener(settings: config.Settings, *, stop: threading.Event | None = None) -> int:
+def run_listener(
+    settings: config.Settings, *, stop: threading.Event | None = None, range_slots: int = 1
+) -> int:
     """Run ``s3s3listen`` with ``settings`` until ``stop`` is set or a signal arrives.
 
     Returns the exit code (0 clean stop, 2 fatal, 3 a thread crashed). Signal handlers are
@@ -202,7 +212,18 @@ def run_listener(settings: config.Settings, *, stop: threading.Event | None = No
         from s3s3.metrics.wiring import listener_metrics
 
         observer, served = listener_metrics(settings, counters)
-    listener = Listener(settings, open_intake=open_intake, counters=counters, observer=observer)
+    # Ranges of a ranged reconcile are reconciled by the bucket job's own engine, injected
+    # here: the listener room knows only that it is a callable.
+    from s3s3.bucketjob.ranged import RangeReconcile
+
+    listener = Listener(
+        settings,
+        open_intake=open_intake,
+        counters=counters,
+        observer=observer,
+        reconcile_range=RangeReconcile(settings),
+        range_slots=range_slots,
+    )
     in_main = threading.current_thread() is threading.main_thread()
     restore = install_signals(stop, hurry, received) if in_main else None
     try:
@@ -218,7 +239,9 @@ def run_listener(settings: config.Settings, *, stop: threading.Event | None = No
 
 
 def _listen(args: argparse.Namespace) -> int:
-    return run_listener(effective_settings(args))
+    if args.ranges_at_once < 1:
+        raise ConfigError(f"--ranges-at-once must be at least 1, not {args.ranges_at_once}")
+    return run_listener(effective_settings(args), range_slots=args.ranges_at_once)
 
 
 def _dead_letters(args: argparse.Namespace) -> int:

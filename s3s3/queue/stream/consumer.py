@@ -29,6 +29,7 @@ from s3s3.queue.contract import Counters, Feed, Finished, Mode
 from s3s3.queue.link import RedisLink, RedisLoop, Writer, queue_marker
 from s3s3.queue.messages import Parsed, parse_entry, unparsable
 from s3s3.queue.redis_client import FATAL_ERRORS, TRANSIENT_ERRORS, refused
+from s3s3.queue.runs import range_stream
 from s3s3.queue.stream.dead_letters import dead_letter_fields
 from s3s3.queue.stream.entries import ATTEMPTS_FIELD, carried_attempts, id_after, parse_id, text
 from s3s3.queue.stream.upkeep import GroupUpkeep, ensure_group
@@ -85,9 +86,13 @@ class StreamSource(RedisLoop):
         key_encoding: str = "auto",
         batch: int = 256,
         block_ms: int = 500,
+        range_target: str | None = None,
     ) -> None:
         super().__init__(client, cfg, link=link)
         self.counters = counters
+        # Where a range entry found here goes: the range stream of the channel (a shard's
+        # consumer is told it, since its own stream's name is the shard's).
+        self.range_target = range_target or range_stream(cfg)
         self.source_bucket = source_bucket
         self.key_encoding = key_encoding
         self.batch = batch
@@ -235,6 +240,9 @@ class StreamSource(RedisLoop):
                 )
                 self._dead_letter(entry_id, fields, reason="bad message", error=error)
                 continue
+            if parsed.ranges:
+                self._accept_ranges(entry_id, fields, parsed, prior)
+                continue
             for skipped in parsed.skipped:
                 self.counters.add(ignored_events=1)
                 log.info(
@@ -257,6 +265,28 @@ class StreamSource(RedisLoop):
                     # No event said when: the lag counts from when the entry was added.
                     item = dataclasses.replace(item, event_time=added_s)
                 replicator.submit(item, entry, prior_attempts=prior)
+
+    def _accept_ranges(self, entry_id: bytes, fields: dict, parsed: Parsed, prior: int) -> None:
+        """A range entry on the stream of keys (a dead letter requeued there): moved to the
+        range stream, where listeners take ranges (:mod:`s3s3.queue.stream.ranges`)."""
+        target = self.range_target
+        moved = {k: v for k, v in fields.items() if text(k) != ATTEMPTS_FIELD}
+        moved[ATTEMPTS_FIELD] = str(prior)
+        cfg = self.cfg
+        if target != range_stream(cfg):
+            # A shard's stream has another hash tag: no MULTI/EXEC spans both on a cluster.
+            # Added first, acknowledged after: a crash between leaves a duplicate range
+            # entry, which the run record counts once.
+            self.client.xadd(target, moved)
+            self.writer.ack(entry_id)
+        else:
+
+            def write(pipe: Pipeline) -> None:
+                pipe.xadd(target, moved)
+                pipe.xack(cfg.stream, cfg.group, entry_id)
+
+            self.writer.add(write, transaction=True)
+        log.info("moved range entry %s to %s", text(entry_id), target)
 
     def _delivery_counts(self, ids: Sequence[bytes]) -> dict[bytes, int]:
         if not ids:

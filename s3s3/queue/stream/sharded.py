@@ -28,6 +28,7 @@ import redis
 from s3s3.config import RedisConfig
 from s3s3.queue.contract import Feed, Finished, Mode
 from s3s3.queue.link import RedisLink
+from s3s3.queue.runs import range_stream
 from s3s3.queue.shards import stream_configs
 from s3s3.queue.stream.consumer import StreamSource
 
@@ -149,4 +150,7 @@ def open_stream_source(
     configs = stream_configs(cfg)
     if len(configs) == 1:
         return StreamSource(client, cfg, link=link, **options)
-    return ShardedSource([StreamSource(client, c, link=link, **options) for c in configs])
+    target = range_stream(cfg)
+    return ShardedSource(
+        [StreamSource(client, c, link=link, range_target=target, **options) for c in configs]
+    )

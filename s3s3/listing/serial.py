@@ -1,4 +1,4 @@
-"""Paged bucket listings as iterators of :class:`ObjectInfo`, in S3's key order.
+"""Serial paged bucket listings as iterators of :class:`ObjectInfo`, in S3's key order.
 
 Only a few pages (at most 1,000 entries each) are held at a time, so memory does not grow
 with the bucket. ListObjectsV2 by default; ListObjects (V1) for endpoints configured with
@@ -25,7 +25,7 @@ from s3s3 import retry
 from s3s3.errors import EndpointError
 from s3s3.keyspace import KeyRange
 from s3s3.model import ObjectInfo
-from s3s3.store.base import Store
+from s3s3.store.base import Page, Store
 
 #: How many fetched pages a background listing may hold before it waits for its reader.
 PREFETCH_PAGES = 2
@@ -61,22 +61,18 @@ def list_pages(
     page is asked for."""
     policy = policy or retry.Policy.for_endpoint(store.cfg)
     v1 = store.cfg.list_version == 1
-    what = f"listing s3://{store.bucket}/{prefix} on [{store.name}]"
-    if key_range is not None and (key_range.start_after, key_range.end) != (None, None):
-        what += f" in {key_range}"
+    what = describe(store, prefix, key_range)
     start_after = key_range.start_after if key_range is not None else None
     marker: str | None = None
     while True:
-        page = retry.call(
-            functools.partial(
-                store.list_page,
-                prefix,
-                page_size=page_size,
-                marker=marker,
-                start_after=start_after if marker is None else None,
-            ),
+        page = fetch_page(
+            store,
+            prefix,
+            page_size=page_size,
             policy=policy,
             what=what,
+            marker=marker,
+            start_after=start_after,
         )
         if key_range is not None and page.objects and key_range.past(page.objects[-1].key):
             yield [o for o in page.objects if not key_range.past(o.key)]
@@ -100,6 +96,41 @@ def list_pages(
                 bucket=store.bucket,
             )
         marker = token
+
+
+def fetch_page(
+    store: Store,
+    prefix: str,
+    *,
+    page_size: int,
+    policy: retry.Policy,
+    what: str,
+    marker: str | None = None,
+    start_after: str | None = None,
+    cancel: threading.Event | None = None,
+) -> Page:
+    """One page after ``marker`` (else after ``start_after``), tried under ``policy``; a set
+    ``cancel`` ends a wait between tries."""
+    return retry.call(
+        functools.partial(
+            store.list_page,
+            prefix,
+            page_size=page_size,
+            marker=marker,
+            start_after=start_after if marker is None else None,
+        ),
+        policy=policy,
+        what=what,
+        cancel=cancel,
+    )
+
+
+def describe(store: Store, prefix: str, key_range: KeyRange | None = None) -> str:
+    """What a listing is, for log lines and errors (no secret: a bucket and a section)."""
+    what = f"listing s3://{store.bucket}/{prefix} on [{store.name}]"
+    if key_range is not None and (key_range.start_after, key_range.end) != (None, None):
+        what += f" in {key_range}"
+    return what
 
 
 def list_objects_ahead(

@@ -1,0 +1,207 @@
+"""Parallel listing (s3s3.listing.parallel) and split_ranges (s3s3.listing.split): on Ceph
+RGW, Swift s3api and moto, with ListObjectsV2 and V1, the parallel listing is the serial
+listing exactly; it costs a small bucket no more requests, really has several requests on
+the wire at once, holds a bounded number of pages, and raises a failure where it happened.
+The bucket job reconciles with it."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from s3s3 import retry
+from s3s3.errors import EndpointError
+from s3s3.keyspace import KeyRange
+from s3s3.listing import list_objects, list_objects_parallel, split_ranges
+from s3s3.store.endpoint import Endpoint
+from tests.conftest import endpoint_config, raw_client
+from tests.faultproxy import FaultProxy
+
+#: Flat numeric keys, deep prefixes, unicode and awkward keys (test_keyspace's and more).
+KEYS = sorted(
+    [f"n/{i:05d}" for i in range(0, 300)]
+    + [f"d/{i % 3}/{i % 5}/x/{i:03d}" for i in range(60)]
+    + ["a", "a b", "a+b", "a%2Fb", "k", "k/", "z/é", "z/日本", "z/\U0001f600", "zz"]
+    + ["é/ü", "n", "n/", "n0", "~tilde", "!bang"]
+)
+PAGE = 7  # small pages: many pages from few keys
+
+FAST = retry.Policy(attempts=2, base_s=0.01, max_s=0.02, deadline_s=5)
+
+
+def server_info(request, name: str) -> dict:
+    info = request.getfixturevalue("moto_servers" if name == "moto" else name)
+    return info[0] if name == "moto" else info
+
+
+@pytest.fixture(scope="module", params=["ceph", "swift", "moto"])
+def filled(request):
+    """A bucket of KEYS on each server, made once for the module."""
+    from tests.conftest import unique_bucket
+
+    info = server_info(request, request.param)
+    bucket = unique_bucket("plst")
+    client = raw_client(info)
+    client.create_bucket(Bucket=bucket)
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda kv: client.put_object(Bucket=bucket, Key=kv[1], Body=b"x" * (kv[0] % 5)),
+                enumerate(KEYS),
+            )
+        )
+    return request.param, info, bucket
+
+
+def store_of(info: dict, bucket: str, *, url: str | None = None, **fields) -> Endpoint:
+    cfg = endpoint_config(info, bucket, name="src", **fields)
+    if url is not None:
+        cfg = dataclasses.replace(cfg, endpoint_url=url)
+    return Endpoint(cfg)
+
+
+def entries(objects) -> list[tuple]:
+    return [(o.key, o.size, o.etag, o.last_modified) for o in objects]
+
+
+def list_gets(proxy: FaultProxy) -> list[str]:
+    return [path for _, method, path in proxy.requests if method == "GET"]
+
+
+# --------------------------------------------------------------------------- real servers
+
+
+@pytest.mark.parametrize("list_version", [2, 1])
+def test_the_parallel_listing_is_the_serial_listing(filled, list_version):
+    _, info, bucket = filled
+    store = store_of(info, bucket, list_version=list_version)
+    serial = entries(list_objects(store, page_size=PAGE))
+    assert [e[0] for e in serial] == KEYS
+    for concurrency in (2, 8):
+        parallel = list_objects_parallel(store, concurrency=concurrency, page_size=PAGE)
+        assert entries(parallel) == serial, concurrency
+    for prefix in ("n/", "d/1/", "z/", "nothing-here/"):
+        want = entries(list_objects(store, prefix, page_size=PAGE))
+        got = entries(list_objects_parallel(store, prefix, concurrency=4, page_size=PAGE))
+        assert got == want, prefix
+    rng = KeyRange("d/2", "n/00150")
+    want = entries(list_objects(store, key_range=rng, page_size=PAGE))
+    got = entries(list_objects_parallel(store, key_range=rng, concurrency=4, page_size=PAGE))
+    assert got == want and want
+
+
+@pytest.mark.parametrize("list_version", [2, 1])
+def test_an_empty_or_one_page_bucket_costs_the_serial_requests(request, make_bucket, list_version):
+    for name in ("ceph", "swift", "moto"):
+        info = server_info(request, name)
+        ep = make_bucket(info, name="src")
+        with FaultProxy(info["endpoint_url"]) as proxy:
+            store = store_of(info, ep.bucket, url=proxy.url, list_version=list_version)
+            for keys in ([], ["one", "two", "three"]):
+                for key in keys:
+                    ep.put(key, b"x", size=1)
+                proxy.requests.clear()
+                serial = entries(list_objects(store))
+                serial_gets = list_gets(proxy)
+                proxy.requests.clear()
+                assert entries(list_objects_parallel(store, concurrency=8)) == serial
+                assert list_gets(proxy) == serial_gets, (name, keys)
+                assert len(serial_gets) == 1
+
+
+def test_several_list_requests_are_on_the_wire_at_once(ceph, make_bucket):
+    ep = make_bucket(ceph, name="src")
+    client = raw_client(ceph)
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: client.put_object(Bucket=ep.bucket, Key=f"{i:04d}", Body=b""), range(200)
+            )
+        )
+    with FaultProxy(ceph["endpoint_url"]) as proxy:
+        proxy.delay_if = lambda method, path: 0.3 if method == "GET" else 0.0
+        store = store_of(ceph, ep.bucket, url=proxy.url)
+        keys = [o.key for o in list_objects_parallel(store, concurrency=8, page_size=10)]
+        assert keys == [f"{i:04d}" for i in range(200)]
+        arrivals = sorted(t for t, method, _ in proxy.requests if method == "GET")
+    # Each request is held 0.3 s: requests that arrive within it were in flight together.
+    most = max(bisect.bisect_left(arrivals, t + 0.25) - i for i, t in enumerate(arrivals))
+    assert most >= 4, arrivals
+    # And fewer round trips than the 21 pages one at a time would take.
+    assert arrivals[-1] - arrivals[0] < 20 * 0.3
+
+
+def test_a_failure_mid_listing_is_raised_after_the_keys_below_it(ceph, make_bucket):
+    ep = make_bucket(ceph, name="src")
+    client = raw_client(ceph)
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: client.put_object(Bucket=ep.bucket, Key=f"{i:04d}", Body=b""), range(120)
+            )
+        )
+    with FaultProxy(ceph["endpoint_url"]) as proxy:
+        seen = {"n": 0}
+
+        def after_five(method: str, path: str) -> bool:
+            if method != "GET":
+                return False
+            seen["n"] += 1
+            return seen["n"] > 5
+
+        proxy.fail_if = after_five
+        store = store_of(ceph, ep.bucket, url=proxy.url, max_attempts=2)
+        got: list[str] = []
+        with pytest.raises(EndpointError):
+            for o in list_objects_parallel(store, concurrency=4, page_size=10, policy=FAST):
+                got.append(o.key)
+        assert got == [f"{i:04d}" for i in range(len(got))]  # what came was in order
+        assert len(got) < 120
+    assert wait_for_no_listing_threads()
+
+
+def wait_for_no_listing_threads(timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not [t for t in threading.enumerate() if t.name.startswith("list-")]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("list_version", [2, 1])
+def test_split_ranges_cover_every_key_once(filled, list_version):
+    _, info, bucket = filled
+    store = store_of(info, bucket, list_version=list_version)
+    for prefix, count in (("", 5), ("", 1), ("n/", 4), ("d/", 3), ("nothing-here/", 4)):
+        ranges = split_ranges(store, prefix, count, concurrency=4, page_size=PAGE)
+        assert 1 <= len(ranges) <= count
+        assert ranges[0].start_after is None and ranges[-1].end is None
+        assert all(a.end == b.start_after for a, b in zip(ranges, ranges[1:], strict=False))
+        parts = [[o.key for o in list_objects(store, prefix, key_range=r)] for r in ranges]
+        assert [k for part in parts for k in part] == [k for k in KEYS if k.startswith(prefix)]
+        if any(parts):
+            assert all(parts), (prefix, ranges)  # no empty range
+    # Enough keys for the count: that many ranges, roughly even (none over half the keys).
+    ranges = split_ranges(store, "n/", 4, concurrency=4, page_size=100)
+    sizes = [len(list(list_objects(store, "n/", key_range=r))) for r in ranges]
+    under = len([k for k in KEYS if k.startswith("n/")])
+    assert len(ranges) == 4 and sum(sizes) == under and max(sizes) <= under // 2, sizes
+
+
+def test_split_ranges_of_a_one_page_bucket_cost_one_request(moto_servers, make_bucket):
+    info = moto_servers[0]
+    ep = make_bucket(info, name="src")
+    for i in range(40):
+        ep.put(f"k{i:02d}", b"", size=0)
+    with FaultProxy(info["endpoint_url"]) as proxy:
+        store = store_of(info, ep.bucket, url=proxy.url)
+        ranges = split_ranges(store, "", 4, concurrency=8)
+        assert len(list_gets(proxy)) == 1
+    sizes = [len(list(list_objects(ep, key_range=r))) for r in ranges]
+    assert sizes == [10, 10, 10, 10]
