@@ -349,3 +349,29 @@ def test_the_bucket_job_reconciles_with_parallel_listings(moto_servers, make_buc
     summary = sync_buckets(src, [dst], options)
     (d,) = summary.destinations
     assert (d.listed, d.skipped, d.copied, d.deleted) == (3000, 3000, 0, 0)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_list_concurrency_is_read_from_bucket_and_the_command_line(tmp_path):
+    from s3s3.bucketjob.options import make_options
+    from s3s3.config import load
+    from s3s3.errors import ConfigError
+    from s3s3.scripts.bucket import build_parser
+
+    base = "[source]\nbucket_name = s\nendpoint_url = http://127.0.0.1:9\n[dest]\nbucket_name = d\n"
+    ini = tmp_path / "s3s3.ini"
+    ini.write_text(base)
+    assert load(ini, search_path=[], env={}).bucket.list_concurrency == 8
+    ini.write_text(base + "[bucket]\nlist_concurrency = 3\n")
+    cfg = load(ini, search_path=[], env={}).bucket
+    assert cfg.list_concurrency == 3
+    assert make_options(cfg).bucket.list_concurrency == 3
+    assert make_options(cfg, list_concurrency=1).bucket.list_concurrency == 1
+    ini.write_text(base + "[bucket]\nlist_concurrency = 0\n")
+    with pytest.raises(ConfigError, match="list_concurrency") as err:
+        load(ini, search_path=[], env={})
+    assert "[bucket]" in str(err.value) or "bucket" in str(err.value)
+    args = build_parser().parse_args(["--config", str(ini), "--list-concurrency", "16"])
+    assert args.list_concurrency == 16

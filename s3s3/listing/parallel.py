@@ -1,18 +1,19 @@
 """One store's listing fetched as several ranges of the key space at once, handed over in
 key order: the bucket job's listing of a big bucket on a distant store.
 
-A serial listing costs a round trip per page of 1,000 keys. Here the key space is cut by
-``StartAfter`` bisection (the S3P approach): while a range is listed, a worker with nothing
-to do splits it at a point between its last listed key and its end
-(:func:`keyspace.midpoint`) and lists the upper part from its first page; the lower part
-goes on from its continuation token and stops at the split point. A page that comes back
-empty, or past its range's end, proves the rest of that range empty. The lowest range is
-split first, so the workers gather where the reader is.
+A serial listing costs a round trip per page of 1,000 keys. Here the key space is cut with
+``StartAfter`` (the S3P approach): once a range has listed a page, a worker with nothing to
+do cuts it about ``depth / 2`` pages above its last key (:func:`pages_ahead`: the page's
+keys tell how densely keys lie, and what each earlier cut held corrects the guess, since
+keys are seldom spread evenly over the code points) and lists the upper part from its first
+page; the lower part goes on from its continuation token and stops at the cut. A page that
+comes back empty, or past its range's end, proves the rest of that range empty. The lowest
+range is cut first, so the workers gather where the reader is.
 
 Memory stays bounded whatever the bucket: each range buffers at most ``depth`` pages and at
 most ``max_ranges`` ranges are open ahead of the reader, so a range far ahead waits (it is
 not asked for more pages) until the reader gets there. The first request is the serial
-listing's first request, and nothing is split before a page comes back truncated: a bucket
+listing's first request, and nothing is cut before a page comes back truncated: a bucket
 of one page costs one request.
 
 Each page is tried under the endpoint's retry policy, as in :func:`serial.list_pages`. A
