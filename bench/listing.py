@@ -32,7 +32,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import botocore.config
@@ -146,7 +146,8 @@ def _rclone_conf(path: Path, server, src_url: str, dst_url: str) -> Path:
 
 def _is_list(method: str, path: str, bucket: str) -> bool:
     parts = urlsplit(path)
-    return method == "GET" and parts.path.strip("/") == bucket
+    query = parse_qs(parts.query, keep_blank_values=True)
+    return method == "GET" and parts.path.strip("/") == bucket and "uploads" not in query
 
 
 def _one_run(tool: str, argv, env, *, work: Path, proxies, buckets, listed: int, delay: float):
