@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
             "resume",
             "bwlimit",
             "ab",
+            "listing",
             "install",
             "report",
         ),
@@ -118,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkouts",
         help="ab: comma-separated repository checkouts whose s3s3bucket copies W2 and W3 in turn",
     )
+    p.add_argument("--keys", type=int, help="listing: keys in the bucket (default 100,000)")
+    p.add_argument(
+        "--changed", type=int, default=100, help="listing: keys missing at the destination"
+    )
+    p.add_argument(
+        "--delay", type=float, default=0.02, help="listing: seconds the proxies hold a request"
+    )
+    p.add_argument(
+        "--list-concurrency", type=int, default=8, help="listing: the parallel s3s3's setting"
+    )
+    p.add_argument("--w6-keys", type=int, help="listing: keys of W6 with parallel listing")
     p.add_argument("--rate", type=int, default=200, help="profile: py-spy samples per second")
     p.add_argument(
         "--gil",
@@ -176,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import datapath
 
         return getattr(datapath, args.command)(args, run_dir=run_dir, log=log)
+    if args.command == "listing":
+        from .listing import w11
+
+        return w11(args, run_dir=run_dir, log=log)
     if args.command == "callgrind":
         from .callgrind import callgrind
 

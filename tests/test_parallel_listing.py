@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from s3s3 import retry
-from s3s3.errors import EndpointError
+from s3s3.bucketjob.options import JobOptions
+from s3s3.bucketjob.runner import sync_buckets
+from s3s3.config import BucketConfig, EndpointConfig
+from s3s3.errors import EndpointError, ListingOrderError
 from s3s3.keyspace import KeyRange
 from s3s3.listing import list_objects, list_objects_parallel, split_ranges
+from s3s3.model import ObjectInfo
+from s3s3.plan import KeyFilter, Strategy, plan_keys
+from s3s3.store.base import Page
 from s3s3.store.endpoint import Endpoint
 from tests.conftest import endpoint_config, raw_client
 from tests.faultproxy import FaultProxy
@@ -131,9 +138,9 @@ def test_several_list_requests_are_on_the_wire_at_once(ceph, make_bucket):
         arrivals = sorted(t for t, method, _ in proxy.requests if method == "GET")
     # Each request is held 0.3 s: requests that arrive within it were in flight together.
     most = max(bisect.bisect_left(arrivals, t + 0.25) - i for i, t in enumerate(arrivals))
-    assert most >= 4, arrivals
-    # And fewer round trips than the 21 pages one at a time would take.
-    assert arrivals[-1] - arrivals[0] < 20 * 0.3
+    assert most >= 3, arrivals
+    # And fewer round trips than the 20 pages one at a time would take.
+    assert arrivals[-1] - arrivals[0] < 19 * 0.3
 
 
 def test_a_failure_mid_listing_is_raised_after_the_keys_below_it(ceph, make_bucket):
@@ -205,3 +212,166 @@ def test_split_ranges_of_a_one_page_bucket_cost_one_request(moto_servers, make_b
         assert len(list_gets(proxy)) == 1
     sizes = [len(list(list_objects(ep, key_range=r))) for r in ranges]
     assert sizes == [10, 10, 10, 10]
+
+
+# --------------------------------------------------------------------------- call sequence
+
+
+class _Numbered:
+    """The sorted keys ``k/00000000``, ``k/00000001``, ... without holding them."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> str:
+        return f"k/{i:08d}"
+
+
+class GeneratedStore:
+    """A stand-in Store serving pages of generated keys: a call-sequence and memory check
+    (how many pages the listing holds), not a compatibility claim. It counts the pages it
+    has handed out; the reader counts those it has finished."""
+
+    name = "generated"
+    bucket = "generated"
+
+    def __init__(self, count: int, *, shuffle_page: int | None = None) -> None:
+        self.keys = _Numbered(count)
+        self.cfg = EndpointConfig(name="generated", bucket="generated")
+        self.served = 0
+        self.shuffle_page = shuffle_page
+        self.lock = threading.Lock()
+
+    def list_page(self, prefix="", *, page_size=1000, marker=None, start_after=None) -> Page:
+        after = marker if marker is not None else start_after
+        first = 0 if after is None else bisect.bisect_right(self.keys, after)
+        last = min(first + page_size, len(self.keys))
+        objects = [ObjectInfo(self.keys[i], 1, "e") for i in range(first, last)]
+        with self.lock:
+            self.served += 1
+            if self.served == self.shuffle_page:
+                objects.reverse()  # a server that pages out of order
+        truncated = last < len(self.keys)
+        return Page(objects, truncated, objects[-1].key if truncated else None)
+
+
+def live_entries() -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is ObjectInfo)
+
+
+def test_a_large_listing_holds_a_bounded_number_of_pages():
+    store = GeneratedStore(300_000)
+    concurrency, depth, max_ranges = 8, 6, 16
+    held = count = 0
+    previous = ""
+    for o in list_objects_parallel(
+        store, concurrency=concurrency, depth=depth, max_ranges=max_ranges, policy=FAST
+    ):
+        assert o.key > previous
+        previous = o.key
+        count += 1
+        if count % 1000 == 0:
+            time.sleep(0.002)  # a slow reader: the workers run ahead of it as far as allowed
+        if count % 25_000 == 0:
+            held = max(held, live_entries())
+    assert count == 300_000
+    # The pages buffered in every range, one being read and one in flight per worker.
+    assert 0 < held <= (max_ranges * depth + 1 + concurrency) * 1000, held
+    assert wait_for_no_listing_threads()
+
+
+def test_a_page_out_of_order_is_still_detected_by_the_planner():
+    store = GeneratedStore(20_000, shuffle_page=5)
+    plans = plan_keys(
+        list_objects_parallel(store, concurrency=4, policy=FAST),
+        [iter(())],
+        strategies=[Strategy()],
+        key_filter=KeyFilter(),
+    )
+    with pytest.raises(ListingOrderError):
+        for _ in plans:
+            pass
+    del plans  # as the bucket job drops its merge: the listing goes with it
+    assert wait_for_no_listing_threads()
+
+
+def test_closing_the_listing_early_stops_every_worker():
+    listing = list_objects_parallel(GeneratedStore(100_000), concurrency=8, policy=FAST)
+    for n, _ in enumerate(listing):
+        if n == 5_000:
+            break
+    listing.close()
+    assert wait_for_no_listing_threads()
+
+
+# --------------------------------------------------------------------------- the bucket job
+
+
+def test_the_bucket_job_reconciles_with_parallel_listings(moto_servers, make_bucket):
+    a, b = moto_servers
+    src, dst = make_bucket(a, name="source"), make_bucket(b, name="dest")
+    keys = [f"dir{i % 7}/k{i:05d}" for i in range(3000)]
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda k: raw_client(a).put_object(Bucket=src.bucket, Key=k, Body=k.encode()), keys
+            )
+        )
+        # The destination has most keys already, some changed, and some of its own.
+        list(
+            pool.map(
+                lambda k: raw_client(b).put_object(Bucket=dst.bucket, Key=k, Body=k.encode()),
+                keys[::2],
+            )
+        )
+        list(
+            pool.map(
+                lambda k: raw_client(b).put_object(Bucket=dst.bucket, Key=k, Body=b"old"),
+                keys[1:300:2],
+            )
+        )
+        extras = [f"dir3/zz{i}" for i in range(40)]
+        list(
+            pool.map(
+                lambda k: raw_client(b).put_object(Bucket=dst.bucket, Key=k, Body=b"x"), extras
+            )
+        )
+    src = Endpoint(dataclasses.replace(src.cfg, list_version=1))  # V1 on one side, V2 the other
+    options = JobOptions(BucketConfig(workers=16, delete=True, list_concurrency=8))
+    summary = sync_buckets(src, [dst], options)
+    (d,) = summary.destinations
+    assert summary.ok
+    assert (d.listed, d.skipped, d.copied, d.deleted) == (3000, 1500, 1500, 40)
+    assert [o.key for o in list_objects(dst)] == sorted(keys)
+    summary = sync_buckets(src, [dst], options)
+    (d,) = summary.destinations
+    assert (d.listed, d.skipped, d.copied, d.deleted) == (3000, 3000, 0, 0)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_list_concurrency_is_read_from_bucket_and_the_command_line(tmp_path):
+    from s3s3.bucketjob.options import make_options
+    from s3s3.config import load
+    from s3s3.errors import ConfigError
+    from s3s3.scripts.bucket import build_parser
+
+    base = "[source]\nbucket_name = s\nendpoint_url = http://127.0.0.1:9\n[dest]\nbucket_name = d\n"
+    ini = tmp_path / "s3s3.ini"
+    ini.write_text(base)
+    assert load(ini, search_path=[], env={}).bucket.list_concurrency == 8
+    ini.write_text(base + "[bucket]\nlist_concurrency = 3\n")
+    cfg = load(ini, search_path=[], env={}).bucket
+    assert cfg.list_concurrency == 3
+    assert make_options(cfg).bucket.list_concurrency == 3
+    assert make_options(cfg, list_concurrency=1).bucket.list_concurrency == 1
+    ini.write_text(base + "[bucket]\nlist_concurrency = 0\n")
+    with pytest.raises(ConfigError, match="list_concurrency") as err:
+        load(ini, search_path=[], env={})
+    assert "[bucket]" in str(err.value) or "bucket" in str(err.value)
+    args = build_parser().parse_args(["--config", str(ini), "--list-concurrency", "16"])
+    assert args.list_concurrency == 16

@@ -5,8 +5,10 @@ One pass, whatever the bucket's size:
 1. every endpoint is checked up front (:meth:`Endpoint.check_bucket`): bad credentials or
    a missing bucket stop the run before any work; a destination that does not answer is
    marked broken and the others go on;
-2. the source and every destination are listed at once, a few pages ahead, and merged by
-   :func:`plan.plan_keys` into one action per key and destination;
+2. the source and every destination are listed at once, a few pages ahead (with
+   ``list_concurrency`` > 1, several ranges of each side's key space at once:
+   :mod:`s3s3.listing.parallel`), and merged by :func:`plan.plan_keys` into one action per
+   key and destination;
 3. a key whose listing entries already show it identical costs nothing more: no HEAD, no
    GET. Every other key is handed to the run's sink (:mod:`.sinks`: copied here, added to
    the listener's stream, or reported in a dry run), whose work goes through a bounded

@@ -1,18 +1,19 @@
 """One store's listing fetched as several ranges of the key space at once, handed over in
 key order: the bucket job's listing of a big bucket on a distant store.
 
-A serial listing costs a round trip per page of 1,000 keys. Here the key space is cut by
-``StartAfter`` bisection (the S3P approach): while a range is listed, a worker with nothing
-to do splits it at a point between its last listed key and its end
-(:func:`keyspace.midpoint`) and lists the upper part from its first page; the lower part
-goes on from its continuation token and stops at the split point. A page that comes back
-empty, or past its range's end, proves the rest of that range empty. The lowest range is
-split first, so the workers gather where the reader is.
+A serial listing costs a round trip per page of 1,000 keys. Here the key space is cut with
+``StartAfter`` (the S3P approach): once a range has listed a page, a worker with nothing to
+do cuts it about ``depth / 2`` pages above its last key (:func:`pages_ahead`: the page's
+keys tell how densely keys lie, and what each earlier cut held corrects the guess, since
+keys are seldom spread evenly over the code points) and lists the upper part from its first
+page; the lower part goes on from its continuation token and stops at the cut. A page that
+comes back empty, or past its range's end, proves the rest of that range empty. The lowest
+range is cut first, so the workers gather where the reader is.
 
 Memory stays bounded whatever the bucket: each range buffers at most ``depth`` pages and at
 most ``max_ranges`` ranges are open ahead of the reader, so a range far ahead waits (it is
 not asked for more pages) until the reader gets there. The first request is the serial
-listing's first request, and nothing is split before a page comes back truncated: a bucket
+listing's first request, and nothing is cut before a page comes back truncated: a bucket
 of one page costs one request.
 
 Each page is tried under the endpoint's retry policy, as in :func:`serial.list_pages`. A
@@ -31,15 +32,16 @@ from dataclasses import dataclass, field
 
 from s3s3 import retry
 from s3s3.errors import EndpointError
-from s3s3.keyspace import KeyRange, midpoint
+from s3s3.keyspace import MAX_KEY_BYTES, KeyRange, midpoint
 from s3s3.listing.serial import describe, fetch_page
 from s3s3.model import ObjectInfo
 from s3s3.store.base import Page, Store
 
-#: Pages each range may hold before its reader takes them.
-RANGE_DEPTH = 2
+#: Pages each range may hold before its reader takes them; also about how many pages a
+#: range split off ahead of the reader is cut to hold.
+RANGE_DEPTH = 6
 #: Ranges open ahead of the reader, per worker.
-RANGES_PER_WORKER = 4
+RANGES_PER_WORKER = 2
 #: Tries at moving a split point off a character that XML cannot carry.
 _NUDGES = 8
 
@@ -66,6 +68,69 @@ def _xml_safe(point: str, lo: str) -> bool:
     return all(0x20 <= ord(c) <= 0xFFFD or ord(c) >= 0x10000 for c in point[common:])
 
 
+_LEARN = 16.0  # the most one cut may change the guess by
+_BASE = 0x110000  # keys as numbers: one digit per code point, in key order
+_PLACES = 3  # digits past where a page's first and last keys part (63 bits of precision)
+
+
+def pages_ahead(
+    anchor: str, sample: tuple[str, str], end: str | None, pages: float, *, prefix: str = ""
+) -> str | None:
+    """A point about ``pages`` pages of keys above ``anchor``, if the keys lie as densely
+    as between the two keys of ``sample`` (the first and last of one page); None when the
+    range ending at ``end`` (or the prefix) would end before it.
+
+    The keys are read as numbers with a digit per code point, as far as a few places past
+    where the sample's keys part, and the page's span is stepped ``pages`` times; a point
+    that is no key (a surrogate, a character XML cannot carry) is moved up to one.
+    """
+    first, last = sample
+    places = _common_length(first, last) + _PLACES
+    step = _number(last, places) - _number(first, places)
+    if step <= 0:
+        return None
+    target = _number(anchor, places) + max(1, int(pages * step))
+    if target >= _BASE**places or (end is not None and target >= _number(end, places)):
+        return None
+    at = _text(target, places)
+    if not at.startswith(prefix) or not anchor < at or (end is not None and not at < end):
+        return None
+    if len(at.encode("utf-8")) > MAX_KEY_BYTES:
+        return None
+    return at
+
+
+def _common_length(a: str, b: str) -> int:
+    n = 0
+    while n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _number(key: str, places: int) -> int:
+    value = 0
+    for i in range(places):
+        value = value * _BASE + (ord(key[i]) if i < len(key) else 0)
+    return value
+
+
+def _text(value: int, places: int) -> str:
+    digits = []
+    for _ in range(places):
+        value, digit = divmod(value, _BASE)
+        digits.append(digit)
+    while digits and digits[0] == 0:  # the lowest places first: trailing zeros go
+        digits.pop(0)
+    chars = []
+    for digit in reversed(digits):
+        if digit < 0x20:
+            digit = 0x20  # up, off the control characters: still a point, a bit higher
+        elif 0xD800 <= digit < 0xE000 or digit in (0xFFFE, 0xFFFF):
+            digit = 0xE000 if digit < 0xE000 else 0x10000
+        chars.append(chr(digit))
+    return "".join(chars)
+
+
 @dataclass(eq=False)
 class _Range:
     """A part of the listing: its keys, where its next page starts, its unread pages."""
@@ -73,14 +138,16 @@ class _Range:
     keys: KeyRange
     marker: str | None = None  # V2 continuation token or V1 marker; None: the first page
     last: str | None = None  # the last key listed so far (a split goes above it)
+    # The first and last keys of the latest page listed here: how densely the keys lie, to
+    # guess where a split leaves a few pages below it.
+    sample: tuple[str, str] | None = None
+    cut_gain: float | None = None  # its end was set by a split, made with this gain
+    listed_since_cut: int = 0  # keys listed since then: how good the guess was
     pages: deque[list[ObjectInfo]] = field(default_factory=deque)
     busy: bool = False  # a worker is fetching its next page
     done: bool = False
     dropped: bool = False  # cut off by a failure below it, or by the reader closing
     error: BaseException | None = None
-
-    def splittable(self) -> bool:
-        return self.last is not None and not self.done
 
 
 def list_objects_parallel(
@@ -144,6 +211,8 @@ class _Listing:
         self.cond = threading.Condition()
         self.ranges: list[_Range] = [_Range(key_range)]
         self.failed = False  # no split after a failure: the listing ends there
+        self.gain = 1.0  # the density guess's correction, learnt from the cuts (_learn)
+        self.cut_pages = max(1, depth // 2)  # a cut leaves about this many pages below it
         self.closed = threading.Event()  # the reader is gone; cuts a retry's wait short
 
     # ---------------------------------------------------------------- reader
@@ -239,19 +308,23 @@ class _Listing:
             self.cond.wait()
 
     def _split(self) -> _Range | None:
-        """Split the lowest range that has listed a page and is not done, at a point above
-        its last key: the new upper range, or None (no room, or nothing to split)."""
+        """Split the lowest range that is not done and holds more than ``depth`` pages
+        still to list (by its keys' density so far), about ``depth`` pages above where its
+        listing stands: the new upper range, or None (no room, or nothing to split)."""
         if self.failed or len(self.ranges) >= self.max_ranges:
             return None
         for i, rng in enumerate(self.ranges):
-            if not rng.splittable():
+            anchor = rng.last  # a range is split once it has listed a page of its own
+            if rng.done or anchor is None or rng.sample is None:
                 continue
-            assert rng.last is not None
-            at = split_point(rng.last, rng.keys.end, prefix=self.prefix)
+            at = pages_ahead(
+                anchor, rng.sample, rng.keys.end, self.cut_pages * self.gain, prefix=self.prefix
+            )
             if at is None or at not in rng.keys or at == rng.keys.end:
                 continue
             lower, upper_keys = rng.keys.split(at)
             rng.keys = lower
+            rng.cut_gain, rng.listed_since_cut = self.gain, 0
             upper = _Range(upper_keys)
             self.ranges.insert(i + 1, upper)
             return upper
@@ -285,12 +358,25 @@ class _Listing:
                 )
                 return
             rng.marker = token
+        rng.listed_since_cut += len(objects)
+        if rng.done and rng.cut_gain is not None:
+            self._learn(rng.cut_gain, rng.listed_since_cut)
         if objects:
             rng.pages.append(objects)
             rng.last = objects[-1].key
+            if len(objects) > 1:
+                rng.sample = (objects[0].key, objects[-1].key)
         if rng.done and not rng.pages:
             # Proven empty (or read through): nothing left to hand over, no room to hold.
             self.ranges.remove(rng)
+
+    def _learn(self, cut_gain: float, listed: int) -> None:
+        """Correct the density guess by what a range cut with ``cut_gain`` held: keys are
+        seldom spread evenly over the code points (digits, hex), so the guess is scaled by
+        what the latest cut found (by ``_LEARN`` at most, so one odd range misleads
+        little)."""
+        found = max(listed, 1) / (self.cut_pages * self.page_size)
+        self.gain = min(max(cut_gain / min(max(found, 1 / _LEARN), _LEARN), 1e-9), 1e30)
 
     def _fail(self, rng: _Range, exc: BaseException) -> None:
         """End the listing at ``rng``: the reader gets what lies below, then ``exc``; the
