@@ -11,8 +11,10 @@ key of the wrong type is shown as a subprocess.
 from __future__ import annotations
 
 import functools
+import re
 import socket
 import threading
+import time
 
 import pytest
 import redis
@@ -128,9 +130,12 @@ def _setup(tmp_path, moto_servers, make_bucket, names, redis_url, *, mode, dest_
 
 
 def _crash_logged_once(out: str) -> None:
+    """One crash, logged once: of the stream's reader, or, in stream mode, of the range
+    stream's reader beside it, whichever read the garbled answer first."""
     assert out.count("Traceback (most recent call last)") == 1, out[-4000:]
-    assert out.count("thread s3s3-intake crashed: InvalidResponse") == 1, out[-4000:]
-    assert "s3s3listen stopped after thread s3s3-intake crashed (exit code 3)" in out
+    crashed = re.findall(r"thread (s3s3-intake|s3s3-range-intake) crashed: InvalidResponse", out)
+    assert len(crashed) == 1, out[-4000:]
+    assert f"s3s3listen stopped after thread {crashed[0]} crashed (exit code 3)" in out
 
 
 def test_stream_intake_crash_exits_3_and_hands_back(
@@ -153,13 +158,17 @@ def test_stream_intake_crash_exits_3_and_hands_back(
     r.xadd(names.stream, {"key": "held/2", "op": "copy"})
     # Both entries are read and held (their destination is down) ...
     wait_until(lambda: r.xpending(names.stream, "s3s3")["pending"] == 2, 20, what="2 held")
+    # Redis counts an entry pending when it sends it: the reply carrying held/2 may still
+    # be in the proxy, and garbling that one would leave held/2 unread (pending, reclaimed
+    # later, but never handed back). A moment lets it through on loopback.
+    time.sleep(0.3)
     # ... when one Redis reply comes back garbled.
     garbling.garble_next()
     assert listener.wait(30) == EXIT_CRASH
     assert garbling.garbled.is_set()
     out = listener.output()
     _crash_logged_once(out)
-    assert "handed back 2 unfinished entries" in out
+    assert "handed back 2 unfinished entries" in out, out[-4000:]
     # Handed back: acknowledged, and re-added for any listener with their attempt count.
     assert r.xpending(names.stream, "s3s3")["pending"] == 0
     entries = [f for _, f in r.xrange(names.stream)]
