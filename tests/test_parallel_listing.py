@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import gc
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from s3s3.config import BucketConfig, EndpointConfig
 from s3s3.errors import EndpointError, ListingOrderError
 from s3s3.keyspace import KeyRange
 from s3s3.listing import list_objects, list_objects_parallel, split_ranges
+from s3s3.listing.parallel import Digits, pages_ahead
 from s3s3.model import ObjectInfo
 from s3s3.plan import KeyFilter, Strategy, plan_keys
 from s3s3.store.base import Page
@@ -281,6 +283,35 @@ def test_a_large_listing_holds_a_bounded_number_of_pages():
     # The pages buffered in every range, one being read and one in flight per worker.
     assert 0 < held <= (max_ranges * depth + 1 + concurrency) * 1000, held
     assert wait_for_no_listing_threads()
+
+
+def test_digits_count_keys_in_the_alphabet_their_page_uses():
+    decimal = Digits([f"data/{i:09d}" for i in range(1000)], prefix="data/")
+    # A page spans 999 numbers: three past data/000000999 is data/000003996, counted in
+    # decimal, and back.
+    assert decimal.ahead("data/000000999", 3) == "data/000003996"
+    assert decimal.between("data/000000999", "data/000003999") == pytest.approx(3, rel=0.01)
+    hexes = sorted(f"{i * 7919 % 65536:04x}aa" for i in range(1000))
+    hex_digits = Digits(hexes)
+    assert set(hex_digits.alphabet) <= set("0123456789abcdef")
+    rnd = random.Random(11)
+    for digits, keys in (
+        (decimal, [f"data/{i:09d}" for i in range(0, 10**6, 997)]),
+        (hex_digits, hexes),
+    ):
+        for _ in range(300):
+            anchor = rnd.choice(keys)
+            at = pages_ahead(anchor, digits, None, rnd.uniform(0.1, 50))
+            assert at is None or at > anchor
+
+
+def test_a_big_listing_opens_its_ranges_in_few_extra_requests():
+    """The top range gallops and the others are halved by their keys' density: the
+    workers are all busy within a few rounds, and the cuts cost few requests beyond the
+    serial listing's (100 pages here)."""
+    store = GeneratedStore(100_000)
+    assert sum(1 for _ in list_objects_parallel(store, concurrency=8, policy=FAST)) == 100_000
+    assert store.served <= 130, store.served
 
 
 def test_a_page_out_of_order_is_still_detected_by_the_planner():

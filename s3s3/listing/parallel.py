@@ -3,12 +3,14 @@ key order: the bucket job's listing of a big bucket on a distant store.
 
 A serial listing costs a round trip per page of 1,000 keys. Here the key space is cut with
 ``StartAfter`` (the S3P approach): once a range has listed a page, a worker with nothing to
-do cuts it about ``depth / 2`` pages above its last key (:func:`pages_ahead`: the page's
-keys tell how densely keys lie, and what each earlier cut held corrects the guess, since
-keys are seldom spread evenly over the code points) and lists the upper part from its first
-page; the lower part goes on from its continuation token and stops at the cut. A page that
-comes back empty, or past its range's end, proves the rest of that range empty. The lowest
-range is cut first, so the workers gather where the reader is.
+do cuts it and lists the upper part from its first page; the lower part goes on from its
+continuation token and stops at the cut. Where to cut is guessed from how the last page's
+keys spread (:class:`Digits`: the keys read as numbers in the alphabet they use, so that
+``data/000123`` counts in decimal) and corrected by what earlier cuts held: the range at
+the top, open to the end, is cut a few pages above its last key and then twice as far each
+time (a gallop, since how far the keys go is unknown), and a range with an end is cut in
+the middle of what is left in it. A page that comes back empty, or past its range's end,
+proves the rest of that range empty.
 
 Memory stays bounded whatever the bucket: each range buffers at most ``depth`` pages and at
 most ``max_ranges`` ranges are open ahead of the reader, so a range far ahead waits (it is
@@ -25,9 +27,11 @@ short).
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from s3s3 import retry
@@ -69,35 +73,117 @@ def _xml_safe(point: str, lo: str) -> bool:
 
 
 _LEARN = 16.0  # the most one cut may change the guess by
-_BASE = 0x110000  # keys as numbers: one digit per code point, in key order
-_PLACES = 3  # digits past where a page's first and last keys part (63 bits of precision)
+_PLACES = 4  # digits read past where a page's first and last keys part
+_CARRY = 3  # places of the keys' common prefix a count may carry into
+
+
+class Digits:
+    """Keys read as numbers in the alphabet their page uses, to step a count of keys
+    ahead of one (:meth:`ahead`) or to count the keys between two (:meth:`between`).
+
+    Keys are seldom spread over every code point: ``data/000000123`` uses ten digits, a
+    hash sixteen. So the digits are the characters a page's keys use past their common
+    prefix, read from a few places before it (a count carries into the prefix where it is
+    made of the same characters) to a few places after; the page's own span is how far a
+    page of keys goes. Where the page's keys differ in length, "the key ends here" counts
+    as a digit below the others. A guess: :class:`_Listing` corrects it by what its cuts
+    find."""
+
+    __slots__ = ("alphabet", "start", "places", "step", "_ends")
+
+    def __init__(self, keys: Sequence[str], *, prefix: str = "") -> None:
+        first, last = keys[0], keys[-1]
+        common = _common_length(first, last)
+        chars = {c for key in keys for c in key[common : common + _PLACES]}
+        self.alphabet = "".join(sorted(chars)) or first[common - 1 : common] or "0"
+        # Keys of one length (numbered, hashed) count in the alphabet exactly.
+        self._ends = len({len(key) for key in keys}) > 1
+        start = common
+        while start > max(len(prefix), common - _CARRY) and first[start - 1] in chars:
+            start -= 1
+        self.start = start
+        stop = common + _PLACES
+        if not self._ends:
+            stop = min(stop, len(first))  # no place past the end of every key
+        self.places = max(1, stop - start)
+        self.step = self.number(last) - self.number(first)
+
+    def number(self, key: str) -> int:
+        """``key``'s places as a number; a character outside the alphabet counts as the
+        next one up (or the last), so the order of keys is kept, if not strictly."""
+        base = len(self.alphabet)
+        ends = self._ends
+        value = 0
+        for i in range(self.start, self.start + self.places):
+            if i < len(key):
+                digit = min(bisect.bisect_left(self.alphabet, key[i]), base - 1) + ends
+            else:
+                digit = 0
+            value = value * (base + ends) + digit
+        return value
+
+    def text(self, value: int, head: str) -> str | None:
+        """The key ``head[:start]`` followed by ``value``'s places, or None if ``value``
+        does not fit them."""
+        base = len(self.alphabet)
+        ends = self._ends
+        digits = []
+        for _ in range(self.places):
+            value, digit = divmod(value, base + ends)
+            digits.append(digit)
+        if value:
+            return None
+        chars = []
+        for digit in reversed(digits):
+            if ends and digit == 0:
+                break  # a key that ends here
+            chars.append(self.alphabet[digit - ends])
+        return head[: self.start] + "".join(chars)
+
+    def ahead(self, anchor: str, pages: float) -> str | None:
+        """A point about ``pages`` pages of keys above ``anchor`` (None where the places
+        cannot count that far)."""
+        if self.step <= 0:
+            return None
+        return self.text(self.number(anchor) + max(1, int(pages * self.step)), anchor)
+
+    def beyond(self, anchor: str) -> str | None:
+        """The first point past every key that starts as ``anchor`` does up to the places
+        counted: where keys the alphabet cannot count to begin (the next prefix of a
+        bucket cut into ``data/0/``, ``data/1/``...)."""
+        head = anchor[: self.start]
+        while head and ord(head[-1]) >= 0x10FFFF:
+            head = head[:-1]
+        if not head:
+            return None
+        following = ord(head[-1]) + 1
+        if 0xD800 <= following < 0xE000:
+            following = 0xE000
+        return head[:-1] + chr(following)
+
+    def between(self, anchor: str, end: str) -> float:
+        """About how many pages of keys lie between ``anchor`` and ``end``."""
+        if self.step <= 0 or end[: self.start] != anchor[: self.start]:
+            return math.inf if end > anchor else 0.0
+        return max(0, self.number(end) - self.number(anchor)) / self.step
 
 
 def pages_ahead(
-    anchor: str, sample: tuple[str, str], end: str | None, pages: float, *, prefix: str = ""
+    anchor: str, digits: Digits, end: str | None, pages: float, *, prefix: str = ""
 ) -> str | None:
-    """A point about ``pages`` pages of keys above ``anchor``, if the keys lie as densely
-    as between the two keys of ``sample`` (the first and last of one page); None when the
-    range ending at ``end`` (or the prefix) would end before it.
+    """:meth:`Digits.ahead`, kept a point worth starting a listing after: above
+    ``anchor``, below ``end`` (None where it is not), under the prefix, of a key's length,
+    and made of characters XML carries (servers echo StartAfter)."""
+    return _usable(digits.ahead(anchor, pages), anchor, end, prefix)
 
-    The keys are read as numbers with a digit per code point, as far as a few places past
-    where the sample's keys part, and the page's span is stepped ``pages`` times; a point
-    that is no key (a surrogate, a character XML cannot carry) is moved up to one.
-    """
-    first, last = sample
-    places = _common_length(first, last) + _PLACES
-    step = _number(last, places) - _number(first, places)
-    if step <= 0:
+
+def _usable(at: str | None, anchor: str, end: str | None, prefix: str) -> str | None:
+    """``at``, if a listing can start after it in the range ``(anchor, end)``."""
+    if at is None or not at.startswith(prefix) or not anchor < at:
         return None
-    target = _number(anchor, places) + max(1, int(pages * step))
-    if target >= _BASE**places or (end is not None and target >= _number(end, places)):
+    if (end is not None and not at < end) or len(at.encode("utf-8")) > MAX_KEY_BYTES:
         return None
-    at = _text(target, places)
-    if not at.startswith(prefix) or not anchor < at or (end is not None and not at < end):
-        return None
-    if len(at.encode("utf-8")) > MAX_KEY_BYTES:
-        return None
-    return at
+    return at if _xml_safe(at, anchor) else None
 
 
 def _common_length(a: str, b: str) -> int:
@@ -107,30 +193,6 @@ def _common_length(a: str, b: str) -> int:
     return n
 
 
-def _number(key: str, places: int) -> int:
-    value = 0
-    for i in range(places):
-        value = value * _BASE + (ord(key[i]) if i < len(key) else 0)
-    return value
-
-
-def _text(value: int, places: int) -> str:
-    digits = []
-    for _ in range(places):
-        value, digit = divmod(value, _BASE)
-        digits.append(digit)
-    while digits and digits[0] == 0:  # the lowest places first: trailing zeros go
-        digits.pop(0)
-    chars = []
-    for digit in reversed(digits):
-        if digit < 0x20:
-            digit = 0x20  # up, off the control characters: still a point, a bit higher
-        elif 0xD800 <= digit < 0xE000 or digit in (0xFFFE, 0xFFFF):
-            digit = 0xE000 if digit < 0xE000 else 0x10000
-        chars.append(chr(digit))
-    return "".join(chars)
-
-
 @dataclass(eq=False)
 class _Range:
     """A part of the listing: its keys, where its next page starts, its unread pages."""
@@ -138,10 +200,10 @@ class _Range:
     keys: KeyRange
     marker: str | None = None  # V2 continuation token or V1 marker; None: the first page
     last: str | None = None  # the last key listed so far (a split goes above it)
-    # The first and last keys of the latest page listed here: how densely the keys lie, to
-    # guess where a split leaves a few pages below it.
-    sample: tuple[str, str] | None = None
+    # How the latest page listed here spreads its keys: where a cut leaves a few pages.
+    digits: Digits | None = None
     cut_gain: float | None = None  # its end was set by a split, made with this gain
+    cut_pages: float = 0.0  # to leave about this many pages here
     listed_since_cut: int = 0  # keys listed since then: how good the guess was
     pages: deque[list[ObjectInfo]] = field(default_factory=deque)
     busy: bool = False  # a worker is fetching its next page
@@ -212,7 +274,8 @@ class _Listing:
         self.ranges: list[_Range] = [_Range(key_range)]
         self.failed = False  # no split after a failure: the listing ends there
         self.gain = 1.0  # the density guess's correction, learnt from the cuts (_learn)
-        self.cut_pages = max(1, depth // 2)  # a cut leaves about this many pages below it
+        self.cut_pages = max(1, depth // 2)  # the first cut of the top leaves this many
+        self.top_cuts = 0  # how often the top range was cut: each cut goes twice as far
         self.closed = threading.Event()  # the reader is gone; cuts a retry's wait short
 
     # ---------------------------------------------------------------- reader
@@ -308,27 +371,54 @@ class _Listing:
             self.cond.wait()
 
     def _split(self) -> _Range | None:
-        """Split the lowest range that is not done and holds more than ``depth`` pages
-        still to list (by its keys' density so far), about ``depth`` pages above where its
-        listing stands: the new upper range, or None (no room, or nothing to split)."""
+        """Cut the range whose cut opens the most work: the new upper range, or None (no
+        room, or nothing worth cutting).
+
+        The range at the top, open to the end of the key space, is cut ``cut_pages`` above
+        its last key, then twice as far each time (a gallop: how far the keys go is not
+        known, and a fixed step would bring the workers there a few pages a round); a
+        range with a known end is cut in the middle of what its keys' density says is
+        left, if that is two pages or more. Called under the condition."""
         if self.failed or len(self.ranges) >= self.max_ranges:
             return None
+        best: tuple[float, int, str, float, bool] | None = None
         for i, rng in enumerate(self.ranges):
             anchor = rng.last  # a range is split once it has listed a page of its own
-            if rng.done or anchor is None or rng.sample is None:
+            digits = rng.digits
+            if rng.done or anchor is None or digits is None:
                 continue
-            at = pages_ahead(
-                anchor, rng.sample, rng.keys.end, self.cut_pages * self.gain, prefix=self.prefix
-            )
+            left = math.inf if rng.keys.end is None else digits.between(anchor, rng.keys.end)
+            if math.isinf(left):
+                below = opened = self.cut_pages * 2.0 ** min(self.top_cuts, 40)
+            else:
+                left /= self.gain
+                if left < 2:
+                    continue
+                below = opened = left / 2
+            if best is not None and opened <= best[0]:
+                continue
+            at = pages_ahead(anchor, digits, rng.keys.end, below * self.gain, prefix=self.prefix)
+            if at is None and math.isinf(left):
+                # The page's alphabet cannot count that far: cut where the keys it can
+                # count end (the next prefix may begin there), else bisect the code points.
+                at = _usable(digits.beyond(anchor), anchor, rng.keys.end, self.prefix)
+                if at is None:
+                    at = split_point(anchor, rng.keys.end, prefix=self.prefix)
             if at is None or at not in rng.keys or at == rng.keys.end:
                 continue
-            lower, upper_keys = rng.keys.split(at)
-            rng.keys = lower
-            rng.cut_gain, rng.listed_since_cut = self.gain, 0
-            upper = _Range(upper_keys)
-            self.ranges.insert(i + 1, upper)
-            return upper
-        return None
+            best = (opened, i, at, below, math.isinf(left))
+        if best is None:
+            return None
+        _, i, at, below, gallop = best
+        rng = self.ranges[i]
+        if gallop:
+            self.top_cuts += 1
+        lower, upper_keys = rng.keys.split(at)
+        rng.keys = lower
+        rng.cut_gain, rng.cut_pages, rng.listed_since_cut = self.gain, below, 0
+        upper = _Range(upper_keys)
+        self.ranges.insert(i + 1, upper)
+        return upper
 
     def _add_page(self, rng: _Range, page: Page) -> None:
         """Keep ``page`` for the reader and note where ``rng`` goes on, or that it is done.
@@ -360,22 +450,22 @@ class _Listing:
             rng.marker = token
         rng.listed_since_cut += len(objects)
         if rng.done and rng.cut_gain is not None:
-            self._learn(rng.cut_gain, rng.listed_since_cut)
+            self._learn(rng.cut_gain, rng.cut_pages, rng.listed_since_cut)
         if objects:
             rng.pages.append(objects)
             rng.last = objects[-1].key
             if len(objects) > 1:
-                rng.sample = (objects[0].key, objects[-1].key)
+                rng.digits = Digits([o.key for o in objects], prefix=self.prefix)
         if rng.done and not rng.pages:
             # Proven empty (or read through): nothing left to hand over, no room to hold.
             self.ranges.remove(rng)
 
-    def _learn(self, cut_gain: float, listed: int) -> None:
-        """Correct the density guess by what a range cut with ``cut_gain`` held: keys are
-        seldom spread evenly over the code points (digits, hex), so the guess is scaled by
-        what the latest cut found (by ``_LEARN`` at most, so one odd range misleads
-        little)."""
-        found = max(listed, 1) / (self.cut_pages * self.page_size)
+    def _learn(self, cut_gain: float, pages: float, listed: int) -> None:
+        """Correct the density guess by what a range cut with ``cut_gain`` to hold about
+        ``pages`` pages held: keys are seldom spread evenly over the code points (digits,
+        hex), so the guess is scaled by what the latest cut found (by ``_LEARN`` at most,
+        so one odd range misleads little)."""
+        found = max(listed, 1) / (max(pages, 1e-9) * self.page_size)
         self.gain = min(max(cut_gain / min(max(found, 1 / _LEARN), _LEARN), 1e-9), 1e30)
 
     def _fail(self, rng: _Range, exc: BaseException) -> None:
