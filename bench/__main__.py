@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--delay", type=float, default=0.02, help="listing: seconds the proxies hold a request"
     )
     p.add_argument(
-        "--list-concurrency", type=int, default=8, help="listing: the parallel s3s3's setting"
+        "--list-concurrency",
+        default="8,16",
+        help="listing: the parallel s3s3's settings, comma-separated (a tool each)",
     )
     p.add_argument("--w6-keys", type=int, help="listing: keys of W6 with parallel listing")
     p.add_argument("--rate", type=int, default=200, help="profile: py-spy samples per second")

@@ -13,8 +13,10 @@ again):
   started;
 - wall time and peak RSS (``/usr/bin/time``).
 
-Tools: ``s3s3bucket`` with ``list_concurrency = 1`` (serial) and the default (parallel),
-``rclone copy``, ``rclone copy --fast-list``. Also W6 with parallel listing
+Tools: ``s3s3bucket`` with ``list_concurrency = 1`` (serial) and each of
+``--list-concurrency`` (8 and 16), ``rclone copy --checksum`` and ``rclone copy --checksum
+--fast-list`` (``--checksum`` compares size and MD5 from the listings, as s3s3 does: without
+it rclone HEADs every object for its modification time, 27 s for 2,000 keys here). Also W6 with parallel listing
 (``--w6-keys``, 1,000,000): the peak RSS of a process merging two generated listings of
 that many keys through :func:`list_objects_parallel` and the planner (generated pages: a
 memory check, no server). Targets (reported, not asserted): 8x the serial listing rate,
@@ -186,6 +188,7 @@ def w11(args, *, run_dir: Path, log) -> int:
     from .servers import start_server
 
     require_time_bin()
+    concurrencies = [int(n) for n in str(args.list_concurrency).split(",") if n.strip()]
     count = args.keys or (2_000 if args.quick else 100_000)
     changed = min(args.changed, max(1, count // 20))
     runs = args.runs or (1 if args.quick else 3)
@@ -210,26 +213,27 @@ def w11(args, *, run_dir: Path, log) -> int:
                 run_dir / "serial.ini", server, src_proxy.url, dst_proxy.url,
                 src_bucket, dst_bucket, "list_concurrency = 1",
             )  # fmt: skip
-            ini_parallel = _ini(
-                run_dir / "parallel.ini", server, src_proxy.url, dst_proxy.url,
-                src_bucket, dst_bucket, f"list_concurrency = {args.list_concurrency}",
-            )  # fmt: skip
             s3s3_env = tool_env({"PYTHONPATH": str(REPO_ROOT)})
             bucket_cmd = [sys.executable, "-m", "s3s3.scripts.bucket", "--quiet", "--config"]
-            tools = {
-                "s3s3 serial": ([*bucket_cmd, str(ini_serial)], s3s3_env),
-                f"s3s3 parallel ({args.list_concurrency})": (
-                    [*bucket_cmd, str(ini_parallel)],
-                    s3s3_env,
-                ),
-            }
+            tools = {"s3s3 serial": ([*bucket_cmd, str(ini_serial)], s3s3_env)}
+            for n in concurrencies:
+                ini_parallel = _ini(
+                    run_dir / f"parallel-{n}.ini", server, src_proxy.url, dst_proxy.url,
+                    src_bucket, dst_bucket, f"list_concurrency = {n}",
+                )  # fmt: skip
+                tools[f"s3s3 parallel ({n})"] = ([*bucket_cmd, str(ini_parallel)], s3s3_env)
             rclone_bin = _find_rclone(log)
             if rclone_bin:
                 conf = _rclone_conf(run_dir / "rclone.conf", server, src_proxy.url, dst_proxy.url)
-                base = [rclone_bin, "--config", str(conf), "copy"]
+                # --checksum: size and MD5 from the listings, as s3s3 compares; without it
+                # rclone HEADs every object for its modification time, which W11 is not about.
+                base = [rclone_bin, "--config", str(conf), "copy", "--checksum"]
                 spec = [f"src:{src_bucket}", f"dst:{dst_bucket}"]
-                tools["rclone copy"] = ([*base, *spec], tool_env())
-                tools["rclone copy --fast-list"] = ([*base, "--fast-list", *spec], tool_env())
+                tools["rclone copy --checksum"] = ([*base, *spec], tool_env())
+                tools["rclone copy --checksum --fast-list"] = (
+                    [*base, "--fast-list", *spec],
+                    tool_env(),
+                )
             else:
                 log("!!! rclone is not installed: its rows are missing")
             for run in range(runs):
@@ -246,7 +250,7 @@ def w11(args, *, run_dir: Path, log) -> int:
     finally:
         server.stop()
     w6_keys = args.w6_keys or (50_000 if args.quick else 1_000_000)
-    records.append(w6_parallel(w6_keys, args.list_concurrency, log=log))
+    records.append(w6_parallel(w6_keys, concurrencies[0], log=log))
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"w11-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps({"records": records, "server": server.kind}, indent=1) + "\n")
@@ -280,21 +284,30 @@ def w6_parallel(keys: int, concurrency: int, *, log) -> dict:
 
 
 def table(records: list[dict]) -> str:
-    """Medians per tool, as markdown."""
-    rows = ["| tool | runs | listing keys/s | list requests | first copy s | wall s | RSS MB |"]
-    rows.append("|---|---|---|---|---|---|---|")
+    """Medians per tool, as markdown, with each listing rate against serial s3s3's."""
+    rows = [
+        "| tool | runs | listing keys/s | x serial | list requests | first copy s | wall s"
+        " | RSS MB |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|---|")
     by_tool: dict[str, list[dict]] = {}
     for rec in records:
         by_tool.setdefault(rec["tool"], []).append(rec)
 
     def median(recs, name):
         values = sorted(r[name] for r in recs if r.get(name) is not None)
-        return "–" if not values else values[len(values) // 2]
+        return None if not values else values[len(values) // 2]
 
+    def shown(value) -> str:
+        return "–" if value is None else str(value)
+
+    serial = median(by_tool.get("s3s3 serial", []), "listing_keys_s")
     for tool, recs in by_tool.items():
+        rate = median(recs, "listing_keys_s")
+        ratio = "–" if not (rate and serial) else f"{rate / serial:.1f}"
         rows.append(
-            f"| {tool} | {len(recs)} | {median(recs, 'listing_keys_s')} | "
-            f"{median(recs, 'list_requests')} | {median(recs, 'first_copy_s')} | "
-            f"{median(recs, 'wall_s')} | {median(recs, 'peak_rss_mb')} |"
+            f"| {tool} | {len(recs)} | {shown(rate)} | {ratio} | "
+            f"{shown(median(recs, 'list_requests'))} | {shown(median(recs, 'first_copy_s'))} | "
+            f"{shown(median(recs, 'wall_s'))} | {shown(median(recs, 'peak_rss_mb'))} |"
         )
     return "\n".join(rows)
