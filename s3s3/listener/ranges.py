@@ -193,11 +193,9 @@ class RangeWorker:
                     log.error("%s failed %d times, giving up: %s", item.key, attempts, error)
                     self._report(
                         ticket,
-                        RangeResult(
-                            key=item.key,
-                            run_id=item.run_id,
-                            index=item.index,
-                            outcome=Outcome.FAILED,
+                        _result(
+                            item,
+                            Outcome.FAILED,
                             attempts=attempts,
                             error=error,
                             reason=f"failed {attempts} times",
@@ -218,17 +216,7 @@ class RangeWorker:
                 log.warning("%s was stopped before its end: handed back", item.key)
                 return
             log.info("%s reconciled in %.1fs", item.key, time.monotonic() - started)
-            self._report(
-                ticket,
-                RangeResult(
-                    key=item.key,
-                    run_id=item.run_id,
-                    index=item.index,
-                    outcome=Outcome.COPIED,
-                    summary=summary,
-                    attempts=attempts,
-                ),
-            )
+            self._report(ticket, _result(item, Outcome.COPIED, summary=summary, attempts=attempts))
             return
 
     def _report(self, ticket: object, result: RangeResult) -> None:
@@ -244,3 +232,10 @@ class RangeWorker:
 
 
 __all__ = ["RangeReconciler", "RangeResult", "RangeWorker"]
+
+
+def _result(item: RangeWork, outcome: Outcome, **fields: Any) -> RangeResult:
+    """The report of ``item``'s range: its run and index, with ``fields``."""
+    return RangeResult(
+        key=item.key, run_id=item.run_id, index=item.index, outcome=outcome, **fields
+    )
