@@ -55,6 +55,7 @@ from s3s3.queue.runs import (
     run_key,
     runs_key,
 )
+from tests.faultproxy import FaultProxy
 
 #: The commit before ranged reconciles existed: its parser is "a listener of today".
 BEFORE_RANGES = "bacbc63"
@@ -257,7 +258,7 @@ def run_record(redis_url, names, run_id):
 
 
 def test_twenty_thousand_keys_by_three_listeners_one_killed_mid_range(
-    tmp_path, moto_servers, names, redis_url, listeners
+    request, tmp_path, moto_servers, names, redis_url, listeners
 ):
     a, b = moto_servers
     src, dst = unique_bucket("rsrc"), unique_bucket("rdst")
@@ -274,7 +275,13 @@ def test_twenty_thousand_keys_by_three_listeners_one_killed_mid_range(
         ]
         for f in done:
             f.result()
-    ini = ranged_ini(tmp_path, names, redis_url, source=(a, src), dests=[(b, dst)])
+    # Each PUT to the destination is held 12 ms: redoing range 0's ~2,400 copies with
+    # 8 workers then outlasts reclaim_idle (3 s), which the renewal check below needs.
+    slow = FaultProxy(b["endpoint_url"]).start()
+    slow.delay_if = lambda method, path: 0.012 if method == "PUT" else 0.0
+    request.addfinalizer(slow.stop)
+    slow_b = {**b, "endpoint_url": slow.url}
+    ini = ranged_ini(tmp_path, names, redis_url, source=(a, src), dests=[(slow_b, dst)])
 
     first = ListenerProcess(ini, tmp_path / "l0.log").start()
     listeners.append(first)
