@@ -12,6 +12,11 @@ from datetime import datetime
 #: is not one (multipart).
 MD5_META = "s3s3-md5"
 
+#: The user metadata (``x-amz-meta-s3s3-source-version-id``) where a copy of one version of
+#: a versioned source keeps the source's version id: destinations give versions ids of
+#: their own, so this is what says which source version a destination version copies.
+SOURCE_VERSION_META = "s3s3-source-version-id"
+
 COPY = "copy"
 DELETE = "delete"
 OPS = (COPY, DELETE)
@@ -43,6 +48,9 @@ class ObjectInfo:
     etag: str = ""
     last_modified: datetime | None = None
     md5: str | None = field(default=None)  # s3s3-md5 metadata, when a HEAD has read it
+    # s3s3-source-version-id metadata, when a HEAD has read it: the source version this
+    # object copies (a destination of a versioned source).
+    source_version_id: str | None = None
 
     @property
     def etag_md5(self) -> str | None:
@@ -52,6 +60,29 @@ class ObjectInfo:
     @property
     def known_md5(self) -> str | None:
         return self.etag_md5 or self.md5
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One entry of ListObjectVersions: a version of a key, or a delete marker.
+
+    ``version_id`` is the server's (``"null"`` for an object written before versioning was
+    enabled); a delete marker has no size or ETag.
+    """
+
+    key: str
+    version_id: str
+    delete_marker: bool = False
+    size: int = 0
+    etag: str = ""
+    last_modified: datetime | None = None
+    is_latest: bool = False
+
+    @property
+    def fingerprint(self) -> tuple[str, int] | None:
+        """What two versions must share to hold the same bytes (ETag and size); None for
+        a delete marker."""
+        return None if self.delete_marker else (self.etag, self.size)
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,8 @@ class WorkItem:
     # The sender redelivers (a store's push): compare with the destination before copying,
     # since a duplicate of an event already applied is likely.
     compare: bool = False
+    # The version the event names (``s3.object.versionId``), on a versioned source.
+    version_id: str | None = None
 
 
 #: The ``op`` of a stream entry that asks for a range of keys, not one key.

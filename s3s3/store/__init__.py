@@ -1,7 +1,7 @@
 """The store room: S3 buckets behind one :class:`Store` protocol that speaks model types.
 
     base.py       the Store protocol and the values it speaks (ObjectStream, ContentHeaders,
-                  Page, UploadPage, Part); the upload-listing pager
+                  Page, UploadPage, VersionPage, Part); the upload-listing pager
     s3errors.py   the one table from an S3 error answer to the error tree
     boto.py       the boto3 store: client, config, TLS trust, Ceph/Swift compatibility
                   handlers, botocore errors mapped into the tree
@@ -28,6 +28,7 @@ from s3s3.store.base import (
     Part,
     Store,
     UploadPage,
+    VersionPage,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "Part",
     "Store",
     "UploadPage",
+    "VersionPage",
 ]

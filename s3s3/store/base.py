@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from s3s3 import retry
-from s3s3.model import ObjectInfo, UploadInfo, clean_etag
+from s3s3.model import ObjectInfo, UploadInfo, VersionInfo, clean_etag
 
 if TYPE_CHECKING:
     from s3s3.config import EndpointConfig
@@ -117,6 +117,22 @@ class Page:
 
 
 @dataclass(frozen=True)
+class VersionPage:
+    """One page of ListObjectVersions: versions and delete markers in the server's order
+    (by key, and within a key newest first), with the markers of the next page ("" when
+    not sent)."""
+
+    versions: list[VersionInfo]
+    truncated: bool = False
+    next_key_marker: str = ""
+    next_version_id_marker: str = ""
+
+
+#: What :meth:`Store.versioning` answers for a bucket whose versioning was never set.
+VERSIONING_NEVER = ""
+
+
+@dataclass(frozen=True)
 class UploadPage:
     """One page of ListMultipartUploads, with the markers of the next ("" when not sent)."""
 
@@ -176,17 +192,25 @@ class Store(Protocol):
     def check_bucket(self) -> None:
         """Fail fast, with a fatal error, on bad credentials or a missing bucket."""
 
-    def head(self, key: str) -> ObjectInfo | None:
-        """Size, ETag and s3s3 md5 of ``key``, or None when it does not exist."""
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
+        """Size, ETag and s3s3 md5 of ``key`` (of that version, with ``version_id``), or
+        None when it does not exist."""
 
     def get(
-        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+        self,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        version_id: str | None = None,
     ) -> ObjectStream:
         """``key``'s body to stream, with what it is and the headers a copy carries.
 
         ``start``/``end`` (inclusive) ask for those bytes only (a ranged GET); the
         ``ObjectInfo`` still gives the whole object's size. With ``if_match`` (an ETag) a
-        different version answers :class:`~s3s3.errors.SourceChanged`."""
+        different version answers :class:`~s3s3.errors.SourceChanged`. With ``version_id``
+        that version is read, not the latest."""
 
     def put(
         self,
@@ -240,6 +264,22 @@ class Store(Protocol):
     def list_uploads(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[UploadInfo]:
         """Every multipart upload in progress under ``prefix`` (pages retried each)."""
 
+    def list_versions_page(
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        key_marker: str | None = None,
+        version_id_marker: str | None = None,
+    ) -> VersionPage:
+        """One ListObjectVersions page after ``key_marker`` (and, within that key, after
+        ``version_id_marker``)."""
+
+    def versioning(self) -> str:
+        """The bucket's versioning status: ``"Enabled"``, ``"Suspended"`` or
+        :data:`VERSIONING_NEVER`; :class:`~s3s3.errors.FatalEndpointError` with code
+        ``NotImplemented`` where the server has no versioning."""
+
     def delete(self, key: str) -> None:
         """Delete ``key`` (deleting a missing key succeeds, as S3 answers it)."""
 
@@ -264,6 +304,52 @@ def page_of(resp: Mapping, *, v1: bool) -> Page:
     ]
     marker = resp.get("NextMarker" if v1 else "NextContinuationToken")
     return Page(objects, bool(resp.get("IsTruncated")), marker or None)
+
+
+def version_page_of(resp: Mapping) -> VersionPage:
+    """A ListObjectVersions answer, in botocore's shape, as a :class:`VersionPage`.
+
+    botocore parts the answer into ``Versions`` and ``DeleteMarkers``; the lean parser keeps
+    the server's order in ``Entries`` as well, which is read first. Without it the two lists
+    are merged back by key and LastModified (newest first), a version before a marker of
+    the same instant.
+    """
+    entries = resp.get("Entries")
+    if entries is None:
+        tagged = [(False, item) for item in resp.get("Versions") or ()] + [
+            (True, item) for item in resp.get("DeleteMarkers") or ()
+        ]
+        # Stable: entries of one list, of one key and instant, keep the server's order.
+        tagged.sort(
+            key=lambda t: (
+                t[1].get("Key", "").encode("utf-8"),
+                -_modified_key(t[1].get("LastModified")),
+                t[0],
+            )
+        )
+        entries = [{**item, "_marker": marker} for marker, item in tagged]
+    versions = [
+        VersionInfo(
+            key=item.get("Key", ""),
+            version_id=str(item.get("VersionId") or "null"),
+            delete_marker=bool(item.get("_marker")),
+            size=int(item.get("Size") or 0),
+            etag=clean_etag(item.get("ETag")),
+            last_modified=item.get("LastModified"),
+            is_latest=bool(item.get("IsLatest")),
+        )
+        for item in entries
+    ]
+    return VersionPage(
+        versions,
+        bool(resp.get("IsTruncated")),
+        resp.get("NextKeyMarker") or "",
+        resp.get("NextVersionIdMarker") or "",
+    )
+
+
+def _modified_key(value) -> float:
+    return value.timestamp() if value is not None else 0.0
 
 
 def upload_page_of(resp: Mapping) -> UploadPage:

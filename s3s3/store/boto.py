@@ -59,10 +59,18 @@ from s3s3.errors import (
     SourceKeyMissing,
     TransientEndpointError,
 )
-from s3s3.model import MD5_META, ObjectInfo, UploadInfo, clean_etag, etag_is_md5
+from s3s3.model import (
+    MD5_META,
+    SOURCE_VERSION_META,
+    ObjectInfo,
+    UploadInfo,
+    clean_etag,
+    etag_is_md5,
+)
 from s3s3.store.base import (
     META_PREFIX,
     NO_HEADERS,
+    VERSIONING_NEVER,
     ContentHeaders,
     DeleteFailures,
     ObjectStream,
@@ -70,11 +78,13 @@ from s3s3.store.base import (
     Part,
     Readable,
     UploadPage,
+    VersionPage,
     content_range_size,
     iter_uploads,
     page_of,
     range_header,
     upload_page_of,
+    version_page_of,
 )
 from s3s3.store.s3errors import classify_error
 
@@ -409,17 +419,23 @@ class BotoStore:
     def check_bucket(self) -> None:
         self.call("HeadBucket")
 
-    def head(self, key: str) -> ObjectInfo | None:
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
         try:
-            resp = self.call("HeadObject", key)
+            resp = self.call("HeadObject", key, **_version_param(version_id))
         except SourceKeyMissing:
             return None
         return info_from_response(key, resp)
 
     def get(
-        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+        self,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        version_id: str | None = None,
     ) -> ObjectStream:
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = _version_param(version_id)
         ranged = range_header(start, end)
         if ranged is not None:
             params["Range"] = ranged
@@ -552,6 +568,24 @@ class BotoStore:
             what=f"listing uploads of s3://{self.bucket}/{prefix} on [{self.name}]",
         )
 
+    def list_versions_page(
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        key_marker: str | None = None,
+        version_id_marker: str | None = None,
+    ) -> VersionPage:
+        params: dict[str, Any] = {"Prefix": prefix, "MaxKeys": page_size}
+        if key_marker is not None:
+            params["KeyMarker"] = key_marker
+            if version_id_marker is not None:
+                params["VersionIdMarker"] = version_id_marker
+        return version_page_of(self.call("ListObjectVersions", **params))
+
+    def versioning(self) -> str:
+        return str(self.call("GetBucketVersioning").get("Status") or VERSIONING_NEVER)
+
     def delete(self, key: str) -> None:
         self.call("DeleteObject", key)
 
@@ -613,18 +647,25 @@ def uploads_params(
 # --------------------------------------------------------------------------- translation
 
 
+def _version_param(version_id: str | None) -> dict[str, Any]:
+    return {} if version_id is None else {"VersionId": version_id}
+
+
 def info_from_response(key: str, resp: dict) -> ObjectInfo:
     """What a botocore HeadObject/GetObject answer says about the object."""
-    md5 = None
+    md5 = source_version = None
     for name, value in (resp.get("Metadata") or {}).items():
         if name.lower() == MD5_META:
             md5 = value.lower() if etag_is_md5(value.lower()) else None
+        elif name.lower() == SOURCE_VERSION_META:
+            source_version = value
     return ObjectInfo(
         key=key,
         size=int(resp.get("ContentLength") or 0),
         etag=clean_etag(resp.get("ETag")),
         last_modified=resp.get("LastModified"),
         md5=md5,
+        source_version_id=source_version,
     )
 
 

@@ -48,6 +48,7 @@ from s3s3.store.base import (
     Part,
     Readable,
     UploadPage,
+    VersionPage,
     iter_uploads,
 )
 from s3s3.store.boto import BotoStore
@@ -62,7 +63,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The operations the lean store may serve (``put``: of a bytes body).
-LEAN_OPERATIONS = frozenset({"head", "get", "put", "list_page", "list_uploads"})
+LEAN_OPERATIONS = frozenset(
+    {"head", "get", "put", "list_page", "list_uploads", "list_versions_page"}
+)
 
 
 class Endpoint:
@@ -120,7 +123,7 @@ class Endpoint:
         name; ``put`` of a bytes body) now."""
         if operation not in LEAN_OPERATIONS or self.lean is None:
             return "botocore"
-        if operation == "list_uploads" and not self._lean_lists_uploads:
+        if operation in ("list_uploads", "list_versions_page") and not self._lean_lists_uploads:
             return "botocore"
         return "lean"
 
@@ -185,19 +188,34 @@ class Endpoint:
         """Fail fast, with a fatal error, on bad credentials or a missing bucket."""
         self._send(self.boto.check_bucket)
 
-    def head(self, key: str) -> ObjectInfo | None:
-        """The object's size, ETag and s3s3 md5, or None when it does not exist."""
-        return self._serve(lambda lean: lean.head(key), lambda: self.boto.head(key))
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
+        """The object's size, ETag and s3s3 md5 (of version ``version_id``, where given), or
+        None when it does not exist."""
+        return self._serve(
+            lambda lean: lean.head(key, version_id=version_id),
+            lambda: self.boto.head(key, version_id=version_id),
+        )
 
     def get(
-        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+        self,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        version_id: str | None = None,
     ) -> ObjectStream:
         """The object's body to stream (read it, then close it), with its ObjectInfo and
         the headers a copy carries; :class:`~s3s3.errors.SourceKeyMissing` if missing.
-        ``start``/``end``/``if_match``: a ranged, conditional GET (see the Store protocol)."""
+        ``start``/``end``/``if_match``/``version_id``: a ranged, conditional GET of one
+        version (see the Store protocol)."""
         obj = self._serve(
-            lambda lean: lean.get(key, start=start, end=end, if_match=if_match),
-            lambda: self.boto.get(key, start=start, end=end, if_match=if_match),
+            lambda lean: lean.get(
+                key, start=start, end=end, if_match=if_match, version_id=version_id
+            ),
+            lambda: self.boto.get(
+                key, start=start, end=end, if_match=if_match, version_id=version_id
+            ),
         )
         if self.pacing.bandwidth is None:
             return obj
@@ -319,6 +337,43 @@ class Endpoint:
             policy=retry.Policy.for_endpoint(self.cfg),
             what=f"listing uploads of s3://{self.bucket}/{prefix} on [{self.name}]",
         )
+
+    def list_versions_page(
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        key_marker: str | None = None,
+        version_id_marker: str | None = None,
+    ) -> VersionPage:
+        """One ListObjectVersions page: through the lean store, whose parser keeps versions
+        and delete markers in the server's order (botocore's answer parts them into two
+        lists), except with SigV2 (the ``versions`` sub-resource is signed) or
+        ``data_path = botocore``."""
+
+        def boto_page() -> VersionPage:
+            return self.boto.list_versions_page(
+                prefix,
+                page_size=page_size,
+                key_marker=key_marker,
+                version_id_marker=version_id_marker,
+            )
+
+        if not self._lean_lists_uploads or self.lean is None:
+            return self._send(boto_page)
+        return self._serve(
+            lambda lean: lean.list_versions_page(
+                prefix,
+                page_size=page_size,
+                key_marker=key_marker,
+                version_id_marker=version_id_marker,
+            ),
+            boto_page,
+        )
+
+    def versioning(self) -> str:
+        """The bucket's versioning status (see the Store protocol)."""
+        return self._send(self.boto.versioning)
 
     # ------------------------------------------------------------------- administration
 

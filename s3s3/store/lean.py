@@ -78,7 +78,7 @@ from s3s3.errors import (
     SourceKeyMissing,
     TransientEndpointError,
 )
-from s3s3.model import MD5_META, ObjectInfo, clean_etag, etag_is_md5
+from s3s3.model import MD5_META, SOURCE_VERSION_META, ObjectInfo, clean_etag, etag_is_md5
 from s3s3.store import signing
 from s3s3.store.base import (
     META_PREFIX,
@@ -87,10 +87,12 @@ from s3s3.store.base import (
     ObjectStream,
     Page,
     UploadPage,
+    VersionPage,
     content_range_size,
     page_of,
     range_header,
     upload_page_of,
+    version_page_of,
 )
 from s3s3.store.s3errors import classify_error
 
@@ -123,6 +125,7 @@ _CARRIED = {
     "expires": "Expires",
 }
 _MD5_HEADER = META_PREFIX + MD5_META
+_SOURCE_VERSION_HEADER = META_PREFIX + SOURCE_VERSION_META
 
 _REDIRECT_STATUSES = frozenset({301, 302, 307, 308})
 _REDIRECT_CODES = frozenset(
@@ -471,26 +474,41 @@ class LeanStore:
 
     # ------------------------------------------------------------------- objects
 
-    def head(self, key: str) -> ObjectInfo | None:
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
+        path, auth_path, query = self._version_paths(key, version_id)
         try:
-            resp, _ = self._request("HEAD", *self._object_paths(key), op="HeadObject", key=key)
+            resp, _ = self._request("HEAD", path, auth_path, op="HeadObject", key=key, query=query)
         except SourceKeyMissing:
             return None
         return _object_headers(key, resp.headers, carry=False)[0]
 
     def get(
-        self, key: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+        self,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        if_match: str | None = None,
+        version_id: str | None = None,
     ) -> ObjectStream:
-        """GetObject (of bytes ``start``-``end`` only, and only of version ``if_match``,
-        where given); read the body and close it (or the stream)."""
+        """GetObject (of bytes ``start``-``end`` only, only if it is still ``if_match``, and
+        of version ``version_id``, where given); read the body and close it (or the stream)."""
         wire: dict[str, str] = {}
         ranged = range_header(start, end)
         if ranged is not None:
             wire["Range"] = ranged
         if if_match is not None:
             wire["If-Match"] = f'"{clean_etag(if_match)}"'
+        path, auth_path, query = self._version_paths(key, version_id)
         resp, conn = self._request(
-            "GET", *self._object_paths(key), op="GetObject", key=key, stream=True, headers=wire
+            "GET",
+            path,
+            auth_path,
+            op="GetObject",
+            key=key,
+            query=query,
+            stream=True,
+            headers=wire,
         )
         info, headers = _object_headers(key, resp.headers, carry=True)
         whole = content_range_size(resp.headers.get("Content-Range"))
@@ -613,6 +631,27 @@ class LeanStore:
             query.append(("upload-id-marker", upload_id_marker))
         return self._list("ListMultipartUploads", query, parse_uploads)
 
+    def list_versions_page(
+        self,
+        prefix: str = "",
+        *,
+        page_size: int = 1000,
+        key_marker: str | None = None,
+        version_id_marker: str | None = None,
+    ) -> VersionPage:
+        """One ListObjectVersions page, in the server's order (:func:`parse_versions`)."""
+        query: list[tuple[str, str | None]] = [
+            ("versions", None),
+            ("encoding-type", "url"),
+            ("max-keys", str(page_size)),
+            ("prefix", prefix),
+        ]
+        if key_marker is not None:
+            query.append(("key-marker", key_marker))
+            if version_id_marker is not None:
+                query.append(("version-id-marker", version_id_marker))
+        return version_page_of(self._list("ListObjectVersions", query, parse_versions))
+
     def _list(self, op: str, query, parse) -> dict:
         """GET the bucket with ``query`` (a value of None: the bare name, as ``uploads``),
         and ``parse`` the answer; an unreadable one is a transient XMLParseError."""
@@ -635,6 +674,15 @@ class LeanStore:
             ) from exc
 
     # ------------------------------------------------------------------- requests
+
+    def _version_paths(self, key: str, version_id: str | None) -> tuple[str, str, str]:
+        """The path, SigV2 resource and query of an object request, of ``version_id`` when
+        given (a sub-resource SigV2 signs)."""
+        path, auth_path = self._object_paths(key)
+        if version_id is None:
+            return path, auth_path, ""
+        query = "versionId=" + botocore.utils.percent_encode(version_id)
+        return path, f"{auth_path}?versionId={version_id}", query
 
     def _object_paths(self, key: str) -> tuple[str, str]:
         """The path sent, and the SigV2 resource (``/bucket/key``, as botocore signs it)."""
@@ -763,6 +811,7 @@ def _object_headers(key: str, message, *, carry: bool) -> tuple[ObjectInfo, Cont
         else:
             fields[wire] = value
     md5 = fields.get(_MD5_HEADER)
+    source_version = fields.get(_SOURCE_VERSION_HEADER)
     if md5 is not None:
         md5 = md5.lower()
         if not etag_is_md5(md5):
@@ -773,6 +822,7 @@ def _object_headers(key: str, message, *, carry: bool) -> tuple[ObjectInfo, Cont
         etag=clean_etag(etag),
         last_modified=_parse_http_date(modified) if modified else None,
         md5=md5,
+        source_version_id=source_version,
     )
     return info, ContentHeaders(fields) if carry and fields else NO_HEADERS
 
@@ -946,6 +996,76 @@ def parse_uploads(data: bytes) -> dict:
     # As parse_listing: the same calls (ElementTree, int, the date parsers) can fail.
     except (ET.ParseError, LookupError, ValueError, ArithmeticError, RuntimeError) as exc:
         raise ResponseError(f"unreadable upload listing: {str(exc)[:200]}") from exc
+
+
+def parse_versions(data: bytes) -> dict:
+    """A ListObjectVersions answer as botocore's parsed dict, and more: ``Entries`` holds
+    every Version and DeleteMarker in the server's order (a marker has ``_marker``), which
+    botocore's two lists lose. Entries carry Key, VersionId, IsLatest (bool), LastModified
+    (aware datetime), and for versions ETag and Size (int). KeyMarker, NextKeyMarker,
+    VersionIdMarker, NextVersionIdMarker, Prefix, EncodingType (text), MaxKeys (int),
+    IsTruncated (bool). With ``EncodingType=url`` keys and key markers are decoded, as
+    botocore decodes them.
+
+    Raises :class:`~s3s3.errors.ResponseError` ("unreadable version listing: ...") for an
+    answer that cannot be read, as :func:`parse_listing`.
+    """
+    try:
+        return _parse_versions(data)
+    except (ET.ParseError, LookupError, ValueError, ArithmeticError, RuntimeError) as exc:
+        raise ResponseError(f"unreadable version listing: {str(exc)[:200]}") from exc
+
+
+_VERSIONS_TEXT = frozenset(
+    {
+        "Name",
+        "Prefix",
+        "KeyMarker",
+        "VersionIdMarker",
+        "NextKeyMarker",
+        "NextVersionIdMarker",
+        "EncodingType",
+        "Delimiter",
+    }
+)
+
+
+def _parse_versions(data: bytes) -> dict:
+    root = ET.fromstring(data)
+    out: dict = {}
+    entries: list[dict[str, Any]] = []
+    for child in root:
+        name = _local(child.tag)
+        if name in ("Version", "DeleteMarker"):
+            item: dict[str, Any] = {"_marker": name == "DeleteMarker"}
+            for field_ in child:
+                fname = _local(field_.tag)
+                text = field_.text or ""
+                if fname in ("Key", "VersionId", "ETag"):
+                    item[fname] = text
+                elif fname == "Size":
+                    item[fname] = int(text or 0)
+                elif fname == "IsLatest":
+                    item[fname] = text.strip().lower() == "true"
+                elif fname == "LastModified":
+                    item[fname] = _parse_iso_date(text)
+            entries.append(item)
+        elif name in _VERSIONS_TEXT:
+            out[name] = child.text or ""
+        elif name == "MaxKeys":
+            out[name] = int(child.text or 0)
+        elif name == "IsTruncated":
+            out[name] = (child.text or "").strip().lower() == "true"
+    if out.get("EncodingType") == "url":
+        for item in entries:
+            if "Key" in item:
+                item["Key"] = unquote_key(item["Key"])
+        for name in ("KeyMarker", "NextKeyMarker", "Prefix", "Delimiter"):
+            if name in out:
+                out[name] = unquote_key(out[name])
+    out["Entries"] = entries
+    out.setdefault("IsTruncated", False)
+    return out
 
 
 def _parse_uploads(data: bytes) -> dict:
