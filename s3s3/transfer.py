@@ -79,6 +79,7 @@ from s3s3.errors import (
 )
 from s3s3.model import (
     MD5_META,
+    SOURCE_VERSION_META,
     CopyResult,
     ObjectInfo,
     Outcome,
@@ -1107,6 +1108,10 @@ def _store_md5(
     UploadPartCopy would write the bytes again): their multipart ETag stays what later runs
     compare. A failure here leaves a verified copy without the md5, logged, not raised.
     """
+    if SOURCE_VERSION_META in headers.metadata:
+        # A copy of one version, to a versioned destination: a CopyObject onto itself would
+        # add a version of its own. Its s3s3-source-version-id identifies it instead.
+        return
     if size > MAX_SINGLE_PUT_BYTES:
         log.info(
             "s3://%s/%s on [%s] is over 5 GiB: left without %s (CopyObject cannot rewrite it)",
