@@ -95,6 +95,11 @@ class EndpointConfig:
     # "redis" = in [pubsub]'s Redis (upload_state_redis), shared by a fleet of listeners.
     upload_state: str = ""
     upload_state_redis: RedisConfig | None = field(default=None, repr=False)
+    # On the source: replicate every version of a versioned bucket, oldest first, not only
+    # the latest (s3s3.replay); with delete_markers, the source's delete markers too, as
+    # deletes at the destination (AWS replication's DeleteMarkerReplication).
+    versions: bool = False
+    delete_markers: bool = False
 
     @property
     def multipart_enabled(self) -> bool:
@@ -966,7 +971,11 @@ _ENDPOINT_KEYS = {
     "tpslimit",
     "tpslimit_burst",
     "upload_state",
+    "versions",
+    "delete_markers",
 }
+#: Keys that only the source section reads.
+_SOURCE_ONLY_KEYS = ("versions", "delete_markers")
 _CALLING_FORMATS = {
     "OrdinaryCallingFormat": "path",
     "SubdomainCallingFormat": "virtual",
@@ -1111,6 +1120,8 @@ def _endpoint(section: _Section, env: Mapping[str, str] | None) -> EndpointConfi
         ),
         tpslimit_burst=r.count("tpslimit_burst", 1, maximum=MAX_WORKERS),
         upload_state=_upload_state(r.get("upload_state")),
+        versions=r.get("versions", to_bool, False),
+        delete_markers=r.get("delete_markers", to_bool, False),
     )
 
 
@@ -1611,6 +1622,16 @@ def load(
                 path=sections[name].path_of(),
                 section=name,
             )
+    for name in dest_names:
+        for key in _SOURCE_ONLY_KEYS:
+            if key in sections[name].values:
+                raise ConfigError(
+                    f"'{key}' is read on [source] only (the source's versions are what is "
+                    "replicated; a destination's versioning is checked when a run starts)",
+                    path=sections[name].path_of(key),
+                    section=name,
+                    key=key,
+                )
     redis_cfg = _redis(sections.get("pubsub"), env)
     return Settings(
         source=_endpoint(sections["source"], env),

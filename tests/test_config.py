@@ -180,10 +180,11 @@ def test_redis_url_password_is_masked(tmp_path):
             "[dest]\nverfy_md5 = True\n",
             "unknown key 'verfy_md5' (known keys: abort_uploads_after, addressing_style, "
             "aws_access_key_id, aws_secret_access_key, bucket_name, ca_bundle, calling_format, "
-            "connect_timeout, data_path, endpoint_url, fanout_buffer, host, is_secure, list_version, max_attempts, "
+            "connect_timeout, data_path, delete_markers, endpoint_url, fanout_buffer, host, is_secure, "
+            "list_version, max_attempts, "
             "max_pool_connections, multipart_chunksize, multipart_threshold, port, read_timeout, "
             "region, retry_deadline, signature_version, tpslimit, tpslimit_burst, upload_state, "
-            "verify_md5, verify_tls) in section 'dest' (file: '{path}')",
+            "verify_md5, verify_tls, versions) in section 'dest' (file: '{path}')",
         ),
         (
             "[dest]\nca_bundle = /nonexistent/ca.pem\n",
@@ -720,3 +721,21 @@ def test_a_port_is_digits_only(tmp_path):
         tmp_path, SOURCE_ONLY + "[dest]\nbucket_name = b\nendpoint_url = http://h:+80\n"
     )
     assert "has a port that is not a number from 1 to 65535" in message
+
+
+def test_versions_is_a_source_key_only(tmp_path):
+    from s3s3.config import load
+    from s3s3.errors import ConfigError
+
+    ini = tmp_path / "s3s3.ini"
+    ini.write_text(
+        "[source]\nbucket_name = a\nversions = true\ndelete_markers = true\n"
+        "[dest]\nbucket_name = b\n"
+    )
+    cfg = load(ini).source
+    assert (cfg.versions, cfg.delete_markers) == (True, True)
+    ini.write_text("[source]\nbucket_name = a\n[dest]\nbucket_name = b\nversions = true\n")
+    with pytest.raises(ConfigError) as caught:
+        load(ini)
+    assert "'versions' is read on [source] only" in str(caught.value)
+    assert "dest" in str(caught.value)

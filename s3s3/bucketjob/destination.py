@@ -102,6 +102,33 @@ class Destination:
             },
         )
 
+    def count_versions(self, key: str, *, copied: int, markers: int, size: int) -> None:
+        """A key of a versioned run whose history was replayed: ``copied`` versions
+        (``size`` bytes) and ``markers`` delete markers written. The key counts once in
+        ``copied``."""
+        with self._lock:
+            self.summary.copied += 1
+            self.summary.versions_copied += copied
+            self.summary.markers_written += markers
+            self.summary.bytes_copied += size
+            self.last_done = time.monotonic()
+        log.debug(
+            "replayed %r to [%s]: %d versions, %d delete markers (%d bytes)",
+            key,
+            self.name,
+            copied,
+            markers,
+            size,
+            extra={
+                "key": key,
+                "destination": self.name,
+                "outcome": "copied",
+                "versions": copied,
+                "delete_markers": markers,
+                "bytes": size,
+            },
+        )
+
     def count_enqueued(self) -> None:
         with self._lock:
             self.summary.enqueued += 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from s3s3.config import BucketConfig, EndpointConfig, verifies_md5
+from s3s3.errors import ConfigError
 from s3s3.plan import Strategy
 
 
@@ -28,9 +29,27 @@ class JobOptions:
     dry_run: bool = False
     enqueue: bool = False
     verify_md5: bool = False
+    # Replay every version (``versions = true`` on [source], ``--versions``), and delete
+    # markers too (``delete_markers = true``): s3s3.bucketjob.versioned.
+    versions: bool = False
+    delete_markers: bool = False
 
     def __post_init__(self) -> None:
         cfg = self.bucket
+        if self.versions and cfg.delete:
+            raise ConfigError(
+                "delete = true (--delete) cannot go with versions: a versioned run never "
+                "deletes for good; the source's deletes replicate as delete markers with "
+                "delete_markers = true on [source]",
+                section="bucket",
+                key="delete",
+            )
+        if self.versions and self.enqueue and not self.dry_run:
+            raise ConfigError(
+                "--enqueue cannot go with versions: the versioned bucket job replays here",
+                section="source",
+                key="versions",
+            )
         if cfg.workers < 1:
             raise ValueError(f"workers must be at least 1, got {cfg.workers}")
         if cfg.list_concurrency < 1:
@@ -73,6 +92,8 @@ def make_options(
     workers: int | None = None,
     list_concurrency: int | None = None,
     verify_md5: bool = False,
+    versions: bool = False,
+    delete_markers: bool = False,
 ) -> JobOptions:
     """The one place where overrides (command-line flags, API arguments) meet ``[bucket]``.
 
@@ -98,4 +119,6 @@ def make_options(
         dry_run=dry_run,
         enqueue=enqueue,
         verify_md5=verify_md5,
+        versions=versions,
+        delete_markers=delete_markers,
     )

@@ -40,6 +40,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from s3s3 import retry
+from s3s3.bucketjob import versioned
 from s3s3.bucketjob.deletion import delete_extras
 from s3s3.bucketjob.destination import Destination
 from s3s3.bucketjob.lock import job_lock
@@ -90,10 +91,12 @@ def run_bucket_job(
     stop: threading.Event | None = None,
     on_plan: Callable[[str], None] | None = None,
     redis_client: redis.Redis | None = None,
+    versions: bool | None = None,
 ) -> JobSummary:
     """Reconcile every destination of ``settings`` with its source, holding the job lock.
 
-    Arguments left as None keep the ``[bucket]`` settings. ``progress`` defaults to log
+    Arguments left as None keep the ``[bucket]`` settings (``versions``: ``[source]``'s;
+    True replays every version, :mod:`.versioned`). ``progress`` defaults to log
     lines every ``progress_interval``; ``on_plan`` (the dry-run plan, line by line) to the
     log. A dry run takes no lock: it changes nothing. Raises :class:`LockHeld` when
     another run holds the lock.
@@ -110,6 +113,8 @@ def run_bucket_job(
         workers=workers,
         list_concurrency=list_concurrency,
         verify_md5=verify_md5,
+        versions=settings.source.versions if versions is None else versions,
+        delete_markers=settings.source.delete_markers,
     )
     stop = stop or threading.Event()
     clients: list[redis.Redis] = [redis_client] if redis_client is not None else []
@@ -244,6 +249,8 @@ class _Run:
     ) -> None:
         if key_range is not None and options.bucket.delete:
             raise ValueError("a run over one key range cannot delete: it sees part of the bucket")
+        if key_range is not None and options.versions:
+            raise ValueError("a run over one key range does not replay versions")
         self.key_range = key_range
         self.src = src
         self.dests = dests
@@ -329,6 +336,8 @@ class _Run:
                 raise
             except EndpointError as exc:
                 dest.mark_broken(f"unreachable: {exc}")
+        if self.options.versions:
+            versioned.check_destinations(self)
 
     def _abort_stale_uploads(self) -> None:
         """Pool task: each reachable destination's stale multipart uploads."""
@@ -378,6 +387,12 @@ class _Run:
             dest.mark_broken(f"listing failed: {exc}")
 
     def _reconcile(self) -> None:
+        if self.options.versions:
+            try:
+                versioned.reconcile_versions(self)
+            finally:
+                self.merge_end = time.monotonic()
+            return
         cfg = self.options.bucket
         plans: Generator[KeyPlan, None, None] = plan_keys(
             list_keys(

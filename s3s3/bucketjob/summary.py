@@ -45,6 +45,10 @@ class DestinationSummary:
     failed: int = 0
     extra: int = 0
     uploads_aborted: int = 0  # stale multipart uploads the run aborted
+    # A versioned run (--versions): ``copied`` counts keys whose history was replayed;
+    # these count what was written for them.
+    versions_copied: int = 0
+    markers_written: int = 0
     bytes_copied: int = 0
     duration_s: float = 0.0
     error: str | None = None
@@ -62,6 +66,11 @@ class DestinationSummary:
             f"{self.copied}, skipped {self.skipped}, {verb}deleted {self.deleted}, failed "
             f"{self.failed}, {self.bytes_copied} bytes, {self.duration_s:.1f} s"
         )
+        if self.versions_copied or self.markers_written:
+            text += (
+                f" ({verb}{self.versions_copied} versions and {self.markers_written} "
+                "delete markers)"
+            )
         if self.enqueued:
             text += f", enqueued {self.enqueued}"
         if self.extra:

@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides 'list_concurrency' in [bucket]",
     )
     p.add_argument(
+        "--versions",
+        action="store_true",
+        help="replay every version of the source's keys, oldest first, at destinations with "
+        "versioning enabled (as versions = true on [source]; delete markers too with "
+        "delete_markers = true)",
+    )
+    p.add_argument(
         "--enqueue",
         action="store_true",
         help="add the keys to copy to the listener's Redis Stream instead of "
@@ -195,6 +202,7 @@ def run_once(
         workers=args.workers,
         list_concurrency=args.list_concurrency,
         verify_md5=args.verify_md5,
+        versions=True if args.versions else None,
         progress=shown,
         stop=stop,
         on_plan=on_plan,
