@@ -28,6 +28,7 @@ from s3s3.listener.observer import Observer
 from s3s3.listener.ranges import RangeReconciler, RangeWorker
 from s3s3.listener.replicator import Copier, JobResult, Replicator, ReplicatorState
 from s3s3.listener.threads import guarded, log_crash
+from s3s3.replay import check_versioning
 from s3s3.retry import Policy
 from s3s3.store.endpoint import Endpoint, make_endpoints
 from s3s3.transfer import copy_object, sweep_uploads
@@ -195,6 +196,8 @@ class Listener:
         dest_eps = list(self._destinations or built[1:])
         if not _check_endpoints([source_ep, *dest_eps]):
             return Stopped(Status.REFUSED)
+        if settings.source.versions and not _check_versioning(dest_eps):
+            return Stopped(Status.REFUSED)
         # Uploads an earlier run left open (kill -9, a copy stuck past the grace); in the
         # background, so that replication starts at once.
         threading.Thread(
@@ -208,6 +211,8 @@ class Listener:
             copier=self.copier,
             workers=lcfg.workers,
             delete=lcfg.delete,
+            versions=settings.source.versions,
+            delete_markers=settings.source.delete_markers,
             retry=Policy(
                 attempts=settings.redis.max_deliveries,
                 base_s=lcfg.retry_base_s,
@@ -323,6 +328,24 @@ def _check_endpoints(endpoints: Sequence[Endpoint]) -> bool:
         except EndpointError as exc:
             log.warning(
                 "%s does not answer yet (%s); its work will be held until it does",
+                endpoint.cfg.describe(),
+                exc,
+            )
+    return True
+
+
+def _check_versioning(destinations: Sequence[Endpoint]) -> bool:
+    """With ``versions = true``, refuse to start unless every destination that answers has
+    versioning Enabled (a history replayed there would collapse to its last version)."""
+    for endpoint in destinations:
+        try:
+            check_versioning(endpoint)
+        except FatalEndpointError as exc:
+            log.error("fatal: %s", exc)
+            return False
+        except EndpointError as exc:
+            log.warning(
+                "%s does not answer yet (%s): its versioning is not checked",
                 endpoint.cfg.describe(),
                 exc,
             )

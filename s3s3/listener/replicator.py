@@ -61,6 +61,7 @@ from s3s3.listener.ordering import Applied, Job, KeyOrder
 from s3s3.listener.threads import guarded, log_crash
 from s3s3.listener.timer import Timer
 from s3s3.model import COPY, DELETE, CopyResult, Outcome, WorkItem
+from s3s3.replay import reconcile_to_all
 from s3s3.retry import Policy
 from s3s3.store.endpoint import Endpoint
 from s3s3.transfer import copy_object
@@ -165,6 +166,8 @@ class Replicator:
         copier: Copier = copy_object,
         workers: int = 32,
         delete: bool = False,
+        versions: bool = False,
+        delete_markers: bool = False,
         retry: Policy = DEFAULT_RETRY,
         max_held: int | None = None,
         counters: Counters | None = None,
@@ -184,6 +187,9 @@ class Replicator:
         )
         self.workers = workers
         self.delete = delete
+        # A versioned source: every event's work is its key's history (s3s3.replay).
+        self.versions = versions
+        self.delete_markers = delete_markers
         self.retry = retry
         self.max_held = max_held or max(256, workers * 16)
         self.counters = counters or Counters()
@@ -392,11 +398,13 @@ class Replicator:
         if job.started is None:
             job.started = time.monotonic()
         item = job.item
-        if item.op == DELETE and not self.delete:
+        if item.op == DELETE and not self.delete and not self.versions:
             self._finish(job, Outcome.IGNORED)
             return
         src = self._breaker[self.source.name]
-        op = item.op
+        # With versions, a delete's marker is part of the key's history, replayed (or not,
+        # by delete_markers) with the rest.
+        op = COPY if self.versions else item.op
         if op == DELETE:
             if job.resolved_op is None:
                 blocked = self._gate(job, (src,))
@@ -488,6 +496,15 @@ class Replicator:
         with self._cond:
             self._copying += 1
         try:
+            if self.versions:
+                return reconcile_to_all(
+                    self.source,
+                    dsts,
+                    job.key,
+                    delete_markers=self.delete_markers,
+                    version_id=job.item.version_id,
+                    cancel=self._abandon,
+                )
             return self.fan_out(self.source, dsts, job.key, force=job.force, cancel=self._abandon)
         finally:
             with self._cond:

@@ -321,6 +321,8 @@ def entry_fields(item: WorkItem, *, via: str) -> dict[str, str]:
         fields["seq"] = str(item.sequence)
     if item.event_time is not None:
         fields["time"] = repr(item.event_time)
+    if item.version_id is not None:
+        fields["ver"] = item.version_id
     return fields
 
 
@@ -515,6 +517,12 @@ def _entry_extras(fields: Mapping[Any, Any]) -> dict[str, Any]:
         if not math.isfinite(value) or len(text) > 40:
             raise MessageError(f"'time' field is {_short(text)}; expected seconds since the epoch")
         extras["event_time"] = value
+    version = _field(fields, "ver")
+    if version is not None:
+        text = _field_text(version, "ver")
+        if not text or len(text) > MAX_VERSION_ID:
+            raise MessageError(f"'ver' field is {_short(text)}; expected a version id")
+        extras["version_id"] = text
     if _field(fields, "via") is not None:
         extras["compare"] = True
     return extras
@@ -776,9 +784,22 @@ def _parse_record(
     return item
 
 
+#: The longest version id read: AWS's are 32 characters, Ceph's 32, Swift's 16-20.
+MAX_VERSION_ID = 1024
+
+
 def _record_order(record: dict, source: str | None, what: str) -> dict[str, Any]:
-    """``sequence`` and ``event_time`` of a record, where it gives them."""
+    """``sequence``, ``event_time`` and ``version_id`` of a record, where it gives them
+    (an empty ``versionId``, as Ceph sends for an unversioned bucket, gives none)."""
     extras: dict[str, Any] = {}
+    version = record["s3"]["object"].get("versionId")
+    if version is not None:
+        if not isinstance(version, str) or len(version) > MAX_VERSION_ID:
+            raise MessageError(
+                f"{what}: 's3.object.versionId' is {_describe_value(version)}, not a version id"
+            )
+        if version:
+            extras["version_id"] = version
     sequencer = record["s3"]["object"].get("sequencer")
     if sequencer is not None:
         if not isinstance(sequencer, str):

@@ -125,6 +125,8 @@ def _split_fields(item: WorkItem, fields: Mapping[str, Any]) -> dict[str, str]:
         out["seq"] = str(item.sequence)
     if item.event_time is not None:
         out["time"] = repr(item.event_time)
+    if item.version_id is not None:
+        out["ver"] = item.version_id
     if item.compare:
         out["via"] = "split"
     return out
