@@ -210,9 +210,12 @@ MAY_IMPORT = {
     # resume: where a multipart copy's progress is kept (no I/O to S3; transfer uses it).
     "s3s3.resume": set(),
     "s3s3.transfer": {"s3s3.store", "s3s3.plan", "s3s3.resume"},
+    # versionplan: what a key's history needs at a destination (pure); replay carries it out.
+    "s3s3.versionplan": set(),
+    "s3s3.replay": {"s3s3.transfer", "s3s3.store", "s3s3.listing", "s3s3.versionplan"},
     "s3s3.queue": set(),
     "s3s3.fanout": {"s3s3.transfer", "s3s3.store", "s3s3.plan"},
-    "s3s3.listener": {"s3s3.fanout", "s3s3.transfer", "s3s3.store"},
+    "s3s3.listener": {"s3s3.fanout", "s3s3.transfer", "s3s3.store", "s3s3.replay"},
     "s3s3.bucketjob": {
         "s3s3.fanout",
         "s3s3.transfer",
@@ -221,6 +224,8 @@ MAY_IMPORT = {
         "s3s3.keyspace",
         "s3s3.plan",
         "s3s3.queue",
+        "s3s3.replay",
+        "s3s3.versionplan",
     },
     # Metrics read the state of the rooms they watch; those never import it (the scripts
     # wire them together).
