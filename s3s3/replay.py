@@ -126,7 +126,9 @@ def check_versioning(dst: Store) -> None:
         raise FatalEndpointError(
             f"versioning is {state} on this bucket; versions = true replays every version, "
             "which needs it Enabled (aws s3api put-bucket-versioning --bucket "
-            f"{dst.bucket} --versioning-configuration Status=Enabled)",
+            f"{dst.bucket} --versioning-configuration Status=Enabled; a server without "
+            "versioning, as Swift without allow_object_versioning, answers that with "
+            "NotImplemented)",
             op="GetBucketVersioning",
             endpoint=dst.name,
             bucket=dst.bucket,

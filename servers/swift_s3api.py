@@ -95,8 +95,13 @@ def start(
     timeout_s: float = 60.0,
     filters: Sequence[ProxyFilter] = (),
     python_path: Sequence[str | os.PathLike] = (),
+    object_versioning: bool = False,
 ) -> dict:
     """Bring up memcached, the storage servers, the updater and the proxies; return endpoint.json.
+
+    ``object_versioning`` turns on Swift's object versioning (``allow_object_versioning``),
+    which s3api's bucket versioning needs; off, GetBucketVersioning answers as a Swift without
+    it does.
 
     ``port`` is the plain-HTTP port of the proxy (a free one if None); with ``tls`` a second
     proxy serves HTTPS on a free port with a certificate from a CA made for this instance.
@@ -126,7 +131,14 @@ def start(
     for name in _STORAGE_SERVERS:
         (etc / f"{name}-server.conf").write_text(_storage_conf(workdir, name, ports[name]))
     (etc / "proxy-server.conf").write_text(
-        _proxy_conf(workdir, ports["proxy"], ports["memcached"], pipeline=pipeline, filters=filters)
+        _proxy_conf(
+            workdir,
+            ports["proxy"],
+            ports["memcached"],
+            pipeline=pipeline,
+            filters=filters,
+            object_versioning=object_versioning,
+        )
     )
     if tls:
         (etc / "proxy-server-tls.conf").write_text(
@@ -138,6 +150,7 @@ def start(
                 key_pem=key_pem,
                 pipeline=pipeline,
                 filters=filters,
+                object_versioning=object_versioning,
             )
         )
 
@@ -550,6 +563,7 @@ def _proxy_conf(
     key_pem: Path | None = None,
     pipeline: str = _PIPELINE,
     filters: Sequence[ProxyFilter] = (),
+    object_versioning: bool = False,
 ) -> str:
     name = "proxy-server-tls" if cert_pem else "proxy-server"
     # eventlet's own TLS: slower than a terminator in front, but no extra program to run.
@@ -571,6 +585,11 @@ def _proxy_conf(
     sections = "".join(
         f"\n[filter:{f}]\nuse = egg:swift#{f.replace('-', '_')}\n" for f in plain_filters
     )
+    if object_versioning:
+        sections = sections.replace(
+            "use = egg:swift#versioned_writes\n",
+            "use = egg:swift#versioned_writes\nallow_object_versioning = true\n",
+        )
     for f in filters:
         # paste.deploy interpolates values (%(here)s): a literal % is written %%.
         sections += f"\n[filter:{f.name}]\n" + "".join(

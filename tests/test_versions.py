@@ -113,8 +113,30 @@ def history(info: dict, ep: Endpoint, key: str) -> list[bytes | None]:
     return out
 
 
-def test_five_versions_and_a_delete_marker_replay_in_order_and_a_rerun_is_a_no_op(ceph):
-    src, dst = versioned(ceph, "source"), versioned(ceph, "dest")
+@pytest.fixture(scope="module")
+def swift_versioned(tmp_path_factory):
+    """A Swift with s3api whose object versioning is on (bucket versioning needs it)."""
+    from servers import swift_s3api
+
+    workdir = tmp_path_factory.mktemp("swift-versioned")
+    info = swift_s3api.start(workdir, tls=False, object_versioning=True)
+    try:
+        yield info
+    finally:
+        swift_s3api.stop(workdir)
+
+
+@pytest.fixture(params=["ceph-ceph", "ceph-swift"])
+def dest_server(request):
+    if request.param == "ceph-swift":
+        return request.getfixturevalue("swift_versioned")
+    return request.getfixturevalue("ceph")
+
+
+def test_five_versions_and_a_delete_marker_replay_in_order_and_a_rerun_is_a_no_op(
+    ceph, dest_server
+):
+    src, dst = versioned(ceph, "source"), versioned(dest_server, "dest")
     client = raw_client(ceph)
     bodies = [os.urandom(100 + i) for i in range(5)]
     for i, body in enumerate(bodies):
@@ -125,8 +147,8 @@ def test_five_versions_and_a_delete_marker_replay_in_order_and_a_rerun_is_a_no_o
     options = JobOptions(versions=True, delete_markers=True)
     first = sync_buckets(src, [dst], options).destinations[0]
     expected = [bodies[0], bodies[1], None, bodies[2], bodies[3], bodies[4]]
-    assert history(ceph, dst, "k ü+") == expected
-    assert history(ceph, dst, "single") == [b"one"]
+    assert history(dest_server, dst, "k ü+") == expected
+    assert history(dest_server, dst, "single") == [b"one"]
     assert (first.copied, first.versions_copied, first.markers_written, first.failed) == (
         2,
         6,
@@ -147,14 +169,14 @@ def test_five_versions_and_a_delete_marker_replay_in_order_and_a_rerun_is_a_no_o
     assert [x.version_id for x in versions_of_key(dst, "k ü+").versions] == before
 
 
-def test_without_delete_markers_the_versions_replay_and_the_marker_does_not(ceph):
-    src, dst = versioned(ceph, "source"), versioned(ceph, "dest")
+def test_without_delete_markers_the_versions_replay_and_the_marker_does_not(ceph, dest_server):
+    src, dst = versioned(ceph, "source"), versioned(dest_server, "dest")
     client = raw_client(ceph)
     client.put_object(Bucket=src.bucket, Key="k", Body=b"1")
     client.delete_object(Bucket=src.bucket, Key="k")
     client.put_object(Bucket=src.bucket, Key="k", Body=b"2")
     sync_buckets(src, [dst], JobOptions(versions=True))
-    assert history(ceph, dst, "k") == [b"1", b"2"]
+    assert history(dest_server, dst, "k") == [b"1", b"2"]
     assert sync_buckets(src, [dst], JobOptions(versions=True)).destinations[0].copied == 0
 
 
@@ -260,3 +282,19 @@ def test_the_listener_follows_put_put_delete_put(ceph, tmp_path, redis_url):
         rc.delete(cfg.stream, cfg.dead_letter_stream)
         rc.close()
     assert proc.returncode == 0, err[-3000:]
+
+
+def test_a_server_without_versioning_is_a_clear_error(ceph, swift):
+    """The suite's plain Swift has no object versioning: s3api answers GetBucketVersioning
+    as for a bucket never versioned (and PutBucketVersioning with NotImplemented)."""
+    src = versioned(ceph, "source")
+    bucket = unique_bucket("dest")
+    raw_client(swift).create_bucket(Bucket=bucket)
+    dst = Endpoint(endpoint_config(swift, bucket, name="dest"))
+    raw_client(ceph).put_object(Bucket=src.bucket, Key="k", Body=b"1")
+    with pytest.raises(FatalEndpointError) as caught:
+        sync_buckets(src, [dst], JobOptions(versions=True))
+    assert caught.value.code == "VersioningNotEnabled", caught.value
+    text = str(caught.value)
+    assert bucket in text and "[dest]" in text and "allow_object_versioning" in text
+    assert dst.head("k") is None
