@@ -42,9 +42,9 @@ def list_version_pages(
     page_size: int = 1000,
     policy: retry.Policy | None = None,
 ) -> Iterator[list[VersionInfo]]:
-    """The version listing one page at a time, in the server's order, following
-    NextKeyMarker and NextVersionIdMarker (the last entry's, where a truncated page leaves
-    them out). A page that would not move the markers on ends the listing, logged, rather
+    """The version listing one page at a time, in the server's order, each page after the
+    last entry of the one before (its key and version id as KeyMarker and VersionIdMarker).
+    A page that would not move the markers on ends the listing, logged, rather
     than loop."""
     policy = policy or retry.Policy.for_endpoint(store.cfg)
     what = "versions of " + describe(store, prefix)
@@ -64,11 +64,11 @@ def list_version_pages(
         yield page.versions
         if not page.truncated or not page.versions:
             return
+        # The last entry, not NextKeyMarker: Ceph 16.2 sends NextKeyMarker unencoded under
+        # encoding-type=url, so decoding it turns "+" into " " and pages on from the wrong
+        # key. The last entry is what S3 defines the next markers to be.
         last = page.versions[-1]
-        following = (
-            page.next_key_marker or last.key,
-            page.next_version_id_marker or last.version_id,
-        )
+        following = (last.key, last.version_id)
         if following == markers:
             log.warning(
                 "[%s] ListObjectVersions does not page on past %r; the listing stops there",
